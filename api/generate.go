@@ -1,0 +1,7 @@
+// Package api holds ration's protocol buffer definitions (ration/v1) and the
+// Go code generated from them. The generated code is committed; after editing
+// a .proto file, run `go generate ./api` (it needs only the Go toolchain).
+package api
+
+//go:generate go run github.com/bufbuild/buf/cmd/buf@v1.75.0 lint
+//go:generate go run github.com/bufbuild/buf/cmd/buf@v1.75.0 generate

@@ -1,0 +1,235 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// harness drives an FSM the way the log does: one command at a time, with
+// a header stamped by a fake proposer whose clock the test moves.
+type harness struct {
+	t     testing.TB
+	f     *FSM
+	index uint64
+	now   time.Time
+	seed  uint64
+	// check runs the invariants after every command.
+	check bool
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newHarness(t testing.TB) *harness {
+	return &harness{t: t, f: New(nil), now: t0, seed: 1, check: true}
+}
+
+func secret(worker string) []byte {
+	s := sha256.Sum256([]byte("secret of " + worker))
+	return s[:]
+}
+
+func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
+
+// command wraps an operation in a stamped envelope.
+func (h *harness) command(op proto.Message, actor string, cred []byte, requestID string) *rationv1.Command {
+	h.seed = h.seed*6364136223846793005 + 1442695040888963407
+	c := &rationv1.Command{Header: &rationv1.CommandHeader{
+		RequestId: requestID, ProposedAt: h.now.UnixNano(), Seed: h.seed, Proposer: "test", Actor: actor, Credential: cred,
+	}}
+	switch op := op.(type) {
+	case *rationv1.CreateServiceRequest:
+		c.Op = &rationv1.Command_CreateService{CreateService: op}
+	case *rationv1.UpdateServiceRequest:
+		c.Op = &rationv1.Command_UpdateService{UpdateService: op}
+	case *rationv1.RevokeServiceRequest:
+		c.Op = &rationv1.Command_RevokeService{RevokeService: op}
+	case *rationv1.ReinstateServiceRequest:
+		c.Op = &rationv1.Command_ReinstateService{ReinstateService: op}
+	case *rationv1.RegisterRequest:
+		c.Op = &rationv1.Command_Register{Register: op}
+	case *rationv1.UnregisterRequest:
+		c.Op = &rationv1.Command_Unregister{Unregister: op}
+	case *rationv1.DeactivateWorkerRequest:
+		c.Op = &rationv1.Command_DeactivateWorker{DeactivateWorker: op}
+	case *rationv1.ReactivateWorkerRequest:
+		c.Op = &rationv1.Command_ReactivateWorker{ReactivateWorker: op}
+	case *rationv1.RevertWorkerRequest:
+		c.Op = &rationv1.Command_RevertWorker{RevertWorker: op}
+	case *rationv1.AddItemsRequest:
+		c.Op = &rationv1.Command_AddItems{AddItems: op}
+	case *rationv1.AcquireRequest:
+		c.Op = &rationv1.Command_Acquire{Acquire: op}
+	case *rationv1.HeartbeatBatch:
+		c.Op = &rationv1.Command_Heartbeat{Heartbeat: op}
+	case *rationv1.SubmitRequest:
+		c.Op = &rationv1.Command_Submit{Submit: op}
+	case *rationv1.ReleaseRequest:
+		c.Op = &rationv1.Command_Release{Release: op}
+	case *rationv1.Tick:
+		c.Op = &rationv1.Command_Tick{Tick: op}
+	case *rationv1.SetNode:
+		c.Op = &rationv1.Command_SetNode{SetNode: op}
+	case *rationv1.RemoveNode:
+		c.Op = &rationv1.Command_RemoveNode{RemoveNode: op}
+	case *rationv1.CommandBatch:
+		c.Op = &rationv1.Command_Batch{Batch: op}
+	default:
+		h.t.Fatalf("harness: unknown op %T", op)
+	}
+	return c
+}
+
+// workerOf names the worker a worker operation is for, so the harness can
+// present that worker's secret.
+func workerOf(op proto.Message) string {
+	switch op := op.(type) {
+	case *rationv1.RegisterRequest:
+		return op.GetWorkerId()
+	case *rationv1.UnregisterRequest:
+		return op.GetWorkerId()
+	case *rationv1.AcquireRequest:
+		return op.GetWorkerId()
+	case *rationv1.SubmitRequest:
+		return op.GetWorkerId()
+	case *rationv1.ReleaseRequest:
+		return op.GetWorkerId()
+	}
+	return ""
+}
+
+// apply applies op as its rightful sender: a worker op with the worker's
+// secret, anything else as the admin.
+func (h *harness) apply(op proto.Message) *rationv1.CommandResult {
+	if w := workerOf(op); w != "" {
+		return h.applyAs(op, w, secret(w), "")
+	}
+	if hb, ok := op.(*rationv1.HeartbeatBatch); ok {
+		for _, e := range hb.Entries {
+			if e.Credential == nil {
+				e.Credential = secret(e.GetRequest().GetWorkerId())
+			}
+		}
+	}
+	return h.applyAs(op, "admin", nil, "")
+}
+
+func (h *harness) applyAs(op proto.Message, actor string, cred []byte, requestID string) *rationv1.CommandResult {
+	h.t.Helper()
+	return h.applyCmd(h.command(op, actor, cred, requestID))
+}
+
+// applyCmd applies a command through raft's entry point, as bytes.
+func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
+	h.t.Helper()
+	h.index++
+	data, err := proto.Marshal(c)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := h.f.Apply(rawLog(h.index, data)).(*rationv1.CommandResult)
+	if h.check {
+		if err := h.f.State().CheckInvariants(); err != nil {
+			h.t.Fatalf("after index %d (%s): %v", h.index, actionOf(c), err)
+		}
+	}
+	return r
+}
+
+// must applies op and fails the test if it was refused.
+func (h *harness) must(op proto.Message) *rationv1.CommandResult {
+	h.t.Helper()
+	r := h.apply(op)
+	if err := ResultError(r); err != nil {
+		h.t.Fatalf("%T: %v", op, err)
+	}
+	return r
+}
+
+// refuse applies op and fails the test unless it was refused with want.
+func (h *harness) refuse(op proto.Message, want *Error) *rationv1.CommandResult {
+	h.t.Helper()
+	r := h.apply(op)
+	err := ResultError(r)
+	if err == nil || Reason(err) != want.Reason {
+		h.t.Fatalf("%T: got error %v, want %s", op, err, want.Reason)
+	}
+	return r
+}
+
+func (h *harness) createService(name, kind string, cfg *rationv1.ServiceConfig) {
+	h.t.Helper()
+	h.must(&rationv1.CreateServiceRequest{Name: name, Kind: kind, Config: cfg})
+}
+
+func (h *harness) register(service, worker string) {
+	h.t.Helper()
+	h.must(&rationv1.RegisterRequest{Service: service, WorkerId: worker, Name: "name of " + worker})
+}
+
+func (h *harness) add(service string, prio int32, ids ...string) *rationv1.AddItemsResponse {
+	h.t.Helper()
+	return h.must(&rationv1.AddItemsRequest{Service: service, Items: ids, Priority: prio}).GetAddItems()
+}
+
+func (h *harness) acquire(service, worker string, n uint32) []*rationv1.LeasedBucket {
+	h.t.Helper()
+	return h.must(&rationv1.AcquireRequest{Service: service, WorkerId: worker, MaxBuckets: n}).GetAcquire().GetBuckets()
+}
+
+// results answers every item of b with verdict.
+func results(b *rationv1.LeasedBucket, verdict string) []*rationv1.ResultInput {
+	out := make([]*rationv1.ResultInput, len(b.Items))
+	for i, id := range b.Items {
+		out[i] = &rationv1.ResultInput{Item: id, Verdict: verdict}
+	}
+	return out
+}
+
+func (h *harness) submitAll(worker string, b *rationv1.LeasedBucket, verdict string) *rationv1.SubmitResponse {
+	h.t.Helper()
+	return h.must(&rationv1.SubmitRequest{WorkerId: worker, BucketId: b.Id, Epoch: b.Lease.Epoch, Results: results(b, verdict)}).GetSubmit()
+}
+
+func (h *harness) tick() *rationv1.TickResult {
+	h.t.Helper()
+	return h.must(&rationv1.Tick{ExpireLeases: true, DeactivateIdle: true}).GetTick()
+}
+
+func (h *harness) itemState(service, id string) rationv1.ItemState {
+	h.t.Helper()
+	v, ok := h.f.State().Item(service, id)
+	if !ok {
+		h.t.Fatalf("item %s/%s missing", service, id)
+	}
+	return v.State
+}
+
+func (h *harness) snapshot() []byte {
+	h.t.Helper()
+	var buf bytes.Buffer
+	if err := h.f.State().WriteSnapshot(&buf); err != nil {
+		h.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%05d", prefix, i)
+	}
+	return out
+}
+
+func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

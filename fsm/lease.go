@@ -1,0 +1,353 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm/kind"
+)
+
+// Limits of lease requests.
+const (
+	// MaxHeartbeatBuckets bounds the buckets one heartbeat entry may name.
+	MaxHeartbeatBuckets = 1000
+	// tieWindow bounds how many equally good buckets a grant chooses among.
+	tieWindow = 64
+)
+
+func (x *txn) acquire(op *rationv1.AcquireRequest) (*rationv1.AcquireResponse, error) {
+	s, err := x.activeService(op.GetService())
+	if err != nil {
+		return nil, err
+	}
+	r, err := x.activeWorker(s, op.GetWorkerId(), x.hdr.GetCredential())
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.Config
+	n := min(max(op.GetMaxBuckets(), 1), cfg.MaxBucketsPerAcquire)
+	if r.Held >= cfg.MaxLeasesPerWorker {
+		return nil, fmt.Errorf("worker %q holds %d buckets of service %q, limit %d (max_leases_per_worker): %w",
+			r.Worker, r.Held, s.Name, cfg.MaxLeasesPerWorker, ErrLeaseLimit)
+	}
+	n = min(n, cfg.MaxLeasesPerWorker-r.Held)
+	ms := x.svc(s.Ordinal)
+	r.LastSeen = x.now
+	out := &rationv1.AcquireResponse{}
+	deadline := x.now + int64(cfg.LeaseTTL)
+	for _, id := range x.pick(s, int(n)) {
+		b := x.bkt(id)
+		ms.Open = slices.DeleteFunc(slices.Clone(ms.Open), func(o OpenBucket) bool { return o.Bucket == id })
+		b.State, b.Holder, b.Epoch = leased, r.Worker, x.t.meta.nextEpoch
+		x.t.meta.nextEpoch++
+		b.LeasedAt, b.Deadline = x.now, deadline
+		ms.Buckets[unassigned]--
+		ms.Buckets[leased]++
+		ms.Items[pending] -= int64(len(b.Items))
+		ms.Items[itemLeased] += int64(len(b.Items))
+		out.Buckets = append(out.Buckets, &rationv1.LeasedBucket{
+			Id: b.ID, Service: s.Name, Items: b.Items,
+			Lease: &rationv1.Lease{Epoch: b.Epoch, Deadline: timestamppb.New(unixTime(deadline))},
+		})
+	}
+	k := uint64(len(out.Buckets))
+	ms.Counters.LeasesGranted += k
+	r.Counters.LeasesGranted += k
+	r.Held += uint32(k)
+	x.record(&Activity{Action: ActAcquire, Service: s.Name, Worker: r.Worker, Actor: r.Worker, Count: k,
+		Message: fmt.Sprintf("asked %d, granted %d", op.GetMaxBuckets(), k)})
+	return out, nil
+}
+
+// pick chooses up to n unassigned buckets of s, best effective priority
+// first. Effective priority is priority plus one level per priority_aging of
+// waiting, so the ready index orders by priority*aging - ready_since. Buckets
+// within one level of the best are equals; among (at most tieWindow of) them
+// the choice is random, drawn from the command's seed, so a worker can
+// neither predict nor steer what it gets.
+func (x *txn) pick(s *Service, n int) []uint64 {
+	if n <= 0 {
+		return nil
+	}
+	step := int64(s.Config.PriorityAging / 1e6)
+	var cands []readyKey
+	x.t.ready.Ascend(readyKey{service: s.Ordinal, score: 1<<63 - 1}, func(k readyKey) bool {
+		if k.service != s.Ordinal {
+			return false
+		}
+		cands = append(cands, k)
+		return len(cands) < n+tieWindow
+	})
+	out := make([]uint64, 0, min(n, len(cands)))
+	for len(out) < n && len(cands) > 0 {
+		ties := 1
+		for ties < len(cands) && ties < tieWindow && cands[0].score-cands[ties].score < step {
+			ties++
+		}
+		i := 0
+		if ties > 1 {
+			i = x.random().IntN(ties)
+		}
+		out = append(out, cands[i].id)
+		cands = slices.Delete(cands, i, i+1)
+	}
+	return out
+}
+
+// heldBucket checks that worker holds bucket at epoch, for submit, release
+// and heartbeat.
+func (x *txn) heldBucket(worker string, id, epoch uint64) (*Bucket, error) {
+	b := x.peekBucket(id)
+	if b == nil {
+		return nil, fmt.Errorf("bucket %d: %w", id, ErrBucketNotFound)
+	}
+	if b.Holder != worker || !b.Held() {
+		if b.Held() {
+			return nil, fmt.Errorf("bucket %d is leased to another worker: %w", id, ErrNotHolder)
+		}
+		return nil, fmt.Errorf("bucket %d is %s, not leased to %q: %w", id, stateName(b.State), worker, ErrLeaseLost)
+	}
+	if epoch != b.Epoch {
+		return nil, fmt.Errorf("bucket %d: epoch %d is not the current lease's %d: %w", id, epoch, b.Epoch, ErrLeaseLost)
+	}
+	return b, nil
+}
+
+func stateName(s rationv1.BucketState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "BUCKET_STATE_"))
+}
+
+func (x *txn) heartbeat(op *rationv1.HeartbeatBatch) *rationv1.HeartbeatBatchResult {
+	out := &rationv1.HeartbeatBatchResult{Entries: make([]*rationv1.CommandResult, 0, len(op.GetEntries()))}
+	for _, e := range op.GetEntries() {
+		cred := e.GetCredential()
+		if len(cred) == 0 {
+			cred = x.hdr.GetCredential()
+		}
+		r, err := x.heartbeatOne(e.GetRequest(), cred)
+		if err != nil {
+			worker := e.GetRequest().GetWorkerId()
+			x.record(&Activity{Action: ActHeartbeat, Worker: worker, Actor: worker, Reason: Reason(err), Message: err.Error()})
+			r = &rationv1.CommandResult{Error: &rationv1.CommandError{Reason: Reason(err), Message: err.Error()}}
+		}
+		out.Entries = append(out.Entries, r)
+	}
+	return out
+}
+
+// heartbeatOne extends the leases one worker names. A lease that cannot be
+// extended is reported in its own outcome; only a bad request fails whole.
+func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*rationv1.CommandResult, error) {
+	worker := req.GetWorkerId()
+	if _, err := x.authenticate(worker, cred); err != nil {
+		return nil, err
+	}
+	refs := req.GetBuckets()
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("buckets is empty: %w", ErrInvalidArgument)
+	}
+	if len(refs) > MaxHeartbeatBuckets {
+		return nil, fmt.Errorf("buckets has %d entries, limit %d: %w", len(refs), MaxHeartbeatBuckets, ErrLimitExceeded)
+	}
+	resp := &rationv1.HeartbeatResponse{Buckets: make([]*rationv1.HeartbeatOutcome, 0, len(refs))}
+	var extended, refused uint64
+	var svcName string
+	for _, ref := range refs {
+		o := &rationv1.HeartbeatOutcome{BucketId: ref.GetId()}
+		resp.Buckets = append(resp.Buckets, o)
+		b, err := x.heldBucket(worker, ref.GetId(), ref.GetEpoch())
+		if err == nil && b.State == dead {
+			err = fmt.Errorf("bucket %d expired at %s; submit or release it: %w", b.ID, unixTime(b.Deadline).UTC().Format("2006-01-02T15:04:05Z"), ErrLeaseExpired)
+		}
+		if err != nil {
+			o.ErrorReason, o.ErrorMessage = Reason(err), err.Error()
+			refused++
+			continue
+		}
+		s := x.svc(b.Service)
+		svcName = s.Name
+		nb := x.bkt(b.ID)
+		nb.Deadline = max(nb.Deadline, x.now+int64(s.Config.LeaseTTL))
+		o.Lease = &rationv1.Lease{Epoch: nb.Epoch, Deadline: timestamppb.New(unixTime(nb.Deadline))}
+		if r := x.reg(b.Service, worker); r != nil {
+			r.LastSeen = x.now
+			r.Counters.Heartbeats++
+		}
+		s.Counters.Heartbeats++
+		extended++
+	}
+	a := &Activity{Action: ActHeartbeat, Service: svcName, Worker: worker, Actor: worker, Count: extended}
+	if refused > 0 {
+		a.Message = fmt.Sprintf("%d refused", refused)
+	}
+	x.record(a)
+	return &rationv1.CommandResult{Value: &rationv1.CommandResult_HeartbeatEntry{HeartbeatEntry: resp}}, nil
+}
+
+func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, error) {
+	worker := op.GetWorkerId()
+	if _, err := x.authenticate(worker, x.hdr.GetCredential()); err != nil {
+		return nil, err
+	}
+	b, err := x.heldBucket(worker, op.GetBucketId(), op.GetEpoch())
+	if err != nil {
+		return nil, err
+	}
+	s := x.peekSvc(b.Service)
+	if !s.Active() {
+		return nil, fmt.Errorf("service %q is revoked: %w", s.Name, ErrServiceRevoked)
+	}
+	r, err := x.activeWorker(s, worker, x.hdr.GetCredential())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkResults(s, b, op.GetResults()); err != nil {
+		return nil, err
+	}
+	// Everything is checked: from here on the submit takes effect.
+	ms := x.svc(s.Ordinal)
+	nb := x.bkt(b.ID)
+	late := b.State == dead || x.now > b.Deadline
+	rb := &ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now,
+		Results: make([]Result, len(op.GetResults()))}
+	x.t.meta.nextSeq++
+	got := make(map[string]bool, len(op.GetResults()))
+	var verdicts []VerdictCount
+	for i, in := range op.GetResults() {
+		rb.Results[i] = Result{Item: in.GetItem(), Verdict: in.GetVerdict(), Payload: in.GetPayload()}
+		got[in.GetItem()] = true
+		verdicts = addVerdict(verdicts, in.GetVerdict(), 1)
+	}
+	x.t.putResults(rb)
+	ms.Buckets[b.State]--
+	ms.Buckets[done]++
+	nb.State, nb.ClosedAt, nb.ResultSeq = done, x.now, rb.Seq
+	n := uint64(len(rb.Results))
+	ms.Items[itemLeased] -= int64(len(b.Items))
+	ms.Items[itemDone] += int64(n)
+	resp := &rationv1.SubmitResponse{Accepted: uint32(n)}
+	for _, id := range b.Items {
+		if got[id] {
+			continue
+		}
+		it, _ := x.t.item(s.Ordinal, id)
+		if x.requeue(ms, it, true) {
+			resp.Quarantined++
+		} else {
+			resp.Requeued++
+		}
+	}
+	for _, c := range []*Counters{&ms.Counters, &r.Counters} {
+		c.BucketsDone++
+		c.ResultsAccepted += n
+		c.ItemsRequeued += uint64(resp.Requeued)
+		for _, v := range verdicts {
+			c.Verdicts = addVerdict(c.Verdicts, v.Verdict, v.Count)
+		}
+		if late {
+			c.LateSubmits++
+		}
+	}
+	r.Held--
+	r.LastSeen = x.now
+	msg := fmt.Sprintf("accepted %d, requeued %d", n, resp.Requeued)
+	if late {
+		msg += ", late"
+	}
+	x.record(&Activity{Action: ActSubmit, Service: s.Name, Worker: worker, Actor: worker, Bucket: b.ID, Count: n, Message: msg})
+	return resp, nil
+}
+
+// checkResults validates a submit's results against its bucket and kind.
+func checkResults(s *Service, b *Bucket, results []*rationv1.ResultInput) error {
+	if len(results) == 0 {
+		return fmt.Errorf("results is empty (use Release to give a bucket back): %w", ErrInvalidArgument)
+	}
+	k, ok := kind.Lookup(s.Kind)
+	if !ok {
+		panic(fmt.Sprintf("fsm: service %q has unregistered kind %q", s.Name, s.Kind))
+	}
+	in := make(map[string]bool, len(b.Items))
+	for _, id := range b.Items {
+		in[id] = false
+	}
+	settings := s.Config.settings()
+	for i, r := range results {
+		seen, ok := in[r.GetItem()]
+		if !ok {
+			return fmt.Errorf("results[%d]: item %q is not in bucket %d: %w", i, r.GetItem(), b.ID, ErrItemNotInBucket)
+		}
+		if seen {
+			return fmt.Errorf("results[%d]: item %q has two results: %w", i, r.GetItem(), ErrDuplicateResult)
+		}
+		in[r.GetItem()] = true
+		if err := k.Validate(settings, r.GetVerdict(), r.GetPayload()); err != nil {
+			return fmt.Errorf("results[%d] (item %q): %v: %w", i, r.GetItem(), err, ErrInvalidResult)
+		}
+	}
+	return nil
+}
+
+func (x *txn) release(op *rationv1.ReleaseRequest) (*rationv1.ReleaseResponse, error) {
+	worker := op.GetWorkerId()
+	if _, err := x.authenticate(worker, x.hdr.GetCredential()); err != nil {
+		return nil, err
+	}
+	b, err := x.heldBucket(worker, op.GetBucketId(), op.GetEpoch())
+	if err != nil {
+		return nil, err
+	}
+	s := x.svc(b.Service)
+	n := x.unlease(s, b.ID)
+	s.Counters.LeasesReleased++
+	if r := x.reg(s.Ordinal, worker); r != nil {
+		r.Counters.LeasesReleased++
+		r.LastSeen = x.now
+	}
+	x.record(&Activity{Action: ActRelease, Service: s.Name, Worker: worker, Actor: worker, Bucket: b.ID, Count: uint64(n)})
+	return &rationv1.ReleaseResponse{Requeued: uint32(n)}, nil
+}
+
+// unlease puts a held bucket back in the pool with its items, as it was, and
+// returns how many items it holds. The holder's Held count drops.
+func (x *txn) unlease(s *Service, id uint64) int {
+	b := x.bkt(id)
+	if r := x.reg(s.Ordinal, b.Holder); r != nil {
+		r.Held--
+	}
+	s.Buckets[b.State]--
+	s.Buckets[unassigned]++
+	s.Items[itemLeased] -= int64(len(b.Items))
+	s.Items[pending] += int64(len(b.Items))
+	b.State, b.Holder = unassigned, ""
+	b.LeasedAt, b.Deadline, b.DeadAt, b.ReleaseAt = 0, 0, 0, 0
+	return len(b.Items)
+}
+
+// endLeases takes back the buckets of service svc held by worker (by anyone
+// when worker is empty), without counting an attempt against their items: the
+// lease ended by decision, not by failure.
+func (x *txn) endLeases(svc uint32, worker string) int {
+	var ids []uint64
+	x.t.held.Ascend(heldKey{service: svc, holder: worker}, func(k heldKey) bool {
+		if k.service != svc || (worker != "" && k.holder != worker) {
+			return false
+		}
+		ids = append(ids, k.id)
+		return true
+	})
+	s := x.svc(svc)
+	for _, id := range ids {
+		holder := x.peekBucket(id).Holder
+		x.unlease(s, id)
+		s.Counters.LeasesEnded++
+		if r := x.reg(svc, holder); r != nil {
+			r.Counters.LeasesEnded++
+		}
+	}
+	return len(ids)
+}

@@ -1,0 +1,7 @@
+package fsm
+
+import "github.com/hashicorp/raft"
+
+func rawLog(index uint64, data []byte) *raft.Log {
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
+}

@@ -1,0 +1,76 @@
+package fsm
+
+import (
+	"fmt"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// revertWorker marks a worker's results in a service since a time as
+// reverted and sends the items they completed back to the pool.
+func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWorkerResponse, error) {
+	s, err := x.service(op.GetService())
+	if err != nil {
+		return nil, err
+	}
+	worker := op.GetWorkerId()
+	if err := checkID("worker_id", worker); err != nil {
+		return nil, err
+	}
+	if op.GetSince() == nil {
+		return nil, fmt.Errorf("since is required (use 1970-01-01T00:00:00Z to revert everything): %w", ErrInvalidArgument)
+	}
+	if err := op.GetSince().CheckValid(); err != nil {
+		return nil, fmt.Errorf("since: %v: %w", err, ErrInvalidArgument)
+	}
+	since := op.GetSince().AsTime().UnixNano()
+	if _, ok := x.t.registration(s.Ordinal, worker); !ok {
+		return nil, fmt.Errorf("worker %q in service %q: %w", worker, s.Name, ErrNotRegistered)
+	}
+	var batches []*ResultBatch
+	x.t.resWkr.Ascend(wkrSeq{service: s.Ordinal, worker: worker}, func(k wkrSeq) bool {
+		if k.service != s.Ordinal || k.worker != worker {
+			return false
+		}
+		rb, _ := x.t.results.Get(&ResultBatch{Seq: k.seq})
+		if rb.At >= since {
+			batches = append(batches, rb)
+		}
+		return true
+	})
+	ms := x.svc(s.Ordinal)
+	resp := &rationv1.RevertWorkerResponse{}
+	for _, rb := range batches {
+		c := *rb
+		c.Results = append([]Result(nil), rb.Results...)
+		changed := false
+		for i := range c.Results {
+			r := &c.Results[i]
+			if r.RevertedAt != 0 {
+				continue
+			}
+			r.RevertedAt = x.now
+			changed = true
+			resp.Reverted++
+			it, _ := x.t.item(s.Ordinal, r.Item)
+			// The item is done by this result only if it is still in this
+			// bucket; a later re-run has moved it on.
+			if it.Quarantined || it.Bucket != rb.Bucket {
+				continue
+			}
+			ms.Items[itemDone]--
+			x.requeue(ms, it, false)
+			resp.Requeued++
+		}
+		if changed {
+			x.t.results.Set(&c)
+		}
+	}
+	ms.Counters.ResultsReverted += uint64(resp.Reverted)
+	if r := x.reg(s.Ordinal, worker); r != nil {
+		r.Counters.ResultsReverted += uint64(resp.Reverted)
+	}
+	x.record(&Activity{Action: ActRevert, Service: s.Name, Worker: worker, Count: uint64(resp.Reverted),
+		Message: fmt.Sprintf("since %s, requeued %d", op.GetSince().AsTime().UTC().Format("2006-01-02T15:04:05Z"), resp.Requeued)})
+	return resp, nil
+}

@@ -1,0 +1,148 @@
+package fsm
+
+import (
+	"fmt"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm/kind"
+)
+
+func (x *txn) createService(op *rationv1.CreateServiceRequest) (*rationv1.CreateServiceResponse, error) {
+	if err := checkServiceName(op.GetName()); err != nil {
+		return nil, err
+	}
+	k, ok := kind.Lookup(op.GetKind())
+	if !ok {
+		return nil, fmt.Errorf("kind %q (known: %v): %w", op.GetKind(), kind.Names(), ErrUnknownKind)
+	}
+	cfg, err := configFromProto(k, op.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := x.t.serviceByName(op.GetName()); ok {
+		return nil, fmt.Errorf("service %q: %w", op.GetName(), ErrServiceExists)
+	}
+	s := &Service{
+		Ordinal:   x.t.meta.nextService,
+		Name:      op.GetName(),
+		Kind:      k.Name(),
+		Config:    cfg,
+		State:     serviceActive,
+		CreatedAt: x.now,
+		UpdatedAt: x.now,
+	}
+	x.t.meta.nextService++
+	x.t.putService(s)
+	x.record(&Activity{Action: ActCreateService, Service: s.Name, Message: "kind " + s.Kind})
+	return &rationv1.CreateServiceResponse{Config: cfg.Proto()}, nil
+}
+
+// service finds a service by name for an operation.
+func (x *txn) service(name string) (*Service, error) {
+	s, ok := x.t.serviceByName(name)
+	if !ok {
+		if err := checkServiceName(name); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("service %q: %w", name, ErrServiceNotFound)
+	}
+	return x.peekSvc(s.Ordinal), nil
+}
+
+// activeService finds a service that accepts work.
+func (x *txn) activeService(name string) (*Service, error) {
+	s, err := x.service(name)
+	if err != nil {
+		return nil, err
+	}
+	if !s.Active() {
+		return nil, fmt.Errorf("service %q is revoked (%s): %w", name, s.Reason, ErrServiceRevoked)
+	}
+	return s, nil
+}
+
+func (x *txn) updateService(op *rationv1.UpdateServiceRequest) (*rationv1.UpdateServiceResponse, error) {
+	s, err := x.service(op.GetName())
+	if err != nil {
+		return nil, err
+	}
+	k, ok := kind.Lookup(s.Kind)
+	if !ok {
+		panic(fmt.Sprintf("fsm: service %q has unregistered kind %q", s.Name, s.Kind))
+	}
+	cfg, err := configFromProto(k, op.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	old := s.Config
+	if cfg.PriorityAging != old.PriorityAging {
+		// The ready index orders by a score that depends on the aging step.
+		var ids []uint64
+		x.t.ready.Ascend(readyKey{service: s.Ordinal, score: 1<<63 - 1}, func(k readyKey) bool {
+			if k.service != s.Ordinal {
+				return false
+			}
+			ids = append(ids, k.id)
+			return true
+		})
+		for _, id := range ids {
+			b, _ := x.t.bucket(id)
+			x.t.ready.Delete(readyKeyOf(b, int64(old.PriorityAging)))
+			x.t.ready.Set(readyKeyOf(b, int64(cfg.PriorityAging)))
+		}
+	}
+	ms := x.svc(s.Ordinal)
+	ms.Config = cfg
+	ms.UpdatedAt = x.now
+	if cfg.WorkerInactiveAfter != old.WorkerInactiveAfter {
+		// Registrations' idle deadlines move with the setting; flush re-keys them.
+		x.t.regs.Ascend(&Registration{Service: s.Ordinal}, func(r *Registration) bool {
+			if r.Service != s.Ordinal {
+				return false
+			}
+			if r.Active() {
+				x.reg(r.Service, r.Worker)
+			}
+			return true
+		})
+	}
+	x.record(&Activity{Action: ActUpdateService, Service: s.Name})
+	return &rationv1.UpdateServiceResponse{Config: cfg.Proto()}, nil
+}
+
+func (x *txn) revokeService(op *rationv1.RevokeServiceRequest) (*rationv1.RevokeServiceResponse, error) {
+	s, err := x.service(op.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkText("reason", op.GetReason()); err != nil {
+		return nil, err
+	}
+	if !s.Active() {
+		// Already revoked: nothing to do, and saying so is not an error.
+		x.record(&Activity{Action: ActRevokeService, Service: s.Name, Message: "already revoked"})
+		return &rationv1.RevokeServiceResponse{}, nil
+	}
+	ms := x.svc(s.Ordinal)
+	ms.State = serviceRevoked
+	ms.Reason = op.GetReason()
+	ms.UpdatedAt = x.now
+	n := x.endLeases(s.Ordinal, "")
+	x.record(&Activity{Action: ActRevokeService, Service: s.Name, Count: uint64(n), Message: op.GetReason()})
+	return &rationv1.RevokeServiceResponse{LeasesEnded: uint32(n)}, nil
+}
+
+func (x *txn) reinstateService(op *rationv1.ReinstateServiceRequest) (*rationv1.ReinstateServiceResponse, error) {
+	s, err := x.service(op.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if !s.Active() {
+		ms := x.svc(s.Ordinal)
+		ms.State = serviceActive
+		ms.Reason = ""
+		ms.UpdatedAt = x.now
+	}
+	x.record(&Activity{Action: ActReinstateService, Service: s.Name})
+	return &rationv1.ReinstateServiceResponse{}, nil
+}

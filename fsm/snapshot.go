@@ -1,0 +1,432 @@
+package fsm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// Snapshot format: the magic, a big-endian uint32 version, then
+// length-prefixed SnapshotRecords (see api/ration/v1/snapshot.proto).
+const (
+	snapshotMagic = "RATNSNAP"
+	// SnapshotVersion is the format Persist writes. Restore reads it and
+	// every earlier version kept in testdata.
+	SnapshotVersion = 1
+	// maxRecord bounds one record, so a corrupt length cannot make Restore
+	// allocate without limit.
+	maxRecord = 64 << 20
+)
+
+// Snapshot implements raft.FSM. It is O(1): the state is copy-on-write, so
+// the snapshot is a frozen copy that Persist encodes while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return &fsmSnapshot{t: f.t.copy()}, nil }
+
+type fsmSnapshot struct{ t *tables }
+
+// Persist implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	w := bufio.NewWriterSize(sink, 1<<20)
+	err := s.t.encode(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() {}
+
+// WriteSnapshot writes this version in the snapshot format. Equal states give
+// equal bytes.
+func (s *State) WriteSnapshot(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if err := s.t.encode(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// Restore implements raft.FSM: it replaces the whole state with a snapshot's.
+// On error the current state is left as it was.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	t, err := decode(bufio.NewReaderSize(rc, 1<<20))
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.t = t
+	f.publish()
+	return nil
+}
+
+type recordWriter struct {
+	w   io.Writer
+	buf []byte
+	err error
+}
+
+func (rw *recordWriter) put(r *rationv1.SnapshotRecord) {
+	if rw.err != nil {
+		return
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(rw.buf[:0], r)
+	if err != nil {
+		rw.err = err
+		return
+	}
+	rw.buf = b
+	var hdr [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(b)))
+	if _, err := rw.w.Write(hdr[:n]); err != nil {
+		rw.err = err
+		return
+	}
+	_, rw.err = rw.w.Write(b)
+}
+
+func (t *tables) encode(w io.Writer) error {
+	var head [12]byte
+	copy(head[:], snapshotMagic)
+	binary.BigEndian.PutUint32(head[8:], SnapshotVersion)
+	if _, err := w.Write(head[:]); err != nil {
+		return err
+	}
+	rw := &recordWriter{w: w}
+	m := t.meta
+	rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Meta{Meta: &rationv1.SnapshotMeta{
+		Index: m.index, Now: m.now, NextSeq: m.nextSeq, NextEpoch: m.nextEpoch, NextBucket: m.nextBucket, NextService: m.nextService,
+	}}})
+	t.nodes.Scan(func(n *Node) bool {
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Node{Node: &rationv1.NodeRecord{
+			NodeId: n.ID, ApiAddress: n.APIAddress}}})
+		return rw.err == nil
+	})
+	t.ordinals.Scan(func(s *Service) bool {
+		rec := &rationv1.ServiceRecord{Ordinal: s.Ordinal, Name: s.Name, Kind: s.Kind, Config: s.Config.Proto(),
+			State: s.State, Reason: s.Reason, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Counters: s.Counters.Proto()}
+		for _, o := range s.Open {
+			rec.Open = append(rec.Open, &rationv1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
+		}
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Service{Service: rec}})
+		return rw.err == nil
+	})
+	t.workers.Scan(func(w *Worker) bool {
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Worker{Worker: &rationv1.WorkerRecord{
+			Id: w.ID, SecretHash: w.SecretHash, CreatedAt: w.CreatedAt}}})
+		return rw.err == nil
+	})
+	t.regs.Scan(func(r *Registration) bool {
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Registration{Registration: &rationv1.RegistrationRecord{
+			Service: r.Service, WorkerId: r.Worker, Name: r.Name, State: r.State, Reason: r.Reason,
+			RegisteredAt: r.RegisteredAt, LastSeen: r.LastSeen, ChangedAt: r.ChangedAt, Counters: r.Counters.Proto(), Blocked: r.Blocked,
+		}}})
+		return rw.err == nil
+	})
+	t.buckets.Scan(func(b *Bucket) bool {
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Bucket{Bucket: &rationv1.BucketRecord{
+			Id: b.ID, Service: b.Service, State: b.State, Priority: b.Priority, ReadySince: b.ReadySince, Items: b.Items,
+			Holder: b.Holder, Epoch: b.Epoch, LeasedAt: b.LeasedAt, Deadline: b.Deadline, DeadAt: b.DeadAt,
+			ReleaseAt: b.ReleaseAt, ClosedAt: b.ClosedAt, ResultSeq: b.ResultSeq,
+		}}})
+		return rw.err == nil
+	})
+	item := &rationv1.ItemRecord{}
+	rec := &rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Item{Item: item}}
+	t.items.Scan(func(it *Item) bool {
+		item.Service, item.Id, item.Priority, item.Attempts = it.Service, it.ID, it.Priority, it.Attempts
+		item.Bucket, item.Quarantined, item.Since = it.Bucket, it.Quarantined, it.Since
+		rw.put(rec)
+		return rw.err == nil
+	})
+	t.results.Scan(func(rb *ResultBatch) bool {
+		r := &rationv1.ResultRecord{Seq: rb.Seq, Service: rb.Service, WorkerId: rb.Worker, Bucket: rb.Bucket,
+			Epoch: rb.Epoch, At: rb.At, Results: make([]*rationv1.StoredResult, len(rb.Results))}
+		for i, x := range rb.Results {
+			r.Results[i] = &rationv1.StoredResult{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
+		}
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Result{Result: r}})
+		return rw.err == nil
+	})
+	t.activity.Scan(func(a *Activity) bool {
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Activity{Activity: &rationv1.ActivityRecord{
+			Seq: a.Seq, Index: a.Index, At: a.At, Actor: a.Actor, Service: a.Service, WorkerId: a.Worker,
+			Action: a.Action, Bucket: a.Bucket, Reason: a.Reason, Message: a.Message, Count: a.Count, RequestId: a.RequestID,
+		}}})
+		return rw.err == nil
+	})
+	t.requests.Scan(func(r *request) bool {
+		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Request{Request: &rationv1.RequestRecord{
+			Key: r.Key, BodyHash: r.BodyHash, At: r.At, Index: r.Index, Result: r.Result}}})
+		return rw.err == nil
+	})
+	return rw.err
+}
+
+// ErrCorruptSnapshot: a snapshot could not be decoded.
+var ErrCorruptSnapshot = errors.New("corrupt snapshot")
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorruptSnapshot}, args...)...)
+}
+
+// decode reads a snapshot into fresh tables, rebuilding every secondary
+// index and derived count from the primary records.
+func decode(r *bufio.Reader) (*tables, error) {
+	var head [12]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return nil, corrupt("header: %v", err)
+	}
+	if string(head[:8]) != snapshotMagic {
+		return nil, corrupt("not a ration snapshot (magic %q)", head[:8])
+	}
+	if v := binary.BigEndian.Uint32(head[8:]); v != SnapshotVersion {
+		return nil, corrupt("format version %d, this build reads %d", v, SnapshotVersion)
+	}
+	t := newTables()
+	var (
+		buf     []byte
+		rec     rationv1.SnapshotRecord
+		sawMeta bool
+		n       int
+	)
+	for ; ; n++ {
+		size, err := binary.ReadUvarint(r)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, corrupt("record %d length: %v", n, err)
+		}
+		if size > maxRecord {
+			return nil, corrupt("record %d is %d bytes, limit %d", n, size, maxRecord)
+		}
+		if cap(buf) < int(size) {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, corrupt("record %d: %v", n, err)
+		}
+		rec.Reset()
+		if err := proto.Unmarshal(buf, &rec); err != nil {
+			return nil, corrupt("record %d: %v", n, err)
+		}
+		if n == 0 {
+			if rec.GetMeta() == nil {
+				return nil, corrupt("first record is not the meta")
+			}
+		}
+		if err := t.load(&rec, &sawMeta); err != nil {
+			return nil, corrupt("record %d: %v", n, err)
+		}
+	}
+	if !sawMeta {
+		return nil, corrupt("no meta record")
+	}
+	if err := t.derive(); err != nil {
+		return nil, corrupt("%v", err)
+	}
+	return t, nil
+}
+
+// load adds one record. Records of a table arrive in key order.
+func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
+	switch r := rec.Record.(type) {
+	case *rationv1.SnapshotRecord_Meta:
+		if *sawMeta {
+			return errors.New("second meta record")
+		}
+		*sawMeta = true
+		m := r.Meta
+		t.meta = meta{index: m.Index, now: m.Now, nextSeq: m.NextSeq, nextEpoch: m.NextEpoch, nextBucket: m.NextBucket, nextService: m.NextService}
+	case *rationv1.SnapshotRecord_Node:
+		t.nodes.Load(&Node{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress})
+	case *rationv1.SnapshotRecord_Service:
+		p := r.Service
+		cfg, err := configFromRecord(p)
+		if err != nil {
+			return err
+		}
+		s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
+			CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters)}
+		for _, o := range p.Open {
+			s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
+		}
+		t.putService(s)
+	case *rationv1.SnapshotRecord_Worker:
+		t.workers.Load(&Worker{ID: r.Worker.Id, SecretHash: r.Worker.SecretHash, CreatedAt: r.Worker.CreatedAt})
+	case *rationv1.SnapshotRecord_Registration:
+		p := r.Registration
+		s, ok := t.serviceByOrdinal(p.Service)
+		if !ok {
+			return fmt.Errorf("registration of %q names unknown service %d", p.WorkerId, p.Service)
+		}
+		reg := &Registration{Service: p.Service, Worker: p.WorkerId, Name: p.Name, State: p.State, Reason: p.Reason,
+			Blocked: p.Blocked, RegisteredAt: p.RegisteredAt, LastSeen: p.LastSeen, ChangedAt: p.ChangedAt,
+			Counters: countersFromProto(p.Counters)}
+		reg.idleAt = reg.LastSeen + int64(s.Config.WorkerInactiveAfter)
+		t.putRegistration(nil, reg)
+	case *rationv1.SnapshotRecord_Bucket:
+		p := r.Bucket
+		s, ok := t.serviceByOrdinal(p.Service)
+		if !ok {
+			return fmt.Errorf("bucket %d names unknown service %d", p.Id, p.Service)
+		}
+		b := &Bucket{ID: p.Id, Service: p.Service, State: p.State, Priority: p.Priority, ReadySince: p.ReadySince,
+			Items: p.Items, Holder: p.Holder, Epoch: p.Epoch, LeasedAt: p.LeasedAt, Deadline: p.Deadline, DeadAt: p.DeadAt,
+			ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq}
+		t.putBucket(nil, b, int64(s.Config.PriorityAging))
+	case *rationv1.SnapshotRecord_Item:
+		p := r.Item
+		t.items.Load(&Item{Service: p.Service, ID: p.Id, Priority: p.Priority, Attempts: p.Attempts, Bucket: p.Bucket,
+			Quarantined: p.Quarantined, Since: p.Since})
+	case *rationv1.SnapshotRecord_Result:
+		p := r.Result
+		rb := &ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
+			Results: make([]Result, len(p.Results))}
+		for i, x := range p.Results {
+			rb.Results[i] = Result{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
+		}
+		t.putResults(rb)
+	case *rationv1.SnapshotRecord_Activity:
+		p := r.Activity
+		t.putActivity(&Activity{Seq: p.Seq, Index: p.Index, At: p.At, Actor: p.Actor, Service: p.Service, Worker: p.WorkerId,
+			Action: p.Action, Bucket: p.Bucket, Reason: p.Reason, Message: p.Message, Count: p.Count, RequestID: p.RequestId})
+	case *rationv1.SnapshotRecord_Request:
+		p := r.Request
+		t.putRequest(&request{Key: p.Key, BodyHash: p.BodyHash, At: p.At, Index: p.Index, Result: proto.CloneOf(p.Result)})
+	default:
+		return fmt.Errorf("unknown record type (fields %v)", unknownFields(rec))
+	}
+	return nil
+}
+
+func unknownFields(m proto.Message) []protowire.Number {
+	var out []protowire.Number
+	b := m.ProtoReflect().GetUnknown()
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeField(b)
+		if n < 0 {
+			break
+		}
+		out = append(out, num)
+		b = b[n:]
+	}
+	return out
+}
+
+// derive recomputes the counts kept alongside the records and checks that
+// records point at records that exist.
+func (t *tables) derive() error {
+	items := map[uint32]*[5]int64{}
+	buckets := map[uint32]*[5]int64{}
+	held := map[regKey]uint32{}
+	var err error
+	t.buckets.Scan(func(b *Bucket) bool {
+		if buckets[b.Service] == nil {
+			buckets[b.Service] = new([5]int64)
+		}
+		buckets[b.Service][b.State]++
+		if b.Held() {
+			held[regKey{b.Service, b.Holder}]++
+		}
+		return true
+	})
+	t.items.Scan(func(it *Item) bool {
+		st := quarantined
+		if !it.Quarantined {
+			b, ok := t.bucket(it.Bucket)
+			if !ok {
+				err = fmt.Errorf("item %q names missing bucket %d", it.ID, it.Bucket)
+				return false
+			}
+			st = itemStateOf(b)
+		}
+		if items[it.Service] == nil {
+			items[it.Service] = new([5]int64)
+		}
+		items[it.Service][st]++
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range t.ordinals.Items() {
+		c := *s
+		c.Items, c.Buckets = [5]int64{}, [5]int64{}
+		if v := items[s.Ordinal]; v != nil {
+			c.Items = *v
+		}
+		if v := buckets[s.Ordinal]; v != nil {
+			c.Buckets = *v
+		}
+		t.putService(&c)
+	}
+	for k, n := range held {
+		r, ok := t.registration(k.service, k.worker)
+		if !ok {
+			return fmt.Errorf("bucket held by %q, who is not registered in service %d", k.worker, k.service)
+		}
+		c := *r
+		c.Held = n
+		t.regs.Set(&c) // Held is not part of any index key
+	}
+	return nil
+}
+
+func configFromRecord(p *rationv1.ServiceRecord) (Config, error) {
+	pc := p.GetConfig()
+	c := Config{
+		BucketSize: pc.GetBucketSize(), MaxBucketsPerAcquire: pc.GetMaxBucketsPerAcquire(),
+		LeaseTTL: pc.GetLeaseTtl().AsDuration(), ReleaseGrace: pc.GetReleaseGrace().AsDuration(),
+		MaxAttempts: pc.GetMaxAttempts(), MaxItemsPerAdd: pc.GetMaxItemsPerAdd(),
+		WorkerInactiveAfter: pc.GetWorkerInactiveAfter().AsDuration(), PriorityAging: pc.GetPriorityAging().AsDuration(),
+		MaxPayloadBytes: pc.GetMaxPayloadBytes(), Verdicts: pc.GetVerdicts(), MaxLeasesPerWorker: pc.GetMaxLeasesPerWorker(),
+	}
+	if c.BucketSize == 0 || c.PriorityAging < MinPriorityAging || c.MaxAttempts == 0 {
+		return c, fmt.Errorf("service %q has an incomplete config", p.Name)
+	}
+	return c, nil
+}
+
+// Proto returns the counters as their API message.
+func (c Counters) Proto() *rationv1.Counters {
+	p := &rationv1.Counters{
+		LeasesGranted: c.LeasesGranted, LeasesExpired: c.LeasesExpired, LeasesReleased: c.LeasesReleased,
+		LeasesEnded: c.LeasesEnded, BucketsDone: c.BucketsDone, ResultsAccepted: c.ResultsAccepted,
+		ItemsRequeued: c.ItemsRequeued, ResultsReverted: c.ResultsReverted, Rejected: c.Rejected,
+		Heartbeats: c.Heartbeats, ItemsAdded: c.ItemsAdded, ItemsQuarantined: c.ItemsQuarantined,
+		LateSubmits: c.LateSubmits, DeadReleased: c.DeadReleased,
+	}
+	for _, v := range c.Verdicts {
+		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Verdict, Count: v.Count})
+	}
+	return p
+}
+
+func countersFromProto(p *rationv1.Counters) Counters {
+	c := Counters{
+		LeasesGranted: p.GetLeasesGranted(), LeasesExpired: p.GetLeasesExpired(), LeasesReleased: p.GetLeasesReleased(),
+		LeasesEnded: p.GetLeasesEnded(), BucketsDone: p.GetBucketsDone(), ResultsAccepted: p.GetResultsAccepted(),
+		ItemsRequeued: p.GetItemsRequeued(), ResultsReverted: p.GetResultsReverted(), Rejected: p.GetRejected(),
+		Heartbeats: p.GetHeartbeats(), ItemsAdded: p.GetItemsAdded(), ItemsQuarantined: p.GetItemsQuarantined(),
+		LateSubmits: p.GetLateSubmits(), DeadReleased: p.GetDeadReleased(),
+	}
+	for _, v := range p.GetVerdicts() {
+		c.Verdicts = append(c.Verdicts, VerdictCount{Verdict: v.GetVerdict(), Count: v.GetCount()})
+	}
+	return c
+}

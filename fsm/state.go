@@ -1,0 +1,233 @@
+package fsm
+
+import (
+	"time"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// The records below are what reads return. They are immutable once
+// published: the state machine replaces a record to change it, and callers
+// must not modify what they are given. Times are Unix nanoseconds.
+
+// Config is a service's settings with defaults filled in.
+type Config struct {
+	BucketSize           uint32
+	MaxBucketsPerAcquire uint32
+	LeaseTTL             time.Duration
+	ReleaseGrace         time.Duration
+	MaxAttempts          uint32
+	MaxItemsPerAdd       uint32
+	WorkerInactiveAfter  time.Duration
+	PriorityAging        time.Duration
+	MaxPayloadBytes      uint32
+	Verdicts             []string
+	MaxLeasesPerWorker   uint32
+}
+
+// Service is a kind of work with its own item pool.
+type Service struct {
+	Ordinal   uint32
+	Name      string
+	Kind      string
+	Config    Config
+	State     rationv1.ServiceState
+	Reason    string
+	CreatedAt int64
+	UpdatedAt int64
+	// Open lists unassigned buckets that still take items, one per priority.
+	Open     []OpenBucket
+	Counters Counters
+	// Items counts items by ItemState; Buckets counts buckets by BucketState.
+	Items   [5]int64
+	Buckets [5]int64
+}
+
+// OpenBucket is the unassigned, not yet full bucket of one priority.
+type OpenBucket struct {
+	Priority int32
+	Bucket   uint64
+}
+
+// Active reports whether the service accepts work.
+func (s *Service) Active() bool { return s.State == rationv1.ServiceState_SERVICE_STATE_ACTIVE }
+
+// Counters are cumulative totals for a service or a registration.
+type Counters struct {
+	LeasesGranted    uint64
+	LeasesExpired    uint64
+	LeasesReleased   uint64
+	LeasesEnded      uint64
+	BucketsDone      uint64
+	ResultsAccepted  uint64
+	ItemsRequeued    uint64
+	ResultsReverted  uint64
+	Rejected         uint64
+	Heartbeats       uint64
+	Verdicts         []VerdictCount
+	ItemsAdded       uint64
+	ItemsQuarantined uint64
+	LateSubmits      uint64
+	DeadReleased     uint64
+}
+
+// VerdictCount counts results with one verdict.
+type VerdictCount struct {
+	Verdict string
+	Count   uint64
+}
+
+// Worker is a worker id bound to the hash of its secret.
+type Worker struct {
+	ID         string
+	SecretHash []byte
+	CreatedAt  int64
+}
+
+// Registration is a worker's membership in one service.
+type Registration struct {
+	Service      uint32
+	Worker       string
+	Name         string
+	State        rationv1.WorkerState
+	Reason       string
+	Blocked      bool
+	RegisteredAt int64
+	LastSeen     int64
+	ChangedAt    int64
+	Counters     Counters
+	// Held counts the buckets (leased or dead) the worker holds in the service.
+	Held uint32
+	// idleAt is when the registration turns idle (LastSeen + worker_inactive_after).
+	idleAt int64
+}
+
+// Active reports whether the worker may acquire and submit.
+func (r *Registration) Active() bool { return r.State == rationv1.WorkerState_WORKER_STATE_ACTIVE }
+
+// Item is one unit of work. Its state follows from its bucket's state unless
+// it is quarantined; State on a read view computes it.
+type Item struct {
+	Service     uint32
+	ID          string
+	Priority    int32
+	Attempts    uint32
+	Bucket      uint64
+	Quarantined bool
+	Since       int64
+}
+
+// Bucket is a group of items leased as a whole.
+type Bucket struct {
+	ID         uint64
+	Service    uint32
+	State      rationv1.BucketState
+	Priority   int32
+	ReadySince int64
+	Items      []string
+	Holder     string
+	Epoch      uint64
+	LeasedAt   int64
+	Deadline   int64
+	DeadAt     int64
+	ReleaseAt  int64
+	ClosedAt   int64
+	ResultSeq  uint64
+}
+
+// Held reports whether a worker holds the bucket (leased or dead).
+func (b *Bucket) Held() bool {
+	return b.State == rationv1.BucketState_BUCKET_STATE_LEASED || b.State == rationv1.BucketState_BUCKET_STATE_DEAD
+}
+
+// ResultBatch is the results of one accepted submit.
+type ResultBatch struct {
+	Seq     uint64
+	Service uint32
+	Worker  string
+	Bucket  uint64
+	Epoch   uint64
+	At      int64
+	Results []Result
+}
+
+// Result is a worker's answer for one item.
+type Result struct {
+	Item       string
+	Verdict    string
+	Payload    string
+	RevertedAt int64
+}
+
+// Activity is one record of the activity log.
+type Activity struct {
+	Seq       uint64
+	Index     uint64
+	At        int64
+	Actor     string
+	Service   string
+	Worker    string
+	Action    string
+	Bucket    uint64
+	Reason    string
+	Message   string
+	Count     uint64
+	RequestID string
+}
+
+// Node is a cluster member's address book entry.
+type Node struct {
+	ID         string
+	APIAddress string
+}
+
+// request remembers a command's answer under its request id.
+type request struct {
+	Key      string
+	BodyHash []byte
+	At       int64
+	Index    uint64
+	Result   *rationv1.CommandResult
+}
+
+// Actions recorded in the activity log.
+const (
+	ActCreateService    = "create-service"
+	ActUpdateService    = "update-service"
+	ActRevokeService    = "revoke-service"
+	ActReinstateService = "reinstate-service"
+	ActRegister         = "register"
+	ActUnregister       = "unregister"
+	ActDeactivate       = "deactivate-worker"
+	ActReactivate       = "reactivate-worker"
+	ActRevert           = "revert-worker"
+	ActAddItems         = "add-items"
+	ActAcquire          = "acquire"
+	ActHeartbeat        = "heartbeat"
+	ActSubmit           = "submit"
+	ActRelease          = "release"
+	ActLeaseExpired     = "lease-expired"
+	ActDeadReleased     = "dead-released"
+	ActIdle             = "worker-idle"
+	ActSetNode          = "set-node"
+	ActRemoveNode       = "remove-node"
+)
+
+func addVerdict(vs []VerdictCount, verdict string, n uint64) []VerdictCount {
+	out := make([]VerdictCount, 0, len(vs)+1)
+	done := false
+	for _, v := range vs {
+		if !done && v.Verdict == verdict {
+			v.Count += n
+			done = true
+		} else if !done && v.Verdict > verdict {
+			out = append(out, VerdictCount{verdict, n})
+			done = true
+		}
+		out = append(out, v)
+	}
+	if !done {
+		out = append(out, VerdictCount{verdict, n})
+	}
+	return out
+}

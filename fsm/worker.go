@@ -1,0 +1,161 @@
+package fsm
+
+import (
+	"crypto/subtle"
+	"fmt"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// authenticate checks that credential is the hash bound to worker id.
+func (x *txn) authenticate(id string, credential []byte) (*Worker, error) {
+	if err := checkID("worker_id", id); err != nil {
+		return nil, err
+	}
+	if len(credential) == 0 {
+		return nil, fmt.Errorf("worker %q: %w", id, ErrNoCredential)
+	}
+	w, ok := x.t.worker(id)
+	if !ok {
+		return nil, fmt.Errorf("worker %q has never registered: %w", id, ErrWorkerNotFound)
+	}
+	if subtle.ConstantTimeCompare(w.SecretHash, credential) != 1 {
+		return nil, fmt.Errorf("worker %q: %w", id, ErrBadCredential)
+	}
+	return w, nil
+}
+
+// activeWorker checks that worker may work for s: authenticated, registered
+// and active. It returns the registration, ready to change.
+func (x *txn) activeWorker(s *Service, id string, credential []byte) (*Registration, error) {
+	if _, err := x.authenticate(id, credential); err != nil {
+		return nil, err
+	}
+	r := x.reg(s.Ordinal, id)
+	if r == nil {
+		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
+	}
+	if !r.Active() {
+		if r.Blocked {
+			return nil, fmt.Errorf("worker %q in service %q (%s): %w", id, s.Name, r.Reason, ErrWorkerDeactivated)
+		}
+		return nil, fmt.Errorf("worker %q in service %q is %s; register again: %w", id, s.Name, r.Reason, ErrWorkerInactive)
+	}
+	return r, nil
+}
+
+func (x *txn) register(op *rationv1.RegisterRequest) (*rationv1.RegisterResponse, error) {
+	id := op.GetWorkerId()
+	if err := checkID("worker_id", id); err != nil {
+		return nil, err
+	}
+	if err := checkText("name", op.GetName()); err != nil {
+		return nil, err
+	}
+	cred := x.hdr.GetCredential()
+	if len(cred) != SecretHashLength {
+		return nil, fmt.Errorf("worker %q: %w", id, ErrNoCredential)
+	}
+	s, err := x.activeService(op.GetService())
+	if err != nil {
+		return nil, err
+	}
+	w, known := x.t.worker(id)
+	if known && subtle.ConstantTimeCompare(w.SecretHash, cred) != 1 {
+		return nil, fmt.Errorf("worker %q is bound to another secret: %w", id, ErrBadCredential)
+	}
+	r := x.reg(s.Ordinal, id)
+	if r != nil && r.Blocked {
+		return nil, fmt.Errorf("worker %q in service %q (%s): %w", id, s.Name, r.Reason, ErrWorkerDeactivated)
+	}
+	if !known {
+		x.t.workers.Set(&Worker{ID: id, SecretHash: append([]byte(nil), cred...), CreatedAt: x.now})
+	}
+	changed := false
+	switch {
+	case r == nil:
+		r = &Registration{Service: s.Ordinal, Worker: id, Name: op.GetName(), State: workerActive,
+			RegisteredAt: x.now, ChangedAt: x.now}
+		x.newReg(r)
+		changed = true
+	case !r.Active():
+		r.State, r.Reason, r.ChangedAt = workerActive, "", x.now
+		changed = true
+	}
+	r.LastSeen = x.now
+	msg := "unchanged"
+	if changed {
+		msg = "active"
+	}
+	x.record(&Activity{Action: ActRegister, Service: s.Name, Worker: id, Actor: id, Message: msg})
+	return &rationv1.RegisterResponse{Changed: changed}, nil
+}
+
+func (x *txn) unregister(op *rationv1.UnregisterRequest) (*rationv1.UnregisterResponse, error) {
+	s, err := x.service(op.GetService())
+	if err != nil {
+		return nil, err
+	}
+	id := op.GetWorkerId()
+	if _, err := x.authenticate(id, x.hdr.GetCredential()); err != nil {
+		return nil, err
+	}
+	r := x.reg(s.Ordinal, id)
+	if r == nil {
+		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
+	}
+	n := 0
+	if r.Active() {
+		r.State, r.Reason, r.ChangedAt = workerInactive, "unregistered", x.now
+		n = x.endLeases(s.Ordinal, id)
+	}
+	x.record(&Activity{Action: ActUnregister, Service: s.Name, Worker: id, Actor: id, Count: uint64(n)})
+	return &rationv1.UnregisterResponse{LeasesEnded: uint32(n)}, nil
+}
+
+func (x *txn) deactivateWorker(op *rationv1.DeactivateWorkerRequest) (*rationv1.DeactivateWorkerResponse, error) {
+	s, err := x.service(op.GetService())
+	if err != nil {
+		return nil, err
+	}
+	id := op.GetWorkerId()
+	if err := checkID("worker_id", id); err != nil {
+		return nil, err
+	}
+	if err := checkText("reason", op.GetReason()); err != nil {
+		return nil, err
+	}
+	r := x.reg(s.Ordinal, id)
+	if r == nil {
+		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
+	}
+	reason := "deactivated by owner"
+	if op.GetReason() != "" {
+		reason += ": " + op.GetReason()
+	}
+	r.State, r.Reason, r.Blocked, r.ChangedAt = workerInactive, reason, true, x.now
+	n := x.endLeases(s.Ordinal, id)
+	x.record(&Activity{Action: ActDeactivate, Service: s.Name, Worker: id, Count: uint64(n), Message: op.GetReason()})
+	return &rationv1.DeactivateWorkerResponse{LeasesEnded: uint32(n)}, nil
+}
+
+func (x *txn) reactivateWorker(op *rationv1.ReactivateWorkerRequest) (*rationv1.ReactivateWorkerResponse, error) {
+	s, err := x.service(op.GetService())
+	if err != nil {
+		return nil, err
+	}
+	id := op.GetWorkerId()
+	if err := checkID("worker_id", id); err != nil {
+		return nil, err
+	}
+	r := x.reg(s.Ordinal, id)
+	if r == nil {
+		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
+	}
+	if !r.Active() {
+		r.State, r.Reason, r.Blocked, r.ChangedAt = workerActive, "", false, x.now
+		r.LastSeen = x.now
+	}
+	x.record(&Activity{Action: ActReactivate, Service: s.Name, Worker: id})
+	return &rationv1.ReactivateWorkerResponse{}, nil
+}
