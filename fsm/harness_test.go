@@ -24,6 +24,8 @@ type harness struct {
 	seed  uint64
 	// check runs the invariants after every command.
 	check bool
+	// capture, if set, sees every log entry applied.
+	capture func(*rawEntry)
 }
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -135,7 +137,11 @@ func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	r := h.f.Apply(rawLog(h.index, data)).(*rationv1.CommandResult)
+	l := rawLog(h.index, data)
+	if h.capture != nil {
+		h.capture(l)
+	}
+	r := h.f.Apply(l).(*rationv1.CommandResult)
 	if h.check {
 		if err := h.f.State().CheckInvariants(); err != nil {
 			h.t.Fatalf("after index %d (%s): %v", h.index, actionOf(c), err)
@@ -233,3 +239,35 @@ func ids(prefix string, n int) []string {
 func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 
 func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// stateBytes encodes the state without its activity log and clock, to check
+// that a refused or repeated command changed nothing else.
+func (h *harness) stateBytes() []byte {
+	h.t.Helper()
+	t := h.f.t.copy()
+	t.meta.index, t.meta.now, t.meta.nextSeq = 0, 0, 0
+	t.activity, t.actSvc, t.actWkr = newTables().activity, newTables().actSvc, newTables().actWkr
+	// Counters of refusals live on services and registrations; clear them.
+	for _, s := range t.ordinals.Items() {
+		c := *s
+		c.Counters.Rejected = 0
+		t.putService(&c)
+	}
+	for _, r := range t.regs.Items() {
+		c := *r
+		c.Counters.Rejected = 0
+		t.regs.Set(&c)
+	}
+	var buf bytes.Buffer
+	if err := t.encode(&buf); err != nil {
+		h.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func (h *harness) assertOnlyActivityChanged(before []byte) {
+	h.t.Helper()
+	if !bytes.Equal(before, h.stateBytes()) {
+		h.t.Fatal("state changed beyond the activity log and rejection counters")
+	}
+}

@@ -34,11 +34,12 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 	return res
 }
 
-// expireLeases turns leases past their deadline into dead buckets.
+// expireLeases turns leases past their deadline into dead buckets. A lease
+// is good up to and including its deadline.
 func (x *txn) expireLeases(res *rationv1.TickResult, budget int) int {
 	var due []uint64
 	x.t.leases.Scan(func(k timeKey) bool {
-		if k.at > x.now || len(due) >= budget {
+		if k.at >= x.now || len(due) >= budget {
 			return false
 		}
 		due = append(due, k.id)

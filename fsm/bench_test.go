@@ -1,0 +1,552 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// Benchmarks of the state machine. They drive it through the harness, as
+// bytes through FSM.Apply, the way raft does; the harness's invariant checks
+// are off because they read the whole state after every command. Each
+// benchmark runs the invariants once at the end, outside the timer.
+//
+// Run them with:
+//
+//	go test ./fsm -run '^$' -bench . -benchtime 1s
+//	go test ./fsm -run '^$' -bench 'TickExpire|Snapshot1M' -benchtime 2x
+
+const benchService = "bench"
+
+// benchHarness is a harness without per-command invariant checks.
+func benchHarness(b *testing.B) *harness {
+	h := newHarness(b)
+	h.check = false
+	return h
+}
+
+// benchIDs returns n item ids of 16 bytes, like account ids, numbered from
+// from.
+func benchIDs(prefix string, from, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%012d", prefix, from+i)
+	}
+	return out
+}
+
+// addAll adds ids in requests of at most DefaultMaxItemsPerAdd.
+func (h *harness) addAll(service string, rerun bool, ids []string) {
+	h.t.Helper()
+	for len(ids) > 0 {
+		n := min(len(ids), DefaultMaxItemsPerAdd)
+		h.must(&rationv1.AddItemsRequest{Service: service, Items: ids[:n], Rerun: rerun})
+		ids = ids[n:]
+	}
+}
+
+// pendingBuckets returns how many unassigned buckets a service has.
+func (h *harness) pendingBuckets(service string) int {
+	s, ok := h.f.State().Service(service)
+	if !ok {
+		h.t.Fatalf("service %q missing", service)
+	}
+	return int(s.Buckets[unassigned])
+}
+
+// checkOnce runs the invariants on the current state.
+func (h *harness) checkOnce() {
+	h.t.Helper()
+	if err := h.f.State().CheckInvariants(); err != nil {
+		h.t.Fatalf("at index %d: %v", h.index, err)
+	}
+}
+
+// BenchmarkApply_Acquire10: one op is one Acquire granting 10 buckets of 180
+// items. The pool grows by AddItems to 3,000 buckets (540,000 items); after
+// that it is refilled by releasing the held buckets, so memory stays bounded
+// however long the benchmark runs. Refills are outside the timer.
+func BenchmarkApply_Acquire10(b *testing.B) {
+	const (
+		perOp      = 10
+		addBuckets = 1000 // buckets per AddItems refill
+		maxBuckets = 3000 // beyond this, refill by releasing
+	)
+	h := benchHarness(b)
+	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180, MaxLeasesPerWorker: MaxLeasesPerWorkerCap})
+	h.register(benchService, "w1")
+	cred := secret("w1")
+	added := 0
+	var held []*rationv1.LeasedBucket
+	refill := func() {
+		if added < maxBuckets*180 {
+			h.addAll(benchService, false, benchIDs("acct", added, addBuckets*180))
+			added += addBuckets * 180
+		} else {
+			for _, lb := range held {
+				h.must(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch})
+			}
+			held = held[:0]
+		}
+	}
+	refill()
+	pending := h.pendingBuckets(benchService)
+	op := &rationv1.AcquireRequest{Service: benchService, WorkerId: "w1", MaxBuckets: perOp}
+	for b.Loop() {
+		if pending < perOp {
+			b.StopTimer()
+			refill()
+			pending = h.pendingBuckets(benchService)
+			b.StartTimer()
+		}
+		r := h.applyCmd(h.command(op, "w1", cred, ""))
+		got := r.GetAcquire().GetBuckets()
+		if len(got) != perOp {
+			b.Fatalf("acquire: got %d buckets, want %d (error %v)", len(got), perOp, ResultError(r))
+		}
+		held = append(held, got...)
+		pending -= perOp
+	}
+	b.StopTimer()
+	h.checkOnce()
+}
+
+// BenchmarkApply_Submit180: one op submits "DM" for all 180 items of one
+// leased bucket. Leases are prepared outside the timer, 100 buckets at a
+// time, from a pool of 90,000 ids that is re-queued (AddItems with rerun)
+// when it is used up, so the item table stays at 90,000 items.
+func BenchmarkApply_Submit180(b *testing.B) {
+	const (
+		chunk    = 100
+		poolSize = 500 * 180
+	)
+	h := benchHarness(b)
+	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{
+		BucketSize: 180, MaxBucketsPerAcquire: chunk, MaxLeasesPerWorker: MaxLeasesPerWorkerCap,
+	})
+	h.register(benchService, "w1")
+	cred := secret("w1")
+	pool := benchIDs("acct", 0, poolSize)
+	h.addAll(benchService, false, pool)
+	var ready []*rationv1.SubmitRequest
+	prepare := func() {
+		if h.pendingBuckets(benchService) < chunk {
+			h.addAll(benchService, true, pool)
+		}
+		for _, lb := range h.acquire(benchService, "w1", chunk) {
+			ready = append(ready, &rationv1.SubmitRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch, Results: results(lb, "DM")})
+		}
+	}
+	for b.Loop() {
+		if len(ready) == 0 {
+			b.StopTimer()
+			prepare()
+			b.StartTimer()
+		}
+		op := ready[len(ready)-1]
+		ready = ready[:len(ready)-1]
+		r := h.applyCmd(h.command(op, "w1", cred, ""))
+		if got := r.GetSubmit().GetAccepted(); got != 180 {
+			b.Fatalf("submit: accepted %d, want 180 (error %v)", got, ResultError(r))
+		}
+	}
+	b.StopTimer()
+	h.checkOnce()
+}
+
+// BenchmarkApply_AddItems18000: one op adds 18,000 new ids to a service with
+// buckets of 180. The service starts over (a new state machine) every 30 ops
+// (540,000 items), outside the timer, to bound memory.
+func BenchmarkApply_AddItems18000(b *testing.B) {
+	const (
+		perOp    = DefaultMaxItemsPerAdd
+		restart  = 30
+		prepared = 10 // requests whose ids are made ahead, outside the timer
+	)
+	var h *harness
+	start := func() {
+		h = benchHarness(b)
+		h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180})
+	}
+	start()
+	var (
+		ops   []*rationv1.AddItemsRequest
+		next  int // the next id number
+		inSvc int // ops applied to the current state machine
+	)
+	for b.Loop() {
+		if inSvc == restart {
+			b.StopTimer()
+			h.checkOnce()
+			start()
+			inSvc = 0
+			b.StartTimer()
+		}
+		if len(ops) == 0 {
+			b.StopTimer()
+			for range prepared {
+				ops = append(ops, &rationv1.AddItemsRequest{Service: benchService, Items: benchIDs("acct", next, perOp)})
+				next += perOp
+			}
+			b.StartTimer()
+		}
+		op := ops[0]
+		ops = ops[1:]
+		r := h.applyCmd(h.command(op, "admin", nil, ""))
+		if got := r.GetAddItems(); got.GetAdded() != perOp || got.GetBuckets() != perOp/180 {
+			b.Fatalf("add: %v (error %v)", got, ResultError(r))
+		}
+		inSvc++
+	}
+	b.StopTimer()
+	h.checkOnce()
+}
+
+// BenchmarkApply_TickExpire10000: one op is one Tick that expires exactly
+// 10,000 leases. Each op gets a new state machine with 10,000 leased buckets
+// of one item, whose leases the clock has just passed (set up outside the
+// timer). release_grace is long, so the tick only expires.
+func BenchmarkApply_TickExpire10000(b *testing.B) {
+	const n = 10000
+	var expired uint64
+	op := &rationv1.Tick{ExpireLeases: true}
+	var h *harness
+	for b.Loop() {
+		b.StopTimer()
+		h = benchHarness(b)
+		h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{
+			BucketSize: 1, MaxBucketsPerAcquire: MaxBucketsPerAcquire, MaxLeasesPerWorker: MaxLeasesPerWorkerCap,
+			LeaseTtl: dur(time.Minute), ReleaseGrace: dur(time.Hour),
+		})
+		h.register(benchService, "w1")
+		h.addAll(benchService, false, benchIDs("acct", 0, n))
+		for leased := 0; leased < n; {
+			leased += len(h.acquire(benchService, "w1", MaxBucketsPerAcquire))
+		}
+		h.advance(time.Minute + time.Second)
+		b.StartTimer()
+
+		r := h.applyCmd(h.command(op, "admin", nil, ""))
+
+		b.StopTimer()
+		tr := r.GetTick()
+		if tr.GetExpired() != n || tr.GetReleased() != 0 || tr.GetMore() {
+			b.Fatalf("tick: %v (error %v)", tr, ResultError(r))
+		}
+		expired += uint64(tr.GetExpired())
+		b.StartTimer()
+	}
+	b.StopTimer()
+	h.checkOnce()
+	b.ReportMetric(float64(expired)/float64(b.N), "leases/op")
+}
+
+// cycler runs acquire+submit cycles of one bucket of 180 items on a pool of
+// 36,000 ids, re-queued with AddItems rerun when used up. It is the only
+// writer of its harness; it never calls the harness's Fatal, so it can run
+// on a goroutine of its own.
+type cycler struct {
+	h       *harness
+	cred    []byte
+	pool    []string
+	pending int
+	acq     *rationv1.AcquireRequest
+}
+
+func newCycler(b *testing.B) *cycler {
+	h := benchHarness(b)
+	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180})
+	h.register(benchService, "w1")
+	c := &cycler{h: h, cred: secret("w1"), pool: benchIDs("acct", 0, 200*180),
+		acq: &rationv1.AcquireRequest{Service: benchService, WorkerId: "w1", MaxBuckets: 1}}
+	if err := c.refill(false); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func (c *cycler) low() bool { return c.pending == 0 }
+
+func (c *cycler) refill(rerun bool) error {
+	ids := c.pool
+	for len(ids) > 0 {
+		n := min(len(ids), DefaultMaxItemsPerAdd)
+		op := &rationv1.AddItemsRequest{Service: benchService, Items: ids[:n], Rerun: rerun}
+		if err := ResultError(c.h.applyCmd(c.h.command(op, "admin", nil, ""))); err != nil {
+			return fmt.Errorf("refill: %w", err)
+		}
+		ids = ids[n:]
+	}
+	s, _ := c.h.f.State().Service(benchService)
+	c.pending = int(s.Buckets[unassigned])
+	return nil
+}
+
+// cycle acquires one bucket and submits it. The caller refills when low.
+func (c *cycler) cycle() error {
+	r := c.h.applyCmd(c.h.command(c.acq, "w1", c.cred, ""))
+	bs := r.GetAcquire().GetBuckets()
+	if len(bs) != 1 {
+		return fmt.Errorf("acquire: got %d buckets (error %v)", len(bs), ResultError(r))
+	}
+	c.pending--
+	lb := bs[0]
+	op := &rationv1.SubmitRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch, Results: results(lb, "DM")}
+	r = c.h.applyCmd(c.h.command(op, "w1", c.cred, ""))
+	if err := ResultError(r); err != nil {
+		return fmt.Errorf("submit: %w", err)
+	}
+	return nil
+}
+
+// run cycles until stop is set, refilling as needed.
+func (c *cycler) run(stop *atomic.Bool, cycles *atomic.Int64) error {
+	for !stop.Load() {
+		if c.low() {
+			if err := c.refill(true); err != nil {
+				return err
+			}
+		}
+		if err := c.cycle(); err != nil {
+			return err
+		}
+		cycles.Add(1)
+	}
+	return nil
+}
+
+// warm runs n cycles so that reads see a state with done, leased and
+// pending items, results and activity.
+func (c *cycler) warm(b *testing.B, n int) {
+	for range n {
+		if c.low() {
+			if err := c.refill(true); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := c.cycle(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// readSet is one round of the reads a status page makes. It returns how many
+// records it saw.
+func readSet(f *FSM) int {
+	st := f.State()
+	n := 0
+	if _, ok := st.Service(benchService); ok {
+		n++
+	}
+	n += len(st.Buckets(BucketQuery{Service: benchService, Limit: 100}))
+	n += len(st.Items(benchService, rationv1.ItemState_ITEM_STATE_UNSPECIFIED, "", 100))
+	n += len(st.Activity(ActivityQuery{Limit: 100}))
+	return n
+}
+
+// background runs fn on n goroutines until stopped.
+type background struct {
+	stop atomic.Bool
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+}
+
+func (g *background) start(n int, fn func(stop *atomic.Bool) error) {
+	for range n {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if err := fn(&g.stop); err != nil {
+				g.mu.Lock()
+				g.err = err
+				g.mu.Unlock()
+				g.stop.Store(true)
+			}
+		}()
+	}
+}
+
+// halt stops the goroutines, waits for them and fails b if one failed.
+func (g *background) halt(b *testing.B) {
+	g.stop.Store(true)
+	g.wg.Wait()
+	if g.err != nil {
+		b.Fatal(g.err)
+	}
+}
+
+// BenchmarkReadsDuringApply shows that readers and the apply goroutine do not
+// slow each other down beyond sharing the CPUs: readers load the published
+// immutable version and never take a lock Apply needs. One apply op is an
+// acquire+submit cycle of a bucket of 180; one read op is readSet. On a
+// machine with fewer than 3 cores the "with" cases also share CPU time.
+func BenchmarkReadsDuringApply(b *testing.B) {
+	const readers = 2
+	perSec := func(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+	applyLoop := func(b *testing.B, c *cycler) {
+		for b.Loop() {
+			if c.low() {
+				b.StopTimer()
+				if err := c.refill(true); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			if err := c.cycle(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	readLoop := func(b *testing.B, f *FSM) {
+		seen := 0
+		for b.Loop() {
+			seen += readSet(f)
+		}
+		if seen == 0 {
+			b.Fatal("reads saw nothing")
+		}
+	}
+
+	b.Run("apply-alone", func(b *testing.B) {
+		c := newCycler(b)
+		c.warm(b, 300)
+		begin := time.Now()
+		applyLoop(b, c)
+		b.ReportMetric(perSec(int64(b.N), time.Since(begin)), "cycles/s")
+		c.h.checkOnce()
+	})
+	b.Run("apply-with-readers", func(b *testing.B) {
+		c := newCycler(b)
+		c.warm(b, 300)
+		var reads atomic.Int64
+		var g background
+		g.start(readers, func(stop *atomic.Bool) error {
+			for !stop.Load() {
+				if readSet(c.h.f) == 0 {
+					return fmt.Errorf("reads saw nothing")
+				}
+				reads.Add(1)
+			}
+			return nil
+		})
+		begin, r0 := time.Now(), reads.Load()
+		applyLoop(b, c)
+		elapsed, r1 := time.Since(begin), reads.Load()
+		g.halt(b)
+		b.ReportMetric(perSec(int64(b.N), elapsed), "cycles/s")
+		b.ReportMetric(perSec(r1-r0, elapsed), "bg-reads/s")
+		c.h.checkOnce()
+	})
+	b.Run("reads-alone", func(b *testing.B) {
+		c := newCycler(b)
+		c.warm(b, 300)
+		begin := time.Now()
+		readLoop(b, c.h.f)
+		b.ReportMetric(perSec(int64(b.N), time.Since(begin)), "reads/s")
+	})
+	b.Run("reads-with-apply", func(b *testing.B) {
+		c := newCycler(b)
+		c.warm(b, 300)
+		var cycles atomic.Int64
+		var g background
+		g.start(1, func(stop *atomic.Bool) error { return c.run(stop, &cycles) })
+		begin, c0 := time.Now(), cycles.Load()
+		readLoop(b, c.h.f)
+		elapsed, c1 := time.Since(begin), cycles.Load()
+		g.halt(b)
+		b.ReportMetric(perSec(int64(b.N), elapsed), "reads/s")
+		b.ReportMetric(perSec(c1-c0, elapsed), "bg-cycles/s")
+		c.h.checkOnce()
+	})
+}
+
+// BenchmarkSnapshot1M measures a snapshot of a state with 1,000,000 pending
+// items (dmcheck, buckets of 180). The state is built once, outside the
+// timers, with the live heap measured before and after: "persist" reports
+// the snapshot's size (MB) and the heap per pending item of the built state
+// (B/item); "restore" reports the heap per item of the restored state. The
+// targets are at most 300 B/item and a restore under 3 s; they are reported,
+// not asserted.
+func BenchmarkSnapshot1M(b *testing.B) {
+	const total = 1_000_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h := benchHarness(b)
+	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180})
+	for from := 0; from < total; from += DefaultMaxItemsPerAdd {
+		h.add(benchService, 0, benchIDs("acct", from, min(DefaultMaxItemsPerAdd, total-from))...)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	builtPerItem := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / total
+	st := h.f.State()
+	want, _ := st.Service(benchService)
+	if want.Items[pending] != total {
+		b.Fatalf("built %d pending items, want %d", want.Items[pending], total)
+	}
+	b.Logf("built %d pending items in %d buckets: heap %d B/item", total, want.Buckets[unassigned], int(builtPerItem))
+
+	var snap []byte
+	persist := func() []byte {
+		var buf bytes.Buffer
+		if err := st.WriteSnapshot(&buf); err != nil {
+			b.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	b.Run("persist", func(b *testing.B) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			if err := st.WriteSnapshot(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		snap = buf.Bytes()
+		b.ReportMetric(float64(len(snap))/1e6, "MB")
+		b.ReportMetric(builtPerItem, "B/item")
+	})
+	b.Run("restore", func(b *testing.B) {
+		if snap == nil {
+			snap = persist()
+		}
+		var m0, m1 runtime.MemStats
+		f := New(nil)
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		for b.Loop() {
+			if err := f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric((float64(m1.HeapAlloc)-float64(m0.HeapAlloc))/total, "B/item")
+		got, ok := f.State().Service(benchService)
+		if !ok || got.Items != want.Items || got.Buckets != want.Buckets {
+			b.Fatalf("restored service %+v, want %+v", got, want)
+		}
+		var again bytes.Buffer
+		if err := f.State().WriteSnapshot(&again); err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.Equal(again.Bytes(), snap) {
+			b.Fatalf("restored state persists to %d bytes that differ from the %d restored", again.Len(), len(snap))
+		}
+		if err := f.State().CheckInvariants(); err != nil {
+			b.Fatalf("restored state: %v", err)
+		}
+	})
+	runtime.KeepAlive(h)
+}

@@ -1,0 +1,217 @@
+package fsm
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+func TestFSM_RetriedRequestTakesEffectOnce(t *testing.T) {
+	h := setup(t, &rationv1.ServiceConfig{BucketSize: 2}, 10, "w1")
+	acq := &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1", MaxBuckets: 2}
+	first := h.applyAs(acq, "w1", secret("w1"), "req-1")
+	before := h.stateBytes()
+	h.advance(time.Second)
+	again := h.applyAs(acq, "w1", secret("w1"), "req-1")
+	if !proto.Equal(first, again) {
+		t.Fatalf("retry answered %v, first answer %v", again, first)
+	}
+	if !bytes.Equal(before, h.stateBytes()) {
+		t.Fatal("a retried acquire changed the state")
+	}
+	// The same id with another body is refused and changes nothing.
+	other := h.applyAs(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1", MaxBuckets: 3}, "w1", secret("w1"), "req-1")
+	if Reason(ResultError(other)) != ErrRequestIDReused.Reason {
+		t.Fatalf("reused id: %v", ResultError(other))
+	}
+	h.assertOnlyActivityChanged(before)
+	// A refused command's answer is remembered too.
+	bad := &rationv1.SubmitRequest{WorkerId: "w1", BucketId: 999, Epoch: 1, Results: []*rationv1.ResultInput{{Item: "x", Verdict: "DM"}}}
+	e1 := h.applyAs(bad, "w1", secret("w1"), "req-2")
+	e2 := h.applyAs(bad, "w1", secret("w1"), "req-2")
+	if !proto.Equal(e1, e2) || ResultError(e1) == nil {
+		t.Fatalf("refused retry: %v then %v", e1, e2)
+	}
+	// Request ids are scoped to their sender: another worker's "req-1" is its own.
+	h.register("dm", "w2")
+	if r := h.applyAs(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w2", MaxBuckets: 1}, "w2", secret("w2"), "req-1"); ResultError(r) != nil || len(r.GetAcquire().GetBuckets()) != 1 {
+		t.Fatalf("w2's req-1: %v", r)
+	}
+	// Request ids are forgotten after the retention.
+	h.advance(time.Hour)
+	if r := h.must(&rationv1.Tick{RequestRetention: int64(30 * time.Minute)}).GetTick(); r.RequestsTrimmed != 3 {
+		t.Fatalf("trimmed %d request ids, want 3", r.RequestsTrimmed)
+	}
+}
+
+// script is a command sequence touching every operation, used by the
+// determinism, snapshot and golden tests.
+func script(h *harness) {
+	h.must(&rationv1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:7070"})
+	h.createService("dm", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(time.Hour), MaxAttempts: 2})
+	h.createService("fol", "followers", nil)
+	h.createService("gen", "generic", &rationv1.ServiceConfig{Verdicts: []string{"A", "B"}})
+	for _, w := range []string{"w1", "w2", "w3"} {
+		h.register("dm", w)
+	}
+	h.register("fol", "w1")
+	h.add("dm", 0, ids("d", 20)...)
+	h.add("dm", 5, ids("p", 4)...)
+	h.add("fol", 0, ids("f", 5)...)
+	h.advance(time.Minute)
+	a := h.acquire("dm", "w1", 3)
+	b := h.acquire("dm", "w2", 2)
+	h.acquire("dm", "w3", 1)
+	h.submitAll("w1", a[0], "DM")
+	h.must(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: a[1].Id, Epoch: a[1].Lease.Epoch,
+		Results: []*rationv1.ResultInput{{Item: a[1].Items[0], Verdict: "UNKNOWN", Payload: "gone"}}})
+	h.must(&rationv1.ReleaseRequest{WorkerId: "w2", BucketId: b[0].Id, Epoch: b[0].Lease.Epoch})
+	h.refuse(&rationv1.SubmitRequest{WorkerId: "w3", BucketId: a[2].Id, Epoch: a[2].Lease.Epoch, Results: results(a[2], "DM")}, ErrNotHolder)
+	fb := h.acquire("fol", "w1", 1)[0]
+	h.must(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: fb.Id, Epoch: fb.Lease.Epoch,
+		Results: []*rationv1.ResultInput{{Item: fb.Items[0], Verdict: "OK", Payload: `["1","2"]`}}})
+	h.must(&rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w2",
+		Buckets: []*rationv1.BucketRef{{Id: b[1].Id, Epoch: b[1].Lease.Epoch}}}}}})
+	h.applyAs(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w2", MaxBuckets: 1}, "w2", secret("w2"), "rid-1")
+	h.advance(61 * time.Minute)
+	h.tick()
+	h.advance(16 * time.Minute)
+	h.tick()
+	h.must(&rationv1.RevertWorkerRequest{Service: "dm", WorkerId: "w1", Since: ts(t0)})
+	h.must(&rationv1.DeactivateWorkerRequest{Service: "dm", WorkerId: "w3", Reason: "test"})
+	h.must(&rationv1.RevokeServiceRequest{Name: "gen", Reason: "unused"})
+	h.must(&rationv1.UpdateServiceRequest{Name: "fol", Config: &rationv1.ServiceConfig{BucketSize: 7, PriorityAging: dur(time.Hour)}})
+	h.must(&rationv1.CommandBatch{Commands: []*rationv1.Command{
+		h.command(&rationv1.AddItemsRequest{Service: "fol", Items: ids("g", 3)}, "admin", nil, ""),
+		h.command(&rationv1.AcquireRequest{Service: "fol", WorkerId: "w1", MaxBuckets: 5}, "w1", secret("w1"), ""),
+	}})
+}
+
+func TestFSM_SameLogSameBytes(t *testing.T) {
+	h1, h2 := newHarness(t), newHarness(t)
+	script(h1)
+	script(h2)
+	s1, s2 := h1.snapshot(), h2.snapshot()
+	if !bytes.Equal(s1, s2) {
+		t.Fatal("two state machines fed the same commands wrote different snapshots")
+	}
+	// Replaying the same log bytes through ApplyBatch gives the same bytes too.
+	h3 := newHarness(t)
+	h3.check = false
+	h3.f.ApplyBatch(replayLog(t))
+	if !bytes.Equal(s1, h3.snapshot()) {
+		t.Fatal("ApplyBatch of the same log wrote a different snapshot")
+	}
+}
+
+// replayLog re-runs script, capturing the raw log entries.
+func replayLog(t *testing.T) []*rawEntry {
+	h := newHarness(t)
+	h.check = false
+	var logs []*rawEntry
+	h.capture = func(e *rawEntry) { logs = append(logs, e) }
+	script(h)
+	return logs
+}
+
+func TestFSM_SnapshotRoundTrip(t *testing.T) {
+	h := newHarness(t)
+	script(h)
+	b := h.snapshot()
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(b))); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := f.State().WriteSnapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, again.Bytes()) {
+		t.Fatal("snapshot -> restore -> snapshot changed the bytes")
+	}
+	if err := f.State().CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	// The restored machine goes on exactly as the original does.
+	h2 := &harness{t: t, f: f, index: h.index, now: h.now, seed: h.seed, check: true}
+	h.add("dm", 0, "after")
+	h2.add("dm", 0, "after")
+	if !bytes.Equal(h.snapshot(), h2.snapshot()) {
+		t.Fatal("a restored state machine diverged on the next command")
+	}
+}
+
+func TestFSM_RestoreRefusesCorruptSnapshots(t *testing.T) {
+	h := newHarness(t)
+	script(h)
+	good := h.snapshot()
+	cases := map[string][]byte{
+		"empty":          nil,
+		"bad magic":      append([]byte("NOTASNAP"), good[8:]...),
+		"future version": append(append([]byte{}, good[:8]...), append([]byte{0, 0, 0, 99}, good[12:]...)...),
+		"truncated":      good[:len(good)/2],
+		"huge length":    append(append([]byte{}, good[:12]...), 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"no meta":        good[:12],
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := New(nil)
+			h2 := newHarness(t)
+			h2.f = f
+			h2.createService("keep", "dmcheck", nil)
+			if err := f.Restore(io.NopCloser(bytes.NewReader(b))); err == nil {
+				t.Fatal("restore accepted a corrupt snapshot")
+			}
+			if _, ok := f.State().Service("keep"); !ok {
+				t.Fatal("a failed restore lost the current state")
+			}
+		})
+	}
+}
+
+var goldenV1 = filepath.Join("..", "testdata", "snapshots", "v1.snap")
+
+// TestFSM_GoldenSnapshot keeps every released snapshot format readable: the
+// file was written by the script above with format version 1. Set
+// RATION_UPDATE_GOLDEN=1 to rewrite it, only when the format version changes.
+func TestFSM_GoldenSnapshot(t *testing.T) {
+	if os.Getenv("RATION_UPDATE_GOLDEN") == "1" {
+		h := newHarness(t)
+		script(h)
+		now := h.snapshot()
+		if err := os.MkdirAll(filepath.Dir(goldenV1), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(goldenV1, now, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile(goldenV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(golden))); err != nil {
+		t.Fatalf("the v1 golden snapshot no longer restores: %v", err)
+	}
+	if err := f.State().CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := f.State().WriteSnapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(golden, again.Bytes()) {
+		t.Fatal("restoring the golden snapshot and writing it again changed the bytes")
+	}
+	if s, ok := f.State().Service("fol"); !ok || s.Config.BucketSize != 7 {
+		t.Fatalf("golden state lost its services: %+v", s)
+	}
+}
