@@ -74,6 +74,7 @@ func (h *harness) checkOnce() {
 // that it is refilled by releasing the held buckets, so memory stays bounded
 // however long the benchmark runs. Refills are outside the timer.
 func BenchmarkApply_Acquire10(b *testing.B) {
+	b.ReportAllocs()
 	const (
 		perOp      = 10
 		addBuckets = 1000 // buckets per AddItems refill
@@ -123,6 +124,7 @@ func BenchmarkApply_Acquire10(b *testing.B) {
 // time, from a pool of 90,000 ids that is re-queued (AddItems with rerun)
 // when it is used up, so the item table stays at 90,000 items.
 func BenchmarkApply_Submit180(b *testing.B) {
+	b.ReportAllocs()
 	const (
 		chunk    = 100
 		poolSize = 500 * 180
@@ -165,6 +167,7 @@ func BenchmarkApply_Submit180(b *testing.B) {
 // buckets of 180. The service starts over (a new state machine) every 30 ops
 // (540,000 items), outside the timer, to bound memory.
 func BenchmarkApply_AddItems18000(b *testing.B) {
+	b.ReportAllocs()
 	const (
 		perOp    = DefaultMaxItemsPerAdd
 		restart  = 30
@@ -214,6 +217,7 @@ func BenchmarkApply_AddItems18000(b *testing.B) {
 // of one item, whose leases the clock has just passed (set up outside the
 // timer). release_grace is long, so the tick only expires.
 func BenchmarkApply_TickExpire10000(b *testing.B) {
+	b.ReportAllocs()
 	const n = 10000
 	var expired uint64
 	op := &rationv1.Tick{ExpireLeases: true}
@@ -389,6 +393,7 @@ func (g *background) halt(b *testing.B) {
 // acquire+submit cycle of a bucket of 180; one read op is readSet. On a
 // machine with fewer than 3 cores the "with" cases also share CPU time.
 func BenchmarkReadsDuringApply(b *testing.B) {
+	b.ReportAllocs()
 	const readers = 2
 	perSec := func(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() }
 
@@ -417,14 +422,15 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 	}
 
 	b.Run("apply-alone", func(b *testing.B) {
+		b.ReportAllocs()
 		c := newCycler(b)
 		c.warm(b, 300)
-		begin := time.Now()
 		applyLoop(b, c)
-		b.ReportMetric(perSec(int64(b.N), time.Since(begin)), "cycles/s")
+		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "cycles/s")
 		c.h.checkOnce()
 	})
 	b.Run("apply-with-readers", func(b *testing.B) {
+		b.ReportAllocs()
 		c := newCycler(b)
 		c.warm(b, 300)
 		var reads atomic.Int64
@@ -442,18 +448,19 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 		applyLoop(b, c)
 		elapsed, r1 := time.Since(begin), reads.Load()
 		g.halt(b)
-		b.ReportMetric(perSec(int64(b.N), elapsed), "cycles/s")
+		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "cycles/s")
 		b.ReportMetric(perSec(r1-r0, elapsed), "bg-reads/s")
 		c.h.checkOnce()
 	})
 	b.Run("reads-alone", func(b *testing.B) {
+		b.ReportAllocs()
 		c := newCycler(b)
 		c.warm(b, 300)
-		begin := time.Now()
 		readLoop(b, c.h.f)
-		b.ReportMetric(perSec(int64(b.N), time.Since(begin)), "reads/s")
+		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "reads/s")
 	})
 	b.Run("reads-with-apply", func(b *testing.B) {
+		b.ReportAllocs()
 		c := newCycler(b)
 		c.warm(b, 300)
 		var cycles atomic.Int64
@@ -463,7 +470,7 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 		readLoop(b, c.h.f)
 		elapsed, c1 := time.Since(begin), cycles.Load()
 		g.halt(b)
-		b.ReportMetric(perSec(int64(b.N), elapsed), "reads/s")
+		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "reads/s")
 		b.ReportMetric(perSec(c1-c0, elapsed), "bg-cycles/s")
 		c.h.checkOnce()
 	})
@@ -477,6 +484,7 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 // targets are at most 300 B/item and a restore under 3 s; they are reported,
 // not asserted.
 func BenchmarkSnapshot1M(b *testing.B) {
+	b.ReportAllocs()
 	const total = 1_000_000
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -505,6 +513,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		return buf.Bytes()
 	}
 	b.Run("persist", func(b *testing.B) {
+		b.ReportAllocs()
 		var buf bytes.Buffer
 		for b.Loop() {
 			buf.Reset()
@@ -517,6 +526,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		b.ReportMetric(builtPerItem, "B/item")
 	})
 	b.Run("restore", func(b *testing.B) {
+		b.ReportAllocs()
 		if snap == nil {
 			snap = persist()
 		}

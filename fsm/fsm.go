@@ -39,7 +39,7 @@ const (
 // it never blocks and never waits for Apply.
 type FSM struct {
 	log hclog.Logger
-	t   *tables                // written by the apply goroutine only
+	t   *tables               // written by the apply goroutine only
 	pub atomic.Pointer[State] // the latest frozen version, for readers
 }
 

@@ -154,8 +154,14 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 		return nil, fmt.Errorf("buckets has %d entries, limit %d: %w", len(refs), MaxHeartbeatBuckets, ErrLimitExceeded)
 	}
 	resp := &rationv1.HeartbeatResponse{Buckets: make([]*rationv1.HeartbeatOutcome, 0, len(refs))}
-	var extended, refused uint64
-	var svcName string
+	// One activity record per service touched, in the order first named.
+	type tally struct {
+		svc      uint32
+		extended uint64
+	}
+	var tallies []tally
+	var refused uint64
+	var firstReason string
 	for _, ref := range refs {
 		o := &rationv1.HeartbeatOutcome{BucketId: ref.GetId()}
 		resp.Buckets = append(resp.Buckets, o)
@@ -165,11 +171,13 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 		}
 		if err != nil {
 			o.ErrorReason, o.ErrorMessage = Reason(err), err.Error()
+			if refused == 0 {
+				firstReason = o.ErrorReason
+			}
 			refused++
 			continue
 		}
 		s := x.svc(b.Service)
-		svcName = s.Name
 		nb := x.bkt(b.ID)
 		nb.Deadline = max(nb.Deadline, x.now+int64(s.Config.LeaseTTL))
 		o.Lease = &rationv1.Lease{Epoch: nb.Epoch, Deadline: timestamppb.New(unixTime(nb.Deadline))}
@@ -178,13 +186,20 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 			r.Counters.Heartbeats++
 		}
 		s.Counters.Heartbeats++
-		extended++
+		i := slices.IndexFunc(tallies, func(t tally) bool { return t.svc == b.Service })
+		if i < 0 {
+			tallies = append(tallies, tally{svc: b.Service})
+			i = len(tallies) - 1
+		}
+		tallies[i].extended++
 	}
-	a := &Activity{Action: ActHeartbeat, Service: svcName, Worker: worker, Actor: worker, Count: extended}
+	for _, t := range tallies {
+		x.record(&Activity{Action: ActHeartbeat, Service: x.peekSvc(t.svc).Name, Worker: worker, Actor: worker, Count: t.extended})
+	}
 	if refused > 0 {
-		a.Message = fmt.Sprintf("%d refused", refused)
+		x.record(&Activity{Action: ActHeartbeat, Worker: worker, Actor: worker, Reason: firstReason,
+			Message: fmt.Sprintf("%d of %d leases not extended (first: %s)", refused, len(refs), firstReason)})
 	}
-	x.record(a)
 	return &rationv1.CommandResult{Value: &rationv1.CommandResult_HeartbeatEntry{HeartbeatEntry: resp}}, nil
 }
 
