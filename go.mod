@@ -3,6 +3,7 @@ module github.com/rationhq/ration
 go 1.26
 
 require (
+	connectrpc.com/connect v1.19.1
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.7.3
 	github.com/tidwall/btree v1.8.2
@@ -18,5 +19,5 @@ require (
 	github.com/hashicorp/golang-lru v0.5.4 // indirect
 	github.com/mattn/go-colorable v0.1.12 // indirect
 	github.com/mattn/go-isatty v0.0.14 // indirect
-	golang.org/x/sys v0.13.0 // indirect
+	golang.org/x/sys v0.38.0 // indirect
 )

@@ -42,8 +42,8 @@ func benchIDs(prefix string, from, n int) []string {
 	return out
 }
 
-// addAll adds ids in requests of at most DefaultMaxItemsPerAdd.
-func (h *harness) addAll(service string, rerun bool, ids []string) {
+// benchAddAll adds ids in requests of at most DefaultMaxItemsPerAdd.
+func benchAddAll(h *harness, service string, rerun bool, ids []string) {
 	h.t.Helper()
 	for len(ids) > 0 {
 		n := min(len(ids), DefaultMaxItemsPerAdd)
@@ -52,8 +52,8 @@ func (h *harness) addAll(service string, rerun bool, ids []string) {
 	}
 }
 
-// pendingBuckets returns how many unassigned buckets a service has.
-func (h *harness) pendingBuckets(service string) int {
+// benchPending returns how many unassigned buckets a service has.
+func benchPending(h *harness, service string) int {
 	s, ok := h.f.State().Service(service)
 	if !ok {
 		h.t.Fatalf("service %q missing", service)
@@ -61,8 +61,8 @@ func (h *harness) pendingBuckets(service string) int {
 	return int(s.Buckets[unassigned])
 }
 
-// checkOnce runs the invariants on the current state.
-func (h *harness) checkOnce() {
+// benchCheck runs the invariants on the current state.
+func benchCheck(h *harness) {
 	h.t.Helper()
 	if err := h.f.State().CheckInvariants(); err != nil {
 		h.t.Fatalf("at index %d: %v", h.index, err)
@@ -88,23 +88,35 @@ func BenchmarkApply_Acquire10(b *testing.B) {
 	var held []*rationv1.LeasedBucket
 	refill := func() {
 		if added < maxBuckets*180 {
-			h.addAll(benchService, false, benchIDs("acct", added, addBuckets*180))
+			benchAddAll(h, benchService, false, benchIDs("acct", added, addBuckets*180))
 			added += addBuckets * 180
 		} else {
-			for _, lb := range held {
-				h.must(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch})
+			// Releases go in batches, one publish per 1,000, to keep the
+			// refill cheap.
+			for len(held) > 0 {
+				n := min(len(held), 1000)
+				batch := &rationv1.CommandBatch{}
+				for _, lb := range held[:n] {
+					op := &rationv1.ReleaseRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch}
+					batch.Commands = append(batch.Commands, h.command(op, "w1", cred, ""))
+				}
+				for _, r := range h.applyCmd(h.command(batch, "admin", nil, "")).GetBatch().GetResults() {
+					if err := ResultError(r); err != nil {
+						b.Fatalf("release: %v", err)
+					}
+				}
+				held = held[n:]
 			}
-			held = held[:0]
 		}
 	}
 	refill()
-	pending := h.pendingBuckets(benchService)
+	pending := benchPending(h, benchService)
 	op := &rationv1.AcquireRequest{Service: benchService, WorkerId: "w1", MaxBuckets: perOp}
 	for b.Loop() {
 		if pending < perOp {
 			b.StopTimer()
 			refill()
-			pending = h.pendingBuckets(benchService)
+			pending = benchPending(h, benchService)
 			b.StartTimer()
 		}
 		r := h.applyCmd(h.command(op, "w1", cred, ""))
@@ -116,7 +128,7 @@ func BenchmarkApply_Acquire10(b *testing.B) {
 		pending -= perOp
 	}
 	b.StopTimer()
-	h.checkOnce()
+	benchCheck(h)
 }
 
 // BenchmarkApply_Submit180: one op submits "DM" for all 180 items of one
@@ -136,11 +148,11 @@ func BenchmarkApply_Submit180(b *testing.B) {
 	h.register(benchService, "w1")
 	cred := secret("w1")
 	pool := benchIDs("acct", 0, poolSize)
-	h.addAll(benchService, false, pool)
+	benchAddAll(h, benchService, false, pool)
 	var ready []*rationv1.SubmitRequest
 	prepare := func() {
-		if h.pendingBuckets(benchService) < chunk {
-			h.addAll(benchService, true, pool)
+		if benchPending(h, benchService) < chunk {
+			benchAddAll(h, benchService, true, pool)
 		}
 		for _, lb := range h.acquire(benchService, "w1", chunk) {
 			ready = append(ready, &rationv1.SubmitRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch, Results: results(lb, "DM")})
@@ -160,7 +172,7 @@ func BenchmarkApply_Submit180(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	h.checkOnce()
+	benchCheck(h)
 }
 
 // BenchmarkApply_AddItems18000: one op adds 18,000 new ids to a service with
@@ -187,7 +199,7 @@ func BenchmarkApply_AddItems18000(b *testing.B) {
 	for b.Loop() {
 		if inSvc == restart {
 			b.StopTimer()
-			h.checkOnce()
+			benchCheck(h)
 			start()
 			inSvc = 0
 			b.StartTimer()
@@ -209,7 +221,7 @@ func BenchmarkApply_AddItems18000(b *testing.B) {
 		inSvc++
 	}
 	b.StopTimer()
-	h.checkOnce()
+	benchCheck(h)
 }
 
 // BenchmarkApply_TickExpire10000: one op is one Tick that expires exactly
@@ -230,7 +242,7 @@ func BenchmarkApply_TickExpire10000(b *testing.B) {
 			LeaseTtl: dur(time.Minute), ReleaseGrace: dur(time.Hour),
 		})
 		h.register(benchService, "w1")
-		h.addAll(benchService, false, benchIDs("acct", 0, n))
+		benchAddAll(h, benchService, false, benchIDs("acct", 0, n))
 		for leased := 0; leased < n; {
 			leased += len(h.acquire(benchService, "w1", MaxBucketsPerAcquire))
 		}
@@ -248,15 +260,15 @@ func BenchmarkApply_TickExpire10000(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	h.checkOnce()
+	benchCheck(h)
 	b.ReportMetric(float64(expired)/float64(b.N), "leases/op")
 }
 
-// cycler runs acquire+submit cycles of one bucket of 180 items on a pool of
-// 36,000 ids, re-queued with AddItems rerun when used up. It is the only
-// writer of its harness; it never calls the harness's Fatal, so it can run
-// on a goroutine of its own.
-type cycler struct {
+// benchCycler runs acquire+submit cycles of one bucket of 180 items on a
+// pool of 36,000 ids, re-queued with AddItems rerun when used up. It is the
+// only writer of its harness; with checks off the harness never calls
+// Fatal, so it can run on a goroutine of its own.
+type benchCycler struct {
 	h       *harness
 	cred    []byte
 	pool    []string
@@ -264,11 +276,11 @@ type cycler struct {
 	acq     *rationv1.AcquireRequest
 }
 
-func newCycler(b *testing.B) *cycler {
+func newBenchCycler(b *testing.B) *benchCycler {
 	h := benchHarness(b)
 	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180})
 	h.register(benchService, "w1")
-	c := &cycler{h: h, cred: secret("w1"), pool: benchIDs("acct", 0, 200*180),
+	c := &benchCycler{h: h, cred: secret("w1"), pool: benchIDs("acct", 0, 200*180),
 		acq: &rationv1.AcquireRequest{Service: benchService, WorkerId: "w1", MaxBuckets: 1}}
 	if err := c.refill(false); err != nil {
 		b.Fatal(err)
@@ -276,9 +288,9 @@ func newCycler(b *testing.B) *cycler {
 	return c
 }
 
-func (c *cycler) low() bool { return c.pending == 0 }
+func (c *benchCycler) low() bool { return c.pending == 0 }
 
-func (c *cycler) refill(rerun bool) error {
+func (c *benchCycler) refill(rerun bool) error {
 	ids := c.pool
 	for len(ids) > 0 {
 		n := min(len(ids), DefaultMaxItemsPerAdd)
@@ -294,7 +306,7 @@ func (c *cycler) refill(rerun bool) error {
 }
 
 // cycle acquires one bucket and submits it. The caller refills when low.
-func (c *cycler) cycle() error {
+func (c *benchCycler) cycle() error {
 	r := c.h.applyCmd(c.h.command(c.acq, "w1", c.cred, ""))
 	bs := r.GetAcquire().GetBuckets()
 	if len(bs) != 1 {
@@ -311,7 +323,7 @@ func (c *cycler) cycle() error {
 }
 
 // run cycles until stop is set, refilling as needed.
-func (c *cycler) run(stop *atomic.Bool, cycles *atomic.Int64) error {
+func (c *benchCycler) run(stop *atomic.Bool, cycles *atomic.Int64) error {
 	for !stop.Load() {
 		if c.low() {
 			if err := c.refill(true); err != nil {
@@ -328,7 +340,7 @@ func (c *cycler) run(stop *atomic.Bool, cycles *atomic.Int64) error {
 
 // warm runs n cycles so that reads see a state with done, leased and
 // pending items, results and activity.
-func (c *cycler) warm(b *testing.B, n int) {
+func (c *benchCycler) warm(b *testing.B, n int) {
 	for range n {
 		if c.low() {
 			if err := c.refill(true); err != nil {
@@ -341,9 +353,9 @@ func (c *cycler) warm(b *testing.B, n int) {
 	}
 }
 
-// readSet is one round of the reads a status page makes. It returns how many
-// records it saw.
-func readSet(f *FSM) int {
+// benchReads is one round of the reads a status page makes. It returns how
+// many records it saw.
+func benchReads(f *FSM) int {
 	st := f.State()
 	n := 0
 	if _, ok := st.Service(benchService); ok {
@@ -355,15 +367,20 @@ func readSet(f *FSM) int {
 	return n
 }
 
-// background runs fn on n goroutines until stopped.
-type background struct {
+// benchGroup runs background goroutines until halted. They are also
+// stopped when the benchmark ends early (b.Fatal), so none outlives it.
+type benchGroup struct {
 	stop atomic.Bool
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	err  error
 }
 
-func (g *background) start(n int, fn func(stop *atomic.Bool) error) {
+func (g *benchGroup) start(b *testing.B, n int, fn func(stop *atomic.Bool) error) {
+	b.Cleanup(func() {
+		g.stop.Store(true)
+		g.wg.Wait()
+	})
 	for range n {
 		g.wg.Add(1)
 		go func() {
@@ -379,7 +396,7 @@ func (g *background) start(n int, fn func(stop *atomic.Bool) error) {
 }
 
 // halt stops the goroutines, waits for them and fails b if one failed.
-func (g *background) halt(b *testing.B) {
+func (g *benchGroup) halt(b *testing.B) {
 	g.stop.Store(true)
 	g.wg.Wait()
 	if g.err != nil {
@@ -390,14 +407,14 @@ func (g *background) halt(b *testing.B) {
 // BenchmarkReadsDuringApply shows that readers and the apply goroutine do not
 // slow each other down beyond sharing the CPUs: readers load the published
 // immutable version and never take a lock Apply needs. One apply op is an
-// acquire+submit cycle of a bucket of 180; one read op is readSet. On a
+// acquire+submit cycle of a bucket of 180; one read op is benchReads. On a
 // machine with fewer than 3 cores the "with" cases also share CPU time.
 func BenchmarkReadsDuringApply(b *testing.B) {
 	b.ReportAllocs()
 	const readers = 2
 	perSec := func(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() }
 
-	applyLoop := func(b *testing.B, c *cycler) {
+	applyLoop := func(b *testing.B, c *benchCycler) {
 		for b.Loop() {
 			if c.low() {
 				b.StopTimer()
@@ -414,7 +431,7 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 	readLoop := func(b *testing.B, f *FSM) {
 		seen := 0
 		for b.Loop() {
-			seen += readSet(f)
+			seen += benchReads(f)
 		}
 		if seen == 0 {
 			b.Fatal("reads saw nothing")
@@ -423,21 +440,21 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 
 	b.Run("apply-alone", func(b *testing.B) {
 		b.ReportAllocs()
-		c := newCycler(b)
+		c := newBenchCycler(b)
 		c.warm(b, 300)
 		applyLoop(b, c)
 		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "cycles/s")
-		c.h.checkOnce()
+		benchCheck(c.h)
 	})
 	b.Run("apply-with-readers", func(b *testing.B) {
 		b.ReportAllocs()
-		c := newCycler(b)
+		c := newBenchCycler(b)
 		c.warm(b, 300)
 		var reads atomic.Int64
-		var g background
-		g.start(readers, func(stop *atomic.Bool) error {
+		var g benchGroup
+		g.start(b, readers, func(stop *atomic.Bool) error {
 			for !stop.Load() {
-				if readSet(c.h.f) == 0 {
+				if benchReads(c.h.f) == 0 {
 					return fmt.Errorf("reads saw nothing")
 				}
 				reads.Add(1)
@@ -450,29 +467,55 @@ func BenchmarkReadsDuringApply(b *testing.B) {
 		g.halt(b)
 		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "cycles/s")
 		b.ReportMetric(perSec(r1-r0, elapsed), "bg-reads/s")
-		c.h.checkOnce()
+		benchCheck(c.h)
+	})
+	// A control: the apply loop beside goroutines that only burn CPU,
+	// touching neither the state nor the heap. Whatever apply-with-readers
+	// loses beyond this is the readers' own doing (allocation, GC, caches).
+	b.Run("apply-with-spinners", func(b *testing.B) {
+		b.ReportAllocs()
+		c := newBenchCycler(b)
+		c.warm(b, 300)
+		var spins atomic.Int64
+		var g benchGroup
+		g.start(b, readers, func(stop *atomic.Bool) error {
+			x := uint64(1)
+			for !stop.Load() {
+				for range 1000 {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+				spins.Add(1)
+			}
+			if x == 0 {
+				return fmt.Errorf("spinner overflowed")
+			}
+			return nil
+		})
+		applyLoop(b, c)
+		g.halt(b)
+		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "cycles/s")
 	})
 	b.Run("reads-alone", func(b *testing.B) {
 		b.ReportAllocs()
-		c := newCycler(b)
+		c := newBenchCycler(b)
 		c.warm(b, 300)
 		readLoop(b, c.h.f)
 		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "reads/s")
 	})
 	b.Run("reads-with-apply", func(b *testing.B) {
 		b.ReportAllocs()
-		c := newCycler(b)
+		c := newBenchCycler(b)
 		c.warm(b, 300)
 		var cycles atomic.Int64
-		var g background
-		g.start(1, func(stop *atomic.Bool) error { return c.run(stop, &cycles) })
+		var g benchGroup
+		g.start(b, 1, func(stop *atomic.Bool) error { return c.run(stop, &cycles) })
 		begin, c0 := time.Now(), cycles.Load()
 		readLoop(b, c.h.f)
 		elapsed, c1 := time.Since(begin), cycles.Load()
 		g.halt(b)
 		b.ReportMetric(perSec(int64(b.N), b.Elapsed()), "reads/s")
 		b.ReportMetric(perSec(c1-c0, elapsed), "bg-cycles/s")
-		c.h.checkOnce()
+		benchCheck(c.h)
 	})
 }
 

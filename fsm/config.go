@@ -63,21 +63,41 @@ func checkServiceName(name string) error {
 // checkID validates a worker or item id: 1 to 256 bytes of UTF-8 without
 // control characters or white space.
 func checkID(field, id string) error {
+	if p := idProblem(id); p != "" {
+		return fmt.Errorf("%s %s: %w", field, p, ErrInvalidArgument)
+	}
+	return nil
+}
+
+// idProblem says what is wrong with an id, or "" if nothing is. It does not
+// allocate for a good id, so checking 18,000 ids costs no garbage.
+func idProblem(id string) string {
 	if id == "" {
-		return fmt.Errorf("%s is empty: %w", field, ErrInvalidArgument)
+		return "is empty"
 	}
 	if len(id) > MaxIDLength {
-		return fmt.Errorf("%s is %d bytes, limit %d: %w", field, len(id), MaxIDLength, ErrInvalidArgument)
+		return fmt.Sprintf("is %d bytes, limit %d", len(id), MaxIDLength)
 	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c == 0x7f {
+			return fmt.Sprintf("%q has a control or space character", id)
+		} else if c >= utf8.RuneSelf {
+			return idProblemSlow(id)
+		}
+	}
+	return ""
+}
+
+func idProblemSlow(id string) string {
 	if !utf8.ValidString(id) {
-		return fmt.Errorf("%s is not valid UTF-8: %w", field, ErrInvalidArgument)
+		return "is not valid UTF-8"
 	}
 	for _, r := range id {
 		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("%s %q has a control or space character: %w", field, id, ErrInvalidArgument)
+			return fmt.Sprintf("%q has a control or space character", id)
 		}
 	}
-	return nil
+	return ""
 }
 
 // checkText validates free text (names, reasons): at most 256 bytes of

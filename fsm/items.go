@@ -3,7 +3,6 @@ package fsm
 import (
 	"fmt"
 	"slices"
-	"strconv"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
@@ -38,8 +37,8 @@ func checkItems(ids []string, limit uint32) error {
 		return fmt.Errorf("items has %d ids, limit %d (max_items_per_add): %w", len(ids), limit, ErrLimitExceeded)
 	}
 	for i, id := range ids {
-		if err := checkID("items["+strconv.Itoa(i)+"]", id); err != nil {
-			return err
+		if p := idProblem(id); p != "" {
+			return fmt.Errorf("items[%d] %s: %w", i, p, ErrInvalidArgument)
 		}
 	}
 	return nil

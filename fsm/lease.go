@@ -50,7 +50,7 @@ func (x *txn) acquire(op *rationv1.AcquireRequest) (*rationv1.AcquireResponse, e
 		ms.Items[pending] -= int64(len(b.Items))
 		ms.Items[itemLeased] += int64(len(b.Items))
 		out.Buckets = append(out.Buckets, &rationv1.LeasedBucket{
-			Id: b.ID, Service: s.Name, Items: b.Items,
+			Id: b.ID, Service: s.Name, Items: b.Items, State: leased,
 			Lease: &rationv1.Lease{Epoch: b.Epoch, Deadline: timestamppb.New(unixTime(deadline))},
 		})
 	}

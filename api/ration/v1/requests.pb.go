@@ -1205,11 +1205,13 @@ func (x *AcquireRequest) GetRequestId() string {
 }
 
 type LeasedBucket struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
-	Items         []string               `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
-	Lease         *Lease                 `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Service string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Items   []string               `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	Lease   *Lease                 `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`
+	// LEASED, or DEAD when the lease expired but the bucket was not yet released.
+	State         BucketState `protobuf:"varint,5,opt,name=state,proto3,enum=ration.v1.BucketState" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1270,6 +1272,13 @@ func (x *LeasedBucket) GetLease() *Lease {
 		return x.Lease
 	}
 	return nil
+}
+
+func (x *LeasedBucket) GetState() BucketState {
+	if x != nil {
+		return x.State
+	}
+	return BucketState_BUCKET_STATE_UNSPECIFIED
 }
 
 type AcquireResponse struct {
@@ -1573,7 +1582,7 @@ type SubmitResponse struct {
 	Accepted uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	// Items of the bucket without a result, put back in the pool.
 	Requeued uint32 `protobuf:"varint,2,opt,name=requeued,proto3" json:"requeued,omitempty"`
-	// Of those, items quarantined because they reached max_attempts.
+	// Items without a result quarantined instead, at max_attempts.
 	Quarantined   uint32 `protobuf:"varint,3,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1839,12 +1848,13 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"\vmax_buckets\x18\x03 \x01(\rR\n" +
 	"maxBuckets\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\tR\trequestId\"v\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"\xa4\x01\n" +
 	"\fLeasedBucket\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x14\n" +
 	"\x05items\x18\x03 \x03(\tR\x05items\x12&\n" +
-	"\x05lease\x18\x04 \x01(\v2\x10.ration.v1.LeaseR\x05lease\"D\n" +
+	"\x05lease\x18\x04 \x01(\v2\x10.ration.v1.LeaseR\x05lease\x12,\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x16.ration.v1.BucketStateR\x05state\"D\n" +
 	"\x0fAcquireResponse\x121\n" +
 	"\abuckets\x18\x01 \x03(\v2\x17.ration.v1.LeasedBucketR\abuckets\"~\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
@@ -1927,8 +1937,9 @@ var file_ration_v1_requests_proto_goTypes = []any{
 	(*ServiceConfig)(nil),            // 30: ration.v1.ServiceConfig
 	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
 	(*Lease)(nil),                    // 32: ration.v1.Lease
-	(*BucketRef)(nil),                // 33: ration.v1.BucketRef
-	(*ResultInput)(nil),              // 34: ration.v1.ResultInput
+	(BucketState)(0),                 // 33: ration.v1.BucketState
+	(*BucketRef)(nil),                // 34: ration.v1.BucketRef
+	(*ResultInput)(nil),              // 35: ration.v1.ResultInput
 }
 var file_ration_v1_requests_proto_depIdxs = []int32{
 	30, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
@@ -1937,16 +1948,17 @@ var file_ration_v1_requests_proto_depIdxs = []int32{
 	30, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
 	31, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
 	32, // 5: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
-	21, // 6: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
-	33, // 7: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
-	32, // 8: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
-	24, // 9: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
-	34, // 10: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	33, // 6: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
+	21, // 7: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
+	34, // 8: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
+	32, // 9: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
+	24, // 10: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
+	35, // 11: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_requests_proto_init() }
