@@ -39,8 +39,9 @@ const (
 // it never blocks and never waits for Apply.
 type FSM struct {
 	log hclog.Logger
-	t   *tables               // written by the apply goroutine only
-	pub atomic.Pointer[State] // the latest frozen version, for readers
+	t       *tables                       // written by the apply goroutine only
+	pub     atomic.Pointer[State]         // the latest frozen version, for readers
+	changed atomic.Pointer[chan struct{}] // closed when a newer version is published
 }
 
 var (
@@ -62,7 +63,17 @@ func New(log hclog.Logger) *FSM {
 // holding it never blocks Apply, and Apply never changes it.
 func (f *FSM) State() *State { return f.pub.Load() }
 
-func (f *FSM) publish() { f.pub.Store(&State{t: f.t.copy()}) }
+// Changed returns a channel that is closed once a version newer than the
+// current one is published. Waiting on it never blocks Apply.
+func (f *FSM) Changed() <-chan struct{} { return *f.changed.Load() }
+
+func (f *FSM) publish() {
+	f.pub.Store(&State{t: f.t.copy()})
+	ch := make(chan struct{})
+	if old := f.changed.Swap(&ch); old != nil {
+		close(*old)
+	}
+}
 
 // Apply implements raft.FSM. It returns a *rationv1.CommandResult for
 // command entries and nil for others. It panics on an entry it cannot

@@ -1,0 +1,281 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/fsm"
+)
+
+func secret(w string) []byte { s := sha256.Sum256([]byte(w)); return s[:] }
+
+func apply(t *testing.T, n *cluster.Node, op any, worker string) *rationv1.CommandResult {
+	t.Helper()
+	res, err := tryApply(n, op, worker)
+	if err != nil {
+		t.Fatalf("%T on %s: %v", op, n.ID(), err)
+	}
+	return res
+}
+
+func tryApply(n *cluster.Node, op any, worker string) (*rationv1.CommandResult, error) {
+	cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"}}
+	if worker != "" {
+		cmd.Header.Actor, cmd.Header.Credential = worker, secret(worker)
+	}
+	switch op := op.(type) {
+	case *rationv1.CreateServiceRequest:
+		cmd.Op = &rationv1.Command_CreateService{CreateService: op}
+	case *rationv1.RegisterRequest:
+		cmd.Op = &rationv1.Command_Register{Register: op}
+	case *rationv1.AddItemsRequest:
+		cmd.Op = &rationv1.Command_AddItems{AddItems: op}
+	case *rationv1.AcquireRequest:
+		cmd.Op = &rationv1.Command_Acquire{Acquire: op}
+	case *rationv1.SubmitRequest:
+		cmd.Op = &rationv1.Command_Submit{Submit: op}
+	default:
+		panic(fmt.Sprintf("unknown op %T", op))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return n.Apply(ctx, cmd)
+}
+
+func setupService(t *testing.T, n *cluster.Node, cfg *rationv1.ServiceConfig) {
+	t.Helper()
+	apply(t, n, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck", Config: cfg}, "")
+	apply(t, n, &rationv1.RegisterRequest{Service: "dm", WorkerId: "w1"}, "w1")
+}
+
+func TestCluster_ReplicatesToIdenticalStates(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	setupService(t, l, &rationv1.ServiceConfig{BucketSize: 10})
+	for i := range 20 {
+		apply(t, l, &rationv1.AddItemsRequest{Service: "dm", Items: []string{fmt.Sprintf("i%d", i)}}, "")
+	}
+	bs := apply(t, l, &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1", MaxBuckets: 1}, "w1").GetAcquire().GetBuckets()
+	if len(bs) != 1 {
+		t.Fatalf("acquired %v", bs)
+	}
+	c.EnsureSame()
+	for _, n := range c.Nodes {
+		if s, ok := n.State().Service("dm"); !ok || s.Items[rationv1.ItemState_ITEM_STATE_LEASED] != 10 {
+			t.Fatalf("%s: service %+v", n.ID(), s)
+		}
+		if err := n.State().CheckInvariants(); err != nil {
+			t.Fatalf("%s: %v", n.ID(), err)
+		}
+	}
+}
+
+func TestCluster_FollowerRefusesToApply(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	f := c.Followers()[0]
+	if _, err := tryApply(f, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}, ""); !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("follower apply: %v", err)
+	}
+	if _, err := f.ReadIndex(context.Background()); !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("follower read index: %v", err)
+	}
+}
+
+func TestCluster_DomainErrorsComeBackAsErrors(t *testing.T) {
+	c := clustertest.New(t, 1, clustertest.Options{})
+	l := c.Leader()
+	res, err := tryApply(l, &rationv1.AddItemsRequest{Service: "nope", Items: []string{"a"}}, "")
+	if !errors.Is(err, fsm.ErrServiceNotFound) || res.GetError().GetReason() != "SERVICE_NOT_FOUND" {
+		t.Fatalf("got %v, %v", res, err)
+	}
+	// The size cap refuses before anything reaches the log.
+	big := make([]string, 0, 20000)
+	for i := range 20000 {
+		big = append(big, fmt.Sprintf("%01000d", i))
+	}
+	if _, err := tryApply(l, &rationv1.AddItemsRequest{Service: "dm", Items: big}, ""); !errors.Is(err, cluster.ErrTooLarge) {
+		t.Fatalf("oversize command: %v", err)
+	}
+}
+
+func TestCluster_LinearizableReadOnFollower(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	for i := range 5 {
+		apply(t, l, &rationv1.CreateServiceRequest{Name: fmt.Sprintf("s%d", i), Kind: "dmcheck"}, "")
+		// A write acknowledged by the leader is visible to a linearizable
+		// read through any follower: read index from the leader, wait, read.
+		for _, f := range c.Followers() {
+			idx, err := l.ReadIndex(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := f.WaitApplied(context.Background(), idx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := st.Service(fmt.Sprintf("s%d", i)); !ok {
+				t.Fatalf("%s at index %d misses s%d", f.ID(), st.Index(), i)
+			}
+		}
+	}
+	st, err := l.LinearizableState(context.Background())
+	if err != nil || len(st.Services()) != 5 {
+		t.Fatalf("leader read: %v", err)
+	}
+	if age := c.Followers()[0].LeaderContactAge(); age < 0 || age > 5*time.Second {
+		t.Fatalf("leader contact age %s", age)
+	}
+}
+
+func TestCluster_JoinIsIdempotentAndRemoveWorks(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	f := c.Followers()[0]
+	ctx := context.Background()
+	if err := l.Join(ctx, f.ID(), f.RaftAddr(), "api-"+f.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Members()); n != 3 {
+		t.Fatalf("%d members after a repeated join", n)
+	}
+	if err := l.Remove(ctx, "nobody"); !errors.Is(err, cluster.ErrUnknownNode) {
+		t.Fatalf("remove unknown: %v", err)
+	}
+	if err := l.Remove(ctx, f.ID()); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 5*time.Second, func() error {
+		if n := len(l.Members()); n != 2 {
+			return fmt.Errorf("%d members", n)
+		}
+		if _, ok := l.State().Node(f.ID()); ok {
+			return fmt.Errorf("address book still lists %s", f.ID())
+		}
+		return nil
+	})
+	// Rejoin, then shrink to one and refuse to remove the last voter.
+	if err := l.Join(ctx, f.ID(), f.RaftAddr(), "api-"+f.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range c.Followers() {
+		if err := l.Remove(ctx, other.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Remove(ctx, l.ID()); !errors.Is(err, cluster.ErrLastVoter) {
+		t.Fatalf("removing the last voter: %v", err)
+	}
+}
+
+func TestCluster_LeaderLossKeepsWritesGoing(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	setupService(t, l, &rationv1.ServiceConfig{BucketSize: 1})
+	apply(t, l, &rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "b"}}, "")
+	c.Kill(c.Index(l))
+	nl := c.WaitForNewLeader(l.ID())
+	apply(t, nl, &rationv1.AddItemsRequest{Service: "dm", Items: []string{"c"}}, "")
+	if bs := apply(t, nl, &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1", MaxBuckets: 5}, "w1").GetAcquire().GetBuckets(); len(bs) != 3 {
+		t.Fatalf("after failover acquired %d buckets, want 3", len(bs))
+	}
+	c.Restart(c.Index(nil))
+	c.EnsureSame()
+}
+
+func TestCluster_RestartFromDataDirs(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	setupService(t, c.Leader(), nil)
+	apply(t, c.Leader(), &rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "b", "c"}}, "")
+	for i := range c.Nodes {
+		c.Kill(i)
+	}
+	for i := range c.Nodes {
+		c.Restart(i)
+	}
+	l := c.Leader()
+	st, err := l.LinearizableState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := st.Service("dm"); !ok || s.Items[rationv1.ItemState_ITEM_STATE_PENDING] != 3 {
+		t.Fatalf("after restart: %+v", s)
+	}
+	c.EnsureSame()
+}
+
+func TestCluster_LaggingNodeCatchesUpFromSnapshot(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
+		cfg.TrailingLogs = 10
+		cfg.SnapshotThreshold = 20
+	}})
+	l := c.Leader()
+	setupService(t, l, nil)
+	lag := c.Followers()[0]
+	li := c.Index(lag)
+	c.Kill(li)
+	for i := range 60 {
+		apply(t, l, &rationv1.AddItemsRequest{Service: "dm", Items: []string{fmt.Sprintf("i%d", i)}}, "")
+	}
+	if _, rc, err := l.Snapshot(); err != nil {
+		t.Fatal(err)
+	} else {
+		rc.Close()
+	}
+	c.Restart(li)
+	c.EnsureSame()
+	if s, _ := c.Nodes[li].State().Service("dm"); s.Items[rationv1.ItemState_ITEM_STATE_PENDING] != 60 {
+		t.Fatalf("lagging node after catch-up: %+v", s.Items)
+	}
+}
+
+// A new leader waits the failover grace before expiring anything: a lease
+// whose deadline passes during an election survives if its worker
+// heartbeats the new leader within the grace.
+func TestCluster_FailoverGraceKeepsLeasesAlive(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
+		cfg.FailoverGrace = 3 * time.Second
+	}})
+	l := c.Leader()
+	setupService(t, l, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: durationpb.New(time.Second)})
+	apply(t, l, &rationv1.AddItemsRequest{Service: "dm", Items: []string{"a"}}, "")
+	b := apply(t, l, &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, "w1").GetAcquire().GetBuckets()[0]
+	deadline := b.Lease.Deadline.AsTime()
+	c.Kill(c.Index(l))
+	nl := c.WaitForNewLeader(l.ID())
+	// Wait until the deadline has passed and a few ticks have been applied.
+	clustertest.WaitFor(t, 5*time.Second, func() error {
+		if time.Now().Before(deadline.Add(200 * time.Millisecond)) {
+			return errors.New("deadline not passed")
+		}
+		return nil
+	})
+	bk, _ := nl.State().Bucket(b.Id)
+	if bk.State != rationv1.BucketState_BUCKET_STATE_LEASED {
+		t.Fatalf("bucket %v during the failover grace, want still leased", bk.State)
+	}
+	res, err := nl.Heartbeat(context.Background(), &rationv1.HeartbeatEntry{Credential: secret("w1"),
+		Request: &rationv1.HeartbeatRequest{WorkerId: "w1", Buckets: []*rationv1.BucketRef{{Id: b.Id, Epoch: b.Lease.Epoch}}}})
+	if err != nil || res.GetHeartbeatEntry().GetBuckets()[0].GetLease() == nil {
+		t.Fatalf("heartbeat to the new leader: %v %v", res, err)
+	}
+	if len(nl.State().Activity(fsm.ActivityQuery{Action: fsm.ActLeaseExpired, Limit: 10})) != 0 {
+		t.Fatal("a lease expired because of the election")
+	}
+	// Without heartbeats, the lease expires once the grace is over.
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		if len(nl.State().Activity(fsm.ActivityQuery{Action: fsm.ActLeaseExpired, Limit: 10})) == 0 {
+			return errors.New("not expired yet")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config configures a Node. DefaultConfig gives working values; Validate
+// names the first bad field.
+type Config struct {
+	// NodeID names the node in the cluster; it must stay the same across restarts.
+	NodeID string
+	// RaftAddr is the address Raft listens on and advertises (host:port).
+	RaftAddr string
+	// APIAddr is the address other nodes reach this node's API on.
+	APIAddr string
+	// DataDir holds the Raft log (raft.db) and snapshots; created 0700.
+	DataDir string
+	// Bootstrap makes this node a one-member cluster if it has no state yet.
+	Bootstrap bool
+	Logger    hclog.Logger
+
+	// Raft timing; tests shorten them.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+
+	// TickInterval is how often the leader proposes a Tick.
+	TickInterval time.Duration
+	// FailoverGrace is how long a new leader waits before it expires any
+	// lease, so workers can heartbeat after an election.
+	FailoverGrace time.Duration
+	// HeartbeatCoalesce is how long the leader gathers heartbeats into one command.
+	HeartbeatCoalesce time.Duration
+	// ActivityRetention and ActivityMax bound the activity log.
+	ActivityRetention time.Duration
+	ActivityMax       uint64
+	// RequestRetention is how long request ids are remembered for retries.
+	RequestRetention time.Duration
+	// MaxTransitionsPerTick bounds the work of one Tick.
+	MaxTransitionsPerTick uint32
+	// MaxCommandBytes caps one proposed command.
+	MaxCommandBytes int
+	// ApplyTimeout bounds a proposal when the caller's context has no deadline.
+	ApplyTimeout time.Duration
+
+	// Now is the clock the node stamps proposals with.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the settings of a production node. Address and
+// identity fields are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:      1000 * time.Millisecond,
+		ElectionTimeout:       1000 * time.Millisecond,
+		LeaderLeaseTimeout:    500 * time.Millisecond,
+		CommitTimeout:         50 * time.Millisecond,
+		SnapshotInterval:      2 * time.Minute,
+		SnapshotThreshold:     8192,
+		TrailingLogs:          10240,
+		TickInterval:          time.Second,
+		FailoverGrace:         15 * time.Second,
+		HeartbeatCoalesce:     20 * time.Millisecond,
+		ActivityRetention:     7 * 24 * time.Hour,
+		ActivityMax:           1_000_000,
+		RequestRetention:      time.Hour,
+		MaxTransitionsPerTick: 5000,
+		MaxCommandBytes:       16 << 20,
+		ApplyTimeout:          10 * time.Second,
+		Now:                   time.Now,
+	}
+}
+
+// Validate reports the first field that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("cluster config: NodeID is empty")
+	case c.DataDir == "":
+		return errors.New("cluster config: DataDir is empty")
+	case c.Now == nil:
+		return errors.New("cluster config: Now is nil")
+	case c.TickInterval <= 0:
+		return errors.New("cluster config: TickInterval must be positive")
+	case c.FailoverGrace < c.ElectionTimeout:
+		return fmt.Errorf("cluster config: FailoverGrace %s is shorter than ElectionTimeout %s", c.FailoverGrace, c.ElectionTimeout)
+	case c.MaxCommandBytes <= 0:
+		return errors.New("cluster config: MaxCommandBytes must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		return fmt.Errorf("cluster config: RaftAddr %q: %v", c.RaftAddr, err)
+	}
+	return nil
+}
