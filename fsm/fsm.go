@@ -38,7 +38,7 @@ const (
 // (raft's FSM goroutine). State may be called from any goroutine at any time:
 // it never blocks and never waits for Apply.
 type FSM struct {
-	log hclog.Logger
+	log     hclog.Logger
 	t       *tables                       // written by the apply goroutine only
 	pub     atomic.Pointer[State]         // the latest frozen version, for readers
 	changed atomic.Pointer[chan struct{}] // closed when a newer version is published
