@@ -177,6 +177,9 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 // State returns this node's latest applied state, at once (a stale read).
 func (n *Node) State() *fsm.State { return n.fsm.State() }
 
+// Changed returns a channel closed when a newer state is applied.
+func (n *Node) Changed() <-chan struct{} { return n.fsm.Changed() }
+
 // IsLeader reports whether this node is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 

@@ -260,3 +260,17 @@ func (s *State) Nodes() []*Node { return s.t.nodes.Items() }
 
 // Node returns one member's entry.
 func (s *State) Node(id string) (*Node, bool) { return s.t.nodes.Get(&Node{ID: id}) }
+
+// ResultBatch returns the result batch with sequence number seq.
+func (s *State) ResultBatch(seq uint64) (*ResultBatch, bool) {
+	return s.t.results.Get(&ResultBatch{Seq: seq})
+}
+
+// LastActivitySeq is the sequence number of the newest activity record, or
+// 0 when there is none.
+func (s *State) LastActivitySeq() uint64 {
+	if a, ok := s.t.activity.Max(); ok {
+		return a.Seq
+	}
+	return 0
+}

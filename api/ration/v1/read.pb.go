@@ -150,6 +150,61 @@ func (x *ReadInfo) GetLeaderContactAge() *durationpb.Duration {
 	return nil
 }
 
+// ErrorDetail is attached to every error ration returns.
+type ErrorDetail struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Machine-readable, stable: e.g. "LEASE_LOST", "SERVICE_NOT_FOUND", "NO_LEADER".
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The node that answered.
+	ServedBy      string `protobuf:"bytes,2,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorDetail) Reset() {
+	*x = ErrorDetail{}
+	mi := &file_ration_v1_read_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorDetail) ProtoMessage() {}
+
+func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_read_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
+func (*ErrorDetail) Descriptor() ([]byte, []int) {
+	return file_ration_v1_read_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ErrorDetail) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ErrorDetail) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
 var File_ration_v1_read_proto protoreflect.FileDescriptor
 
 const file_ration_v1_read_proto_rawDesc = "" +
@@ -159,7 +214,10 @@ const file_ration_v1_read_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tserved_by\x18\x02 \x01(\tR\bservedBy\x128\n" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\x12G\n" +
-	"\x12leader_contact_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10leaderContactAge*_\n" +
+	"\x12leader_contact_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10leaderContactAge\"B\n" +
+	"\vErrorDetail\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tserved_by\x18\x02 \x01(\tR\bservedBy*_\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
@@ -178,15 +236,16 @@ func file_ration_v1_read_proto_rawDescGZIP() []byte {
 }
 
 var file_ration_v1_read_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ration_v1_read_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_ration_v1_read_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_ration_v1_read_proto_goTypes = []any{
 	(Consistency)(0),            // 0: ration.v1.Consistency
 	(*ReadInfo)(nil),            // 1: ration.v1.ReadInfo
-	(*durationpb.Duration)(nil), // 2: google.protobuf.Duration
+	(*ErrorDetail)(nil),         // 2: ration.v1.ErrorDetail
+	(*durationpb.Duration)(nil), // 3: google.protobuf.Duration
 }
 var file_ration_v1_read_proto_depIdxs = []int32{
 	0, // 0: ration.v1.ReadInfo.consistency:type_name -> ration.v1.Consistency
-	2, // 1: ration.v1.ReadInfo.leader_contact_age:type_name -> google.protobuf.Duration
+	3, // 1: ration.v1.ReadInfo.leader_contact_age:type_name -> google.protobuf.Duration
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -205,7 +264,7 @@ func file_ration_v1_read_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_read_proto_rawDesc), len(file_ration_v1_read_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

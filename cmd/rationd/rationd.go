@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/go-hclog"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/server"
+)
+
+var errHelp = errors.New("help requested")
+
+// Main is the program: flags in, a running node out.
+type Main struct {
+	NodeID        string
+	DataDir       string
+	HTTPAddr      string
+	AdvertiseHTTP string
+	RaftAddr      string
+	Bootstrap     bool
+	Join          []string
+	AdminToken    string
+	LogFormat     string
+	LogLevel      string
+	JoinTimeout   time.Duration
+	// Stderr receives the log.
+	Stderr io.Writer
+
+	log  hclog.Logger
+	node *cluster.Node
+	http *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// NewMain returns a Main with the defaults of a lone local node.
+func NewMain() *Main {
+	return &Main{
+		NodeID: "n1", DataDir: "ration-data", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071",
+		LogFormat: "text", LogLevel: "info", JoinTimeout: time.Minute, Stderr: os.Stderr,
+	}
+}
+
+// ParseFlags reads the command line; getenv supplies RATION_ADMIN_TOKEN.
+func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
+	fs := flag.NewFlagSet("rationd", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.StringVar(&m.NodeID, "node-id", m.NodeID, "this node's id, unique in the cluster and kept across restarts")
+	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the Raft log and snapshots (created 0700)")
+	fs.StringVar(&m.HTTPAddr, "http-addr", m.HTTPAddr, "address the API listens on")
+	fs.StringVar(&m.AdvertiseHTTP, "advertise-http", "", "API address other nodes use to reach this one (default: the listening address)")
+	fs.StringVar(&m.RaftAddr, "raft-addr", m.RaftAddr, "address Raft listens on and advertises")
+	fs.BoolVar(&m.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (implied when --join is not given)")
+	join := fs.String("join", "", "comma-separated API addresses of members to join through")
+	fs.StringVar(&m.AdminToken, "admin-token", getenv("RATION_ADMIN_TOKEN"), "token required on owner, insight and cluster calls (env RATION_ADMIN_TOKEN)")
+	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "log format: text or json")
+	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "log level: trace, debug, info, warn, error")
+	fs.DurationVar(&m.JoinTimeout, "join-timeout", m.JoinTimeout, "how long to keep trying to join")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, a := range strings.Split(*join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			m.Join = append(m.Join, a)
+		}
+	}
+	if m.Bootstrap && len(m.Join) > 0 {
+		return errors.New("--bootstrap and --join exclude each other: bootstrap the first node, join the others")
+	}
+	if m.LogFormat != "text" && m.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", m.LogFormat)
+	}
+	if hclog.LevelFromString(m.LogLevel) == hclog.NoLevel {
+		return fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", m.LogLevel)
+	}
+	return nil
+}
+
+// Run starts the node and its API and returns once both are up (and the
+// node has joined, when asked to). Close stops them.
+func (m *Main) Run(ctx context.Context) error {
+	m.log = hclog.New(&hclog.LoggerOptions{Name: "rationd", Level: hclog.LevelFromString(m.LogLevel),
+		JSONFormat: m.LogFormat == "json", Output: m.Stderr})
+	ln, err := net.Listen("tcp", m.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.HTTPAddr, err)
+	}
+	m.ln = ln
+	advertise := m.AdvertiseHTTP
+	if advertise == "" {
+		advertise = ln.Addr().String()
+	}
+	cfg := cluster.DefaultConfig()
+	cfg.NodeID, cfg.RaftAddr, cfg.APIAddr, cfg.DataDir = m.NodeID, m.RaftAddr, advertise, m.DataDir
+	cfg.Bootstrap = len(m.Join) == 0
+	cfg.Logger = m.log
+	existing := hasState(m.DataDir)
+	node, err := cluster.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	m.node = node
+	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log})
+	m.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	m.done = make(chan error, 1)
+	go func() { m.done <- m.http.Serve(ln) }()
+	m.log.Info("serving", "node-id", m.NodeID, "api-address", ln.Addr().String(), "raft-address", node.RaftAddr(),
+		"data-dir", m.DataDir, "existing-state", existing, "admin-token", m.AdminToken != "")
+	if len(m.Join) > 0 {
+		if err := m.join(ctx, advertise); err != nil {
+			m.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+func hasState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "raft.db"))
+	return err == nil
+}
+
+// join asks the members named by --join, in turn, to add this node, until
+// one accepts (a member forwards to the leader) or JoinTimeout passes.
+// Joining is idempotent, so a restarted node may join again.
+func (m *Main) join(ctx context.Context, advertise string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.JoinTimeout)
+	defer cancel()
+	req := &rationv1.JoinRequest{NodeId: m.NodeID, RaftAddress: m.node.RaftAddr(), ApiAddress: advertise}
+	backoff := 100 * time.Millisecond
+	for {
+		var last error
+		for _, addr := range m.Join {
+			c := rationv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+addr)
+			r := connect.NewRequest(req)
+			if m.AdminToken != "" {
+				r.Header().Set("Authorization", "Bearer "+m.AdminToken)
+			}
+			if _, err := c.Join(ctx, r); err != nil {
+				last = fmt.Errorf("join through %s: %w", addr, err)
+				m.log.Warn("join failed; will retry", "member", addr, "error", err)
+				continue
+			}
+			m.log.Info("joined the cluster", "through", addr)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("could not join within %s: %w", m.JoinTimeout, last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// Addr is the address the API listens on.
+func (m *Main) Addr() string { return m.ln.Addr().String() }
+
+// Node is the running cluster node.
+func (m *Main) Node() *cluster.Node { return m.node }
+
+// Close stops the API gracefully, then the node.
+func (m *Main) Close() error {
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+		if err := <-m.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		m.http = nil
+	}
+	if m.node != nil {
+		errs = append(errs, m.node.Close())
+		m.node = nil
+	}
+	return errors.Join(errs...)
+}

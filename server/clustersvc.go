@@ -1,0 +1,133 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+	"github.com/rationhq/ration/cluster"
+)
+
+type clusterHandler struct{ s *Server }
+
+var _ rationv1connect.ClusterServiceHandler = (*clusterHandler)(nil)
+
+func (h *clusterHandler) Status(ctx context.Context, req *connect.Request[rationv1.StatusRequest]) (*connect.Response[rationv1.StatusResponse], error) {
+	st := h.s.store.Status()
+	out := &rationv1.StatusResponse{
+		NodeId: st.NodeID, State: st.State, LeaderId: st.LeaderID, LeaderApiAddress: st.LeaderAPIAddr, Term: st.Term,
+		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+	}
+	if st.LeaderContactAge >= 0 {
+		out.LeaderContactAge = durationpb.New(st.LeaderContactAge)
+	}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, &rationv1.Member{Id: m.ID, RaftAddress: m.RaftAddress, ApiAddress: m.APIAddress,
+			Suffrage: m.Suffrage, Leader: m.Leader})
+	}
+	return reply(h.s, out), nil
+}
+
+// onLeader runs fn here if this node leads, or forwards the request.
+func onLeader[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Req], fn func() (*Res, error),
+	forward func(*peer, context.Context, *connect.Request[Req]) (*connect.Response[Res], error)) (*connect.Response[Res], error) {
+	if s.store.IsLeader() {
+		res, err := fn()
+		if !errors.Is(err, cluster.ErrNotLeader) {
+			if err != nil {
+				return nil, toConnect(s.log, s.store.ID(), err)
+			}
+			return reply(s, res), nil
+		}
+	}
+	p, err := s.leader(req.Header())
+	if err != nil {
+		return nil, err
+	}
+	return forward(p, ctx, forwardRequest(s, req))
+}
+
+func (h *clusterHandler) Join(ctx context.Context, req *connect.Request[rationv1.JoinRequest]) (*connect.Response[rationv1.JoinResponse], error) {
+	m := req.Msg
+	if m.GetNodeId() == "" || m.GetRaftAddress() == "" || m.GetApiAddress() == "" {
+		return nil, invalid(h.s.store.ID(), errors.New("join needs node_id, raft_address and api_address"))
+	}
+	return onLeader(h.s, ctx, req, func() (*rationv1.JoinResponse, error) {
+		return &rationv1.JoinResponse{}, h.s.store.Join(ctx, m.GetNodeId(), m.GetRaftAddress(), m.GetApiAddress())
+	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.JoinRequest]) (*connect.Response[rationv1.JoinResponse], error) {
+		return p.cluster.Join(ctx, r)
+	})
+}
+
+func (h *clusterHandler) Remove(ctx context.Context, req *connect.Request[rationv1.RemoveRequest]) (*connect.Response[rationv1.RemoveResponse], error) {
+	if req.Msg.GetNodeId() == "" {
+		return nil, invalid(h.s.store.ID(), errors.New("node_id is required"))
+	}
+	return onLeader(h.s, ctx, req, func() (*rationv1.RemoveResponse, error) {
+		return &rationv1.RemoveResponse{}, h.s.store.Remove(ctx, req.Msg.GetNodeId())
+	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.RemoveRequest]) (*connect.Response[rationv1.RemoveResponse], error) {
+		return p.cluster.Remove(ctx, r)
+	})
+}
+
+func (h *clusterHandler) TransferLeadership(ctx context.Context, req *connect.Request[rationv1.TransferLeadershipRequest]) (*connect.Response[rationv1.TransferLeadershipResponse], error) {
+	return onLeader(h.s, ctx, req, func() (*rationv1.TransferLeadershipResponse, error) {
+		id, err := h.s.store.TransferLeadership(ctx, req.Msg.GetNodeId())
+		return &rationv1.TransferLeadershipResponse{LeaderId: id}, err
+	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.TransferLeadershipRequest]) (*connect.Response[rationv1.TransferLeadershipResponse], error) {
+		return p.cluster.TransferLeadership(ctx, r)
+	})
+}
+
+// snapshotChunk is the size of one SaveSnapshot message.
+const snapshotChunk = 1 << 20
+
+// SaveSnapshot streams a snapshot taken by this node: any node can serve a
+// backup, so backups never load the leader.
+func (h *clusterHandler) SaveSnapshot(ctx context.Context, req *connect.Request[rationv1.SaveSnapshotRequest], stream *connect.ServerStream[rationv1.SaveSnapshotResponse]) error {
+	meta, rc, err := h.s.store.Snapshot()
+	if err != nil {
+		return toConnect(h.s.log, h.s.store.ID(), err)
+	}
+	defer rc.Close()
+	stream.ResponseHeader().Set(ServedByHeader, h.s.store.ID())
+	buf := make([]byte, snapshotChunk)
+	first := true
+	for {
+		n, err := io.ReadFull(rc, buf)
+		if n > 0 {
+			msg := &rationv1.SaveSnapshotResponse{Data: buf[:n]}
+			if first {
+				msg.Index, first = meta.Index, false
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return toConnect(h.s.log, h.s.store.ID(), err)
+		}
+	}
+}
+
+func (h *clusterHandler) Restore(ctx context.Context, req *connect.Request[rationv1.RestoreRequest]) (*connect.Response[rationv1.RestoreResponse], error) {
+	data := req.Msg.GetData()
+	if len(data) == 0 {
+		return nil, invalid(h.s.store.ID(), errors.New("data is empty: send a snapshot file from SaveSnapshot"))
+	}
+	return onLeader(h.s, ctx, req, func() (*rationv1.RestoreResponse, error) {
+		idx, err := h.s.store.Restore(bytes.NewReader(data), int64(len(data)))
+		return &rationv1.RestoreResponse{Index: idx}, err
+	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.RestoreRequest]) (*connect.Response[rationv1.RestoreResponse], error) {
+		return p.cluster.Restore(ctx, r)
+	})
+}

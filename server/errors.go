@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/go-hclog"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/fsm"
+)
+
+// codes is the one table from domain and cluster errors to RPC codes.
+var codes = []struct {
+	err    error
+	code   connect.Code
+	reason string // for errors without a reason of their own
+}{
+	{fsm.ErrInvalidArgument, connect.CodeInvalidArgument, ""},
+	{fsm.ErrLimitExceeded, connect.CodeInvalidArgument, ""},
+	{fsm.ErrUnknownKind, connect.CodeInvalidArgument, ""},
+	{fsm.ErrInvalidConfig, connect.CodeInvalidArgument, ""},
+	{fsm.ErrItemNotInBucket, connect.CodeInvalidArgument, ""},
+	{fsm.ErrDuplicateResult, connect.CodeInvalidArgument, ""},
+	{fsm.ErrInvalidResult, connect.CodeInvalidArgument, ""},
+	{fsm.ErrRequestIDReused, connect.CodeInvalidArgument, ""},
+	{fsm.ErrServiceNotFound, connect.CodeNotFound, ""},
+	{fsm.ErrBucketNotFound, connect.CodeNotFound, ""},
+	{fsm.ErrWorkerNotFound, connect.CodeNotFound, ""},
+	{fsm.ErrNodeNotFound, connect.CodeNotFound, ""},
+	{fsm.ErrServiceExists, connect.CodeAlreadyExists, ""},
+	{fsm.ErrServiceRevoked, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrNotRegistered, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrWorkerInactive, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrWorkerDeactivated, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrLeaseLost, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrLeaseExpired, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrNotHolder, connect.CodePermissionDenied, ""},
+	{fsm.ErrNoCredential, connect.CodeUnauthenticated, ""},
+	{fsm.ErrBadCredential, connect.CodeUnauthenticated, ""},
+	{fsm.ErrLeaseLimit, connect.CodeResourceExhausted, ""},
+	{cluster.ErrTooLarge, connect.CodeInvalidArgument, "TOO_LARGE"},
+	{cluster.ErrNotLeader, connect.CodeUnavailable, "NOT_LEADER"},
+	{cluster.ErrNoLeader, connect.CodeUnavailable, "NO_LEADER"},
+	{cluster.ErrNotReady, connect.CodeUnavailable, "NOT_READY"},
+	{cluster.ErrOutcomeUnknown, connect.CodeUnavailable, "OUTCOME_UNKNOWN"},
+	{cluster.ErrShutdown, connect.CodeUnavailable, "SHUTTING_DOWN"},
+	{cluster.ErrLastVoter, connect.CodeFailedPrecondition, "LAST_VOTER"},
+	{cluster.ErrUnknownNode, connect.CodeNotFound, "UNKNOWN_NODE"},
+	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, "DEADLINE_EXCEEDED"},
+	{context.Canceled, connect.CodeCanceled, "CANCELED"},
+}
+
+// toConnect turns any error from below into a Connect error with a
+// machine-readable reason in its details. Errors it does not know become
+// Internal with a generic message; the full error goes to the log only.
+func toConnect(log hclog.Logger, node string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			reason := fsm.Reason(err)
+			if reason == "" {
+				reason = c.reason
+			}
+			return withDetail(connect.NewError(c.code, err), reason, node)
+		}
+	}
+	log.Error("internal error", "error", err)
+	return withDetail(connect.NewError(connect.CodeInternal, errors.New("internal error; see the node's log")), "INTERNAL", node)
+}
+
+// invalid is an InvalidArgument error with its reason.
+func invalid(node string, err error) error {
+	return withDetail(connect.NewError(connect.CodeInvalidArgument, err), "INVALID_ARGUMENT", node)
+}
+
+func withDetail(e *connect.Error, reason, node string) *connect.Error {
+	if d, err := connect.NewErrorDetail(&rationv1.ErrorDetail{Reason: reason, ServedBy: node}); err == nil {
+		e.AddDetail(d)
+	}
+	return e
+}

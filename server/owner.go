@@ -1,0 +1,222 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+)
+
+// Page sizes of list calls.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+func unix(ns int64) time.Time { return time.Unix(0, ns) }
+
+func (s *Server) pageSize(n uint32) (int, error) {
+	if n == 0 {
+		return DefaultPageSize, nil
+	}
+	if n > MaxPageSize {
+		return 0, invalid(s.store.ID(), fmt.Errorf("page_size %d, limit %d", n, MaxPageSize))
+	}
+	return int(n), nil
+}
+
+func reply[T any](s *Server, msg *T) *connect.Response[T] {
+	r := connect.NewResponse(msg)
+	r.Header().Set(ServedByHeader, s.store.ID())
+	return r
+}
+
+type ownerHandler struct{ s *Server }
+
+var _ rationv1connect.OwnerServiceHandler = (*ownerHandler)(nil)
+
+func (h *ownerHandler) CreateService(ctx context.Context, req *connect.Request[rationv1.CreateServiceRequest]) (*connect.Response[rationv1.CreateServiceResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.CreateServiceRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_CreateService{CreateService: r}}
+		},
+		(*rationv1.CommandResult).GetCreateService,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.CreateServiceRequest]) (*connect.Response[rationv1.CreateServiceResponse], error) {
+			return p.owner.CreateService(ctx, r)
+		})
+}
+
+func (h *ownerHandler) UpdateService(ctx context.Context, req *connect.Request[rationv1.UpdateServiceRequest]) (*connect.Response[rationv1.UpdateServiceResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.UpdateServiceRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_UpdateService{UpdateService: r}}
+		},
+		(*rationv1.CommandResult).GetUpdateService,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.UpdateServiceRequest]) (*connect.Response[rationv1.UpdateServiceResponse], error) {
+			return p.owner.UpdateService(ctx, r)
+		})
+}
+
+func (h *ownerHandler) RevokeService(ctx context.Context, req *connect.Request[rationv1.RevokeServiceRequest]) (*connect.Response[rationv1.RevokeServiceResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.RevokeServiceRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_RevokeService{RevokeService: r}}
+		},
+		(*rationv1.CommandResult).GetRevokeService,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.RevokeServiceRequest]) (*connect.Response[rationv1.RevokeServiceResponse], error) {
+			return p.owner.RevokeService(ctx, r)
+		})
+}
+
+func (h *ownerHandler) ReinstateService(ctx context.Context, req *connect.Request[rationv1.ReinstateServiceRequest]) (*connect.Response[rationv1.ReinstateServiceResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.ReinstateServiceRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_ReinstateService{ReinstateService: r}}
+		},
+		(*rationv1.CommandResult).GetReinstateService,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.ReinstateServiceRequest]) (*connect.Response[rationv1.ReinstateServiceResponse], error) {
+			return p.owner.ReinstateService(ctx, r)
+		})
+}
+
+func (h *ownerHandler) AddItems(ctx context.Context, req *connect.Request[rationv1.AddItemsRequest]) (*connect.Response[rationv1.AddItemsResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.AddItemsRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_AddItems{AddItems: r}}
+		},
+		(*rationv1.CommandResult).GetAddItems,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.AddItemsRequest]) (*connect.Response[rationv1.AddItemsResponse], error) {
+			return p.owner.AddItems(ctx, r)
+		})
+}
+
+func (h *ownerHandler) DeactivateWorker(ctx context.Context, req *connect.Request[rationv1.DeactivateWorkerRequest]) (*connect.Response[rationv1.DeactivateWorkerResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.DeactivateWorkerRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_DeactivateWorker{DeactivateWorker: r}}
+		},
+		(*rationv1.CommandResult).GetDeactivateWorker,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.DeactivateWorkerRequest]) (*connect.Response[rationv1.DeactivateWorkerResponse], error) {
+			return p.owner.DeactivateWorker(ctx, r)
+		})
+}
+
+func (h *ownerHandler) ReactivateWorker(ctx context.Context, req *connect.Request[rationv1.ReactivateWorkerRequest]) (*connect.Response[rationv1.ReactivateWorkerResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.ReactivateWorkerRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_ReactivateWorker{ReactivateWorker: r}}
+		},
+		(*rationv1.CommandResult).GetReactivateWorker,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.ReactivateWorkerRequest]) (*connect.Response[rationv1.ReactivateWorkerResponse], error) {
+			return p.owner.ReactivateWorker(ctx, r)
+		})
+}
+
+func (h *ownerHandler) RevertWorker(ctx context.Context, req *connect.Request[rationv1.RevertWorkerRequest]) (*connect.Response[rationv1.RevertWorkerResponse], error) {
+	return write(h.s, ctx, req,
+		func(r *rationv1.RevertWorkerRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_RevertWorker{RevertWorker: r}}
+		},
+		(*rationv1.CommandResult).GetRevertWorker,
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.RevertWorkerRequest]) (*connect.Response[rationv1.RevertWorkerResponse], error) {
+			return p.owner.RevertWorker(ctx, r)
+		})
+}
+
+func (h *ownerHandler) GetService(ctx context.Context, req *connect.Request[rationv1.GetServiceRequest]) (*connect.Response[rationv1.GetServiceResponse], error) {
+	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	svc, ok := st.Service(req.Msg.GetName())
+	if !ok {
+		return nil, h.s.notFound("service %q", req.Msg.GetName())
+	}
+	return reply(h.s, &rationv1.GetServiceResponse{Service: serviceInfo(svc), Read: info}), nil
+}
+
+func (h *ownerHandler) ListServices(ctx context.Context, req *connect.Request[rationv1.ListServicesRequest]) (*connect.Response[rationv1.ListServicesResponse], error) {
+	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	out := &rationv1.ListServicesResponse{Read: info}
+	for _, svc := range st.Services() {
+		out.Services = append(out.Services, serviceInfo(svc))
+	}
+	return reply(h.s, out), nil
+}
+
+func (h *ownerHandler) ListItems(ctx context.Context, req *connect.Request[rationv1.ListItemsRequest]) (*connect.Response[rationv1.ListItemsResponse], error) {
+	n, err := h.s.pageSize(req.Msg.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := st.Service(req.Msg.GetService()); !ok {
+		return nil, h.s.notFound("service %q", req.Msg.GetService())
+	}
+	items := st.Items(req.Msg.GetService(), req.Msg.GetState(), req.Msg.GetPageToken(), n)
+	out := &rationv1.ListItemsResponse{Read: info}
+	for _, v := range items {
+		out.Items = append(out.Items, itemInfo(v, st))
+	}
+	if len(items) == n {
+		out.NextPageToken = items[n-1].ID
+	}
+	return reply(h.s, out), nil
+}
+
+// exportBatch is how many result batches ExportResults reads at a time.
+const exportBatch = 256
+
+func (h *ownerHandler) ExportResults(ctx context.Context, req *connect.Request[rationv1.ExportResultsRequest], stream *connect.ServerStream[rationv1.ExportResultsResponse]) error {
+	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
+	if err != nil {
+		return err
+	}
+	if _, ok := st.Service(req.Msg.GetService()); !ok {
+		return h.s.notFound("service %q", req.Msg.GetService())
+	}
+	stream.ResponseHeader().Set(ServedByHeader, h.s.store.ID())
+	after := req.Msg.GetAfterSeq()
+	first := true
+	for {
+		batches := st.Results(req.Msg.GetService(), after, exportBatch)
+		for _, rb := range batches {
+			msg := &rationv1.ExportResultsResponse{Seq: rb.Seq}
+			for i := range rb.Results {
+				msg.Results = append(msg.Results, resultInfo(rb, &rb.Results[i]))
+			}
+			if first {
+				msg.Read, first = info, false
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			after = rb.Seq
+		}
+		if len(batches) < exportBatch {
+			return nil
+		}
+	}
+}
+
+func (s *Server) notFound(format string, args ...any) error {
+	return withDetail(connect.NewError(connect.CodeNotFound, fmt.Errorf(format+" not found", args...)), "NOT_FOUND", s.store.ID())
+}
+
+func parseUint(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
