@@ -599,7 +599,7 @@ func (n *Node) Restore(r io.Reader, size int64) (uint64, error) {
 	if !n.IsLeader() {
 		return 0, ErrNotLeader
 	}
-	if err := n.raft.Restore(&raft.SnapshotMeta{Size: size}, r, n.cfg.ApplyTimeout); err != nil {
+	if err := n.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}, r, n.cfg.ApplyTimeout); err != nil {
 		return 0, fmt.Errorf("restore: %w", raftError(err))
 	}
 	return n.raft.LastIndex(), nil

@@ -430,3 +430,10 @@ func countersFromProto(p *rationv1.Counters) Counters {
 	}
 	return c
 }
+
+// CheckSnapshot reports whether r holds a snapshot this build can restore,
+// without touching any state machine.
+func CheckSnapshot(r io.Reader) error {
+	_, err := decode(bufio.NewReaderSize(r, 1<<20))
+	return err
+}

@@ -12,6 +12,7 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/fsm"
 )
 
 type clusterHandler struct{ s *Server }
@@ -123,6 +124,10 @@ func (h *clusterHandler) Restore(ctx context.Context, req *connect.Request[ratio
 	data := req.Msg.GetData()
 	if len(data) == 0 {
 		return nil, invalid(h.s.store.ID(), errors.New("data is empty: send a snapshot file from SaveSnapshot"))
+	}
+	// A snapshot that does not decode is refused before Raft stores it.
+	if err := fsm.CheckSnapshot(bytes.NewReader(data)); err != nil {
+		return nil, invalid(h.s.store.ID(), err)
 	}
 	return onLeader(h.s, ctx, req, func() (*rationv1.RestoreResponse, error) {
 		idx, err := h.s.store.Restore(bytes.NewReader(data), int64(len(data)))

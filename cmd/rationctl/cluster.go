@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+)
+
+func (a *app) clusterCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Membership and leadership (ClusterService)"}
+	cmd.AddCommand(
+		a.clusterStatusCommand(),
+		a.clusterJoinCommand(),
+		a.clusterRemoveCommand(),
+		a.clusterTransferCommand(),
+	)
+	return cmd
+}
+
+func (a *app) clusterStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the answering node's Raft state and the members, leader marked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Status, &rationv1.StatusRequest{})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "node %s is %s, term %d, commit %d, applied %d, leader %s (%s), last contact %s ago\n\n",
+					fmtStr(resp.GetNodeId()), fmtStr(resp.GetState()), resp.GetTerm(), resp.GetCommitIndex(),
+					resp.GetAppliedIndex(), fmtStr(resp.GetLeaderId()), fmtStr(resp.GetLeaderApiAddress()),
+					fmtDur(resp.GetLeaderContactAge()))
+				row(w, "LEADER", "ID", "SUFFRAGE", "RAFT-ADDRESS", "API-ADDRESS")
+				for _, m := range resp.GetMembers() {
+					mark := ""
+					if m.GetLeader() {
+						mark = "*"
+					}
+					row(w, mark, m.GetId(), fmtStr(m.GetSuffrage()), fmtStr(m.GetRaftAddress()), fmtStr(m.GetApiAddress()))
+				}
+			})
+		},
+	}
+}
+
+func (a *app) clusterJoinCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "join NODE_ID RAFT_ADDR API_ADDR",
+		Short: "Add a node as a voter (joining again with the same addresses does nothing)",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.JoinRequest{NodeId: args[0], RaftAddress: args[1], ApiAddress: args[2]}
+			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Join, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { fmt.Fprintf(w, "joined %s\n", args[0]) })
+		},
+	}
+}
+
+func (a *app) clusterRemoveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NODE_ID",
+		Short: "Take a node out of the cluster (the last voter cannot be removed)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.RemoveRequest{NodeId: args[0]}
+			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Remove, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { fmt.Fprintf(w, "removed %s\n", args[0]) })
+		},
+	}
+}
+
+func (a *app) clusterTransferCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "transfer [NODE_ID]",
+		Short: "Hand leadership to a node, or to the most up-to-date follower",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.TransferLeadershipRequest{}
+			if len(args) == 1 {
+				req.NodeId = args[0]
+			}
+			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.TransferLeadership, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { fmt.Fprintf(w, "leader is now %s\n", resp.GetLeaderId()) })
+		},
+	}
+}
+
+func (a *app) snapshotCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "snapshot", Short: "Back up and restore the state machine (ClusterService)"}
+	cmd.AddCommand(a.snapshotSaveCommand(), a.snapshotRestoreCommand())
+	return cmd
+}
+
+func (a *app) snapshotSaveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "save FILE",
+		Short: `Save a fresh snapshot to FILE, atomically ("-" for stdout)`,
+		Long: `Save a fresh snapshot of the state machine. The data goes to a temporary file
+beside FILE that is renamed over it once complete, so FILE is either the old
+content or a whole new snapshot. "-" writes to stdout.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			if path == "-" {
+				_, _, err := a.saveSnapshot(cmd.Context(), a.stdout)
+				return err
+			}
+			n, index, err := a.saveSnapshotFile(cmd.Context(), path)
+			if err != nil {
+				return err
+			}
+			// -o json: the stream's header without its data.
+			return a.print(&rationv1.SaveSnapshotResponse{Index: index}, func(w io.Writer) {
+				fmt.Fprintf(w, "saved %s: %d bytes at index %d\n", path, n, index)
+			})
+		},
+	}
+}
+
+// saveSnapshotFile writes the snapshot to a temporary file in path's
+// directory, syncs it and renames it to path.
+func (a *app) saveSnapshotFile(ctx context.Context, path string) (n int64, index uint64, err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if n, index, err = a.saveSnapshot(ctx, bw); err != nil {
+		return 0, 0, err
+	}
+	if err = bw.Flush(); err != nil {
+		return 0, 0, err
+	}
+	if err = tmp.Sync(); err != nil {
+		return 0, 0, err
+	}
+	if err = tmp.Close(); err != nil {
+		return 0, 0, err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return 0, 0, err
+	}
+	return n, index, nil
+}
+
+// saveSnapshot streams SaveSnapshot into w and returns the bytes written and
+// the snapshot's index.
+func (a *app) saveSnapshot(ctx context.Context, w io.Writer) (n int64, index uint64, err error) {
+	err = stream(ctx, a, a.cluster, rationv1connect.ClusterServiceClient.SaveSnapshot, &rationv1.SaveSnapshotRequest{},
+		func(m *rationv1.SaveSnapshotResponse) error {
+			if m.GetIndex() != 0 && index == 0 {
+				index = m.GetIndex()
+			}
+			k, err := w.Write(m.GetData())
+			n += int64(k)
+			return err
+		})
+	if err == nil && n == 0 {
+		err = errors.New("snapshot save: the server sent no data")
+	}
+	return n, index, err
+}
+
+func (a *app) snapshotRestoreCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore FILE",
+		Short: `Replace the whole cluster's state with a snapshot's ("-" for stdin)`,
+		Long: `Replace the whole cluster's state with the snapshot in FILE ("-" for stdin).
+
+WARNING: every service, item, worker and result now in the cluster is lost
+and replaced by the snapshot's; take a snapshot save first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, closeFn, err := a.open(args[0])
+			if err != nil {
+				return err
+			}
+			data, err := io.ReadAll(r)
+			closeFn()
+			if err != nil {
+				return err
+			}
+			if len(data) == 0 {
+				return fmt.Errorf("%s: empty", args[0])
+			}
+			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Restore, &rationv1.RestoreRequest{Data: data})
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "restored %d bytes at index %d\n", len(data), resp.GetIndex())
+			})
+		},
+	}
+}

@@ -1,0 +1,21 @@
+// Command rationctl is the command-line client of a ration cluster: it
+// defines services and feeds them items (OwnerService), acts as a worker by
+// hand (WorkerService), answers monitoring questions (InsightService) and
+// manages membership and backups (ClusterService).
+//
+// Every RPC of the four services is reachable from a subcommand. Calls go to
+// the first address in --addr and move on to the next one when a node is
+// unreachable or answers Unavailable, so a list of all members keeps working
+// while a minority of them is down. Writes always carry a request id (given
+// with --request-id or generated), so a write retried on another node takes
+// effect once.
+//
+// Credentials: owner, insight and cluster calls send "Authorization: Bearer
+// <--token>", worker calls send "Authorization: Bearer <--worker-secret>".
+// Both can come from the environment (RATION_ADMIN_TOKEN,
+// RATION_WORKER_SECRET), as can the addresses (RATION_ADDR).
+//
+// Output is a table by default; -o json prints the response message as
+// protobuf JSON with the proto field names (snake_case), as DESIGN.md spells
+// them. Streams (results export, activity --follow) print JSON lines.
+package main

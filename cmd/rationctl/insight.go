@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+)
+
+func (a *app) statsCommand() *cobra.Command {
+	var workerID string
+	cmd := &cobra.Command{
+		Use:   "stats [SERVICE]",
+		Short: "Counts for one service or all, and optionally one worker's registrations",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.GetStatsRequest{WorkerId: workerID, Consistency: a.consistency}
+			if len(args) == 1 {
+				req.Service = args[0]
+			}
+			resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.GetStats, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				serviceTable(w, resp.GetServices())
+				it, b := resp.GetItems(), resp.GetBuckets()
+				row(w, "(total)", "", "", it.GetPending(), it.GetLeased(), it.GetDone(), it.GetQuarantined())
+				fmt.Fprintf(w, "\nbuckets: unassigned=%d leased=%d dead=%d done=%d\n",
+					b.GetUnassigned(), b.GetLeased(), b.GetDead(), b.GetDone())
+				if len(resp.GetWorkers()) > 0 {
+					io.WriteString(w, "\n")
+					workerTable(w, resp.GetWorkers(), true)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&workerID, "worker", "", "also show this worker's registrations")
+	return cmd
+}
+
+func (a *app) workersCommand() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "workers SERVICE",
+		Short: "List a service's workers with their counters",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			all := &rationv1.ListWorkersResponse{}
+			req := &rationv1.ListWorkersRequest{Service: args[0], Consistency: a.consistency}
+			for {
+				req.PageSize = pageSize(limit, len(all.Workers))
+				resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.ListWorkers, req)
+				if err != nil {
+					return err
+				}
+				all.Workers = append(all.Workers, resp.GetWorkers()...)
+				all.NextPageToken, all.Read = resp.GetNextPageToken(), resp.GetRead()
+				if all.NextPageToken == "" || limitReached(limit, len(all.Workers)) {
+					break
+				}
+				req.PageToken = all.NextPageToken
+			}
+			if limit > 0 && len(all.Workers) > limit {
+				all.Workers = all.Workers[:limit]
+			}
+			return a.print(all, func(w io.Writer) { workerTable(w, all.Workers, false) })
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 100, "most workers to list (0: all)")
+	return cmd
+}
+
+func workerTable(w io.Writer, workers []*rationv1.WorkerInfo, withService bool) {
+	head := []any{"WORKER", "STATE", "HELD", "GRANTED", "DONE", "EXPIRED", "REJECTED", "LAST-SEEN"}
+	if withService {
+		head = append([]any{"SERVICE"}, head...)
+	}
+	row(w, head...)
+	for _, wk := range workers {
+		state := enumName(wk.GetState(), "WORKER_STATE_")
+		if wk.GetBlocked() {
+			state += "/blocked"
+		}
+		c := wk.GetCounters()
+		cells := []any{wk.GetWorkerId(), state, wk.GetHeld(), c.GetLeasesGranted(), c.GetBucketsDone(),
+			c.GetLeasesExpired(), c.GetRejected(), fmtTime(wk.GetLastSeen())}
+		if withService {
+			cells = append([]any{wk.GetService()}, cells...)
+		}
+		row(w, cells...)
+	}
+}
+
+func (a *app) bucketsCommand() *cobra.Command {
+	var (
+		state, holder string
+		limit         int
+	)
+	cmd := &cobra.Command{
+		Use:   "buckets SERVICE",
+		Short: "List a service's buckets",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := parseEnum("state", state, "BUCKET_STATE_", rationv1.BucketState_value)
+			if err != nil {
+				return err
+			}
+			all := &rationv1.ListBucketsResponse{}
+			req := &rationv1.ListBucketsRequest{Service: args[0], State: rationv1.BucketState(st), Holder: holder, Consistency: a.consistency}
+			for {
+				req.PageSize = pageSize(limit, len(all.Buckets))
+				resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.ListBuckets, req)
+				if err != nil {
+					return err
+				}
+				all.Buckets = append(all.Buckets, resp.GetBuckets()...)
+				all.NextPageToken, all.Read = resp.GetNextPageToken(), resp.GetRead()
+				if all.NextPageToken == "" || limitReached(limit, len(all.Buckets)) {
+					break
+				}
+				req.PageToken = all.NextPageToken
+			}
+			if limit > 0 && len(all.Buckets) > limit {
+				all.Buckets = all.Buckets[:limit]
+			}
+			return a.print(all, func(w io.Writer) {
+				row(w, "BUCKET", "STATE", "PRIORITY", "ITEMS", "HOLDER", "EPOCH", "DEADLINE")
+				for _, b := range all.Buckets {
+					row(w, b.GetId(), enumName(b.GetState(), "BUCKET_STATE_"), b.GetPriority(), len(b.GetItems()),
+						fmtStr(b.GetHolder()), fmtID(b.GetEpoch()), fmtTime(b.GetDeadline()))
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only buckets in this state: unassigned, leased, dead or done")
+	cmd.Flags().StringVar(&holder, "holder", "", "only buckets this worker holds")
+	cmd.Flags().IntVar(&limit, "limit", 100, "most buckets to list (0: all)")
+	return cmd
+}
+
+func (a *app) activityCommand() *cobra.Command {
+	var (
+		service, workerID, action, since, until string
+		afterSeq                                uint64
+		limit                                   int
+		follow                                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "activity",
+		Short: "List the activity log, or follow it with --follow",
+		Long: `List the activity log, oldest first, up to --limit records.
+
+With --follow, stream records as they are applied until interrupted, starting
+now or after --after-seq; a broken stream is resumed, on the next address if
+need be, after the last record seen. -o json prints JSON lines when following.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if follow {
+				if since != "" || until != "" {
+					return errors.New("--since and --until do not apply to --follow; use --after-seq")
+				}
+				req := &rationv1.WatchActivityRequest{Service: service, WorkerId: workerID, Action: action, AfterSeq: afterSeq}
+				return a.followActivity(cmd.Context(), req)
+			}
+			sinceTS, err := parseTime("since", since)
+			if err != nil {
+				return err
+			}
+			untilTS, err := parseTime("until", until)
+			if err != nil {
+				return err
+			}
+			all := &rationv1.ListActivityResponse{}
+			req := &rationv1.ListActivityRequest{
+				Service: service, WorkerId: workerID, Action: action,
+				Since: sinceTS, Until: untilTS, AfterSeq: afterSeq, Consistency: a.consistency,
+			}
+			for {
+				req.PageSize = pageSize(limit, len(all.Activity))
+				resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.ListActivity, req)
+				if err != nil {
+					return err
+				}
+				all.Activity = append(all.Activity, resp.GetActivity()...)
+				all.NextAfterSeq, all.Read = resp.GetNextAfterSeq(), resp.GetRead()
+				if all.NextAfterSeq == 0 || limitReached(limit, len(all.Activity)) {
+					break
+				}
+				req.AfterSeq = all.NextAfterSeq
+			}
+			if limit > 0 && len(all.Activity) > limit {
+				all.Activity = all.Activity[:limit]
+				all.NextAfterSeq = all.Activity[limit-1].GetSeq()
+			}
+			return a.print(all, func(w io.Writer) {
+				activityHeader(w)
+				for _, r := range all.Activity {
+					activityRow(w, r)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&service, "service", "", "only this service")
+	f.StringVar(&workerID, "worker", "", "only this worker")
+	f.StringVar(&action, "action", "", `only this action, e.g. "submit", "lease-expired"`)
+	f.StringVar(&since, "since", "", "only records at or after this time (RFC 3339)")
+	f.StringVar(&until, "until", "", "only records before this time (RFC 3339)")
+	f.Uint64Var(&afterSeq, "after-seq", 0, "only records after this sequence number")
+	f.IntVar(&limit, "limit", 100, "most records to list (0: all); not used with --follow")
+	f.BoolVarP(&follow, "follow", "f", false, "stream new records until interrupted")
+	return cmd
+}
+
+// followActivity prints WatchActivity records until ctx ends. When the
+// stream breaks on an error another node might not have (Unavailable, a lost
+// connection), it resumes after the last record printed.
+func (a *app) followActivity(ctx context.Context, req *rationv1.WatchActivityRequest) error {
+	if a.output == "table" {
+		activityHeader(a.stdout)
+	}
+	for {
+		err := stream(ctx, a, a.insight, rationv1connect.InsightServiceClient.WatchActivity, req,
+			func(m *rationv1.WatchActivityResponse) error {
+				for _, r := range m.GetActivity() {
+					if a.output == "json" {
+						if err := jsonLine(a.stdout, r, nil); err != nil {
+							return err
+						}
+					} else {
+						activityRow(a.stdout, r)
+					}
+					req.AfterSeq = max(req.AfterSeq, r.GetSeq())
+				}
+				return nil
+			})
+		if ctx.Err() != nil {
+			return nil // interrupted: the normal way to stop following
+		}
+		if err != nil && !retryable(err) {
+			return err
+		}
+		// The server ended the stream or it broke: resume after a pause.
+		if err != nil {
+			fmt.Fprintf(a.stderr, "rationctl: activity stream broke (%s), resuming after seq %d\n", connect.CodeOf(err), req.AfterSeq)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// activityHeader and activityRow print records with fixed column widths
+// rather than a tabwriter, so that --follow can print each record at once.
+func activityHeader(w io.Writer) {
+	fmt.Fprintf(w, "%-8s %-25s %-12s %-16s %-16s %-16s %-8s %-6s %-16s %s\n",
+		"SEQ", "AT", "ACTOR", "SERVICE", "WORKER", "ACTION", "BUCKET", "COUNT", "REASON", "MESSAGE")
+}
+
+func activityRow(w io.Writer, r *rationv1.ActivityInfo) {
+	fmt.Fprintf(w, "%-8d %-25s %-12s %-16s %-16s %-16s %-8s %-6d %-16s %s\n",
+		r.GetSeq(), fmtTime(r.GetAt()), fmtStr(r.GetActor()), fmtStr(r.GetService()), fmtStr(r.GetWorkerId()),
+		fmtStr(r.GetAction()), fmtID(r.GetBucketId()), r.GetCount(), fmtStr(r.GetReason()), r.GetMessage())
+}

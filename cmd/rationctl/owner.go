@@ -1,0 +1,518 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+)
+
+// configFlags are the ServiceConfig flags shared by service create and
+// update. Only flags given on the command line touch the config; a zero
+// field is filled with its default by the server.
+type configFlags struct {
+	bucketSize           uint32
+	maxBucketsPerAcquire uint32
+	leaseTTL             time.Duration
+	releaseGrace         time.Duration
+	maxAttempts          uint32
+	maxItemsPerAdd       uint32
+	workerInactiveAfter  time.Duration
+	priorityAging        time.Duration
+	maxPayloadBytes      uint32
+	verdicts             []string
+	maxLeasesPerWorker   uint32
+}
+
+func (f *configFlags) register(fs *pflag.FlagSet) {
+	fs.Uint32Var(&f.bucketSize, "bucket-size", 0, "items per bucket (server default 180)")
+	fs.Uint32Var(&f.maxBucketsPerAcquire, "max-buckets-per-acquire", 0, "buckets one Acquire may lease (server default 10)")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", 0, "lease duration without a heartbeat, e.g. 2h (server default 2h)")
+	fs.DurationVar(&f.releaseGrace, "release-grace", 0, "how long a dead bucket waits for a late submit (server default 15m)")
+	fs.Uint32Var(&f.maxAttempts, "max-attempts", 0, "grants after which an item is quarantined (server default 5)")
+	fs.Uint32Var(&f.maxItemsPerAdd, "max-items-per-add", 0, "ids one AddItems may carry (server default 18000)")
+	fs.DurationVar(&f.workerInactiveAfter, "worker-inactive-after", 0, "idle time after which a worker is deactivated (server default 24h)")
+	fs.DurationVar(&f.priorityAging, "priority-aging", 0, "waiting time worth one priority level (server default 1m)")
+	fs.Uint32Var(&f.maxPayloadBytes, "max-payload-bytes", 0, "largest payload of one result (default set by the kind)")
+	fs.StringSliceVar(&f.verdicts, "verdicts", nil, "allowed verdicts, comma-separated (kind generic only)")
+	fs.Uint32Var(&f.maxLeasesPerWorker, "max-leases-per-worker", 0, "buckets one worker may hold at once (server default 100)")
+}
+
+// apply copies the flags given on the command line into cfg.
+func (f *configFlags) apply(fs *pflag.FlagSet, cfg *rationv1.ServiceConfig) {
+	dur := func(d time.Duration) *durationpb.Duration {
+		if d == 0 {
+			return nil
+		}
+		return durationpb.New(d)
+	}
+	set := fs.Changed
+	if set("bucket-size") {
+		cfg.BucketSize = f.bucketSize
+	}
+	if set("max-buckets-per-acquire") {
+		cfg.MaxBucketsPerAcquire = f.maxBucketsPerAcquire
+	}
+	if set("lease-ttl") {
+		cfg.LeaseTtl = dur(f.leaseTTL)
+	}
+	if set("release-grace") {
+		cfg.ReleaseGrace = dur(f.releaseGrace)
+	}
+	if set("max-attempts") {
+		cfg.MaxAttempts = f.maxAttempts
+	}
+	if set("max-items-per-add") {
+		cfg.MaxItemsPerAdd = f.maxItemsPerAdd
+	}
+	if set("worker-inactive-after") {
+		cfg.WorkerInactiveAfter = dur(f.workerInactiveAfter)
+	}
+	if set("priority-aging") {
+		cfg.PriorityAging = dur(f.priorityAging)
+	}
+	if set("max-payload-bytes") {
+		cfg.MaxPayloadBytes = f.maxPayloadBytes
+	}
+	if set("verdicts") {
+		cfg.Verdicts = f.verdicts
+	}
+	if set("max-leases-per-worker") {
+		cfg.MaxLeasesPerWorker = f.maxLeasesPerWorker
+	}
+}
+
+func (a *app) serviceCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "service", Short: "Define, inspect, revoke and reinstate services (OwnerService)"}
+	cmd.AddCommand(
+		a.serviceCreateCommand(),
+		a.serviceUpdateCommand(),
+		a.serviceGetCommand(),
+		a.serviceListCommand(),
+		a.serviceRevokeCommand(),
+		a.serviceReinstateCommand(),
+	)
+	return cmd
+}
+
+func (a *app) serviceCreateCommand() *cobra.Command {
+	var (
+		kind, reqID string
+		cf          configFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "create NAME --kind KIND",
+		Short: "Create a service; unset config flags take the server's defaults",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.CreateServiceRequest{
+				Name:      args[0],
+				Kind:      kind,
+				Config:    &rationv1.ServiceConfig{},
+				RequestId: requestID(reqID),
+			}
+			cf.apply(cmd.Flags(), req.Config)
+			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.CreateService, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				row(w, "created", args[0])
+				configRows(w, resp.GetConfig())
+			})
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "", "the service's kind: dmcheck, followers, following or generic")
+	cmd.MarkFlagRequired("kind")
+	cf.register(cmd.Flags())
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+func (a *app) serviceUpdateCommand() *cobra.Command {
+	var (
+		reqID   string
+		replace bool
+		cf      configFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change a service's config",
+		Long: `Change a service's config.
+
+By default the current config is read first and only the flags given change
+it. With --replace the flags given make the whole new config and every other
+field goes back to its default.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg := &rationv1.ServiceConfig{}
+			if !replace {
+				cur, err := call(ctx, a, a.owner, rationv1connect.OwnerServiceClient.GetService,
+					&rationv1.GetServiceRequest{Name: args[0]})
+				if err != nil {
+					return err
+				}
+				if c := cur.GetService().GetConfig(); c != nil {
+					cfg = proto.CloneOf(c)
+				}
+			}
+			cf.apply(cmd.Flags(), cfg)
+			req := &rationv1.UpdateServiceRequest{Name: args[0], Config: cfg, RequestId: requestID(reqID)}
+			resp, err := call(ctx, a, a.owner, rationv1connect.OwnerServiceClient.UpdateService, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				row(w, "updated", args[0])
+				configRows(w, resp.GetConfig())
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&replace, "replace", false, "send only the flags given; other fields take defaults")
+	cf.register(cmd.Flags())
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+func (a *app) serviceGetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a service: config, state, counts and counters",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.GetServiceRequest{Name: args[0], Consistency: a.consistency}
+			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.GetService, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { serviceRows(w, resp.GetService()) })
+		},
+	}
+}
+
+func (a *app) serviceListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List services with their item counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.ListServicesRequest{Consistency: a.consistency}
+			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ListServices, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { serviceTable(w, resp.GetServices()) })
+		},
+	}
+}
+
+func (a *app) serviceRevokeCommand() *cobra.Command {
+	var reason, reqID string
+	cmd := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Stop a service: no registrations, acquisitions, items or submits; leases end",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.RevokeServiceRequest{Name: args[0], Reason: reason, RequestId: requestID(reqID)}
+			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.RevokeService, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "revoked %s (%d leases ended)\n", args[0], resp.GetLeasesEnded())
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, kept with the service")
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+func (a *app) serviceReinstateCommand() *cobra.Command {
+	var reqID string
+	cmd := &cobra.Command{
+		Use:   "reinstate NAME",
+		Short: "Make a revoked service active again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.ReinstateServiceRequest{Name: args[0], RequestId: requestID(reqID)}
+			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ReinstateService, req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { fmt.Fprintf(w, "reinstated %s\n", args[0]) })
+		},
+	}
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+func (a *app) itemsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "items", Short: "Feed and list a service's items (OwnerService)"}
+	cmd.AddCommand(a.itemsAddCommand(), a.itemsListCommand())
+	return cmd
+}
+
+func (a *app) itemsAddCommand() *cobra.Command {
+	var (
+		file, reqID string
+		priority    int32
+		rerun       bool
+		chunk       int
+	)
+	cmd := &cobra.Command{
+		Use:   "add SERVICE [ID...] [--file F]",
+		Short: "Add items, in chunks of --chunk ids per AddItems call",
+		Long: `Add items to a service. Ids come from the arguments and from --file (one id
+per line, "-" for stdin; blank lines are skipped).
+
+Each chunk is one AddItems call with its own request id, <prefix>-<n>, where
+the prefix is --request-id or a random one. Running the same command again
+with the same --request-id and the same input repeats nothing: chunks that
+took effect answer as they first did.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if chunk <= 0 {
+				return errors.New("--chunk: must be positive")
+			}
+			ids := append([]string(nil), args[1:]...)
+			if file != "" {
+				more, err := a.readIDs(file)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, more...)
+			}
+			if len(ids) == 0 {
+				return errors.New("items add: no item ids given")
+			}
+			prefix := requestID(reqID)
+			total := &rationv1.AddItemsResponse{}
+			calls := (len(ids) + chunk - 1) / chunk
+			for n := 0; n < calls; n++ {
+				part := ids[n*chunk : min((n+1)*chunk, len(ids))]
+				req := &rationv1.AddItemsRequest{
+					Service:   args[0],
+					Items:     part,
+					Priority:  priority,
+					Rerun:     rerun,
+					RequestId: fmt.Sprintf("%s-%d", prefix, n+1),
+				}
+				resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.AddItems, req)
+				if err != nil {
+					fmt.Fprintf(a.stderr, "rationctl: items add stopped at chunk %d of %d (%d ids sent before it: added %d, skipped %d); "+
+						"run again with --request-id %s to resume without repeating them\n",
+						n+1, calls, n*chunk, total.Added, total.Skipped, prefix)
+					return err
+				}
+				total.Added += resp.GetAdded()
+				total.Skipped += resp.GetSkipped()
+				total.Raised += resp.GetRaised()
+				total.Buckets += resp.GetBuckets()
+			}
+			return a.print(total, func(w io.Writer) {
+				row(w, "ADDED", "SKIPPED", "RAISED", "BUCKETS", "CALLS")
+				row(w, total.Added, total.Skipped, total.Raised, total.Buckets, calls)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "file", "", `read ids from this file, one per line ("-" for stdin)`)
+	f.Int32Var(&priority, "priority", 0, "priority of the items; higher is served first")
+	f.BoolVar(&rerun, "rerun", false, "also re-queue items already done (their results are kept)")
+	f.IntVar(&chunk, "chunk", 18000, "ids per AddItems call (at most the service's max_items_per_add)")
+	f.StringVar(&reqID, "request-id", "", "request id prefix; chunk n is sent as <prefix>-<n> (default random)")
+	return cmd
+}
+
+// readIDs reads one id per line from path ("-": stdin), skipping blank lines.
+func (a *app) readIDs(path string) ([]string, error) {
+	r, closeFn, err := a.open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	var ids []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		if id := strings.TrimSpace(sc.Text()); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+// open opens path for reading; "-" is stdin (which is not closed).
+func (a *app) open(path string) (io.Reader, func(), error) {
+	if path == "-" {
+		return a.stdin, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func (a *app) itemsListCommand() *cobra.Command {
+	var (
+		state string
+		limit int
+	)
+	cmd := &cobra.Command{
+		Use:   "list SERVICE",
+		Short: "List a service's items, page by page up to --limit",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := parseEnum("state", state, "ITEM_STATE_", rationv1.ItemState_value)
+			if err != nil {
+				return err
+			}
+			all := &rationv1.ListItemsResponse{}
+			req := &rationv1.ListItemsRequest{Service: args[0], State: rationv1.ItemState(st), Consistency: a.consistency}
+			for {
+				req.PageSize = pageSize(limit, len(all.Items))
+				resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ListItems, req)
+				if err != nil {
+					return err
+				}
+				all.Items = append(all.Items, resp.GetItems()...)
+				all.NextPageToken, all.Read = resp.GetNextPageToken(), resp.GetRead()
+				if all.NextPageToken == "" || limitReached(limit, len(all.Items)) {
+					break
+				}
+				req.PageToken = all.NextPageToken
+			}
+			if limit > 0 && len(all.Items) > limit {
+				all.Items = all.Items[:limit]
+			}
+			return a.print(all, func(w io.Writer) {
+				row(w, "ID", "STATE", "PRIORITY", "ATTEMPTS", "BUCKET", "SINCE", "VERDICT")
+				for _, it := range all.Items {
+					row(w, it.GetId(), enumName(it.GetState(), "ITEM_STATE_"), it.GetPriority(), it.GetAttempts(),
+						fmtID(it.GetBucketId()), fmtTime(it.GetSince()), fmtStr(it.GetResult().GetVerdict()))
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only items in this state: pending, leased, done or quarantined")
+	cmd.Flags().IntVar(&limit, "limit", 100, "most items to list (0: all)")
+	return cmd
+}
+
+// pageSize asks for what is left of limit, at most the server's 1000 (0:
+// the server's default page).
+func pageSize(limit, have int) uint32 {
+	if limit <= 0 {
+		return 1000
+	}
+	return uint32(min(limit-have, 1000))
+}
+
+func limitReached(limit, have int) bool { return limit > 0 && have >= limit }
+
+func (a *app) resultsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "results", Short: "Read a service's results (OwnerService)"}
+	cmd.AddCommand(a.resultsExportCommand())
+	return cmd
+}
+
+func (a *app) resultsExportCommand() *cobra.Command {
+	var afterSeq uint64
+	cmd := &cobra.Command{
+		Use:   "export SERVICE",
+		Short: "Stream a service's results as JSON lines, in the order they were accepted",
+		Long: `Stream a service's results as JSON lines (whatever -o says), one result
+per line, with "seq", the number of the submit it came in: pass the last one
+seen as --after-seq to resume.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.ExportResultsRequest{Service: args[0], AfterSeq: afterSeq, Consistency: a.consistency}
+			return stream(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ExportResults, req,
+				func(m *rationv1.ExportResultsResponse) error {
+					for _, r := range m.GetResults() {
+						if err := jsonLine(a.stdout, r, map[string]any{"seq": m.GetSeq()}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+		},
+	}
+	cmd.Flags().Uint64Var(&afterSeq, "after-seq", 0, "resume after this submit sequence number")
+	return cmd
+}
+
+// requestIDFlag adds --request-id to a write command.
+func requestIDFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "request-id", "", "idempotency key: the same id retried takes effect once (default random)")
+}
+
+// Tables shared by several commands.
+
+func serviceTable(w io.Writer, services []*rationv1.ServiceInfo) {
+	row(w, "NAME", "KIND", "STATE", "PENDING", "LEASED", "DONE", "QUARANTINED")
+	for _, s := range services {
+		it := s.GetItems()
+		row(w, s.GetName(), s.GetKind(), enumName(s.GetState(), "SERVICE_STATE_"),
+			it.GetPending(), it.GetLeased(), it.GetDone(), it.GetQuarantined())
+	}
+}
+
+func configRows(w io.Writer, c *rationv1.ServiceConfig) {
+	row(w, "bucket_size", c.GetBucketSize())
+	row(w, "max_buckets_per_acquire", c.GetMaxBucketsPerAcquire())
+	row(w, "lease_ttl", fmtDur(c.GetLeaseTtl()))
+	row(w, "release_grace", fmtDur(c.GetReleaseGrace()))
+	row(w, "max_attempts", c.GetMaxAttempts())
+	row(w, "max_items_per_add", c.GetMaxItemsPerAdd())
+	row(w, "worker_inactive_after", fmtDur(c.GetWorkerInactiveAfter()))
+	row(w, "priority_aging", fmtDur(c.GetPriorityAging()))
+	row(w, "max_payload_bytes", c.GetMaxPayloadBytes())
+	row(w, "verdicts", fmtStr(strings.Join(c.GetVerdicts(), ",")))
+	row(w, "max_leases_per_worker", c.GetMaxLeasesPerWorker())
+}
+
+func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {
+	it, b, c := s.GetItems(), s.GetBuckets(), s.GetCounters()
+	row(w, "name", s.GetName())
+	row(w, "kind", s.GetKind())
+	row(w, "state", enumName(s.GetState(), "SERVICE_STATE_"))
+	row(w, "reason", fmtStr(s.GetReason()))
+	row(w, "created_at", fmtTime(s.GetCreatedAt()))
+	row(w, "updated_at", fmtTime(s.GetUpdatedAt()))
+	row(w, "items", fmt.Sprintf("pending=%d leased=%d done=%d quarantined=%d",
+		it.GetPending(), it.GetLeased(), it.GetDone(), it.GetQuarantined()))
+	row(w, "buckets", fmt.Sprintf("unassigned=%d leased=%d dead=%d done=%d",
+		b.GetUnassigned(), b.GetLeased(), b.GetDead(), b.GetDone()))
+	configRows(w, s.GetConfig())
+	counterRows(w, c)
+}
+
+func counterRows(w io.Writer, c *rationv1.Counters) {
+	row(w, "leases", fmt.Sprintf("granted=%d expired=%d released=%d ended=%d",
+		c.GetLeasesGranted(), c.GetLeasesExpired(), c.GetLeasesReleased(), c.GetLeasesEnded()))
+	row(w, "results", fmt.Sprintf("accepted=%d reverted=%d late_submits=%d buckets_done=%d",
+		c.GetResultsAccepted(), c.GetResultsReverted(), c.GetLateSubmits(), c.GetBucketsDone()))
+	row(w, "item_flow", fmt.Sprintf("added=%d requeued=%d quarantined=%d dead_released=%d",
+		c.GetItemsAdded(), c.GetItemsRequeued(), c.GetItemsQuarantined(), c.GetDeadReleased()))
+	row(w, "rejected", c.GetRejected())
+	row(w, "heartbeats", c.GetHeartbeats())
+	row(w, "verdicts", fmtVerdicts(c.GetVerdicts()))
+}

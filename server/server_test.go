@@ -1,0 +1,389 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/server"
+)
+
+const workerSecret = "a-worker-secret-of-some-length"
+
+// TestServer_WorkerLoopThroughFollowers runs the whole loop against
+// followers only, over each protocol: writes are forwarded to the leader,
+// linearizable reads on a follower see them.
+func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
+	c := newTestCluster(t, 3, "")
+	leader := c.Leader()
+	fs := c.Followers()
+	for i, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			svc := fmt.Sprintf("svc-%d", i)
+			a := newClients(p.http, c.addrOf(fs[0]), p.opts, "", workerSecret)
+			b := newClients(p.http, c.addrOf(fs[1]), p.opts, "", workerSecret)
+			cr, err := a.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: svc, Kind: "dmcheck",
+				Config: &rationv1.ServiceConfig{BucketSize: 2}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cr.Header().Get(server.ServedByHeader); got != leader.ID() {
+				t.Fatalf("write served by %q, want the leader %s", got, leader.ID())
+			}
+			if _, err := a.worker.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: svc, WorkerId: "w1"})); err != nil {
+				t.Fatal(err)
+			}
+			add, err := b.owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: svc, Items: []string{"1", "2", "3", "4"}}))
+			if err != nil || add.Msg.Added != 4 || add.Msg.Buckets != 2 {
+				t.Fatalf("add: %v %v", add, err)
+			}
+			acq, err := b.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: svc, WorkerId: "w1", MaxBuckets: 2}))
+			if err != nil || len(acq.Msg.Buckets) != 2 {
+				t.Fatalf("acquire: %v %v", acq, err)
+			}
+			bk := acq.Msg.Buckets[0]
+			hb, err := a.worker.Heartbeat(ctx(t), connect.NewRequest(&rationv1.HeartbeatRequest{WorkerId: "w1",
+				Buckets: []*rationv1.BucketRef{{Id: bk.Id, Epoch: bk.Lease.Epoch}}}))
+			if err != nil || hb.Msg.Buckets[0].GetLease() == nil {
+				t.Fatalf("heartbeat: %v %v", hb, err)
+			}
+			var res []*rationv1.ResultInput
+			for _, it := range bk.Items {
+				res = append(res, &rationv1.ResultInput{Item: it, Verdict: "DM"})
+			}
+			sub, err := a.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: bk.Id, Epoch: bk.Lease.Epoch, Results: res}))
+			if err != nil || sub.Msg.Accepted != 2 {
+				t.Fatalf("submit: %v %v", sub, err)
+			}
+			acked := leader.State().Index() // at least the submit's index
+			mine, err := b.worker.ListMyBuckets(ctx(t), connect.NewRequest(&rationv1.ListMyBucketsRequest{Service: svc, WorkerId: "w1"}))
+			if err != nil || len(mine.Msg.Buckets) != 1 {
+				t.Fatalf("my buckets: %v %v", mine, err)
+			}
+			// A linearizable read on the other follower sees everything acknowledged.
+			got, err := b.owner.GetService(ctx(t), connect.NewRequest(&rationv1.GetServiceRequest{Name: svc}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if it := got.Msg.Service.Items; it.Done != 2 || it.Leased != 2 {
+				t.Fatalf("items %v", it)
+			}
+			if r := got.Msg.Read; r.ServedBy != fs[1].ID() || r.Index < acked || r.Consistency != rationv1.Consistency_CONSISTENCY_LINEARIZABLE {
+				t.Fatalf("read info %v", r)
+			}
+			stale, err := b.owner.GetService(ctx(t), connect.NewRequest(&rationv1.GetServiceRequest{Name: svc, Consistency: rationv1.Consistency_CONSISTENCY_STALE}))
+			if err != nil || stale.Msg.Read.Consistency != rationv1.Consistency_CONSISTENCY_STALE || stale.Msg.Read.LeaderContactAge == nil {
+				t.Fatalf("stale read: %v %v", stale, err)
+			}
+			// Streams: results export and the activity log.
+			exp, err := a.owner.ExportResults(ctx(t), connect.NewRequest(&rationv1.ExportResultsRequest{Service: svc}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for exp.Receive() {
+				n += len(exp.Msg().Results)
+			}
+			if exp.Err() != nil || n != 2 {
+				t.Fatalf("export: %d results, %v", n, exp.Err())
+			}
+			acts, err := a.insight.ListActivity(ctx(t), connect.NewRequest(&rationv1.ListActivityRequest{Service: svc, WorkerId: "w1"}))
+			if err != nil || len(acts.Msg.Activity) < 4 {
+				t.Fatalf("activity: %v %v", acts, err)
+			}
+			ws, err := a.insight.ListWorkers(ctx(t), connect.NewRequest(&rationv1.ListWorkersRequest{Service: svc}))
+			if err != nil || len(ws.Msg.Workers) != 1 || ws.Msg.Workers[0].Counters.BucketsDone != 1 {
+				t.Fatalf("workers: %v %v", ws, err)
+			}
+		})
+	}
+}
+
+// TestServer_ErrorCodes checks that each failure comes back with its
+// documented code and reason, over each protocol.
+func TestServer_ErrorCodes(t *testing.T) {
+	c := newTestCluster(t, 1, "")
+	addr := c.addrs[0]
+	setup := newClients(http.DefaultClient, addr, nil, "", workerSecret)
+	if _, err := setup.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 1, MaxLeasesPerWorker: 1}})); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"w1", "w2"} {
+		cl := newClients(http.DefaultClient, addr, nil, "", workerSecret+w)
+		if _, err := cl.worker.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: "dm", WorkerId: w})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := setup.owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "b"}})); err != nil {
+		t.Fatal(err)
+	}
+	w1 := newClients(http.DefaultClient, addr, nil, "", workerSecret+"w1")
+	acq, err := w1.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := acq.Msg.Buckets[0]
+	results := []*rationv1.ResultInput{{Item: b.Items[0], Verdict: "DM"}}
+
+	tests := []struct {
+		name   string
+		secret string
+		call   func(clients) error
+		code   connect.Code
+		reason string
+	}{
+		{"unknown service", "", func(c clients) error {
+			_, err := c.owner.GetService(ctx(t), connect.NewRequest(&rationv1.GetServiceRequest{Name: "nope"}))
+			return err
+		}, connect.CodeNotFound, "NOT_FOUND"},
+		{"bad service name", "", func(c clients) error {
+			_, err := c.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "Bad Name", Kind: "dmcheck"}))
+			return err
+		}, connect.CodeInvalidArgument, "INVALID_ARGUMENT"},
+		{"service exists", "", func(c clients) error {
+			_, err := c.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}))
+			return err
+		}, connect.CodeAlreadyExists, "SERVICE_EXISTS"},
+		{"no worker secret", "", func(c clients) error {
+			_, err := c.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}))
+			return err
+		}, connect.CodeUnauthenticated, "NO_CREDENTIAL"},
+		{"short worker secret", "short", func(c clients) error {
+			_, err := c.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}))
+			return err
+		}, connect.CodeUnauthenticated, "BAD_CREDENTIAL"},
+		{"someone else's secret", workerSecret + "w2", func(c clients) error {
+			_, err := c.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}))
+			return err
+		}, connect.CodeUnauthenticated, "BAD_CREDENTIAL"},
+		{"not the holder", workerSecret + "w2", func(c clients) error {
+			_, err := c.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: "w2", BucketId: b.Id, Epoch: b.Lease.Epoch, Results: results}))
+			return err
+		}, connect.CodePermissionDenied, "NOT_HOLDER"},
+		{"stale epoch", workerSecret + "w1", func(c clients) error {
+			_, err := c.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch + 100, Results: results}))
+			return err
+		}, connect.CodeFailedPrecondition, "LEASE_LOST"},
+		{"lease limit", workerSecret + "w1", func(c clients) error {
+			_, err := c.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}))
+			return err
+		}, connect.CodeResourceExhausted, "LEASE_LIMIT"},
+		{"item not in bucket", workerSecret + "w1", func(c clients) error {
+			_, err := c.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch,
+				Results: []*rationv1.ResultInput{{Item: "zzz", Verdict: "DM"}}}))
+			return err
+		}, connect.CodeInvalidArgument, "ITEM_NOT_IN_BUCKET"},
+		{"bad verdict", workerSecret + "w1", func(c clients) error {
+			_, err := c.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch,
+				Results: []*rationv1.ResultInput{{Item: b.Items[0], Verdict: "MAYBE"}}}))
+			return err
+		}, connect.CodeInvalidArgument, "INVALID_RESULT"},
+		{"unknown bucket", workerSecret + "w1", func(c clients) error {
+			_, err := c.worker.Release(ctx(t), connect.NewRequest(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: 9999, Epoch: 1}))
+			return err
+		}, connect.CodeNotFound, "BUCKET_NOT_FOUND"},
+		{"empty items", "", func(c clients) error {
+			_, err := c.owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: "dm"}))
+			return err
+		}, connect.CodeInvalidArgument, "INVALID_ARGUMENT"},
+		{"revert without since", "", func(c clients) error {
+			_, err := c.owner.RevertWorker(ctx(t), connect.NewRequest(&rationv1.RevertWorkerRequest{Service: "dm", WorkerId: "w1"}))
+			return err
+		}, connect.CodeInvalidArgument, "INVALID_ARGUMENT"},
+		{"page too large", "", func(c clients) error {
+			_, err := c.owner.ListItems(ctx(t), connect.NewRequest(&rationv1.ListItemsRequest{Service: "dm", PageSize: server.MaxPageSize + 1}))
+			return err
+		}, connect.CodeInvalidArgument, "INVALID_ARGUMENT"},
+		{"remove the last voter", "", func(c clients) error {
+			_, err := c.cluster.Remove(ctx(t), connect.NewRequest(&rationv1.RemoveRequest{NodeId: "n1"}))
+			return err
+		}, connect.CodeFailedPrecondition, "LAST_VOTER"},
+		{"request id reused", workerSecret + "w1", func(c clients) error {
+			for _, n := range []uint32{1, 2} {
+				_, err := c.worker.Heartbeat(ctx(t), connect.NewRequest(&rationv1.HeartbeatRequest{WorkerId: "w1",
+					Buckets: []*rationv1.BucketRef{{Id: b.Id, Epoch: b.Lease.Epoch}}}))
+				if err != nil {
+					return err
+				}
+				_, err = c.worker.Release(ctx(t), connect.NewRequest(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: 9000 + uint64(n), Epoch: 1, RequestId: "same"}))
+				if n == 2 {
+					return err
+				}
+			}
+			return nil
+		}, connect.CodeInvalidArgument, "REQUEST_ID_REUSED"},
+	}
+	for _, p := range protocols {
+		for _, tt := range tests {
+			t.Run(p.name+"/"+tt.name, func(t *testing.T) {
+				err := tt.call(newClients(p.http, addr, p.opts, "", tt.secret))
+				if connect.CodeOf(err) != tt.code || reasonOf(err) != tt.reason {
+					t.Fatalf("got %v (code %v, reason %q), want %v %s", err, connect.CodeOf(err), reasonOf(err), tt.code, tt.reason)
+				}
+				if err != nil && !strings.Contains(err.Error(), " ") {
+					t.Fatalf("error message %q says nothing", err)
+				}
+			})
+		}
+	}
+}
+
+func TestServer_AdminToken(t *testing.T) {
+	c := newTestCluster(t, 1, "the-admin-token")
+	for _, tc := range []struct {
+		token string
+		code  connect.Code
+	}{{"", connect.CodeUnauthenticated}, {"wrong", connect.CodeUnauthenticated}, {"the-admin-token", 0}} {
+		cl := newClients(http.DefaultClient, c.addrs[0], nil, tc.token, workerSecret)
+		_, err := cl.owner.ListServices(ctx(t), connect.NewRequest(&rationv1.ListServicesRequest{}))
+		if connect.CodeOf(err) != tc.code && !(tc.code == 0 && err == nil) {
+			t.Fatalf("token %q: %v", tc.token, err)
+		}
+		_, err = cl.cluster.Status(ctx(t), connect.NewRequest(&rationv1.StatusRequest{}))
+		if connect.CodeOf(err) != tc.code && !(tc.code == 0 && err == nil) {
+			t.Fatalf("status with token %q: %v", tc.token, err)
+		}
+	}
+	// CheckService is public.
+	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", "")
+	if r, err := cl.worker.CheckService(ctx(t), connect.NewRequest(&rationv1.CheckServiceRequest{Service: "x"})); err != nil || r.Msg.Exists {
+		t.Fatalf("check: %v %v", r, err)
+	}
+}
+
+// TestServer_UnavailableWithoutLeader: with the majority gone, writes and
+// linearizable reads answer Unavailable; stale reads still answer.
+func TestServer_UnavailableWithoutLeader(t *testing.T) {
+	c := newTestCluster(t, 3, "")
+	l := c.Leader()
+	survivor := c.Followers()[0]
+	cl := newClients(http.DefaultClient, c.addrOf(survivor), nil, "", workerSecret)
+	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(l.State().Index())
+	for i, n := range c.Nodes {
+		if n != survivor {
+			c.Kill(i)
+		}
+	}
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		_, err := cl.owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a"}}))
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			return fmt.Errorf("write: %v", err)
+		}
+		return nil
+	})
+	short, cancel := contextWithTimeout(2 * time.Second)
+	defer cancel()
+	if _, err := cl.owner.GetService(short, connect.NewRequest(&rationv1.GetServiceRequest{Name: "dm"})); connect.CodeOf(err) != connect.CodeUnavailable && connect.CodeOf(err) != connect.CodeDeadlineExceeded {
+		t.Fatalf("linearizable read without a leader: %v", err)
+	}
+	r, err := cl.owner.GetService(ctx(t), connect.NewRequest(&rationv1.GetServiceRequest{Name: "dm", Consistency: rationv1.Consistency_CONSISTENCY_STALE}))
+	if err != nil || r.Msg.Service.Name != "dm" {
+		t.Fatalf("stale read without a leader: %v %v", r, err)
+	}
+}
+
+// TestServer_JSONWorkerLoop drives the worker loop the way curl does:
+// plain HTTP/1.1 POSTs of JSON with DESIGN.md's field names.
+func TestServer_JSONWorkerLoop(t *testing.T) {
+	c := newTestCluster(t, 1, "tok")
+	base := "http://" + c.addrs[0]
+	post := func(path, auth, body string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	post("/ration.v1.OwnerService/CreateService", "tok", `{"name":"dm","kind":"dmcheck","config":{"bucket_size":2,"lease_ttl":"600s"}}`)
+	post("/ration.v1.WorkerService/Register", workerSecret, `{"service":"dm","worker_id":"42","name":"alice"}`)
+	add := post("/ration.v1.OwnerService/AddItems", "tok", `{"service":"dm","items":["1","2"],"priority":3}`)
+	if add["added"] != 2.0 {
+		t.Fatalf("add: %v", add)
+	}
+	acq := post("/ration.v1.WorkerService/Acquire", workerSecret, `{"service":"dm","worker_id":"42","max_buckets":1,"request_id":"r1"}`)
+	b := acq["buckets"].([]any)[0].(map[string]any)
+	id, epoch := b["id"].(string), b["lease"].(map[string]any)["epoch"].(string)
+	post("/ration.v1.WorkerService/Heartbeat", workerSecret, fmt.Sprintf(`{"worker_id":"42","buckets":[{"id":%q,"epoch":%q}]}`, id, epoch))
+	sub := post("/ration.v1.WorkerService/Submit", workerSecret, fmt.Sprintf(
+		`{"worker_id":"42","bucket_id":%q,"epoch":%q,"results":[{"item":"1","verdict":"DM"},{"item":"2","verdict":"NON_DM","payload":"closed"}]}`, id, epoch))
+	if sub["accepted"] != 2.0 {
+		t.Fatalf("submit: %v", sub)
+	}
+	// Retrying the acquire with its request id gives the first answer.
+	again := post("/ration.v1.WorkerService/Acquire", workerSecret, `{"service":"dm","worker_id":"42","max_buckets":1,"request_id":"r1"}`)
+	if fmt.Sprint(again["buckets"]) != fmt.Sprint(acq["buckets"]) {
+		t.Fatalf("retry answered %v, first %v", again, acq)
+	}
+	st := post("/ration.v1.InsightService/GetStats", "tok", `{"service":"dm","worker_id":"42"}`)
+	if st["items"].(map[string]any)["done"] != "2" {
+		t.Fatalf("stats: %v", st)
+	}
+}
+
+func TestServer_SnapshotSaveAndRestore(t *testing.T) {
+	c := newTestCluster(t, 3, "")
+	f := c.Followers()[0]
+	cl := newClients(http.DefaultClient, c.addrOf(f), nil, "", workerSecret)
+	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "keep", Kind: "dmcheck"})); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(c.Leader().State().Index())
+	stream, err := cl.cluster.SaveSnapshot(ctx(t), connect.NewRequest(&rationv1.SaveSnapshotRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap bytes.Buffer
+	for stream.Receive() {
+		snap.Write(stream.Msg().Data)
+	}
+	if stream.Err() != nil || snap.Len() == 0 {
+		t.Fatalf("save: %d bytes, %v", snap.Len(), stream.Err())
+	}
+	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "later", Kind: "dmcheck"})); err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte{}, snap.Bytes()[:snap.Len()/2]...)
+	if _, err := cl.cluster.Restore(ctx(t), connect.NewRequest(&rationv1.RestoreRequest{Data: bad})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("restore of a truncated snapshot: %v", err)
+	}
+	if _, err := cl.cluster.Restore(ctx(t), connect.NewRequest(&rationv1.RestoreRequest{Data: snap.Bytes()})); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		r, err := cl.owner.ListServices(ctx(t), connect.NewRequest(&rationv1.ListServicesRequest{}))
+		if err != nil {
+			return err
+		}
+		if len(r.Msg.Services) != 1 || r.Msg.Services[0].Name != "keep" {
+			return fmt.Errorf("services after restore: %v", r.Msg.Services)
+		}
+		return nil
+	})
+	c.EnsureSame()
+}
