@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+	"github.com/rationhq/ration/cluster/clustertest"
+)
+
+func startMain(t *testing.T, dir string, args ...string) *Main {
+	t.Helper()
+	m := NewMain()
+	var log bytes.Buffer
+	m.Stderr = &log
+	base := []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}
+	if err := m.ParseFlags(append(base, args...), func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	t.Cleanup(func() {
+		m.Close()
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", m.NodeID, log.String())
+		}
+	})
+	return m
+}
+
+func owner(addr string) rationv1connect.OwnerServiceClient {
+	return rationv1connect.NewOwnerServiceClient(http.DefaultClient, "http://"+addr)
+}
+
+func TestMain_LoneNodeServes(t *testing.T) {
+	m := startMain(t, filepath.Join(t.TempDir(), "data"))
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		_, err := owner(m.Addr()).CreateService(context.Background(), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}))
+		return err
+	})
+}
+
+func TestMain_ThreeNodesJoinAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	m1 := startMain(t, filepath.Join(dir, "n1"), "--node-id", "n1", "--bootstrap")
+	m2 := startMain(t, filepath.Join(dir, "n2"), "--node-id", "n2", "--join", m1.Addr())
+	m3 := startMain(t, filepath.Join(dir, "n3"), "--node-id", "n3", "--join", "127.0.0.1:1,"+m2.Addr())
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		if n := len(m3.Node().Members()); n != 3 {
+			return fmt.Errorf("%d members", n)
+		}
+		_, err := owner(m3.Addr()).CreateService(context.Background(), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck", RequestId: "create-dm"}))
+		return err
+	})
+	// n2 restarts from its data dir on the same addresses and rejoins.
+	raftAddr, httpAddr := m2.Node().RaftAddr(), m2.Addr()
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 = startMain(t, filepath.Join(dir, "n2"), "--node-id", "n2", "--raft-addr", raftAddr, "--http-addr", httpAddr, "--join", m1.Addr())
+	clustertest.WaitFor(t, 20*time.Second, func() error {
+		r, err := owner(m2.Addr()).GetService(context.Background(), connect.NewRequest(&rationv1.GetServiceRequest{Name: "dm"}))
+		if err != nil {
+			return err
+		}
+		if r.Msg.Read.ServedBy != "n2" {
+			return fmt.Errorf("served by %s", r.Msg.Read.ServedBy)
+		}
+		return nil
+	})
+}
+
+func TestMain_Flags(t *testing.T) {
+	m := NewMain()
+	m.Stderr = &bytes.Buffer{}
+	err := m.ParseFlags([]string{"--bootstrap", "--join", "a:1"}, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "exclude") {
+		t.Fatalf("--bootstrap with --join: %v", err)
+	}
+	m = NewMain()
+	if err := m.ParseFlags(nil, func(k string) string { return map[string]string{"RATION_ADMIN_TOKEN": "tok"}[k] }); err != nil || m.AdminToken != "tok" {
+		t.Fatalf("token from env: %q %v", m.AdminToken, err)
+	}
+	if m.DataDir != "ration-data" || m.HTTPAddr != "127.0.0.1:7070" || m.RaftAddr != "127.0.0.1:7071" {
+		t.Fatalf("defaults: %+v", m)
+	}
+	m = NewMain()
+	m.Stderr = &bytes.Buffer{}
+	if err := m.ParseFlags([]string{"--log-format", "xml"}, func(string) string { return "" }); err == nil {
+		t.Fatal("accepted --log-format xml")
+	}
+}
