@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm/kind"
 )
 
 // Snapshot format: the magic, a big-endian uint32 version, then
@@ -253,31 +254,53 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		m := r.Meta
 		t.meta = meta{index: m.Index, now: m.Now, nextSeq: m.NextSeq, nextEpoch: m.NextEpoch, nextBucket: m.NextBucket, nextService: m.NextService}
 	case *rationv1.SnapshotRecord_Node:
-		t.nodes.Load(&Node{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress})
+		if _, dup := t.nodes.Load(&Node{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress}); dup {
+			return fmt.Errorf("node %q twice", r.Node.NodeId)
+		}
 	case *rationv1.SnapshotRecord_Service:
 		p := r.Service
 		cfg, err := configFromRecord(p)
 		if err != nil {
 			return err
 		}
+		if _, ok := kind.Lookup(p.Kind); !ok {
+			return fmt.Errorf("service %q has kind %q, which this build does not have", p.Name, p.Kind)
+		}
+		if p.State != serviceActive && p.State != serviceRevoked {
+			return fmt.Errorf("service %q has state %v", p.Name, p.State)
+		}
 		s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
 			CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters)}
 		for _, o := range p.Open {
 			s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
 		}
+		if _, dup := t.serviceByName(s.Name); dup {
+			return fmt.Errorf("service %q twice", s.Name)
+		}
+		if _, dup := t.serviceByOrdinal(s.Ordinal); dup {
+			return fmt.Errorf("service ordinal %d twice", s.Ordinal)
+		}
 		t.putService(s)
 	case *rationv1.SnapshotRecord_Worker:
-		t.workers.Load(&Worker{ID: r.Worker.Id, SecretHash: r.Worker.SecretHash, CreatedAt: r.Worker.CreatedAt})
+		if _, dup := t.workers.Load(&Worker{ID: r.Worker.Id, SecretHash: r.Worker.SecretHash, CreatedAt: r.Worker.CreatedAt}); dup {
+			return fmt.Errorf("worker %q twice", r.Worker.Id)
+		}
 	case *rationv1.SnapshotRecord_Registration:
 		p := r.Registration
 		s, ok := t.serviceByOrdinal(p.Service)
 		if !ok {
 			return fmt.Errorf("registration of %q names unknown service %d", p.WorkerId, p.Service)
 		}
+		if p.State != workerActive && p.State != workerInactive {
+			return fmt.Errorf("registration of %q has state %v", p.WorkerId, p.State)
+		}
 		reg := &Registration{Service: p.Service, Worker: p.WorkerId, Name: p.Name, State: p.State, Reason: p.Reason,
 			Blocked: p.Blocked, RegisteredAt: p.RegisteredAt, LastSeen: p.LastSeen, ChangedAt: p.ChangedAt,
 			Counters: countersFromProto(p.Counters)}
 		reg.idleAt = reg.LastSeen + int64(s.Config.WorkerInactiveAfter)
+		if _, dup := t.registration(reg.Service, reg.Worker); dup {
+			return fmt.Errorf("registration %d/%q twice", reg.Service, reg.Worker)
+		}
 		t.putRegistration(nil, reg)
 	case *rationv1.SnapshotRecord_Bucket:
 		p := r.Bucket
@@ -285,14 +308,25 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		if !ok {
 			return fmt.Errorf("bucket %d names unknown service %d", p.Id, p.Service)
 		}
+		if p.State < unassigned || p.State > done {
+			return fmt.Errorf("bucket %d has state %v", p.Id, p.State)
+		}
+		if len(p.Items) == 0 {
+			return fmt.Errorf("bucket %d is empty", p.Id)
+		}
 		b := &Bucket{ID: p.Id, Service: p.Service, State: p.State, Priority: p.Priority, ReadySince: p.ReadySince,
 			Items: p.Items, Holder: p.Holder, Epoch: p.Epoch, LeasedAt: p.LeasedAt, Deadline: p.Deadline, DeadAt: p.DeadAt,
 			ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq}
+		if _, dup := t.bucket(b.ID); dup {
+			return fmt.Errorf("bucket %d twice", b.ID)
+		}
 		t.putBucket(nil, b, int64(s.Config.PriorityAging))
 	case *rationv1.SnapshotRecord_Item:
 		p := r.Item
-		t.items.Load(&Item{Service: p.Service, ID: p.Id, Priority: p.Priority, Attempts: p.Attempts, Bucket: p.Bucket,
-			Quarantined: p.Quarantined, Since: p.Since})
+		if _, dup := t.items.Load(&Item{Service: p.Service, ID: p.Id, Priority: p.Priority, Attempts: p.Attempts, Bucket: p.Bucket,
+			Quarantined: p.Quarantined, Since: p.Since}); dup {
+			return fmt.Errorf("item %d/%q twice", p.Service, p.Id)
+		}
 	case *rationv1.SnapshotRecord_Result:
 		p := r.Result
 		rb := &ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
@@ -300,13 +334,22 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		for i, x := range p.Results {
 			rb.Results[i] = Result{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
 		}
+		if _, dup := t.results.Get(rb); dup {
+			return fmt.Errorf("result batch %d twice", rb.Seq)
+		}
 		t.putResults(rb)
 	case *rationv1.SnapshotRecord_Activity:
 		p := r.Activity
+		if _, dup := t.activity.Get(&Activity{Seq: p.Seq}); dup {
+			return fmt.Errorf("activity %d twice", p.Seq)
+		}
 		t.putActivity(&Activity{Seq: p.Seq, Index: p.Index, At: p.At, Actor: p.Actor, Service: p.Service, Worker: p.WorkerId,
 			Action: p.Action, Bucket: p.Bucket, Reason: p.Reason, Message: p.Message, Count: p.Count, RequestID: p.RequestId})
 	case *rationv1.SnapshotRecord_Request:
 		p := r.Request
+		if _, dup := t.requests.Get(&request{Key: p.Key}); dup {
+			return fmt.Errorf("request %q twice", p.Key)
+		}
 		t.putRequest(&request{Key: p.Key, BodyHash: p.BodyHash, At: p.At, Index: p.Index, Result: proto.CloneOf(p.Result)})
 	default:
 		return fmt.Errorf("unknown record type (fields %v)", unknownFields(rec))
@@ -349,8 +392,8 @@ func (t *tables) derive() error {
 		st := quarantined
 		if !it.Quarantined {
 			b, ok := t.bucket(it.Bucket)
-			if !ok {
-				err = fmt.Errorf("item %q names missing bucket %d", it.ID, it.Bucket)
+			if !ok || b.Service != it.Service {
+				err = fmt.Errorf("item %q names bucket %d, which is missing or of another service", it.ID, it.Bucket)
 				return false
 			}
 			st = itemStateOf(b)
@@ -431,9 +474,18 @@ func countersFromProto(p *rationv1.Counters) Counters {
 	return c
 }
 
-// CheckSnapshot reports whether r holds a snapshot this build can restore,
-// without touching any state machine.
+// CheckSnapshot reports whether r holds a snapshot this build can restore
+// and whose state keeps every invariant, without touching any state
+// machine. Restore checks only the structure (Raft's snapshot store guards
+// its files with a checksum); a snapshot from outside goes through this
+// first.
 func CheckSnapshot(r io.Reader) error {
-	_, err := decode(bufio.NewReaderSize(r, 1<<20))
-	return err
+	t, err := decode(bufio.NewReaderSize(r, 1<<20))
+	if err != nil {
+		return err
+	}
+	if err := (&State{t: t}).CheckInvariants(); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+	}
+	return nil
 }

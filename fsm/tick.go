@@ -179,8 +179,10 @@ func (x *txn) trimRequests(retention int64) uint32 {
 		if !ok || k.at >= cut {
 			break
 		}
-		r, _ := x.t.requests.Get(&request{Key: k.key})
-		x.t.dropRequest(r)
+		x.t.reqAge.Delete(k)
+		if r, ok := x.t.requests.Get(&request{Key: k.key}); ok && r.At == k.at {
+			x.t.requests.Delete(r)
+		}
 		n++
 	}
 	return n
