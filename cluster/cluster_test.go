@@ -279,3 +279,21 @@ func TestCluster_FailoverGraceKeepsLeasesAlive(t *testing.T) {
 		return nil
 	})
 }
+
+func TestCluster_TransferLeadership(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	target := c.Followers()[1]
+	got, err := l.TransferLeadership(context.Background(), target.ID())
+	if err != nil || got != target.ID() {
+		t.Fatalf("transfer to %s: got %q, %v", target.ID(), got, err)
+	}
+	if nl := c.WaitForNewLeader(l.ID()); nl != target {
+		t.Fatalf("leader is %s, want %s", nl.ID(), target.ID())
+	}
+	if _, err := target.TransferLeadership(context.Background(), "nobody"); !errors.Is(err, cluster.ErrUnknownNode) {
+		t.Fatalf("transfer to an unknown node: %v", err)
+	}
+	apply(t, target, &rationv1.CreateServiceRequest{Name: "after", Kind: "dmcheck"}, "")
+	c.EnsureSame()
+}
