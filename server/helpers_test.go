@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,57 +15,20 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
-	"github.com/rationhq/ration/cluster/clustertest"
-	"github.com/rationhq/ration/server"
+	"github.com/rationhq/ration/server/servertest"
 )
 
 // testCluster is n real nodes, each serving the API on its own loopback port.
 type testCluster struct {
-	*clustertest.Cluster
+	*servertest.Cluster
 	addrs []string
 	token string
 }
 
 func newTestCluster(t *testing.T, n int, token string) *testCluster {
 	t.Helper()
-	lns := make([]net.Listener, n)
-	addrs := make([]string, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i], addrs[i] = ln, ln.Addr().String()
-	}
-	// The servers start first so that joins, which record API addresses,
-	// find them; a node's handler is set once the node exists.
-	handlers := make([]*lazyHandler, n)
-	for i, ln := range lns {
-		handlers[i] = &lazyHandler{}
-		srv := &http.Server{Handler: handlers[i], ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-	}
-	c := clustertest.New(t, n, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
-		cfg.APIAddr = addrs[i]
-	}})
-	for i, node := range c.Nodes {
-		handlers[i].set(server.New(node, server.Config{AdminToken: token, Logger: clustertest.FastConfig(t, node.ID()).Logger}).Handler())
-	}
-	return &testCluster{Cluster: c, addrs: addrs, token: token}
-}
-
-type lazyHandler struct{ h atomic.Pointer[http.Handler] }
-
-func (l *lazyHandler) set(h http.Handler) { l.h.Store(&h) }
-
-func (l *lazyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := l.h.Load()
-	if h == nil {
-		http.Error(w, "starting", http.StatusServiceUnavailable)
-		return
-	}
-	(*h).ServeHTTP(w, r)
+	c := servertest.Start(t, n, token)
+	return &testCluster{Cluster: c, addrs: c.Addrs, token: token}
 }
 
 // addrOf returns the API address of node.

@@ -1,0 +1,189 @@
+// Package client is a Go client for ration. It talks to several nodes,
+// moving to the next when one is down or has no leader, retries writes with
+// the same request id (so a retried write takes effect once), backs off
+// with jitter, and offers a worker loop (Worker) that registers, acquires,
+// heartbeats while processing, submits, and releases on error.
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addrs are the nodes' API addresses (host:port, or URLs with a scheme).
+	Addrs []string
+	// AdminToken is sent on owner, insight and cluster calls.
+	AdminToken string
+	// WorkerSecret is sent on worker calls.
+	WorkerSecret string
+	// HTTPClient carries the calls; nil uses a client with keep-alives.
+	HTTPClient *http.Client
+	// CallTimeout bounds one attempt on one node (default 10s).
+	CallTimeout time.Duration
+	// RetryFor bounds how long a call keeps retrying while no node can
+	// serve it (default 30s). The caller's context bounds it too.
+	RetryFor time.Duration
+	// Options are added to every Connect client (e.g. connect.WithGRPC()).
+	Options []connect.ClientOption
+}
+
+// Client calls a ration cluster. It is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	nodes []*node
+	pref  atomic.Int32 // the node that answered last
+}
+
+type node struct {
+	addr    string
+	owner   rationv1connect.OwnerServiceClient
+	worker  rationv1connect.WorkerServiceClient
+	insight rationv1connect.InsightServiceClient
+	cluster rationv1connect.ClusterServiceClient
+}
+
+// New returns a client for the nodes in cfg.Addrs.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("client: no node addresses")
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 10 * time.Second
+	}
+	if cfg.RetryFor == 0 {
+		cfg.RetryFor = 30 * time.Second
+	}
+	c := &Client{cfg: cfg}
+	admin := append(append([]connect.ClientOption{}, cfg.Options...), connect.WithInterceptors(bearer(cfg.AdminToken)))
+	worker := append(append([]connect.ClientOption{}, cfg.Options...), connect.WithInterceptors(bearer(cfg.WorkerSecret)))
+	for _, a := range cfg.Addrs {
+		base := a
+		if !strings.Contains(a, "://") {
+			base = "http://" + a
+		}
+		c.nodes = append(c.nodes, &node{
+			addr:    a,
+			owner:   rationv1connect.NewOwnerServiceClient(cfg.HTTPClient, base, admin...),
+			worker:  rationv1connect.NewWorkerServiceClient(cfg.HTTPClient, base, worker...),
+			insight: rationv1connect.NewInsightServiceClient(cfg.HTTPClient, base, admin...),
+			cluster: rationv1connect.NewClusterServiceClient(cfg.HTTPClient, base, admin...),
+		})
+	}
+	return c, nil
+}
+
+// Retryable reports whether a call that failed with err may succeed on
+// another try: no node could serve it (no leader, node down, connection
+// lost). A write that fails this way may or may not have been applied;
+// retrying it with the same request id is safe.
+func Retryable(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeAborted:
+		return true
+	}
+	return false
+}
+
+// call runs one RPC with failover and retries. For writes, the request
+// gets a request id first (if it has none), so every retry is the same
+// request.
+func call[Req, Res any](ctx context.Context, c *Client, req *Req, write bool,
+	rpc func(*node) rpcFunc[Req, Res]) (*Res, error) {
+	if write {
+		ensureRequestID(any(req).(proto.Message))
+	}
+	give := time.Now().Add(c.cfg.RetryFor)
+	backoff := 25 * time.Millisecond
+	start := int(c.pref.Load())
+	var last error
+	for attempt := 0; ; attempt++ {
+		i := (start + attempt) % len(c.nodes)
+		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		res, err := rpc(c.nodes[i])(actx, connect.NewRequest(req))
+		cancel()
+		if err == nil {
+			c.pref.Store(int32(i))
+			return res.Msg, nil
+		}
+		last = err
+		if ctx.Err() != nil || !Retryable(err) {
+			return nil, err
+		}
+		// Try each node once at full speed, then back off between rounds.
+		if (attempt+1)%len(c.nodes) != 0 {
+			continue
+		}
+		if time.Now().Add(backoff).After(give) {
+			return nil, fmt.Errorf("gave up after %s: %w", c.cfg.RetryFor, last)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, last
+		case <-time.After(backoff + mrand.N(backoff)):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// ensureRequestID gives a write request a random request id if it has none.
+func ensureRequestID(m proto.Message) {
+	r := m.ProtoReflect()
+	f := r.Descriptor().Fields().ByName("request_id")
+	if f == nil || r.Get(f).String() != "" {
+		return
+	}
+	r.Set(f, protoreflect.ValueOfString(NewRequestID()))
+}
+
+// NewRequestID returns a random request id.
+func NewRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if b != "" {
+			req.Header().Set("Authorization", "Bearer "+string(b))
+		}
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if b != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		}
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+type rpcFunc[Req, Res any] func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error)

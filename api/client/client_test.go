@@ -1,0 +1,114 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/rationhq/ration/api/client"
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/server/servertest"
+)
+
+const secret = "a-worker-secret-for-tests"
+
+func TestClient_FailsOverAndRetriesWrites(t *testing.T) {
+	c := servertest.Start(t, 3, "")
+	// The first address is dead; the client moves on.
+	addrs := append([]string{"127.0.0.1:1"}, c.Addrs...)
+	cl, err := client.New(client.Config{Addrs: addrs, WorkerSecret: secret, RetryFor: 20 * time.Second, CallTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := cl.CreateService(ctx, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the leader; writes keep succeeding once a new leader is elected.
+	old := c.Leader()
+	c.Kill(c.Index(old))
+	added := 0
+	for i := range 20 {
+		r, err := cl.AddItems(ctx, &rationv1.AddItemsRequest{Service: "dm", Items: []string{fmt.Sprintf("i%d", i)}})
+		if err != nil {
+			t.Fatalf("add %d after the leader died: %v", i, err)
+		}
+		added += int(r.Added)
+	}
+	got, err := cl.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
+	if err != nil || got.Service.Items.Pending != 20 || added != 20 {
+		t.Fatalf("after failover: %v (added %d), %v", got, added, err)
+	}
+	// A domain error is final: no retry, the code and reason come back.
+	_, err = cl.CreateService(ctx, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})
+	if connect.CodeOf(err) != connect.CodeAlreadyExists || client.Reason(err) != "SERVICE_EXISTS" {
+		t.Fatalf("duplicate create: %v", err)
+	}
+}
+
+func TestWorker_ProcessesEverything(t *testing.T) {
+	c := servertest.Start(t, 3, "")
+	owner, _ := client.New(client.Config{Addrs: c.Addrs})
+	ctx := context.Background()
+	if _, err := owner.CreateService(ctx, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, fmt.Sprintf("%d", 1000+i))
+	}
+	if _, err := owner.AddItems(ctx, &rationv1.AddItemsRequest{Service: "dm", Items: ids}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var processed, failures atomic.Int64
+	done := make(chan error, 2)
+	for w := range 2 {
+		cl, _ := client.New(client.Config{Addrs: c.Addrs, WorkerSecret: secret})
+		worker := &client.Worker{
+			Client: cl, Service: "dm", WorkerID: "shared-id", Name: fmt.Sprintf("process-%d", w), MaxBuckets: 2,
+			HeartbeatEvery: 50 * time.Millisecond, IdleWait: 20 * time.Millisecond,
+			Process: func(ctx context.Context, b *rationv1.LeasedBucket) ([]*rationv1.ResultInput, error) {
+				// Every third bucket fails: the loop releases it and another try succeeds.
+				if processed.Add(1)%3 == 0 {
+					failures.Add(1)
+					return nil, fmt.Errorf("simulated failure")
+				}
+				time.Sleep(60 * time.Millisecond) // long enough for a heartbeat
+				var out []*rationv1.ResultInput
+				for _, it := range b.Items {
+					out = append(out, &rationv1.ResultInput{Item: it, Verdict: "DM"})
+				}
+				return out, nil
+			},
+		}
+		go func() { done <- worker.Run(wctx) }()
+	}
+	clustertest.WaitFor(t, 30*time.Second, func() error {
+		s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
+		if err != nil {
+			return err
+		}
+		if s.Service.Items.Done != 50 {
+			return fmt.Errorf("items %v", s.Service.Items)
+		}
+		return nil
+	})
+	stop()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
+	if s.Service.Counters.LeasesReleased != uint64(failures.Load()) || s.Service.Counters.Heartbeats == 0 {
+		t.Fatalf("counters %v after %d failures", s.Service.Counters, failures.Load())
+	}
+}

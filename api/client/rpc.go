@@ -1,0 +1,156 @@
+package client
+
+import (
+	"context"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// Each method runs one RPC with failover; writes are retried with the same
+// request id. The errors are Connect errors (connect.CodeOf tells the code;
+// the details carry a rationv1.ErrorDetail with a machine-readable reason).
+
+// CreateService defines a service.
+func (c *Client) CreateService(ctx context.Context, r *rationv1.CreateServiceRequest) (*rationv1.CreateServiceResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.CreateServiceRequest, rationv1.CreateServiceResponse] { return n.owner.CreateService })
+}
+
+// UpdateService replaces a service's config.
+func (c *Client) UpdateService(ctx context.Context, r *rationv1.UpdateServiceRequest) (*rationv1.UpdateServiceResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.UpdateServiceRequest, rationv1.UpdateServiceResponse] { return n.owner.UpdateService })
+}
+
+// GetService reads a service.
+func (c *Client) GetService(ctx context.Context, r *rationv1.GetServiceRequest) (*rationv1.GetServiceResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.GetServiceRequest, rationv1.GetServiceResponse] { return n.owner.GetService })
+}
+
+// ListServices reads every service.
+func (c *Client) ListServices(ctx context.Context, r *rationv1.ListServicesRequest) (*rationv1.ListServicesResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListServicesRequest, rationv1.ListServicesResponse] { return n.owner.ListServices })
+}
+
+// RevokeService stops a service.
+func (c *Client) RevokeService(ctx context.Context, r *rationv1.RevokeServiceRequest) (*rationv1.RevokeServiceResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevokeServiceRequest, rationv1.RevokeServiceResponse] { return n.owner.RevokeService })
+}
+
+// ReinstateService restarts a revoked service.
+func (c *Client) ReinstateService(ctx context.Context, r *rationv1.ReinstateServiceRequest) (*rationv1.ReinstateServiceResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.ReinstateServiceRequest, rationv1.ReinstateServiceResponse] {
+		return n.owner.ReinstateService
+	})
+}
+
+// AddItems feeds items into a service.
+func (c *Client) AddItems(ctx context.Context, r *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.AddItemsRequest, rationv1.AddItemsResponse] { return n.owner.AddItems })
+}
+
+// ListItems reads a page of items.
+func (c *Client) ListItems(ctx context.Context, r *rationv1.ListItemsRequest) (*rationv1.ListItemsResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListItemsRequest, rationv1.ListItemsResponse] { return n.owner.ListItems })
+}
+
+// DeactivateWorker stops a worker in a service.
+func (c *Client) DeactivateWorker(ctx context.Context, r *rationv1.DeactivateWorkerRequest) (*rationv1.DeactivateWorkerResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.DeactivateWorkerRequest, rationv1.DeactivateWorkerResponse] {
+		return n.owner.DeactivateWorker
+	})
+}
+
+// ReactivateWorker undoes DeactivateWorker.
+func (c *Client) ReactivateWorker(ctx context.Context, r *rationv1.ReactivateWorkerRequest) (*rationv1.ReactivateWorkerResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.ReactivateWorkerRequest, rationv1.ReactivateWorkerResponse] {
+		return n.owner.ReactivateWorker
+	})
+}
+
+// RevertWorker reverts a worker's results since a time.
+func (c *Client) RevertWorker(ctx context.Context, r *rationv1.RevertWorkerRequest) (*rationv1.RevertWorkerResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevertWorkerRequest, rationv1.RevertWorkerResponse] { return n.owner.RevertWorker })
+}
+
+// Register registers the worker for a service.
+func (c *Client) Register(ctx context.Context, r *rationv1.RegisterRequest) (*rationv1.RegisterResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RegisterRequest, rationv1.RegisterResponse] { return n.worker.Register })
+}
+
+// Unregister ends the worker's registration.
+func (c *Client) Unregister(ctx context.Context, r *rationv1.UnregisterRequest) (*rationv1.UnregisterResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.UnregisterRequest, rationv1.UnregisterResponse] { return n.worker.Unregister })
+}
+
+// CheckService says whether a service exists and is active.
+func (c *Client) CheckService(ctx context.Context, r *rationv1.CheckServiceRequest) (*rationv1.CheckServiceResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.CheckServiceRequest, rationv1.CheckServiceResponse] { return n.worker.CheckService })
+}
+
+// Acquire leases buckets.
+func (c *Client) Acquire(ctx context.Context, r *rationv1.AcquireRequest) (*rationv1.AcquireResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.AcquireRequest, rationv1.AcquireResponse] { return n.worker.Acquire })
+}
+
+// Heartbeat extends leases.
+func (c *Client) Heartbeat(ctx context.Context, r *rationv1.HeartbeatRequest) (*rationv1.HeartbeatResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.HeartbeatRequest, rationv1.HeartbeatResponse] { return n.worker.Heartbeat })
+}
+
+// Submit stores results for a leased bucket.
+func (c *Client) Submit(ctx context.Context, r *rationv1.SubmitRequest) (*rationv1.SubmitResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.SubmitRequest, rationv1.SubmitResponse] { return n.worker.Submit })
+}
+
+// Release gives a leased bucket back.
+func (c *Client) Release(ctx context.Context, r *rationv1.ReleaseRequest) (*rationv1.ReleaseResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.ReleaseRequest, rationv1.ReleaseResponse] { return n.worker.Release })
+}
+
+// ListMyBuckets lists what the worker holds.
+func (c *Client) ListMyBuckets(ctx context.Context, r *rationv1.ListMyBucketsRequest) (*rationv1.ListMyBucketsResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListMyBucketsRequest, rationv1.ListMyBucketsResponse] {
+		return n.worker.ListMyBuckets
+	})
+}
+
+// GetStats reads stats.
+func (c *Client) GetStats(ctx context.Context, r *rationv1.GetStatsRequest) (*rationv1.GetStatsResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.GetStatsRequest, rationv1.GetStatsResponse] { return n.insight.GetStats })
+}
+
+// ListWorkers reads a page of a service's workers.
+func (c *Client) ListWorkers(ctx context.Context, r *rationv1.ListWorkersRequest) (*rationv1.ListWorkersResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListWorkersRequest, rationv1.ListWorkersResponse] { return n.insight.ListWorkers })
+}
+
+// ListBuckets reads a page of a service's buckets.
+func (c *Client) ListBuckets(ctx context.Context, r *rationv1.ListBucketsRequest) (*rationv1.ListBucketsResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListBucketsRequest, rationv1.ListBucketsResponse] { return n.insight.ListBuckets })
+}
+
+// ListActivity reads a page of the activity log.
+func (c *Client) ListActivity(ctx context.Context, r *rationv1.ListActivityRequest) (*rationv1.ListActivityResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListActivityRequest, rationv1.ListActivityResponse] { return n.insight.ListActivity })
+}
+
+// Status reads the answering node's view of the cluster.
+func (c *Client) Status(ctx context.Context, r *rationv1.StatusRequest) (*rationv1.StatusResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.StatusRequest, rationv1.StatusResponse] { return n.cluster.Status })
+}
+
+// Join adds a node to the cluster.
+func (c *Client) Join(ctx context.Context, r *rationv1.JoinRequest) (*rationv1.JoinResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.JoinRequest, rationv1.JoinResponse] { return n.cluster.Join })
+}
+
+// Remove takes a node out of the cluster.
+func (c *Client) Remove(ctx context.Context, r *rationv1.RemoveRequest) (*rationv1.RemoveResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RemoveRequest, rationv1.RemoveResponse] { return n.cluster.Remove })
+}
+
+// TransferLeadership moves leadership.
+func (c *Client) TransferLeadership(ctx context.Context, r *rationv1.TransferLeadershipRequest) (*rationv1.TransferLeadershipResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.TransferLeadershipRequest, rationv1.TransferLeadershipResponse] {
+		return n.cluster.TransferLeadership
+	})
+}

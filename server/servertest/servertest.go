@@ -1,0 +1,69 @@
+// Package servertest starts real ration clusters with their API inside a
+// test: n nodes from clustertest, each serving the ration API on its own
+// loopback port, all stopped in t.Cleanup.
+package servertest
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/server"
+)
+
+// Cluster is a cluster whose nodes serve the API.
+type Cluster struct {
+	*clustertest.Cluster
+	// Addrs are the nodes' API addresses, by node position.
+	Addrs []string
+}
+
+// Start starts n nodes serving the API; token, if set, is the admin token.
+func Start(t testing.TB, n int, token string) *Cluster {
+	t.Helper()
+	lns := make([]net.Listener, n)
+	addrs := make([]string, n)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i], addrs[i] = ln, ln.Addr().String()
+	}
+	// The HTTP servers start first so that joins, which record API
+	// addresses, find them; each handler is set once its node exists.
+	handlers := make([]*lazyHandler, n)
+	for i, ln := range lns {
+		handlers[i] = &lazyHandler{}
+		srv := &http.Server{Handler: handlers[i], ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	c := clustertest.New(t, n, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
+		cfg.APIAddr = addrs[i]
+	}})
+	for i, node := range c.Nodes {
+		handlers[i].set(server.New(node, server.Config{AdminToken: token, Logger: clustertest.FastConfig(t, node.ID()).Logger}).Handler())
+	}
+	return &Cluster{Cluster: c, Addrs: addrs}
+}
+
+// AddrOf returns the API address of node.
+func (c *Cluster) AddrOf(node *cluster.Node) string { return c.Addrs[c.Index(node)] }
+
+type lazyHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (l *lazyHandler) set(h http.Handler) { l.h.Store(&h) }
+
+func (l *lazyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := l.h.Load()
+	if h == nil {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
+}
