@@ -12,27 +12,37 @@ import (
 
 // CreateService defines a service.
 func (c *Client) CreateService(ctx context.Context, r *rationv1.CreateServiceRequest) (*rationv1.CreateServiceResponse, error) {
-	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.CreateServiceRequest, rationv1.CreateServiceResponse] { return n.owner.CreateService })
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.CreateServiceRequest, rationv1.CreateServiceResponse] {
+		return n.owner.CreateService
+	})
 }
 
 // UpdateService replaces a service's config.
 func (c *Client) UpdateService(ctx context.Context, r *rationv1.UpdateServiceRequest) (*rationv1.UpdateServiceResponse, error) {
-	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.UpdateServiceRequest, rationv1.UpdateServiceResponse] { return n.owner.UpdateService })
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.UpdateServiceRequest, rationv1.UpdateServiceResponse] {
+		return n.owner.UpdateService
+	})
 }
 
 // GetService reads a service.
 func (c *Client) GetService(ctx context.Context, r *rationv1.GetServiceRequest) (*rationv1.GetServiceResponse, error) {
-	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.GetServiceRequest, rationv1.GetServiceResponse] { return n.owner.GetService })
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.GetServiceRequest, rationv1.GetServiceResponse] {
+		return n.owner.GetService
+	})
 }
 
 // ListServices reads every service.
 func (c *Client) ListServices(ctx context.Context, r *rationv1.ListServicesRequest) (*rationv1.ListServicesResponse, error) {
-	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListServicesRequest, rationv1.ListServicesResponse] { return n.owner.ListServices })
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListServicesRequest, rationv1.ListServicesResponse] {
+		return n.owner.ListServices
+	})
 }
 
 // RevokeService stops a service.
 func (c *Client) RevokeService(ctx context.Context, r *rationv1.RevokeServiceRequest) (*rationv1.RevokeServiceResponse, error) {
-	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevokeServiceRequest, rationv1.RevokeServiceResponse] { return n.owner.RevokeService })
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevokeServiceRequest, rationv1.RevokeServiceResponse] {
+		return n.owner.RevokeService
+	})
 }
 
 // ReinstateService restarts a revoked service.
@@ -68,7 +78,9 @@ func (c *Client) ReactivateWorker(ctx context.Context, r *rationv1.ReactivateWor
 
 // RevertWorker reverts a worker's results since a time.
 func (c *Client) RevertWorker(ctx context.Context, r *rationv1.RevertWorkerRequest) (*rationv1.RevertWorkerResponse, error) {
-	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevertWorkerRequest, rationv1.RevertWorkerResponse] { return n.owner.RevertWorker })
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevertWorkerRequest, rationv1.RevertWorkerResponse] {
+		return n.owner.RevertWorker
+	})
 }
 
 // Register registers the worker for a service.
@@ -78,12 +90,16 @@ func (c *Client) Register(ctx context.Context, r *rationv1.RegisterRequest) (*ra
 
 // Unregister ends the worker's registration.
 func (c *Client) Unregister(ctx context.Context, r *rationv1.UnregisterRequest) (*rationv1.UnregisterResponse, error) {
-	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.UnregisterRequest, rationv1.UnregisterResponse] { return n.worker.Unregister })
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.UnregisterRequest, rationv1.UnregisterResponse] {
+		return n.worker.Unregister
+	})
 }
 
 // CheckService says whether a service exists and is active.
 func (c *Client) CheckService(ctx context.Context, r *rationv1.CheckServiceRequest) (*rationv1.CheckServiceResponse, error) {
-	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.CheckServiceRequest, rationv1.CheckServiceResponse] { return n.worker.CheckService })
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.CheckServiceRequest, rationv1.CheckServiceResponse] {
+		return n.worker.CheckService
+	})
 }
 
 // Acquire leases buckets.
@@ -93,7 +109,9 @@ func (c *Client) Acquire(ctx context.Context, r *rationv1.AcquireRequest) (*rati
 
 // Heartbeat extends leases.
 func (c *Client) Heartbeat(ctx context.Context, r *rationv1.HeartbeatRequest) (*rationv1.HeartbeatResponse, error) {
-	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.HeartbeatRequest, rationv1.HeartbeatResponse] { return n.worker.Heartbeat })
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.HeartbeatRequest, rationv1.HeartbeatResponse] {
+		return n.worker.Heartbeat
+	})
 }
 
 // Submit stores results for a leased bucket.
@@ -120,17 +138,23 @@ func (c *Client) GetStats(ctx context.Context, r *rationv1.GetStatsRequest) (*ra
 
 // ListWorkers reads a page of a service's workers.
 func (c *Client) ListWorkers(ctx context.Context, r *rationv1.ListWorkersRequest) (*rationv1.ListWorkersResponse, error) {
-	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListWorkersRequest, rationv1.ListWorkersResponse] { return n.insight.ListWorkers })
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListWorkersRequest, rationv1.ListWorkersResponse] {
+		return n.insight.ListWorkers
+	})
 }
 
 // ListBuckets reads a page of a service's buckets.
 func (c *Client) ListBuckets(ctx context.Context, r *rationv1.ListBucketsRequest) (*rationv1.ListBucketsResponse, error) {
-	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListBucketsRequest, rationv1.ListBucketsResponse] { return n.insight.ListBuckets })
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListBucketsRequest, rationv1.ListBucketsResponse] {
+		return n.insight.ListBuckets
+	})
 }
 
 // ListActivity reads a page of the activity log.
 func (c *Client) ListActivity(ctx context.Context, r *rationv1.ListActivityRequest) (*rationv1.ListActivityResponse, error) {
-	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListActivityRequest, rationv1.ListActivityResponse] { return n.insight.ListActivity })
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListActivityRequest, rationv1.ListActivityResponse] {
+		return n.insight.ListActivity
+	})
 }
 
 // Status reads the answering node's view of the cluster.
