@@ -297,3 +297,45 @@ func TestCluster_TransferLeadership(t *testing.T) {
 	apply(t, target, &rationv1.CreateServiceRequest{Name: "after", Kind: "dmcheck"}, "")
 	c.EnsureSame()
 }
+
+// An idle cluster writes nothing: the leader proposes a tick only when one
+// is due, yet linearizable reads are answered (the state machine's applied
+// index keeps up with the commit index).
+func TestCluster_IdleClusterWritesNothing(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	apply(t, l, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}, "")
+	c.WaitApplied(l.State().Index())
+	before := l.State().Index()
+	deadline := time.Now().Add(10 * c.Config(0).TickInterval)
+	clustertest.WaitFor(t, 5*time.Second, func() error {
+		if time.Now().Before(deadline) {
+			return errors.New("watching")
+		}
+		return nil
+	})
+	if after := l.State().Index(); after != before {
+		t.Fatalf("an idle cluster wrote %d entries", after-before)
+	}
+	for _, f := range c.Followers() {
+		idx, err := l.ReadIndex(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = f.WaitApplied(ctx, idx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: linearizable read on an idle cluster: %v", f.ID(), err)
+		}
+	}
+	// After a leader change too.
+	c.Kill(c.Index(l))
+	nl := c.WaitForNewLeader(l.ID())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	clustertest.WaitFor(t, 5*time.Second, func() error {
+		_, err := nl.LinearizableState(ctx)
+		return err
+	})
+}

@@ -388,6 +388,15 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.log.Warn("barrier after election failed", "error", err)
 		return
 	}
+	// Raft's no-op and barrier entries never reach the state machine, so
+	// its applied index would stay behind the commit index until the next
+	// command, and reads waiting for the commit index would wait with it.
+	// An empty tick closes the gap before reads are served.
+	if _, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
+		Op: &rationv1.Command_Tick{Tick: &rationv1.Tick{}}}); err != nil {
+		n.log.Warn("first entry after election failed", "error", err)
+		return
+	}
 	n.leaderReady.Store(true)
 	since := n.cfg.Now()
 	if node, ok := n.fsm.State().Node(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
@@ -414,6 +423,10 @@ func (n *Node) leaderLoop(ctx context.Context) {
 				ActivityMax:       n.cfg.ActivityMax,
 				RequestRetention:  int64(n.cfg.RequestRetention),
 				MaxTransitions:    n.cfg.MaxTransitionsPerTick,
+			}
+			// An idle cluster writes nothing: a tick with nothing due is skipped.
+			if !n.fsm.State().TickDue(n.cfg.Now().UnixNano(), tick) {
+				break
 			}
 			res, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"}, Op: &rationv1.Command_Tick{Tick: tick}})
 			if err != nil {
@@ -602,5 +615,14 @@ func (n *Node) Restore(r io.Reader, size int64) (uint64, error) {
 	if err := n.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}, r, n.cfg.ApplyTimeout); err != nil {
 		return 0, fmt.Errorf("restore: %w", raftError(err))
 	}
-	return n.raft.LastIndex(), nil
+	// The restored state carries the index it was saved at, older than the
+	// log's; one applied entry brings every node's applied index past the
+	// restore, so reads that wait for the commit index are answered.
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	if _, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
+		Op: &rationv1.Command_Tick{Tick: &rationv1.Tick{}}}); err != nil {
+		return 0, fmt.Errorf("restore applied, but the entry after it failed: %w", err)
+	}
+	return n.fsm.State().Index(), nil
 }

@@ -436,3 +436,33 @@ func TestFSM_TimeNeverRunsBackwards(t *testing.T) {
 		t.Fatalf("deadline %v computed from a clock that went back", got)
 	}
 }
+
+func TestFSM_TickDue(t *testing.T) {
+	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: dur(time.Hour), ReleaseGrace: dur(time.Minute)}, 1, "w1")
+	full := &rationv1.Tick{ExpireLeases: true, DeactivateIdle: true}
+	h.acquire("dm", "w1", 1)
+	due := func() bool { return h.f.State().TickDue(h.now.UnixNano(), full) }
+	if due() {
+		t.Fatal("a tick is due with nothing to do")
+	}
+	h.advance(time.Hour + time.Second)
+	if !due() || h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{}) {
+		t.Fatal("an expired lease does not make an expiring tick due (or makes an empty one due)")
+	}
+	h.tick()
+	if due() {
+		t.Fatal("still due right after the tick")
+	}
+	h.advance(time.Minute)
+	if !due() {
+		t.Fatal("a dead bucket past its grace does not make a tick due")
+	}
+	h.tick()
+	h.advance(25 * time.Hour)
+	if !due() {
+		t.Fatal("an idle worker does not make a tick due")
+	}
+	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ActivityMax: 1}) || !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ActivityRetention: int64(time.Hour)}) {
+		t.Fatal("activity over its bounds does not make a tick due")
+	}
+}

@@ -274,3 +274,36 @@ func (s *State) LastActivitySeq() uint64 {
 	}
 	return 0
 }
+
+// TickDue reports whether a Tick proposed at now with these settings would
+// change anything, so that an idle cluster's leader need not write ticks.
+func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
+	t := s.t
+	if tick.GetExpireLeases() {
+		if k, ok := t.leases.Min(); ok && k.at < now {
+			return true
+		}
+		if k, ok := t.dead.Min(); ok && k.at <= now {
+			return true
+		}
+	}
+	if tick.GetDeactivateIdle() {
+		if k, ok := t.idle.Min(); ok && k.at <= now {
+			return true
+		}
+	}
+	if a, ok := t.activity.Min(); ok {
+		if r := tick.GetActivityRetention(); r > 0 && a.At < now-r {
+			return true
+		}
+		if m := tick.GetActivityMax(); m > 0 && uint64(t.activity.Len()) > m {
+			return true
+		}
+	}
+	if k, ok := t.reqAge.Min(); ok {
+		if r := tick.GetRequestRetention(); r > 0 && k.at < now-r {
+			return true
+		}
+	}
+	return false
+}

@@ -60,6 +60,9 @@ type Config struct {
 	PeerClient *http.Client
 	// PeerScheme is "http" (default) or "https" for reaching other nodes.
 	PeerScheme string
+	// ReadyMaxLag is how far (in entries) the applied index may trail the
+	// commit index for /readyz to answer 200; 0 means DefaultReadyMaxLag.
+	ReadyMaxLag uint64
 }
 
 // Server implements the ration.v1 services on top of a Store.
@@ -103,6 +106,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...)))
 	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(names...)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(names...)))
+	// Monitoring needs no admin token, as in etcd: probes and scrapers
+	// carry no credentials, and these reveal counts by service, never item
+	// or worker ids or payloads.
+	mux.Handle("GET /metrics", s.MetricsHandler())
+	mux.HandleFunc("GET /livez", s.livez)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	return h2c.NewHandler(mux, &http2.Server{IdleTimeout: 2 * time.Minute})
 }
 

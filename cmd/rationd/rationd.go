@@ -115,6 +115,11 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.Bootstrap = len(m.Join) == 0
 	cfg.Logger = m.log
 	existing := hasState(m.DataDir)
+	// Raft reports through a process-wide metrics sink: install it before
+	// Raft starts, so the first election is counted too.
+	if _, err := server.InstallRaftMetrics(); err != nil {
+		m.log.Warn("raft metrics unavailable", "error", err)
+	}
 	node, err := cluster.New(cfg)
 	if err != nil {
 		ln.Close()

@@ -1,0 +1,274 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	gometrics "github.com/hashicorp/go-metrics/compat"
+	gometricsprom "github.com/hashicorp/go-metrics/compat/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm"
+)
+
+// Metrics served on /metrics, in three groups:
+//
+//   - raft_*: hashicorp/raft's and raft-boltdb's own telemetry (commit and
+//     apply times, last contact, state transitions, replication), which they
+//     emit through go-metrics' process-wide global; InstallRaftMetrics routes
+//     it to a Prometheus sink. Timings are in milliseconds.
+//   - ration_node_*: this node's view of Raft (indexes, term, leadership),
+//     read from Store.Status at scrape time.
+//   - ration_*: the domain, computed at scrape time from the node's local
+//     state (possibly stale on a follower, never waiting for apply), by
+//     service. Labels are bounded: service, state and verdict only, never an
+//     item or a worker id.
+
+var (
+	raftOnce      sync.Once
+	raftCollector prometheus.Collector
+	raftErr       error
+)
+
+// InstallRaftMetrics makes the process-wide go-metrics global (the one
+// hashicorp/raft v1.7 writes to through go-metrics/compat, whichever of
+// armon/go-metrics or hashicorp/go-metrics the build selects) a Prometheus
+// sink, and returns that sink as a collector to register. Only the first
+// call installs; later calls return the same collector. Every node in the
+// process shares it, so a test running several nodes in one process sees
+// their raft metrics mixed; a deployment runs one node per process.
+//
+// Raft emits from the moment it starts: call this before cluster.New to
+// count the first election as well. Server.MetricsHandler calls it too.
+func InstallRaftMetrics() (prometheus.Collector, error) {
+	raftOnce.Do(func() {
+		sink, err := gometricsprom.NewPrometheusSinkFrom(gometricsprom.PrometheusOpts{
+			// Never expire: raft's names are a fixed set (plus one label per
+			// peer), and a counter that vanishes between rare events, such
+			// as leader changes, breaks rate().
+			Expiration: 0,
+			Name:       "ration_raft_sink",
+			// The sink registers itself; a private registry keeps it off
+			// the default one. Each Server's registry registers it again.
+			Registerer: prometheus.NewRegistry(),
+		})
+		if err != nil {
+			raftErr = fmt.Errorf("prometheus sink for raft metrics: %w", err)
+			return
+		}
+		cfg := gometrics.DefaultConfig("")
+		cfg.EnableHostname = false       // no hostname prefix in the names
+		cfg.EnableRuntimeMetrics = false // the Go collector covers the runtime
+		// Raft also emits its per-peer timings under names that end in the
+		// peer's id (raft_replication_heartbeat_n2), duplicating the same
+		// names with a peer_id label; keep only the labelled ones.
+		cfg.BlockedPrefixes = []string{"raft.replication.heartbeat.", "raft.replication.appendEntries.rpc.",
+			"raft.replication.appendEntries.logs.", "raft.replication.installSnapshot."}
+		if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+			raftErr = fmt.Errorf("install raft metrics sink: %w", err)
+			return
+		}
+		raftCollector = sink
+	})
+	return raftCollector, raftErr
+}
+
+// MetricsHandler returns the Prometheus handler for /metrics: a registry of
+// its own (so any number of Servers live in one process) holding the Go and
+// process collectors, raft's metrics and this node's.
+func (s *Server) MetricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	cs := []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newNodeCollector(s.store),
+	}
+	if rc, err := InstallRaftMetrics(); err != nil {
+		s.log.Warn("raft metrics unavailable", "error", err)
+	} else {
+		cs = append(cs, rc)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			var dup prometheus.AlreadyRegisteredError
+			if !errors.As(err, &dup) {
+				s.log.Warn("cannot register metrics collector", "error", err)
+			}
+		}
+	}
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A bad family (say, raft emitting one name with two label sets)
+		// must not hide every other metric.
+		ErrorHandling:       promhttp.ContinueOnError,
+		ErrorLog:            promLogger{s},
+		MaxRequestsInFlight: 4,
+		Registry:            reg,
+	})
+}
+
+type promLogger struct{ s *Server }
+
+func (l promLogger) Println(v ...any) {
+	l.s.log.Warn("metrics scrape error", "error", fmt.Sprint(v...))
+}
+
+// nodeCollector computes the ration_node_* and domain metrics at scrape
+// time. It reads the latest published state (immutable, lock-free), so a
+// scrape never blocks apply and apply never blocks a scrape.
+type nodeCollector struct {
+	store Store
+
+	appliedIndex, commitIndex, term, isLeader, leaderKnown, contactAge, members *prometheus.Desc
+
+	services, items, buckets, workers *prometheus.Desc
+	counters                          []counterDesc
+	resultsAccepted                   *prometheus.Desc
+}
+
+// counterDesc is one cumulative per-service counter of fsm.Counters.
+type counterDesc struct {
+	desc  *prometheus.Desc
+	value func(*fsm.Counters) uint64
+}
+
+func newNodeCollector(store Store) *nodeCollector {
+	node := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("ration_node_"+name, help, nil, nil)
+	}
+	svc := []string{"service"}
+	counter := func(name, help string, value func(*fsm.Counters) uint64) counterDesc {
+		return counterDesc{prometheus.NewDesc("ration_"+name+"_total", help, svc, nil), value}
+	}
+	return &nodeCollector{
+		store:        store,
+		appliedIndex: node("applied_index", "Raft index of the last entry this node's state machine applied."),
+		commitIndex:  node("commit_index", "Raft commit index as this node knows it."),
+		term:         node("term", "This node's current Raft term."),
+		isLeader:     node("is_leader", "1 if this node is the Raft leader, else 0."),
+		leaderKnown:  node("leader_known", "1 if this node knows a leader, else 0."),
+		contactAge:   node("leader_contact_age_seconds", "Seconds since this node last heard from the leader (0 on the leader; absent before first contact)."),
+		members:      node("members", "Servers in the Raft configuration as this node sees it."),
+
+		services: prometheus.NewDesc("ration_services", "Services by state.", []string{"state"}, nil),
+		items:    prometheus.NewDesc("ration_items", "Items by service and state.", []string{"service", "state"}, nil),
+		buckets:  prometheus.NewDesc("ration_buckets", "Buckets by service and state.", []string{"service", "state"}, nil),
+		workers:  prometheus.NewDesc("ration_workers", "Registered workers by service and state (active, inactive).", []string{"service", "state"}, nil),
+		counters: []counterDesc{
+			counter("leases_granted", "Buckets leased.", func(c *fsm.Counters) uint64 { return c.LeasesGranted }),
+			counter("leases_expired", "Leases whose deadline passed without a heartbeat (the bucket turned dead).", func(c *fsm.Counters) uint64 { return c.LeasesExpired }),
+			counter("leases_released", "Leases given back with Release.", func(c *fsm.Counters) uint64 { return c.LeasesReleased }),
+			counter("leases_ended", "Leases cut by revocation, deactivation or unregistration.", func(c *fsm.Counters) uint64 { return c.LeasesEnded }),
+			counter("buckets_done", "Buckets closed by a submit.", func(c *fsm.Counters) uint64 { return c.BucketsDone }),
+			counter("dead_released", "Dead buckets released back to the pool.", func(c *fsm.Counters) uint64 { return c.DeadReleased }),
+			counter("late_submits", "Submits accepted after the lease deadline (before release).", func(c *fsm.Counters) uint64 { return c.LateSubmits }),
+			counter("commands_rejected", "Commands on the service refused (wrong holder or epoch, invalid results, inactive worker...), submits among them.", func(c *fsm.Counters) uint64 { return c.Rejected }),
+			counter("heartbeats", "Lease extensions.", func(c *fsm.Counters) uint64 { return c.Heartbeats }),
+			counter("items_added", "Items that became pending through AddItems.", func(c *fsm.Counters) uint64 { return c.ItemsAdded }),
+			counter("items_requeued", "Items of submitted buckets left without a result.", func(c *fsm.Counters) uint64 { return c.ItemsRequeued }),
+			counter("items_quarantined", "Items quarantined at max_attempts.", func(c *fsm.Counters) uint64 { return c.ItemsQuarantined }),
+			counter("results_reverted", "Results marked reverted.", func(c *fsm.Counters) uint64 { return c.ResultsReverted }),
+		},
+		resultsAccepted: prometheus.NewDesc("ration_results_accepted_total", "Results stored, by verdict.", []string{"service", "verdict"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
+		c.members, c.services, c.items, c.buckets, c.workers, c.resultsAccepted} {
+		ch <- d
+	}
+	for _, cd := range c.counters {
+		ch <- cd.desc
+	}
+}
+
+var (
+	itemStates = []rationv1.ItemState{rationv1.ItemState_ITEM_STATE_PENDING, rationv1.ItemState_ITEM_STATE_LEASED,
+		rationv1.ItemState_ITEM_STATE_DONE, rationv1.ItemState_ITEM_STATE_QUARANTINED}
+	bucketStates = []rationv1.BucketState{rationv1.BucketState_BUCKET_STATE_UNASSIGNED, rationv1.BucketState_BUCKET_STATE_LEASED,
+		rationv1.BucketState_BUCKET_STATE_DEAD, rationv1.BucketState_BUCKET_STATE_DONE}
+)
+
+// Label values for states: the enum name without its prefix, lower case.
+var (
+	itemStateLabel    = map[rationv1.ItemState]string{1: "pending", 2: "leased", 3: "done", 4: "quarantined"}
+	bucketStateLabel  = map[rationv1.BucketState]string{1: "unassigned", 2: "leased", 3: "dead", 4: "done"}
+	serviceStateLabel = map[rationv1.ServiceState]string{1: "active", 2: "revoked"}
+)
+
+// Collect implements prometheus.Collector.
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+
+	st := c.store.Status()
+	gauge(c.appliedIndex, float64(st.AppliedIndex))
+	gauge(c.commitIndex, float64(st.CommitIndex))
+	gauge(c.term, float64(st.Term))
+	gauge(c.isLeader, b2f(c.store.IsLeader()))
+	gauge(c.leaderKnown, b2f(st.LeaderID != ""))
+	if st.LeaderContactAge >= 0 {
+		gauge(c.contactAge, st.LeaderContactAge.Seconds())
+	}
+	gauge(c.members, float64(len(st.Members)))
+
+	state := c.store.State()
+	byState := map[string]float64{"active": 0, "revoked": 0}
+	for _, svc := range state.Services() {
+		name := svc.Name
+		if l, ok := serviceStateLabel[svc.State]; ok {
+			byState[l]++
+		}
+		for _, s := range itemStates {
+			gauge(c.items, float64(svc.Items[s]), name, itemStateLabel[s])
+		}
+		for _, s := range bucketStates {
+			gauge(c.buckets, float64(svc.Buckets[s]), name, bucketStateLabel[s])
+		}
+		for _, cd := range c.counters {
+			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.value(&svc.Counters)), name)
+		}
+		for _, v := range svc.Counters.Verdicts {
+			ch <- prometheus.MustNewConstMetric(c.resultsAccepted, prometheus.CounterValue, float64(v.Count), name, v.Verdict)
+		}
+		active, inactive := countWorkers(state, name)
+		gauge(c.workers, float64(active), name, "active")
+		gauge(c.workers, float64(inactive), name, "inactive")
+	}
+	for l, n := range byState {
+		gauge(c.services, n, l)
+	}
+}
+
+// countWorkers counts a service's registrations by state, a page at a time.
+func countWorkers(st *fsm.State, service string) (active, inactive int) {
+	const page = 1000
+	after := ""
+	for {
+		regs := st.Registrations(service, after, page)
+		for _, r := range regs {
+			if r.Active() {
+				active++
+			} else {
+				inactive++
+			}
+		}
+		if len(regs) < page {
+			return active, inactive
+		}
+		after = regs[len(regs)-1].Worker
+	}
+}

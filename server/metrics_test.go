@@ -1,0 +1,158 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster/clustertest"
+)
+
+// TestServer_MetricsMoveUnderLoad runs a little work through a follower and
+// checks that /metrics, scraped without the admin token, reports it: domain
+// gauges and counters computed from the follower's own state, node gauges,
+// and raft's own telemetry.
+func TestServer_MetricsMoveUnderLoad(t *testing.T) {
+	const token = "metrics-admin-token"
+	c := newTestCluster(t, 3, token)
+	f := c.Followers()[0]
+	addr := c.addrOf(f)
+	before := scrape(t, addr)
+	for _, name := range []string{"ration_node_applied_index", "ration_node_commit_index", "ration_node_term",
+		"ration_node_is_leader", "ration_node_leader_known", "ration_node_members", "go_goroutines"} {
+		mustValue(t, before, name)
+	}
+	if v := mustValue(t, before, "ration_node_members"); v != 3 {
+		t.Fatalf("ration_node_members = %v, want 3", v)
+	}
+
+	const worker = "worker-with-a-distinct-id"
+	cl := newClients(http.DefaultClient, addr, nil, token, workerSecret)
+	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 2}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.worker.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: "dm", WorkerId: worker})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: "dm",
+		Items: []string{"item-a1", "item-a2", "item-a3", "item-a4"}})); err != nil {
+		t.Fatal(err)
+	}
+	acq, err := cl.worker.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "dm", WorkerId: worker, MaxBuckets: 1}))
+	if err != nil || len(acq.Msg.Buckets) != 1 {
+		t.Fatalf("acquire: %v %v", acq, err)
+	}
+	bk := acq.Msg.Buckets[0]
+	res := []*rationv1.ResultInput{{Item: bk.Items[0], Verdict: "DM"}, {Item: bk.Items[1], Verdict: "NON_DM"}}
+	if _, err := cl.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: worker, BucketId: bk.Id,
+		Epoch: bk.Lease.Epoch, Results: res})); err != nil {
+		t.Fatal(err)
+	}
+	// A submit with a stale epoch is refused and counted.
+	if _, err := cl.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: worker, BucketId: bk.Id,
+		Epoch: bk.Lease.Epoch + 1, Results: res})); err == nil {
+		t.Fatal("submit with a wrong epoch succeeded")
+	}
+
+	want := map[string]float64{
+		`ration_services{state="active"}`:                              1,
+		`ration_items{service="dm",state="pending"}`:                   2,
+		`ration_items{service="dm",state="done"}`:                      2,
+		`ration_items{service="dm",state="leased"}`:                    0,
+		`ration_buckets{service="dm",state="done"}`:                    1,
+		`ration_buckets{service="dm",state="unassigned"}`:              1,
+		`ration_leases_granted_total{service="dm"}`:                    1,
+		`ration_buckets_done_total{service="dm"}`:                      1,
+		`ration_items_added_total{service="dm"}`:                       4,
+		`ration_results_accepted_total{service="dm",verdict="DM"}`:     1,
+		`ration_results_accepted_total{service="dm",verdict="NON_DM"}`: 1,
+		`ration_commands_rejected_total{service="dm"}`:                 1,
+		`ration_workers{service="dm",state="active"}`:                  1,
+		`ration_workers{service="dm",state="inactive"}`:                0,
+	}
+	var after string
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		after = scrape(t, addr)
+		for series, w := range want {
+			if got, ok := value(after, series); !ok || got != w {
+				return fmt.Errorf("%s = %v (present %v), want %v", series, got, ok, w)
+			}
+		}
+		return nil
+	})
+
+	for _, name := range []string{"ration_node_applied_index", "ration_node_commit_index"} {
+		if b, a := mustValue(t, before, name), mustValue(t, after, name); a <= b {
+			t.Errorf("%s did not move: %v then %v", name, b, a)
+		}
+	}
+	// Raft's telemetry: every node of the process shares the go-metrics
+	// global, so any node's scrape shows the leader's applies and commits.
+	if b, a := mustValue(t, before, "raft_apply"), mustValue(t, after, "raft_apply"); a <= b {
+		t.Errorf("raft_apply did not move: %v then %v", b, a)
+	}
+	mustValue(t, after, "raft_commitTime_count")
+	mustValue(t, after, "raft_fsm_applyBatch_count")
+	mustValue(t, after, "raft_leader_lastContact_count")
+	// Bounded labels: neither worker nor item ids appear.
+	for _, id := range []string{worker, "item-a1"} {
+		if strings.Contains(after, id) {
+			t.Errorf("/metrics mentions the id %q", id)
+		}
+	}
+	if v := mustValue(t, scrape(t, c.addrOf(c.Leader())), "ration_node_is_leader"); v != 1 {
+		t.Errorf("leader's ration_node_is_leader = %v", v)
+	}
+	if v := mustValue(t, after, "ration_node_is_leader"); v != 0 {
+		t.Errorf("follower's ration_node_is_leader = %v", v)
+	}
+}
+
+// scrape fetches /metrics from addr, without credentials.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s: %s", resp.Status, body)
+	}
+	return string(body)
+}
+
+// value finds one sample in the text format. series is the metric name with
+// its labels as the exposition writes them (sorted by label name).
+func value(body, series string) (float64, bool) {
+	for line := range strings.SplitSeq(body, "\n") {
+		rest, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+func mustValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	v, ok := value(body, series)
+	if !ok {
+		t.Fatalf("/metrics has no sample %s", series)
+	}
+	return v
+}
