@@ -22,6 +22,10 @@ type Config struct {
 	DataDir string
 	// Bootstrap makes this node a one-member cluster if it has no state yet.
 	Bootstrap bool
+	// PeerDialAddrs, by node id, overrides the Raft address this node dials
+	// to reach a member (behind a proxy or NAT; the chaos tests use it to
+	// cut single links). Members not listed are dialed at their address.
+	PeerDialAddrs map[string]string
 	Logger    hclog.Logger
 
 	// Raft timing; tests shorten them.

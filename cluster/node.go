@@ -100,7 +100,12 @@ func New(cfg Config) (*Node, error) {
 	if addr.Port == 0 {
 		advertise = nil // advertise the port the listener got
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, log.Named("transport"))
+	trans, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
+		ServerAddressProvider: dialOverrides(cfg.PeerDialAddrs),
+		Logger:                log.Named("transport"),
+		MaxPool:               3,
+		Timeout:               10 * time.Second,
+	})
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
@@ -160,6 +165,18 @@ func (n *Node) Close() error {
 		n.closeStores()
 	})
 	return err
+}
+
+// dialOverrides maps member ids to the addresses to dial them at.
+type dialOverrides map[string]string
+
+// ServerAddr implements raft.ServerAddressProvider; an error makes Raft
+// dial the member's own address.
+func (d dialOverrides) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := d[string(id)]; ok {
+		return raft.ServerAddress(a), nil
+	}
+	return "", fmt.Errorf("no dial override for %s", id)
 }
 
 func (n *Node) closeStores() {

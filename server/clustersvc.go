@@ -89,23 +89,23 @@ func (h *clusterHandler) TransferLeadership(ctx context.Context, req *connect.Re
 // snapshotChunk is the size of one SaveSnapshot message.
 const snapshotChunk = 1 << 20
 
-// SaveSnapshot streams a snapshot taken by this node: any node can serve a
-// backup, so backups never load the leader.
+// SaveSnapshot streams this node's current state in the snapshot format:
+// any node can serve a backup, so backups never load the leader, and the
+// state is an immutable version, so writing it never blocks Apply.
 func (h *clusterHandler) SaveSnapshot(ctx context.Context, req *connect.Request[rationv1.SaveSnapshotRequest], stream *connect.ServerStream[rationv1.SaveSnapshotResponse]) error {
-	meta, rc, err := h.s.store.Snapshot()
-	if err != nil {
-		return toConnect(h.s.log, h.s.store.ID(), err)
-	}
-	defer rc.Close()
+	st := h.s.store.State()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(st.WriteSnapshot(pw)) }()
+	defer pr.Close()
 	stream.ResponseHeader().Set(ServedByHeader, h.s.store.ID())
 	buf := make([]byte, snapshotChunk)
 	first := true
 	for {
-		n, err := io.ReadFull(rc, buf)
+		n, err := io.ReadFull(pr, buf)
 		if n > 0 {
 			msg := &rationv1.SaveSnapshotResponse{Data: buf[:n]}
 			if first {
-				msg.Index, first = meta.Index, false
+				msg.Index, first = st.Index(), false
 			}
 			if err := stream.Send(msg); err != nil {
 				return err

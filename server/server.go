@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
 	"net/http"
 	"strings"
 	"sync"
@@ -16,7 +17,6 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
@@ -43,7 +43,6 @@ type Store interface {
 	Remove(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) (string, error)
 	Status() cluster.Status
-	Snapshot() (*raft.SnapshotMeta, io.ReadCloser, error)
 	Restore(r io.Reader, size int64) (uint64, error)
 }
 

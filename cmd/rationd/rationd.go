@@ -37,6 +37,11 @@ type Main struct {
 	LogFormat     string
 	LogLevel      string
 	JoinTimeout   time.Duration
+	// Cluster timing; zero keeps cluster.DefaultConfig's.
+	ElectionTimeout time.Duration
+	TickInterval    time.Duration
+	FailoverGrace   time.Duration
+	RaftDial        map[string]string
 	// Stderr receives the log.
 	Stderr io.Writer
 
@@ -70,6 +75,10 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "log level: trace, debug, info, warn, error")
 	fs.DurationVar(&m.JoinTimeout, "join-timeout", m.JoinTimeout, "how long to keep trying to join")
+	fs.DurationVar(&m.ElectionTimeout, "election-timeout", 0, "Raft heartbeat and election timeout (default 1s); lower on fast local networks")
+	fs.DurationVar(&m.TickInterval, "tick-interval", 0, "how often the leader checks for expired leases and idle workers (default 1s)")
+	fs.DurationVar(&m.FailoverGrace, "failover-grace", 0, "how long a new leader waits before expiring leases (default 15s; at least the election timeout)")
+	dial := fs.String("raft-dial", "", "comma-separated ID=HOST:PORT: dial these members' Raft at these addresses instead of their own (proxies, tests)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -78,6 +87,17 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	m.RaftDial = map[string]string{}
+	for _, kv := range strings.Split(*dial, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(kv, "=")
+		if !ok || id == "" || addr == "" {
+			return fmt.Errorf("--raft-dial %q: want ID=HOST:PORT", kv)
+		}
+		m.RaftDial[id] = addr
 	}
 	for _, a := range strings.Split(*join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -114,6 +134,16 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.NodeID, cfg.RaftAddr, cfg.APIAddr, cfg.DataDir = m.NodeID, m.RaftAddr, advertise, m.DataDir
 	cfg.Bootstrap = len(m.Join) == 0
 	cfg.Logger = m.log
+	cfg.PeerDialAddrs = m.RaftDial
+	if m.ElectionTimeout > 0 {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = m.ElectionTimeout, m.ElectionTimeout, m.ElectionTimeout/2
+	}
+	if m.TickInterval > 0 {
+		cfg.TickInterval = m.TickInterval
+	}
+	if m.FailoverGrace > 0 {
+		cfg.FailoverGrace = m.FailoverGrace
+	}
 	existing := hasState(m.DataDir)
 	// Raft reports through a process-wide metrics sink: install it before
 	// Raft starts, so the first election is counted too.

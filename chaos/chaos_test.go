@@ -1,0 +1,332 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/anishathalye/porcupine"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/rationhq/ration/api/client"
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm"
+)
+
+// duration is how long the nemesis runs: short by default (CI), or
+// RATION_CHAOS_DURATION (e.g. 30m) for a long run.
+func duration(t *testing.T, short time.Duration) time.Duration {
+	if s := os.Getenv("RATION_CHAOS_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("RATION_CHAOS_DURATION=%q: %v", s, err)
+		}
+		return d
+	}
+	return short
+}
+
+func TestChaos_ThreeNodes(t *testing.T) {
+	runChaos(t, 3, duration(t, 60*time.Second), []string{"kill-leader", "stop-leader", "kill-follower", "partition", "remove-readd", "transfer"})
+}
+
+func TestChaos_FiveNodes(t *testing.T) {
+	runChaos(t, 5, duration(t, 30*time.Second), []string{"kill-leader", "stop-leader", "partition", "kill-follower"})
+}
+
+func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
+	dir, err := os.MkdirTemp("", "ration-chaos-"+t.Name()+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("history, node logs and the linearizability visualization are kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	c := startCluster(t, n, dir)
+	admin, _ := client.New(client.Config{Addrs: c.addrs(), RetryFor: 30 * time.Second})
+	services := []string{"dm-a", "dm-b"}
+	for _, s := range services {
+		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
+			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(3 * time.Second),
+				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := newRecorder()
+	ld := &load{rec: rec, addrs: c.addrs(), services: services}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { ld.owner(ctx, 0) })
+	for i := range 6 {
+		wg.Go(func() { ld.worker(ctx, i+1, fmt.Sprintf("w%d", i/2+1), uint64(i)) })
+	}
+	rounds := nemesis(ctx, t, c, rec, admin, nemeses)
+	cancel()
+	wg.Wait()
+	heal(t, c)
+
+	// Checks.
+	ops := rec.ops
+	var problems []string
+	problems = append(problems, checkEpochs(ops)...)
+	model := leaseModel.ToModel()
+	res, info := porcupine.CheckOperationsVerbose(model, modelOps(ops), time.Minute)
+	if res != porcupine.Ok {
+		problems = append(problems, fmt.Sprintf("history not linearizable against the lease model: %s", res))
+		if err := porcupine.VisualizePath(model, info, filepath.Join(dir, "linearizability.html")); err != nil {
+			t.Logf("visualization: %v", err)
+		}
+	}
+	st, same := finalStates(t, c)
+	problems = append(problems, same...)
+	if err := st.CheckInvariants(); err != nil {
+		problems = append(problems, fmt.Sprintf("final state: %v", err))
+	}
+	problems = append(problems, checkFinal(st, ops)...)
+	if err := rec.save(filepath.Join(dir, "history.json")); err != nil {
+		t.Log(err)
+	}
+
+	counts := map[string]int{}
+	for _, o := range ops {
+		counts[o.Kind+"/"+outcomeClass(o.Outcome)]++
+	}
+	t.Logf("%d nodes, %s: %d nemesis rounds, %d operations %v", n, d, rounds, len(ops), counts)
+	for _, kind := range []string{"kill-leader", "stop-leader"} {
+		if u := rec.unavailability(kind); len(u) > 0 {
+			sort.Slice(u, func(i, j int) bool { return u[i] < u[j] })
+			t.Logf("write unavailability after %s: median %s, max %s over %d rounds", kind,
+				u[len(u)/2].Round(time.Millisecond), u[len(u)-1].Round(time.Millisecond), len(u))
+		}
+	}
+	if len(problems) > 0 {
+		t.Fatalf("%d violations:\n%s", len(problems), summarize(problems, 30))
+	}
+	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
+		t.Fatalf("the load made no progress: %v", counts)
+	}
+}
+
+func outcomeClass(o string) string {
+	if o == outOK || o == outUnknown {
+		return o
+	}
+	return "fail"
+}
+
+// nemesis injects faults until ctx ends and returns how many it injected.
+func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, admin *client.Client, kinds []string) int {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	rounds := 0
+	for {
+		sleep(ctx, time.Duration(800+r.IntN(1500))*time.Millisecond)
+		if ctx.Err() != nil {
+			return rounds
+		}
+		l := c.leader()
+		if l < 0 {
+			continue
+		}
+		kind := kinds[r.IntN(len(kinds))]
+		pause := time.Duration(500+r.IntN(1500)) * time.Millisecond
+		follower := (l + 1 + r.IntN(len(c.procs)-1)) % len(c.procs)
+		e := event{Kind: kind, At: rec.now()}
+		switch kind {
+		case "kill-leader":
+			e.Node = c.procs[l].id
+			c.procs[l].kill()
+			sleep(ctx, pause)
+			c.procs[l].start()
+		case "stop-leader":
+			e.Node = c.procs[l].id
+			c.procs[l].signal(syscall.SIGSTOP)
+			sleep(ctx, pause+time.Second)
+			c.procs[l].signal(syscall.SIGCONT)
+		case "kill-follower":
+			e.Node = c.procs[follower].id
+			c.procs[follower].kill()
+			sleep(ctx, pause)
+			c.procs[follower].start()
+		case "partition":
+			i := r.IntN(len(c.procs))
+			e.Node = c.procs[i].id
+			c.cutNode(i, true)
+			sleep(ctx, pause+time.Second)
+			c.cutNode(i, false)
+		case "remove-readd":
+			p := c.procs[follower]
+			e.Node = p.id
+			actx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if _, err := admin.Remove(actx, &rationv1.RemoveRequest{NodeId: p.id}); err == nil {
+				sleep(ctx, pause)
+				if _, err := admin.Join(actx, &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}); err != nil {
+					t.Logf("re-add %s: %v", p.id, err)
+				}
+			} else {
+				t.Logf("remove %s: %v", p.id, err)
+			}
+			cancel()
+		case "transfer":
+			e.Node = c.procs[l].id
+			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, err := admin.TransferLeadership(actx, &rationv1.TransferLeadershipRequest{}); err != nil {
+				t.Logf("transfer: %v", err)
+			}
+			cancel()
+		}
+		e.End = rec.now()
+		rec.event(e)
+		rounds++
+	}
+}
+
+// heal ends every fault and waits for a leader that all nodes follow.
+func heal(t *testing.T, c *testCluster) {
+	for i, p := range c.procs {
+		c.cutNode(i, false)
+		p.signal(syscall.SIGCONT)
+		if !p.running() {
+			p.start()
+		}
+	}
+	c.waitFor(60*time.Second, func() error {
+		for _, p := range c.procs {
+			st, err := p.status(context.Background())
+			if err != nil {
+				return err
+			}
+			if len(st.Members) != len(c.procs) || st.LeaderId == "" {
+				return fmt.Errorf("%s: %d members, leader %q", p.id, len(st.Members), st.LeaderId)
+			}
+		}
+		return nil
+	})
+}
+
+// finalStates fetches every node's state once they all have applied the
+// same index, checks that the snapshots are byte-identical, and returns
+// the state decoded.
+func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
+	var snaps [][]byte
+	var idx []uint64
+	var problems []string
+	c.waitFor(60*time.Second, func() error {
+		snaps, idx = nil, nil
+		for _, p := range c.procs {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			stream, err := p.clusterClient().SaveSnapshot(ctx, connect.NewRequest(&rationv1.SaveSnapshotRequest{}))
+			if err != nil {
+				cancel()
+				return err
+			}
+			var buf bytes.Buffer
+			var index uint64
+			for stream.Receive() {
+				if index == 0 {
+					index = stream.Msg().Index
+				}
+				buf.Write(stream.Msg().Data)
+			}
+			cancel()
+			if err := stream.Err(); err != nil {
+				return err
+			}
+			snaps, idx = append(snaps, buf.Bytes()), append(idx, index)
+		}
+		for i := range idx {
+			if idx[i] != idx[0] {
+				return fmt.Errorf("nodes at indexes %v", idx)
+			}
+		}
+		return nil
+	})
+	for i := range snaps {
+		if !bytes.Equal(snaps[i], snaps[0]) {
+			problems = append(problems, fmt.Sprintf("%s and %s hold different states at index %d", c.procs[0].id, c.procs[i].id, idx[0]))
+		}
+	}
+	f := fsm.New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(snaps[0]))); err != nil {
+		t.Fatalf("decode the final state: %v", err)
+	}
+	return f.State(), problems
+}
+
+// checkFinal holds the final state to the history: every acknowledged
+// submit is stored exactly once, with its results; every stored result
+// comes from a submit that was sent; every acknowledged item exists.
+func checkFinal(st *fsm.State, ops []op) []string {
+	var problems []string
+	type key struct {
+		bucket, epoch uint64
+	}
+	stored := map[key][]*fsm.ResultBatch{}
+	for _, svc := range st.Services() {
+		for _, rb := range st.Results(svc.Name, 0, 1<<30) {
+			k := key{rb.Bucket, rb.Epoch}
+			stored[k] = append(stored[k], rb)
+		}
+	}
+	sent := map[key]op{}
+	for _, o := range ops {
+		switch o.Kind {
+		case "submit":
+			if o.Outcome == outOK || o.Outcome == outUnknown {
+				sent[key{o.Bucket, o.Epoch}] = o
+			}
+			if o.Outcome != outOK {
+				continue
+			}
+			got := stored[key{o.Bucket, o.Epoch}]
+			if len(got) != 1 {
+				problems = append(problems, fmt.Sprintf("acknowledged submit of bucket %d epoch %d is stored %d times", o.Bucket, o.Epoch, len(got)))
+				continue
+			}
+			var items []string
+			for _, r := range got[0].Results {
+				items = append(items, r.Item)
+			}
+			if uint32(len(items)) != o.N || !slices.Equal(items, o.Items) || got[0].Worker != o.Worker {
+				problems = append(problems, fmt.Sprintf("bucket %d epoch %d: stored results %v by %s, acknowledged %v (%d) by %s",
+					o.Bucket, o.Epoch, items, got[0].Worker, o.Items, o.N, o.Worker))
+			}
+		case "add":
+			if o.Outcome != outOK {
+				continue
+			}
+			for _, id := range o.Items {
+				if _, ok := st.Item(o.Service, id); !ok {
+					problems = append(problems, fmt.Sprintf("acknowledged item %s/%s is missing", o.Service, id))
+				}
+			}
+		}
+	}
+	for k, rbs := range stored {
+		o, ok := sent[k]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("results stored for bucket %d epoch %d, which no submit that could have succeeded sent", k.bucket, k.epoch))
+			continue
+		}
+		if rbs[0].Worker != o.Worker {
+			problems = append(problems, fmt.Sprintf("bucket %d epoch %d stored for %s, sent by %s", k.bucket, k.epoch, rbs[0].Worker, o.Worker))
+		}
+	}
+	return problems
+}
