@@ -26,7 +26,7 @@ type Config struct {
 	// to reach a member (behind a proxy or NAT; the chaos tests use it to
 	// cut single links). Members not listed are dialed at their address.
 	PeerDialAddrs map[string]string
-	Logger    hclog.Logger
+	Logger        hclog.Logger
 
 	// Raft timing; tests shorten them.
 	HeartbeatTimeout   time.Duration
