@@ -51,8 +51,13 @@ type Config struct {
 	RequestRetention time.Duration
 	// MaxTransitionsPerTick bounds the work of one Tick.
 	MaxTransitionsPerTick uint32
-	// MaxCommandBytes caps one proposed command.
+	// MaxCommandBytes caps one proposed command, and one log entry.
 	MaxCommandBytes int
+	// MaxEntriesInFlight bounds the log entries the leader has proposed
+	// and not yet applied; commands arriving meanwhile share the next entry.
+	MaxEntriesInFlight int
+	// MaxCommandsPerEntry bounds how many commands one entry carries.
+	MaxCommandsPerEntry int
 	// ApplyTimeout bounds a proposal when the caller's context has no deadline.
 	ApplyTimeout time.Duration
 
@@ -79,6 +84,8 @@ func DefaultConfig() Config {
 		RequestRetention:      time.Hour,
 		MaxTransitionsPerTick: 5000,
 		MaxCommandBytes:       16 << 20,
+		MaxEntriesInFlight:    2,
+		MaxCommandsPerEntry:   512,
 		ApplyTimeout:          10 * time.Second,
 		Now:                   time.Now,
 	}

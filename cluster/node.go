@@ -58,6 +58,7 @@ type Node struct {
 	notify      chan bool
 	leaderReady atomic.Bool
 	hb          *coalescer
+	prop        *proposer
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -144,9 +145,11 @@ func New(cfg Config) (*Node, error) {
 		n.log.Info("bootstrapped a new cluster", "node-id", cfg.NodeID)
 	}
 	n.hb = newCoalescer(n, cfg.HeartbeatCoalesce)
-	n.wg.Add(2)
+	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.hb.run(n.stop, &n.wg)
+	go n.prop.run(n.stop, &n.wg)
 	return n, nil
 }
 
@@ -226,11 +229,12 @@ func (n *Node) LeaderContactAge() time.Duration {
 	return n.cfg.Now().Sub(last)
 }
 
-// Apply proposes cmd and returns the state machine's answer. It is the only
-// caller of raft.Apply: it stamps the header with the time, a random seed
-// and this node's id, refuses commands above MaxCommandBytes, and turns a
-// domain failure into an error matching its fsm sentinel (the result is
-// returned as well). Only the leader applies; others get ErrNotLeader.
+// Apply proposes cmd and returns the state machine's answer. It is the one
+// way into the log: it stamps the header with the time, a random seed and
+// this node's id, refuses commands above MaxCommandBytes, hands the command
+// to the group commit (the only caller of raft.Apply), and turns a domain
+// failure into an error matching its fsm sentinel (the result is returned
+// as well). Only the leader applies; others get ErrNotLeader.
 func (n *Node) Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error) {
 	if cmd.Header == nil {
 		cmd.Header = &rationv1.CommandHeader{}
@@ -248,24 +252,9 @@ func (n *Node) Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.Comm
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	f := n.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
-	}
+	res, err := n.prop.propose(ctx, data)
 	if err != nil {
-		return nil, raftError(err)
-	}
-	res, ok := f.Response().(*rationv1.CommandResult)
-	if !ok {
-		return nil, fmt.Errorf("state machine answered %T", f.Response())
+		return nil, err
 	}
 	return res, fsm.ResultError(res)
 }

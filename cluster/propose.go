@@ -1,0 +1,185 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// proposer is the leader's group commit: commands proposed while earlier
+// log entries are in flight are gathered into one CommandBatch entry. The
+// number of log entries, not their size, is what costs (each is a disk sync
+// on the leader and a follower), so under load many commands share an
+// entry, while a lone command still goes out at once. Each command keeps
+// its own header and gets its own result: batching never merges answers.
+type proposer struct {
+	n        *Node
+	maxBatch int
+	maxBytes int
+
+	mu    sync.Mutex
+	queue []*proposal
+	kick  chan struct{}
+	slots chan struct{} // entries in flight
+}
+
+type proposal struct {
+	data []byte
+	done chan proposalResult
+}
+
+type proposalResult struct {
+	res *rationv1.CommandResult
+	err error
+}
+
+func newProposer(n *Node, inFlight, maxBatch int) *proposer {
+	return &proposer{n: n, maxBatch: maxBatch, maxBytes: n.cfg.MaxCommandBytes,
+		kick: make(chan struct{}, 1), slots: make(chan struct{}, max(inFlight, 1))}
+}
+
+// propose queues one marshaled command and waits for its result.
+func (p *proposer) propose(ctx context.Context, data []byte) (*rationv1.CommandResult, error) {
+	pr := &proposal{data: data, done: make(chan proposalResult, 1)}
+	p.mu.Lock()
+	p.queue = append(p.queue, pr)
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case r := <-pr.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+func (p *proposer) run(stop <-chan struct{}, wg *sync.WaitGroup) {
+	defer wg.Done()
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		select {
+		case <-stop:
+			p.fail(ErrShutdown)
+			return
+		case <-p.kick:
+		}
+		for {
+			select {
+			case <-stop:
+				p.fail(ErrShutdown)
+				return
+			case p.slots <- struct{}{}:
+			}
+			batch := p.take()
+			if len(batch) == 0 {
+				<-p.slots
+				break
+			}
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				p.apply(batch)
+				<-p.slots
+			}()
+		}
+	}
+}
+
+// take removes up to maxBatch commands (and maxBytes) from the queue.
+func (p *proposer) take() []*proposal {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, size := 0, 0
+	for n < len(p.queue) && n < p.maxBatch {
+		size += len(p.queue[n].data) + 8
+		if n > 0 && size > p.maxBytes {
+			break
+		}
+		n++
+	}
+	batch := p.queue[:n:n]
+	p.queue = p.queue[n:]
+	return batch
+}
+
+func (p *proposer) fail(err error) {
+	p.mu.Lock()
+	q := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	for _, pr := range q {
+		pr.done <- proposalResult{err: err}
+	}
+}
+
+// apply writes one log entry for the batch and hands out the results.
+func (p *proposer) apply(batch []*proposal) {
+	data := batch[0].data
+	if len(batch) > 1 {
+		subs := make([][]byte, len(batch))
+		for i, pr := range batch {
+			subs[i] = pr.data
+		}
+		data = batchEntry(&rationv1.CommandHeader{ProposedAt: p.n.cfg.Now().UnixNano(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
+	}
+	f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		err = raftError(err)
+		for _, pr := range batch {
+			pr.done <- proposalResult{err: err}
+		}
+		return
+	}
+	res, ok := f.Response().(*rationv1.CommandResult)
+	if !ok {
+		err := fmt.Errorf("state machine answered %T", f.Response())
+		for _, pr := range batch {
+			pr.done <- proposalResult{err: err}
+		}
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].done <- proposalResult{res: res}
+		return
+	}
+	results := res.GetBatch().GetResults()
+	for i, pr := range batch {
+		if i < len(results) {
+			pr.done <- proposalResult{res: results[i]}
+		} else {
+			pr.done <- proposalResult{err: fmt.Errorf("batch answered %d of %d commands", len(results), len(batch))}
+		}
+	}
+}
+
+// batchEntry encodes a Command whose op is a CommandBatch of already
+// encoded commands, without decoding and encoding them again.
+func batchEntry(hdr *rationv1.CommandHeader, cmds [][]byte) []byte {
+	h, err := proto.Marshal(hdr)
+	if err != nil {
+		panic(err) // a header always encodes
+	}
+	size := 0
+	for _, c := range cmds {
+		size += len(c) + 10
+	}
+	inner := make([]byte, 0, size)
+	for _, c := range cmds {
+		inner = protowire.AppendTag(inner, 1, protowire.BytesType) // CommandBatch.commands
+		inner = protowire.AppendBytes(inner, c)
+	}
+	out := make([]byte, 0, len(h)+len(inner)+20)
+	out = protowire.AppendTag(out, 1, protowire.BytesType) // Command.header
+	out = protowire.AppendBytes(out, h)
+	out = protowire.AppendTag(out, 60, protowire.BytesType) // Command.batch
+	return protowire.AppendBytes(out, inner)
+}
