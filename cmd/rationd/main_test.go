@@ -99,4 +99,24 @@ func TestMain_Flags(t *testing.T) {
 	if err := m.ParseFlags([]string{"--log-format", "xml"}, func(string) string { return "" }); err == nil {
 		t.Fatal("accepted --log-format xml")
 	}
+	// A node reachable from other machines needs a token, or --insecure.
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"--http-addr", "0.0.0.0:7070"}, false},
+		{[]string{"--http-addr", ":7070"}, false},
+		{[]string{"--http-addr", "10.1.2.3:7070"}, false},
+		{[]string{"--http-addr", "0.0.0.0:7070", "--admin-token", "t"}, true},
+		{[]string{"--http-addr", "0.0.0.0:7070", "--insecure"}, true},
+		{[]string{"--http-addr", "[::1]:7070"}, true},
+		{[]string{"--http-addr", "localhost:7070"}, true},
+	} {
+		m = NewMain()
+		m.Stderr = &bytes.Buffer{}
+		err := m.ParseFlags(tc.args, func(string) string { return "" })
+		if (err == nil) != tc.ok {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+	}
 }

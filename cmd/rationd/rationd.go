@@ -34,6 +34,7 @@ type Main struct {
 	Bootstrap     bool
 	Join          []string
 	AdminToken    string
+	Insecure      bool
 	LogFormat     string
 	LogLevel      string
 	JoinTimeout   time.Duration
@@ -72,6 +73,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.BoolVar(&m.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (implied when --join is not given)")
 	join := fs.String("join", "", "comma-separated API addresses of members to join through")
 	fs.StringVar(&m.AdminToken, "admin-token", getenv("RATION_ADMIN_TOKEN"), "token required on owner, insight and cluster calls (env RATION_ADMIN_TOKEN)")
+	fs.BoolVar(&m.Insecure, "insecure", false, "serve a non-loopback address without an admin token (anyone who reaches it can administer the cluster)")
 	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "log level: trace, debug, info, warn, error")
 	fs.DurationVar(&m.JoinTimeout, "join-timeout", m.JoinTimeout, "how long to keep trying to join")
@@ -113,7 +115,23 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	if hclog.LevelFromString(m.LogLevel) == hclog.NoLevel {
 		return fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", m.LogLevel)
 	}
+	if m.AdminToken == "" && !m.Insecure && !loopback(m.HTTPAddr) {
+		return fmt.Errorf("refusing to serve %s without an admin token: set --admin-token (or RATION_ADMIN_TOKEN), or pass --insecure to accept that anyone who reaches it can administer the cluster", m.HTTPAddr)
+	}
 	return nil
+}
+
+// loopback reports whether addr listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Run starts the node and its API and returns once both are up (and the
@@ -121,6 +139,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 func (m *Main) Run(ctx context.Context) error {
 	m.log = hclog.New(&hclog.LoggerOptions{Name: "rationd", Level: hclog.LevelFromString(m.LogLevel),
 		JSONFormat: m.LogFormat == "json", Output: m.Stderr})
+	if m.AdminToken == "" && !loopback(m.HTTPAddr) {
+		m.log.Warn("INSECURE: serving a non-loopback address without an admin token; anyone who reaches it can administer the cluster", "http-addr", m.HTTPAddr)
+	}
 	ln, err := net.Listen("tcp", m.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.HTTPAddr, err)
