@@ -18,7 +18,7 @@ import (
 // there are proposers). Compare commands/s between the two in one run.
 func BenchmarkCluster_Apply(b *testing.B) {
 	for _, mode := range []struct {
-		name              string
+		name               string
 		inFlight, perEntry int
 	}{{"group-commit", 2, 512}, {"one-per-entry", 1024, 1}} {
 		b.Run(mode.name, func(b *testing.B) {
