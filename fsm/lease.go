@@ -117,6 +117,14 @@ func (x *txn) heldBucket(worker string, id, epoch uint64) (*Bucket, error) {
 	return b, nil
 }
 
+// holding authenticates a worker and checks that it holds bucket at epoch.
+func (x *txn) holding(worker string, bucket, epoch uint64) (*Bucket, error) {
+	if _, err := x.authenticate(worker, x.hdr.GetCredential()); err != nil {
+		return nil, err
+	}
+	return x.heldBucket(worker, bucket, epoch)
+}
+
 func stateName(s rationv1.BucketState) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "BUCKET_STATE_"))
 }
@@ -205,10 +213,7 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 
 func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, error) {
 	worker := op.GetWorkerId()
-	if _, err := x.authenticate(worker, x.hdr.GetCredential()); err != nil {
-		return nil, err
-	}
-	b, err := x.heldBucket(worker, op.GetBucketId(), op.GetEpoch())
+	b, err := x.holding(worker, op.GetBucketId(), op.GetEpoch())
 	if err != nil {
 		return nil, err
 	}
@@ -309,10 +314,7 @@ func checkResults(s *Service, b *Bucket, results []*rationv1.ResultInput) error 
 
 func (x *txn) release(op *rationv1.ReleaseRequest) (*rationv1.ReleaseResponse, error) {
 	worker := op.GetWorkerId()
-	if _, err := x.authenticate(worker, x.hdr.GetCredential()); err != nil {
-		return nil, err
-	}
-	b, err := x.heldBucket(worker, op.GetBucketId(), op.GetEpoch())
+	b, err := x.holding(worker, op.GetBucketId(), op.GetEpoch())
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,22 @@ func (x *txn) activeWorker(s *Service, id string, credential []byte) (*Registrat
 	return r, nil
 }
 
+// registered finds a worker's registration for a service, ready to change.
+func (x *txn) registered(service, worker string) (*Service, *Registration, error) {
+	s, err := x.service(service)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkID("worker_id", worker); err != nil {
+		return nil, nil, err
+	}
+	r := x.reg(s.Ordinal, worker)
+	if r == nil {
+		return nil, nil, fmt.Errorf("worker %q in service %q: %w", worker, s.Name, ErrNotRegistered)
+	}
+	return s, r, nil
+}
+
 func (x *txn) register(op *rationv1.RegisterRequest) (*rationv1.RegisterResponse, error) {
 	id := op.GetWorkerId()
 	if err := checkID("worker_id", id); err != nil {
@@ -114,21 +130,14 @@ func (x *txn) unregister(op *rationv1.UnregisterRequest) (*rationv1.UnregisterRe
 }
 
 func (x *txn) deactivateWorker(op *rationv1.DeactivateWorkerRequest) (*rationv1.DeactivateWorkerResponse, error) {
-	s, err := x.service(op.GetService())
-	if err != nil {
-		return nil, err
-	}
-	id := op.GetWorkerId()
-	if err := checkID("worker_id", id); err != nil {
-		return nil, err
-	}
 	if err := checkText("reason", op.GetReason()); err != nil {
 		return nil, err
 	}
-	r := x.reg(s.Ordinal, id)
-	if r == nil {
-		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
+	s, r, err := x.registered(op.GetService(), op.GetWorkerId())
+	if err != nil {
+		return nil, err
 	}
+	id := r.Worker
 	reason := "deactivated by owner"
 	if op.GetReason() != "" {
 		reason += ": " + op.GetReason()
@@ -140,18 +149,11 @@ func (x *txn) deactivateWorker(op *rationv1.DeactivateWorkerRequest) (*rationv1.
 }
 
 func (x *txn) reactivateWorker(op *rationv1.ReactivateWorkerRequest) (*rationv1.ReactivateWorkerResponse, error) {
-	s, err := x.service(op.GetService())
+	s, r, err := x.registered(op.GetService(), op.GetWorkerId())
 	if err != nil {
 		return nil, err
 	}
-	id := op.GetWorkerId()
-	if err := checkID("worker_id", id); err != nil {
-		return nil, err
-	}
-	r := x.reg(s.Ordinal, id)
-	if r == nil {
-		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
-	}
+	id := r.Worker
 	if !r.Active() {
 		r.State, r.Reason, r.Blocked, r.ChangedAt = workerActive, "", false, x.now
 		r.LastSeen = x.now

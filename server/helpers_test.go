@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"testing"
@@ -12,9 +11,9 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/net/http2"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/api/client"
 	"github.com/rationhq/ration/server/servertest"
 )
 
@@ -64,7 +63,7 @@ type clients struct {
 func newClients(hc *http.Client, addr string, opts []connect.ClientOption, admin, secret string) clients {
 	base := "http://" + addr
 	withAuth := func(tok string) []connect.ClientOption {
-		return append(append([]connect.ClientOption{}, opts...), connect.WithInterceptors(bearer(tok)))
+		return append(append([]connect.ClientOption{}, opts...), connect.WithInterceptors(client.Bearer(tok)))
 	}
 	return clients{
 		owner:   rationv1connect.NewOwnerServiceClient(hc, base, withAuth(admin)...),
@@ -74,46 +73,8 @@ func newClients(hc *http.Client, addr string, opts []connect.ClientOption, admin
 	}
 }
 
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if b != "" {
-			req.Header().Set("Authorization", "Bearer "+string(b))
-		}
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		if b != "" {
-			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		}
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // reasonOf returns the machine-readable reason attached to err.
-func reasonOf(err error) string {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return ""
-	}
-	for _, d := range ce.Details() {
-		if v, err := d.Value(); err == nil {
-			if ed, ok := v.(*rationv1.ErrorDetail); ok {
-				return ed.GetReason()
-			}
-		}
-	}
-	return ""
-}
+func reasonOf(err error) string { return client.Reason(err) }
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)

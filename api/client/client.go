@@ -161,6 +161,10 @@ func NewRequestID() string {
 	return hex.EncodeToString(b)
 }
 
+// Bearer is an interceptor that sends token as "Authorization: Bearer
+// <token>" on every call, unary or streaming; an empty token sends nothing.
+func Bearer(token string) connect.Interceptor { return bearer(token) }
+
 type bearer string
 
 func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

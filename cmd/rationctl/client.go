@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/rationhq/ration/api/client"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
@@ -37,33 +38,9 @@ func baseURL(addr string) string {
 	return "http://" + addr
 }
 
-// bearer is a client interceptor that sets "Authorization: Bearer <secret>"
-// on unary and streaming calls; an empty secret sends no header.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if b != "" && req.Spec().IsClient {
-			req.Header().Set("Authorization", "Bearer "+string(b))
-		}
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		if b != "" {
-			// Headers go out with the first Send, so setting them here is in time.
-			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		}
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
+// bearer sets "Authorization: Bearer <secret>" on every call; an empty
+// secret sends no header.
+func bearer(secret string) connect.Interceptor { return client.Bearer(secret) }
 
 // Client constructors, one per service, for one node address. The worker
 // client carries the worker secret, the others the admin token.
