@@ -11,9 +11,9 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/net/http2"
 
+	"github.com/rationhq/ration/api/client"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
-	"github.com/rationhq/ration/api/client"
 	"github.com/rationhq/ration/server/servertest"
 )
 
