@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -464,5 +465,37 @@ func TestFSM_TickDue(t *testing.T) {
 	}
 	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ActivityMax: 1}) || !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ActivityRetention: int64(time.Hour)}) {
 		t.Fatal("activity over its bounds does not make a tick due")
+	}
+}
+
+func TestState_Suspicions(t *testing.T) {
+	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: dur(time.Hour), ReleaseGrace: dur(time.Hour), MaxAttempts: 100}, 0, "good", "lazy", "biased")
+	h.add("dm", 0, ids("i", 400)...)
+	for range 150 {
+		h.submitAll("good", h.acquire("dm", "good", 1)[0], "DM")
+		b := h.acquire("dm", "good", 1)[0]
+		h.submitAll("good", b, "NON_DM")
+	}
+	for range 60 {
+		h.submitAll("biased", h.acquire("dm", "biased", 1)[0], "DM")
+	}
+	h.acquire("dm", "lazy", 4)
+	h.advance(time.Hour + time.Second)
+	h.tick()
+	h.advance(time.Second)
+	h.acquire("dm", "lazy", 1) // acquires again while its dead buckets wait
+	st := h.f.State()
+	reasons := func(w string) []string {
+		r, _ := st.Registration("dm", w)
+		return st.Suspicions("dm", r)
+	}
+	if got := reasons("good"); len(got) != 0 {
+		t.Fatalf("good worker suspected: %v", got)
+	}
+	if got := reasons("lazy"); len(got) != 2 {
+		t.Fatalf("lazy worker: %v", got)
+	}
+	if got := reasons("biased"); len(got) != 1 || !strings.Contains(got[0], "verdict mix") {
+		t.Fatalf("biased worker: %v", got)
 	}
 }

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -306,4 +307,78 @@ func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
 		}
 	}
 	return false
+}
+
+// Thresholds of Suspicions.
+const (
+	suspectMinExpired    = 3
+	suspectMinRejected   = 10
+	suspectMinResults    = 50
+	suspectMinSvcResults = 200
+	suspectVerdictSkew   = 0.3
+)
+
+// Suspicions lists why a worker's registration looks faulty, from its
+// counters, what it holds, and how its verdicts compare with the service's:
+// many expired leases against completions, acquiring while holding expired
+// buckets, many refused commands, reverted results, or a verdict mix far
+// from the service's. An empty list means nothing stands out.
+func (s *State) Suspicions(service string, r *Registration) []string {
+	svc, ok := s.t.serviceByName(service)
+	if !ok {
+		return nil
+	}
+	c := r.Counters
+	var out []string
+	if c.LeasesExpired >= suspectMinExpired && c.LeasesExpired > c.BucketsDone {
+		out = append(out, fmt.Sprintf("many expired leases (%d) against completed buckets (%d)", c.LeasesExpired, c.BucketsDone))
+	}
+	var deadHeld int
+	var firstDead int64
+	s.t.held.Ascend(heldKey{service: svc.Ordinal, holder: r.Worker}, func(k heldKey) bool {
+		if k.service != svc.Ordinal || k.holder != r.Worker {
+			return false
+		}
+		if b, ok := s.t.bucket(k.id); ok && b.State == dead {
+			if deadHeld == 0 || b.DeadAt < firstDead {
+				firstDead = b.DeadAt
+			}
+			deadHeld++
+		}
+		return true
+	})
+	if deadHeld > 0 && r.LastSeen > firstDead {
+		out = append(out, fmt.Sprintf("still acquiring while holding %d expired buckets", deadHeld))
+	}
+	if c.Rejected >= suspectMinRejected && c.Rejected > c.LeasesGranted {
+		out = append(out, fmt.Sprintf("many refused commands (%d) against leases granted (%d)", c.Rejected, c.LeasesGranted))
+	}
+	if c.ResultsReverted > 0 {
+		out = append(out, fmt.Sprintf("%d results reverted", c.ResultsReverted))
+	}
+	total := func(vs []VerdictCount) (n uint64) {
+		for _, v := range vs {
+			n += v.Count
+		}
+		return n
+	}
+	wn, sn := total(c.Verdicts), total(svc.Counters.Verdicts)
+	if wn >= suspectMinResults && sn >= suspectMinSvcResults {
+		share := func(vs []VerdictCount, v string, n uint64) float64 {
+			for _, x := range vs {
+				if x.Verdict == v {
+					return float64(x.Count) / float64(n)
+				}
+			}
+			return 0
+		}
+		for _, v := range svc.Counters.Verdicts {
+			w, all := share(c.Verdicts, v.Verdict, wn), share(svc.Counters.Verdicts, v.Verdict, sn)
+			if w-all > suspectVerdictSkew || all-w > suspectVerdictSkew {
+				out = append(out, fmt.Sprintf("verdict mix far from the service's: %s %.0f%% against %.0f%%", v.Verdict, 100*w, 100*all))
+				break
+			}
+		}
+	}
+	return out
 }

@@ -40,10 +40,12 @@ func bucketCounts(c [5]int64) *rationv1.BucketCounts {
 	}
 }
 
-func workerInfo(service string, r *fsm.Registration) *rationv1.WorkerInfo {
+func workerInfo(st *fsm.State, service string, r *fsm.Registration) *rationv1.WorkerInfo {
+	why := st.Suspicions(service, r)
 	return &rationv1.WorkerInfo{
 		Service: service, WorkerId: r.Worker, Name: r.Name, State: r.State, Reason: r.Reason, Blocked: r.Blocked,
 		RegisteredAt: ts(r.RegisteredAt), LastSeen: ts(r.LastSeen), Held: r.Held, Counters: r.Counters.Proto(),
+		Suspect: len(why) > 0, SuspectReasons: why,
 	}
 }
 

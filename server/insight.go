@@ -40,7 +40,7 @@ func (h *insightHandler) GetStats(ctx context.Context, req *connect.Request[rati
 		}
 		if w := req.Msg.GetWorkerId(); w != "" {
 			if r, ok := st.Registration(svc.Name, w); ok {
-				out.Workers = append(out.Workers, workerInfo(svc.Name, r))
+				out.Workers = append(out.Workers, workerInfo(st, svc.Name, r))
 			}
 		}
 	}
@@ -63,7 +63,7 @@ func (h *insightHandler) ListWorkers(ctx context.Context, req *connect.Request[r
 	regs := st.Registrations(req.Msg.GetService(), req.Msg.GetPageToken(), n)
 	out := &rationv1.ListWorkersResponse{Read: info}
 	for _, r := range regs {
-		out.Workers = append(out.Workers, workerInfo(req.Msg.GetService(), r))
+		out.Workers = append(out.Workers, workerInfo(st, req.Msg.GetService(), r))
 	}
 	if len(regs) == n {
 		out.NextPageToken = regs[n-1].Worker

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -79,7 +80,7 @@ func (a *app) workersCommand() *cobra.Command {
 }
 
 func workerTable(w io.Writer, workers []*rationv1.WorkerInfo, withService bool) {
-	head := []any{"WORKER", "STATE", "HELD", "GRANTED", "DONE", "EXPIRED", "REJECTED", "LAST-SEEN"}
+	head := []any{"WORKER", "STATE", "HELD", "GRANTED", "DONE", "EXPIRED", "REJECTED", "LAST-SEEN", "SUSPECT"}
 	if withService {
 		head = append([]any{"SERVICE"}, head...)
 	}
@@ -91,7 +92,7 @@ func workerTable(w io.Writer, workers []*rationv1.WorkerInfo, withService bool) 
 		}
 		c := wk.GetCounters()
 		cells := []any{wk.GetWorkerId(), state, wk.GetHeld(), c.GetLeasesGranted(), c.GetBucketsDone(),
-			c.GetLeasesExpired(), c.GetRejected(), fmtTime(wk.GetLastSeen())}
+			c.GetLeasesExpired(), c.GetRejected(), fmtTime(wk.GetLastSeen()), fmtStr(strings.Join(wk.GetSuspectReasons(), "; "))}
 		if withService {
 			cells = append([]any{wk.GetService()}, cells...)
 		}

@@ -174,10 +174,14 @@ type WorkerInfo struct {
 	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	LastSeen     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// Buckets it holds now.
-	Held          uint32    `protobuf:"varint,9,opt,name=held,proto3" json:"held,omitempty"`
-	Counters      *Counters `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Held     uint32    `protobuf:"varint,9,opt,name=held,proto3" json:"held,omitempty"`
+	Counters *Counters `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
+	// Something about it looks faulty; suspect_reasons say what.
+	Suspect bool `protobuf:"varint,11,opt,name=suspect,proto3" json:"suspect,omitempty"`
+	// e.g. "many expired leases (12) against completed buckets (3)".
+	SuspectReasons []string `protobuf:"bytes,12,rep,name=suspect_reasons,json=suspectReasons,proto3" json:"suspect_reasons,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
@@ -276,6 +280,20 @@ func (x *WorkerInfo) GetHeld() uint32 {
 func (x *WorkerInfo) GetCounters() *Counters {
 	if x != nil {
 		return x.Counters
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetSuspect() bool {
+	if x != nil {
+		return x.Suspect
+	}
+	return false
+}
+
+func (x *WorkerInfo) GetSuspectReasons() []string {
+	if x != nil {
+		return x.SuspectReasons
 	}
 	return nil
 }
@@ -1121,7 +1139,7 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\aworkers\x18\x02 \x03(\v2\x15.ration.v1.WorkerInfoR\aworkers\x12+\n" +
 	"\x05items\x18\x03 \x01(\v2\x15.ration.v1.ItemCountsR\x05items\x121\n" +
 	"\abuckets\x18\x04 \x01(\v2\x17.ration.v1.BucketCountsR\abuckets\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\xf6\x02\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\xb9\x03\n" +
 	"\n" +
 	"WorkerInfo\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
@@ -1134,7 +1152,9 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\tlast_seen\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x12\n" +
 	"\x04held\x18\t \x01(\rR\x04held\x12/\n" +
 	"\bcounters\x18\n" +
-	" \x01(\v2\x13.ration.v1.CountersR\bcounters\"\xa4\x01\n" +
+	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12\x18\n" +
+	"\asuspect\x18\v \x01(\bR\asuspect\x12'\n" +
+	"\x0fsuspect_reasons\x18\f \x03(\tR\x0esuspectReasons\"\xa4\x01\n" +
 	"\x12ListWorkersRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1d\n" +
 	"\n" +
