@@ -80,7 +80,10 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	rounds := nemesis(ctx, t, c, rec, admin, nemeses)
 	cancel()
 	wg.Wait()
-	heal(t, c)
+	if err := rec.save(filepath.Join(dir, "history.json")); err != nil {
+		t.Log(err)
+	}
+	heal(t, c, admin)
 
 	// Checks.
 	ops := rec.ops
@@ -100,9 +103,6 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 		problems = append(problems, fmt.Sprintf("final state: %v", err))
 	}
 	problems = append(problems, checkFinal(st, ops)...)
-	if err := rec.save(filepath.Join(dir, "history.json")); err != nil {
-		t.Log(err)
-	}
 
 	counts := map[string]int{}
 	for _, o := range ops {
@@ -174,13 +174,12 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 			p := c.procs[follower]
 			e.Node = p.id
 			actx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			if _, err := admin.Remove(actx, &rationv1.RemoveRequest{NodeId: p.id}); err == nil {
-				sleep(ctx, pause)
-				if _, err := admin.Join(actx, &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}); err != nil {
-					t.Logf("re-add %s: %v", p.id, err)
-				}
-			} else {
-				t.Logf("remove %s: %v", p.id, err)
+			if _, err := admin.Remove(actx, &rationv1.RemoveRequest{NodeId: p.id}); err != nil {
+				t.Logf("remove %s: %v", p.id, err) // it may have happened anyway: re-add regardless
+			}
+			sleep(ctx, pause)
+			if _, err := admin.Join(actx, &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}); err != nil {
+				t.Logf("re-add %s: %v", p.id, err)
 			}
 			cancel()
 		case "transfer":
@@ -197,14 +196,22 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 	}
 }
 
-// heal ends every fault and waits for a leader that all nodes follow.
-func heal(t *testing.T, c *testCluster) {
+// heal ends every fault, puts every node back in the configuration
+// (joining is idempotent), and waits for a leader that all nodes follow.
+func heal(t *testing.T, c *testCluster, admin *client.Client) {
 	for i, p := range c.procs {
 		c.cutNode(i, false)
 		p.signal(syscall.SIGCONT)
 		if !p.running() {
 			p.start()
 		}
+	}
+	for _, p := range c.procs {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, err := admin.Join(ctx, &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}); err != nil {
+			t.Logf("heal: join %s: %v", p.id, err)
+		}
+		cancel()
 	}
 	c.waitFor(60*time.Second, func() error {
 		for _, p := range c.procs {

@@ -148,11 +148,14 @@ func TestCluster_JoinIsIdempotentAndRemoveWorks(t *testing.T) {
 	if n := len(l.Members()); n != 3 {
 		t.Fatalf("%d members after a repeated join", n)
 	}
-	if err := l.Remove(ctx, "nobody"); !errors.Is(err, cluster.ErrUnknownNode) {
-		t.Fatalf("remove unknown: %v", err)
+	if removed, err := l.Remove(ctx, "nobody"); removed || err != nil {
+		t.Fatalf("remove of a non-member: %v %v", removed, err)
 	}
-	if err := l.Remove(ctx, f.ID()); err != nil {
+	if removed, err := l.Remove(ctx, f.ID()); !removed || err != nil {
 		t.Fatal(err)
+	}
+	if removed, err := l.Remove(ctx, f.ID()); removed || err != nil {
+		t.Fatalf("a retried remove: %v %v", removed, err)
 	}
 	clustertest.WaitFor(t, 5*time.Second, func() error {
 		if n := len(l.Members()); n != 2 {
@@ -168,11 +171,11 @@ func TestCluster_JoinIsIdempotentAndRemoveWorks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, other := range c.Followers() {
-		if err := l.Remove(ctx, other.ID()); err != nil {
+		if _, err := l.Remove(ctx, other.ID()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Remove(ctx, l.ID()); !errors.Is(err, cluster.ErrLastVoter) {
+	if _, err := l.Remove(ctx, l.ID()); !errors.Is(err, cluster.ErrLastVoter) {
 		t.Fatalf("removing the last voter: %v", err)
 	}
 }

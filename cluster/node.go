@@ -485,14 +485,16 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, apiAddr string) error {
 	return err
 }
 
-// Remove takes a member out of the cluster. It refuses to remove the last voter.
-func (n *Node) Remove(ctx context.Context, id string) error {
+// Remove takes a member out of the cluster and reports whether it was one:
+// removing a node that is not a member does nothing, so a retried Remove
+// succeeds. It refuses to remove the last voter.
+func (n *Node) Remove(ctx context.Context, id string) (bool, error) {
 	if !n.IsLeader() {
-		return ErrNotLeader
+		return false, ErrNotLeader
 	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
-		return raftError(err)
+		return false, raftError(err)
 	}
 	found, voters := false, 0
 	for _, s := range cf.Configuration().Servers {
@@ -502,21 +504,27 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 		found = found || s.ID == raft.ServerID(id)
 	}
 	if !found {
-		return fmt.Errorf("%w: %q", ErrUnknownNode, id)
+		if _, ok := n.fsm.State().Node(id); ok {
+			// Left in the address book by a removal cut short: finish it.
+			_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
+				Op: &rationv1.Command_RemoveNode{RemoveNode: &rationv1.RemoveNode{NodeId: id}}})
+			return false, err
+		}
+		return false, nil
 	}
 	if voters <= 1 {
-		return ErrLastVoter
+		return false, ErrLastVoter
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err != nil {
-		return fmt.Errorf("remove %s: %w", id, raftError(err))
+		return false, fmt.Errorf("remove %s: %w", id, raftError(err))
 	}
 	n.log.Info("member removed", "node-id", id)
 	if _, ok := n.fsm.State().Node(id); !ok || !n.IsLeader() {
-		return nil // a leader that removed itself steps down here
+		return true, nil // a leader that removed itself steps down here
 	}
 	_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
 		Op: &rationv1.Command_RemoveNode{RemoveNode: &rationv1.RemoveNode{NodeId: id}}})
-	return err
+	return true, err
 }
 
 // TransferLeadership hands leadership to id, or to the most up-to-date

@@ -71,7 +71,8 @@ func (h *clusterHandler) Remove(ctx context.Context, req *connect.Request[ration
 		return nil, invalid(h.s.store.ID(), errors.New("node_id is required"))
 	}
 	return onLeader(h.s, ctx, req, func() (*rationv1.RemoveResponse, error) {
-		return &rationv1.RemoveResponse{}, h.s.store.Remove(ctx, req.Msg.GetNodeId())
+		removed, err := h.s.store.Remove(ctx, req.Msg.GetNodeId())
+		return &rationv1.RemoveResponse{Removed: removed}, err
 	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.RemoveRequest]) (*connect.Response[rationv1.RemoveResponse], error) {
 		return p.cluster.Remove(ctx, r)
 	})

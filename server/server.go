@@ -40,7 +40,7 @@ type Store interface {
 	WaitApplied(ctx context.Context, index uint64) (*fsm.State, error)
 	LeaderContactAge() time.Duration
 	Join(ctx context.Context, id, raftAddr, apiAddr string) error
-	Remove(ctx context.Context, id string) error
+	Remove(ctx context.Context, id string) (bool, error)
 	TransferLeadership(ctx context.Context, id string) (string, error)
 	Status() cluster.Status
 	Restore(r io.Reader, size int64) (uint64, error)

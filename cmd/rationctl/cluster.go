@@ -81,7 +81,13 @@ func (a *app) clusterRemoveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(resp, func(w io.Writer) { fmt.Fprintf(w, "removed %s\n", args[0]) })
+			return a.print(resp, func(w io.Writer) {
+				if resp.GetRemoved() {
+					fmt.Fprintf(w, "removed %s\n", args[0])
+				} else {
+					fmt.Fprintf(w, "%s is not a member; nothing to do\n", args[0])
+				}
+			})
 		},
 	}
 }

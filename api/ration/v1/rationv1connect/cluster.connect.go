@@ -55,7 +55,9 @@ type ClusterServiceClient interface {
 	// Join adds a node as a voter. Joining again with the same id and
 	// addresses does nothing.
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
-	// Remove takes a node out of the cluster; the last voter cannot be removed.
+	// Remove takes a node out of the cluster; the last voter cannot be
+	// removed. Removing a node that is not a member does nothing (so a
+	// retried Remove succeeds), and says so in removed.
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
 	// SaveSnapshot streams a fresh snapshot of the state machine.
@@ -161,7 +163,9 @@ type ClusterServiceHandler interface {
 	// Join adds a node as a voter. Joining again with the same id and
 	// addresses does nothing.
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
-	// Remove takes a node out of the cluster; the last voter cannot be removed.
+	// Remove takes a node out of the cluster; the last voter cannot be
+	// removed. Removing a node that is not a member does nothing (so a
+	// retried Remove succeeds), and says so in removed.
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
 	// SaveSnapshot streams a fresh snapshot of the state machine.
