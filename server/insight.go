@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"connectrpc.com/connect"
@@ -159,4 +161,41 @@ func (h *insightHandler) WatchActivity(ctx context.Context, req *connect.Request
 		case <-changed:
 		}
 	}
+}
+
+func (h *insightHandler) Explain(ctx context.Context, req *connect.Request[rationv1.ExplainRequest]) (*connect.Response[rationv1.ExplainResponse], error) {
+	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	var (
+		e     *fsm.Explanation
+		found bool
+		what  string
+	)
+	switch subj := m.GetSubject().(type) {
+	case *rationv1.ExplainRequest_BucketId:
+		e, found = st.ExplainBucket(m.GetService(), subj.BucketId)
+		what = fmt.Sprintf("bucket %d in service %q", subj.BucketId, m.GetService())
+	case *rationv1.ExplainRequest_WorkerId:
+		e, found = st.ExplainWorker(m.GetService(), subj.WorkerId)
+		what = fmt.Sprintf("worker %q in service %q", subj.WorkerId, m.GetService())
+	case *rationv1.ExplainRequest_Item:
+		e, found = st.ExplainItem(m.GetService(), subj.Item)
+		what = fmt.Sprintf("item %q in service %q", subj.Item, m.GetService())
+	case *rationv1.ExplainRequest_RequestId:
+		e, found = st.ExplainRequest(m.GetService(), subj.RequestId)
+		what = fmt.Sprintf("service %q", m.GetService())
+	default:
+		return nil, invalid(h.s.store.ID(), errors.New("say what to explain: bucket_id, worker_id, item or request_id"))
+	}
+	if !found {
+		return nil, h.s.notFound("%s", what)
+	}
+	out := &rationv1.ExplainResponse{Lines: e.Lines, Read: info}
+	for _, a := range e.Activity {
+		out.Activity = append(out.Activity, activityInfo(a))
+	}
+	return reply(h.s, out), nil
 }

@@ -387,3 +387,35 @@ func TestServer_SnapshotSaveAndRestore(t *testing.T) {
 	})
 	c.EnsureSame()
 }
+
+func TestServer_Explain(t *testing.T) {
+	c := newTestCluster(t, 1, "")
+	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", workerSecret)
+	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.worker.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: "dm", WorkerId: "w1"})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cl.worker.Release(ctx(t), connect.NewRequest(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: 5, Epoch: 1, RequestId: "my-release"}))
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("release of a missing bucket: %v", err)
+	}
+	r, err := cl.insight.Explain(ctx(t), connect.NewRequest(&rationv1.ExplainRequest{Service: "dm",
+		Subject: &rationv1.ExplainRequest_RequestId{RequestId: "my-release"}}))
+	if err != nil || len(r.Msg.Lines) != 1 || !strings.Contains(r.Msg.Lines[0], "BUCKET_NOT_FOUND") || len(r.Msg.Activity) != 1 {
+		t.Fatalf("explain request: %v %v", r, err)
+	}
+	r, err = cl.insight.Explain(ctx(t), connect.NewRequest(&rationv1.ExplainRequest{Service: "dm",
+		Subject: &rationv1.ExplainRequest_WorkerId{WorkerId: "w1"}}))
+	if err != nil || !strings.Contains(r.Msg.Lines[0], "is active") {
+		t.Fatalf("explain worker: %v %v", r, err)
+	}
+	if _, err := cl.insight.Explain(ctx(t), connect.NewRequest(&rationv1.ExplainRequest{Service: "dm"})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("explain nothing: %v", err)
+	}
+	if _, err := cl.insight.Explain(ctx(t), connect.NewRequest(&rationv1.ExplainRequest{Service: "dm",
+		Subject: &rationv1.ExplainRequest_BucketId{BucketId: 99}})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("explain a missing bucket: %v", err)
+	}
+}

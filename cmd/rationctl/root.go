@@ -103,6 +103,7 @@ environment: RATION_ADDR, RATION_ADMIN_TOKEN, RATION_WORKER_SECRET.`,
 		a.activityCommand(),
 		a.clusterCommand(),
 		a.snapshotCommand(),
+		a.explainCommand(),
 		a.benchCommand(),
 	)
 	return root

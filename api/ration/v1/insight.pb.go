@@ -1012,6 +1012,201 @@ func (x *ListActivityResponse) GetRead() *ReadInfo {
 	return nil
 }
 
+type ExplainRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// What to explain: exactly one.
+	//
+	// Types that are valid to be assigned to Subject:
+	//
+	//	*ExplainRequest_BucketId
+	//	*ExplainRequest_WorkerId
+	//	*ExplainRequest_Item
+	//	*ExplainRequest_RequestId
+	Subject       isExplainRequest_Subject `protobuf_oneof:"subject"`
+	Consistency   Consistency              `protobuf:"varint,15,opt,name=consistency,proto3,enum=ration.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_ration_v1_insight_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_insight_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_ration_v1_insight_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExplainRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetSubject() isExplainRequest_Subject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *ExplainRequest) GetBucketId() uint64 {
+	if x != nil {
+		if x, ok := x.Subject.(*ExplainRequest_BucketId); ok {
+			return x.BucketId
+		}
+	}
+	return 0
+}
+
+func (x *ExplainRequest) GetWorkerId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*ExplainRequest_WorkerId); ok {
+			return x.WorkerId
+		}
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetItem() string {
+	if x != nil {
+		if x, ok := x.Subject.(*ExplainRequest_Item); ok {
+			return x.Item
+		}
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetRequestId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*ExplainRequest_RequestId); ok {
+			return x.RequestId
+		}
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type isExplainRequest_Subject interface {
+	isExplainRequest_Subject()
+}
+
+type ExplainRequest_BucketId struct {
+	BucketId uint64 `protobuf:"varint,2,opt,name=bucket_id,json=bucketId,proto3,oneof"`
+}
+
+type ExplainRequest_WorkerId struct {
+	WorkerId string `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3,oneof"`
+}
+
+type ExplainRequest_Item struct {
+	Item string `protobuf:"bytes,4,opt,name=item,proto3,oneof"`
+}
+
+type ExplainRequest_RequestId struct {
+	// A request id a client used (e.g. of a refused submit).
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3,oneof"`
+}
+
+func (*ExplainRequest_BucketId) isExplainRequest_Subject() {}
+
+func (*ExplainRequest_WorkerId) isExplainRequest_Subject() {}
+
+func (*ExplainRequest_Item) isExplainRequest_Subject() {}
+
+func (*ExplainRequest_RequestId) isExplainRequest_Subject() {}
+
+type ExplainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sentences, most important first.
+	Lines []string `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The activity records the answer rests on, oldest first.
+	Activity      []*ActivityInfo `protobuf:"bytes,2,rep,name=activity,proto3" json:"activity,omitempty"`
+	Read          *ReadInfo       `protobuf:"bytes,15,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_ration_v1_insight_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_insight_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_ration_v1_insight_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExplainResponse) GetLines() []string {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetActivity() []*ActivityInfo {
+	if x != nil {
+		return x.Activity
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 type WatchActivityRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1025,7 +1220,7 @@ type WatchActivityRequest struct {
 
 func (x *WatchActivityRequest) Reset() {
 	*x = WatchActivityRequest{}
-	mi := &file_ration_v1_insight_proto_msgTypes[11]
+	mi := &file_ration_v1_insight_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1232,7 @@ func (x *WatchActivityRequest) String() string {
 func (*WatchActivityRequest) ProtoMessage() {}
 
 func (x *WatchActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_insight_proto_msgTypes[11]
+	mi := &file_ration_v1_insight_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1245,7 @@ func (x *WatchActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchActivityRequest.ProtoReflect.Descriptor instead.
 func (*WatchActivityRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_insight_proto_rawDescGZIP(), []int{11}
+	return file_ration_v1_insight_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchActivityRequest) GetService() string {
@@ -1090,7 +1285,7 @@ type WatchActivityResponse struct {
 
 func (x *WatchActivityResponse) Reset() {
 	*x = WatchActivityResponse{}
-	mi := &file_ration_v1_insight_proto_msgTypes[12]
+	mi := &file_ration_v1_insight_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1297,7 @@ func (x *WatchActivityResponse) String() string {
 func (*WatchActivityResponse) ProtoMessage() {}
 
 func (x *WatchActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_insight_proto_msgTypes[12]
+	mi := &file_ration_v1_insight_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1310,7 @@ func (x *WatchActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchActivityResponse.ProtoReflect.Descriptor instead.
 func (*WatchActivityResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_insight_proto_rawDescGZIP(), []int{12}
+	return file_ration_v1_insight_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchActivityResponse) GetActivity() []*ActivityInfo {
@@ -1222,6 +1417,19 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\x14ListActivityResponse\x123\n" +
 	"\bactivity\x18\x01 \x03(\v2\x17.ration.v1.ActivityInfoR\bactivity\x12$\n" +
 	"\x0enext_after_seq\x18\x02 \x01(\x04R\fnextAfterSeq\x12'\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\xe4\x01\n" +
+	"\x0eExplainRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1d\n" +
+	"\tbucket_id\x18\x02 \x01(\x04H\x00R\bbucketId\x12\x1d\n" +
+	"\tworker_id\x18\x03 \x01(\tH\x00R\bworkerId\x12\x14\n" +
+	"\x04item\x18\x04 \x01(\tH\x00R\x04item\x12\x1f\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tH\x00R\trequestId\x128\n" +
+	"\vconsistency\x18\x0f \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistencyB\t\n" +
+	"\asubject\"\x85\x01\n" +
+	"\x0fExplainResponse\x12\x14\n" +
+	"\x05lines\x18\x01 \x03(\tR\x05lines\x123\n" +
+	"\bactivity\x18\x02 \x03(\v2\x17.ration.v1.ActivityInfoR\bactivity\x12'\n" +
 	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\x82\x01\n" +
 	"\x14WatchActivityRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
@@ -1229,12 +1437,13 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1b\n" +
 	"\tafter_seq\x18\x04 \x01(\x04R\bafterSeq\"L\n" +
 	"\x15WatchActivityResponse\x123\n" +
-	"\bactivity\x18\x01 \x03(\v2\x17.ration.v1.ActivityInfoR\bactivity2\xb1\x03\n" +
+	"\bactivity\x18\x01 \x03(\v2\x17.ration.v1.ActivityInfoR\bactivity2\xf8\x03\n" +
 	"\x0eInsightService\x12H\n" +
 	"\bGetStats\x12\x1a.ration.v1.GetStatsRequest\x1a\x1b.ration.v1.GetStatsResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\vListWorkers\x12\x1d.ration.v1.ListWorkersRequest\x1a\x1e.ration.v1.ListWorkersResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\vListBuckets\x12\x1d.ration.v1.ListBucketsRequest\x1a\x1e.ration.v1.ListBucketsResponse\"\x03\x90\x02\x01\x12T\n" +
-	"\fListActivity\x12\x1e.ration.v1.ListActivityRequest\x1a\x1f.ration.v1.ListActivityResponse\"\x03\x90\x02\x01\x12Y\n" +
+	"\fListActivity\x12\x1e.ration.v1.ListActivityRequest\x1a\x1f.ration.v1.ListActivityResponse\"\x03\x90\x02\x01\x12E\n" +
+	"\aExplain\x12\x19.ration.v1.ExplainRequest\x1a\x1a.ration.v1.ExplainResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\rWatchActivity\x12\x1f.ration.v1.WatchActivityRequest\x1a .ration.v1.WatchActivityResponse\"\x03\x90\x02\x010\x01B3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 
 var (
@@ -1249,7 +1458,7 @@ func file_ration_v1_insight_proto_rawDescGZIP() []byte {
 	return file_ration_v1_insight_proto_rawDescData
 }
 
-var file_ration_v1_insight_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ration_v1_insight_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_ration_v1_insight_proto_goTypes = []any{
 	(*GetStatsRequest)(nil),       // 0: ration.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),      // 1: ration.v1.GetStatsResponse
@@ -1262,65 +1471,72 @@ var file_ration_v1_insight_proto_goTypes = []any{
 	(*ActivityInfo)(nil),          // 8: ration.v1.ActivityInfo
 	(*ListActivityRequest)(nil),   // 9: ration.v1.ListActivityRequest
 	(*ListActivityResponse)(nil),  // 10: ration.v1.ListActivityResponse
-	(*WatchActivityRequest)(nil),  // 11: ration.v1.WatchActivityRequest
-	(*WatchActivityResponse)(nil), // 12: ration.v1.WatchActivityResponse
-	(Consistency)(0),              // 13: ration.v1.Consistency
-	(*ServiceInfo)(nil),           // 14: ration.v1.ServiceInfo
-	(*ItemCounts)(nil),            // 15: ration.v1.ItemCounts
-	(*BucketCounts)(nil),          // 16: ration.v1.BucketCounts
-	(*ReadInfo)(nil),              // 17: ration.v1.ReadInfo
-	(WorkerState)(0),              // 18: ration.v1.WorkerState
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*Counters)(nil),              // 20: ration.v1.Counters
-	(BucketState)(0),              // 21: ration.v1.BucketState
+	(*ExplainRequest)(nil),        // 11: ration.v1.ExplainRequest
+	(*ExplainResponse)(nil),       // 12: ration.v1.ExplainResponse
+	(*WatchActivityRequest)(nil),  // 13: ration.v1.WatchActivityRequest
+	(*WatchActivityResponse)(nil), // 14: ration.v1.WatchActivityResponse
+	(Consistency)(0),              // 15: ration.v1.Consistency
+	(*ServiceInfo)(nil),           // 16: ration.v1.ServiceInfo
+	(*ItemCounts)(nil),            // 17: ration.v1.ItemCounts
+	(*BucketCounts)(nil),          // 18: ration.v1.BucketCounts
+	(*ReadInfo)(nil),              // 19: ration.v1.ReadInfo
+	(WorkerState)(0),              // 20: ration.v1.WorkerState
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*Counters)(nil),              // 22: ration.v1.Counters
+	(BucketState)(0),              // 23: ration.v1.BucketState
 }
 var file_ration_v1_insight_proto_depIdxs = []int32{
-	13, // 0: ration.v1.GetStatsRequest.consistency:type_name -> ration.v1.Consistency
-	14, // 1: ration.v1.GetStatsResponse.services:type_name -> ration.v1.ServiceInfo
+	15, // 0: ration.v1.GetStatsRequest.consistency:type_name -> ration.v1.Consistency
+	16, // 1: ration.v1.GetStatsResponse.services:type_name -> ration.v1.ServiceInfo
 	2,  // 2: ration.v1.GetStatsResponse.workers:type_name -> ration.v1.WorkerInfo
-	15, // 3: ration.v1.GetStatsResponse.items:type_name -> ration.v1.ItemCounts
-	16, // 4: ration.v1.GetStatsResponse.buckets:type_name -> ration.v1.BucketCounts
-	17, // 5: ration.v1.GetStatsResponse.read:type_name -> ration.v1.ReadInfo
-	18, // 6: ration.v1.WorkerInfo.state:type_name -> ration.v1.WorkerState
-	19, // 7: ration.v1.WorkerInfo.registered_at:type_name -> google.protobuf.Timestamp
-	19, // 8: ration.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	20, // 9: ration.v1.WorkerInfo.counters:type_name -> ration.v1.Counters
-	13, // 10: ration.v1.ListWorkersRequest.consistency:type_name -> ration.v1.Consistency
+	17, // 3: ration.v1.GetStatsResponse.items:type_name -> ration.v1.ItemCounts
+	18, // 4: ration.v1.GetStatsResponse.buckets:type_name -> ration.v1.BucketCounts
+	19, // 5: ration.v1.GetStatsResponse.read:type_name -> ration.v1.ReadInfo
+	20, // 6: ration.v1.WorkerInfo.state:type_name -> ration.v1.WorkerState
+	21, // 7: ration.v1.WorkerInfo.registered_at:type_name -> google.protobuf.Timestamp
+	21, // 8: ration.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	22, // 9: ration.v1.WorkerInfo.counters:type_name -> ration.v1.Counters
+	15, // 10: ration.v1.ListWorkersRequest.consistency:type_name -> ration.v1.Consistency
 	2,  // 11: ration.v1.ListWorkersResponse.workers:type_name -> ration.v1.WorkerInfo
-	17, // 12: ration.v1.ListWorkersResponse.read:type_name -> ration.v1.ReadInfo
-	21, // 13: ration.v1.BucketInfo.state:type_name -> ration.v1.BucketState
-	19, // 14: ration.v1.BucketInfo.ready_since:type_name -> google.protobuf.Timestamp
-	19, // 15: ration.v1.BucketInfo.leased_at:type_name -> google.protobuf.Timestamp
-	19, // 16: ration.v1.BucketInfo.deadline:type_name -> google.protobuf.Timestamp
-	19, // 17: ration.v1.BucketInfo.dead_at:type_name -> google.protobuf.Timestamp
-	19, // 18: ration.v1.BucketInfo.release_at:type_name -> google.protobuf.Timestamp
-	19, // 19: ration.v1.BucketInfo.closed_at:type_name -> google.protobuf.Timestamp
-	21, // 20: ration.v1.ListBucketsRequest.state:type_name -> ration.v1.BucketState
-	13, // 21: ration.v1.ListBucketsRequest.consistency:type_name -> ration.v1.Consistency
+	19, // 12: ration.v1.ListWorkersResponse.read:type_name -> ration.v1.ReadInfo
+	23, // 13: ration.v1.BucketInfo.state:type_name -> ration.v1.BucketState
+	21, // 14: ration.v1.BucketInfo.ready_since:type_name -> google.protobuf.Timestamp
+	21, // 15: ration.v1.BucketInfo.leased_at:type_name -> google.protobuf.Timestamp
+	21, // 16: ration.v1.BucketInfo.deadline:type_name -> google.protobuf.Timestamp
+	21, // 17: ration.v1.BucketInfo.dead_at:type_name -> google.protobuf.Timestamp
+	21, // 18: ration.v1.BucketInfo.release_at:type_name -> google.protobuf.Timestamp
+	21, // 19: ration.v1.BucketInfo.closed_at:type_name -> google.protobuf.Timestamp
+	23, // 20: ration.v1.ListBucketsRequest.state:type_name -> ration.v1.BucketState
+	15, // 21: ration.v1.ListBucketsRequest.consistency:type_name -> ration.v1.Consistency
 	5,  // 22: ration.v1.ListBucketsResponse.buckets:type_name -> ration.v1.BucketInfo
-	17, // 23: ration.v1.ListBucketsResponse.read:type_name -> ration.v1.ReadInfo
-	19, // 24: ration.v1.ActivityInfo.at:type_name -> google.protobuf.Timestamp
-	19, // 25: ration.v1.ListActivityRequest.since:type_name -> google.protobuf.Timestamp
-	19, // 26: ration.v1.ListActivityRequest.until:type_name -> google.protobuf.Timestamp
-	13, // 27: ration.v1.ListActivityRequest.consistency:type_name -> ration.v1.Consistency
+	19, // 23: ration.v1.ListBucketsResponse.read:type_name -> ration.v1.ReadInfo
+	21, // 24: ration.v1.ActivityInfo.at:type_name -> google.protobuf.Timestamp
+	21, // 25: ration.v1.ListActivityRequest.since:type_name -> google.protobuf.Timestamp
+	21, // 26: ration.v1.ListActivityRequest.until:type_name -> google.protobuf.Timestamp
+	15, // 27: ration.v1.ListActivityRequest.consistency:type_name -> ration.v1.Consistency
 	8,  // 28: ration.v1.ListActivityResponse.activity:type_name -> ration.v1.ActivityInfo
-	17, // 29: ration.v1.ListActivityResponse.read:type_name -> ration.v1.ReadInfo
-	8,  // 30: ration.v1.WatchActivityResponse.activity:type_name -> ration.v1.ActivityInfo
-	0,  // 31: ration.v1.InsightService.GetStats:input_type -> ration.v1.GetStatsRequest
-	3,  // 32: ration.v1.InsightService.ListWorkers:input_type -> ration.v1.ListWorkersRequest
-	6,  // 33: ration.v1.InsightService.ListBuckets:input_type -> ration.v1.ListBucketsRequest
-	9,  // 34: ration.v1.InsightService.ListActivity:input_type -> ration.v1.ListActivityRequest
-	11, // 35: ration.v1.InsightService.WatchActivity:input_type -> ration.v1.WatchActivityRequest
-	1,  // 36: ration.v1.InsightService.GetStats:output_type -> ration.v1.GetStatsResponse
-	4,  // 37: ration.v1.InsightService.ListWorkers:output_type -> ration.v1.ListWorkersResponse
-	7,  // 38: ration.v1.InsightService.ListBuckets:output_type -> ration.v1.ListBucketsResponse
-	10, // 39: ration.v1.InsightService.ListActivity:output_type -> ration.v1.ListActivityResponse
-	12, // 40: ration.v1.InsightService.WatchActivity:output_type -> ration.v1.WatchActivityResponse
-	36, // [36:41] is the sub-list for method output_type
-	31, // [31:36] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	19, // 29: ration.v1.ListActivityResponse.read:type_name -> ration.v1.ReadInfo
+	15, // 30: ration.v1.ExplainRequest.consistency:type_name -> ration.v1.Consistency
+	8,  // 31: ration.v1.ExplainResponse.activity:type_name -> ration.v1.ActivityInfo
+	19, // 32: ration.v1.ExplainResponse.read:type_name -> ration.v1.ReadInfo
+	8,  // 33: ration.v1.WatchActivityResponse.activity:type_name -> ration.v1.ActivityInfo
+	0,  // 34: ration.v1.InsightService.GetStats:input_type -> ration.v1.GetStatsRequest
+	3,  // 35: ration.v1.InsightService.ListWorkers:input_type -> ration.v1.ListWorkersRequest
+	6,  // 36: ration.v1.InsightService.ListBuckets:input_type -> ration.v1.ListBucketsRequest
+	9,  // 37: ration.v1.InsightService.ListActivity:input_type -> ration.v1.ListActivityRequest
+	11, // 38: ration.v1.InsightService.Explain:input_type -> ration.v1.ExplainRequest
+	13, // 39: ration.v1.InsightService.WatchActivity:input_type -> ration.v1.WatchActivityRequest
+	1,  // 40: ration.v1.InsightService.GetStats:output_type -> ration.v1.GetStatsResponse
+	4,  // 41: ration.v1.InsightService.ListWorkers:output_type -> ration.v1.ListWorkersResponse
+	7,  // 42: ration.v1.InsightService.ListBuckets:output_type -> ration.v1.ListBucketsResponse
+	10, // 43: ration.v1.InsightService.ListActivity:output_type -> ration.v1.ListActivityResponse
+	12, // 44: ration.v1.InsightService.Explain:output_type -> ration.v1.ExplainResponse
+	14, // 45: ration.v1.InsightService.WatchActivity:output_type -> ration.v1.WatchActivityResponse
+	40, // [40:46] is the sub-list for method output_type
+	34, // [34:40] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_insight_proto_init() }
@@ -1331,13 +1547,19 @@ func file_ration_v1_insight_proto_init() {
 	file_ration_v1_owner_proto_init()
 	file_ration_v1_read_proto_init()
 	file_ration_v1_types_proto_init()
+	file_ration_v1_insight_proto_msgTypes[11].OneofWrappers = []any{
+		(*ExplainRequest_BucketId)(nil),
+		(*ExplainRequest_WorkerId)(nil),
+		(*ExplainRequest_Item)(nil),
+		(*ExplainRequest_RequestId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_insight_proto_rawDesc), len(file_ration_v1_insight_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,8 @@ const (
 	// InsightServiceListActivityProcedure is the fully-qualified name of the InsightService's
 	// ListActivity RPC.
 	InsightServiceListActivityProcedure = "/ration.v1.InsightService/ListActivity"
+	// InsightServiceExplainProcedure is the fully-qualified name of the InsightService's Explain RPC.
+	InsightServiceExplainProcedure = "/ration.v1.InsightService/Explain"
 	// InsightServiceWatchActivityProcedure is the fully-qualified name of the InsightService's
 	// WatchActivity RPC.
 	InsightServiceWatchActivityProcedure = "/ration.v1.InsightService/WatchActivity"
@@ -55,6 +57,10 @@ type InsightServiceClient interface {
 	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
 	ListBuckets(context.Context, *connect.Request[v1.ListBucketsRequest]) (*connect.Response[v1.ListBucketsResponse], error)
 	ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error)
+	// Explain answers, from the state and the activity log, why a bucket is
+	// where it is (not leased, leased to whom, dead), why a worker is inactive
+	// or suspect, why an item waits, or what became of a request id.
+	Explain(context.Context, *connect.Request[v1.ExplainRequest]) (*connect.Response[v1.ExplainResponse], error)
 	// WatchActivity streams activity records as they are applied, starting
 	// after after_seq (0: from now).
 	WatchActivity(context.Context, *connect.Request[v1.WatchActivityRequest]) (*connect.ServerStreamForClient[v1.WatchActivityResponse], error)
@@ -99,6 +105,13 @@ func NewInsightServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		explain: connect.NewClient[v1.ExplainRequest, v1.ExplainResponse](
+			httpClient,
+			baseURL+InsightServiceExplainProcedure,
+			connect.WithSchema(insightServiceMethods.ByName("Explain")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		watchActivity: connect.NewClient[v1.WatchActivityRequest, v1.WatchActivityResponse](
 			httpClient,
 			baseURL+InsightServiceWatchActivityProcedure,
@@ -115,6 +128,7 @@ type insightServiceClient struct {
 	listWorkers   *connect.Client[v1.ListWorkersRequest, v1.ListWorkersResponse]
 	listBuckets   *connect.Client[v1.ListBucketsRequest, v1.ListBucketsResponse]
 	listActivity  *connect.Client[v1.ListActivityRequest, v1.ListActivityResponse]
+	explain       *connect.Client[v1.ExplainRequest, v1.ExplainResponse]
 	watchActivity *connect.Client[v1.WatchActivityRequest, v1.WatchActivityResponse]
 }
 
@@ -138,6 +152,11 @@ func (c *insightServiceClient) ListActivity(ctx context.Context, req *connect.Re
 	return c.listActivity.CallUnary(ctx, req)
 }
 
+// Explain calls ration.v1.InsightService.Explain.
+func (c *insightServiceClient) Explain(ctx context.Context, req *connect.Request[v1.ExplainRequest]) (*connect.Response[v1.ExplainResponse], error) {
+	return c.explain.CallUnary(ctx, req)
+}
+
 // WatchActivity calls ration.v1.InsightService.WatchActivity.
 func (c *insightServiceClient) WatchActivity(ctx context.Context, req *connect.Request[v1.WatchActivityRequest]) (*connect.ServerStreamForClient[v1.WatchActivityResponse], error) {
 	return c.watchActivity.CallServerStream(ctx, req)
@@ -149,6 +168,10 @@ type InsightServiceHandler interface {
 	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
 	ListBuckets(context.Context, *connect.Request[v1.ListBucketsRequest]) (*connect.Response[v1.ListBucketsResponse], error)
 	ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error)
+	// Explain answers, from the state and the activity log, why a bucket is
+	// where it is (not leased, leased to whom, dead), why a worker is inactive
+	// or suspect, why an item waits, or what became of a request id.
+	Explain(context.Context, *connect.Request[v1.ExplainRequest]) (*connect.Response[v1.ExplainResponse], error)
 	// WatchActivity streams activity records as they are applied, starting
 	// after after_seq (0: from now).
 	WatchActivity(context.Context, *connect.Request[v1.WatchActivityRequest], *connect.ServerStream[v1.WatchActivityResponse]) error
@@ -189,6 +212,13 @@ func NewInsightServiceHandler(svc InsightServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	insightServiceExplainHandler := connect.NewUnaryHandler(
+		InsightServiceExplainProcedure,
+		svc.Explain,
+		connect.WithSchema(insightServiceMethods.ByName("Explain")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	insightServiceWatchActivityHandler := connect.NewServerStreamHandler(
 		InsightServiceWatchActivityProcedure,
 		svc.WatchActivity,
@@ -206,6 +236,8 @@ func NewInsightServiceHandler(svc InsightServiceHandler, opts ...connect.Handler
 			insightServiceListBucketsHandler.ServeHTTP(w, r)
 		case InsightServiceListActivityProcedure:
 			insightServiceListActivityHandler.ServeHTTP(w, r)
+		case InsightServiceExplainProcedure:
+			insightServiceExplainHandler.ServeHTTP(w, r)
 		case InsightServiceWatchActivityProcedure:
 			insightServiceWatchActivityHandler.ServeHTTP(w, r)
 		default:
@@ -231,6 +263,10 @@ func (UnimplementedInsightServiceHandler) ListBuckets(context.Context, *connect.
 
 func (UnimplementedInsightServiceHandler) ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.InsightService.ListActivity is not implemented"))
+}
+
+func (UnimplementedInsightServiceHandler) Explain(context.Context, *connect.Request[v1.ExplainRequest]) (*connect.Response[v1.ExplainResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.InsightService.Explain is not implemented"))
 }
 
 func (UnimplementedInsightServiceHandler) WatchActivity(context.Context, *connect.Request[v1.WatchActivityRequest], *connect.ServerStream[v1.WatchActivityResponse]) error {
