@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -417,5 +418,63 @@ func TestServer_Explain(t *testing.T) {
 	if _, err := cl.insight.Explain(ctx(t), connect.NewRequest(&rationv1.ExplainRequest{Service: "dm",
 		Subject: &rationv1.ExplainRequest_BucketId{BucketId: 99}})); connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("explain a missing bucket: %v", err)
+	}
+}
+
+// TestServer_ActivityPagingAndWatch pages the activity log and follows it
+// with WatchActivity, resuming after a sequence number.
+func TestServer_ActivityPagingAndWatch(t *testing.T) {
+	c := newTestCluster(t, 3, "")
+	cl := newClients(http.DefaultClient, c.addrOf(c.Followers()[0]), nil, "", workerSecret)
+	for i := range 5 {
+		if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: fmt.Sprintf("s%d", i), Kind: "dmcheck"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seqs []uint64
+	for after := uint64(0); ; {
+		r, err := cl.insight.ListActivity(ctx(t), connect.NewRequest(&rationv1.ListActivityRequest{Action: "create-service", AfterSeq: after, PageSize: 2}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range r.Msg.Activity {
+			seqs = append(seqs, a.Seq)
+		}
+		if r.Msg.NextAfterSeq == 0 {
+			break
+		}
+		after = r.Msg.NextAfterSeq
+	}
+	if len(seqs) != 5 || seqs[0] >= seqs[4] {
+		t.Fatalf("paged seqs %v", seqs)
+	}
+	// Resume after the second record: the stream replays the other three, then follows.
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	stream, err := cl.insight.WatchActivity(wctx, connect.NewRequest(&rationv1.WatchActivityRequest{Action: "create-service", AfterSeq: seqs[1]}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	replayed := make(chan struct{})
+	created := make(chan error, 1)
+	go func() {
+		<-replayed
+		_, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "later", Kind: "dmcheck"}))
+		created <- err
+	}()
+	for len(got) < 4 && stream.Receive() {
+		for _, a := range stream.Msg().Activity {
+			got = append(got, a.Service)
+		}
+		if len(got) == 3 {
+			close(replayed)
+		}
+	}
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0] != "s2" || got[3] != "later" {
+		t.Fatalf("watched %v (%v)", got, stream.Err())
 	}
 }
