@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ type Config struct {
 	PeerClient *http.Client
 	// PeerScheme is "http" (default) or "https" for reaching other nodes.
 	PeerScheme string
+	// Pprof serves Go's profiler at /debug/pprof/ (admin token required when
+	// one is set).
+	Pprof bool
 	// ReadyMaxLag is how far (in entries) the applied index may trail the
 	// commit index for /readyz to answer 200; 0 means DefaultReadyMaxLag.
 	ReadyMaxLag uint64
@@ -92,7 +96,9 @@ func New(store Store, cfg Config) *Server {
 // gRPC and gRPC-Web, with health checks and reflection, over HTTP/1.1 and
 // cleartext HTTP/2.
 func (s *Server) Handler() http.Handler {
-	opts := connect.WithInterceptors(&authInterceptor{s: s})
+	// Compressing the small messages of the worker loop costs more CPU than
+	// it saves on loopback and LANs; large ones (exports, lists) still are.
+	opts := connect.WithHandlerOptions(connect.WithInterceptors(&authInterceptor{s: s}), connect.WithCompressMinBytes(CompressMinBytes))
 	mux := http.NewServeMux()
 	mux.Handle(rationv1connect.NewOwnerServiceHandler(&ownerHandler{s}, opts))
 	mux.Handle(rationv1connect.NewWorkerServiceHandler(&workerHandler{s}, opts))
@@ -111,8 +117,28 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.MetricsHandler())
 	mux.HandleFunc("GET /livez", s.livez)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.cfg.Pprof {
+		mux.Handle("/debug/pprof/", s.adminOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
+	}
 	return h2c.NewHandler(mux, &http2.Server{IdleTimeout: 2 * time.Minute})
 }
+
+// adminOnly requires the admin token, when one is set, on a plain HTTP handler.
+func (s *Server) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
+			http.Error(w, "admin token required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// CompressMinBytes is the smallest response the server compresses.
+const CompressMinBytes = 64 << 10
 
 // MaxRestoreBytes bounds a snapshot sent to Restore.
 const MaxRestoreBytes = 1 << 30

@@ -35,6 +35,7 @@ type Main struct {
 	Join          []string
 	AdminToken    string
 	Insecure      bool
+	Pprof         bool
 	LogFormat     string
 	LogLevel      string
 	JoinTimeout   time.Duration
@@ -74,6 +75,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	join := fs.String("join", "", "comma-separated API addresses of members to join through")
 	fs.StringVar(&m.AdminToken, "admin-token", getenv("RATION_ADMIN_TOKEN"), "token required on owner, insight and cluster calls (env RATION_ADMIN_TOKEN)")
 	fs.BoolVar(&m.Insecure, "insecure", false, "serve a non-loopback address without an admin token (anyone who reaches it can administer the cluster)")
+	fs.BoolVar(&m.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ (admin token required when one is set)")
 	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "log level: trace, debug, info, warn, error")
 	fs.DurationVar(&m.JoinTimeout, "join-timeout", m.JoinTimeout, "how long to keep trying to join")
@@ -177,7 +179,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.node = node
-	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log})
+	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof})
 	m.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	m.done = make(chan error, 1)
 	go func() { m.done <- m.http.Serve(ln) }()
