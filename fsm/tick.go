@@ -3,6 +3,8 @@ package fsm
 import (
 	"fmt"
 
+	"github.com/tidwall/btree"
+
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -37,14 +39,7 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 // expireLeases turns leases past their deadline into dead buckets. A lease
 // is good up to and including its deadline.
 func (x *txn) expireLeases(res *rationv1.TickResult, budget int) int {
-	var due []uint64
-	x.t.leases.Scan(func(k timeKey) bool {
-		if k.at >= x.now || len(due) >= budget {
-			return false
-		}
-		due = append(due, k.id)
-		return true
-	})
+	due := dueIDs(x.t.leases, x.now-1, budget)
 	for _, id := range due {
 		b := x.bkt(id)
 		s := x.svc(b.Service)
@@ -62,18 +57,25 @@ func (x *txn) expireLeases(res *rationv1.TickResult, budget int) int {
 	return budget - len(due)
 }
 
-// releaseDead sends dead buckets past their grace back to the pool; each of
-// their items has failed once more, and those at max_attempts are
-// quarantined.
-func (x *txn) releaseDead(res *rationv1.TickResult, budget int) int {
+// dueIDs returns the ids of up to budget entries of a time index that are
+// due at or before until, earliest first.
+func dueIDs(index *btree.BTreeG[timeKey], until int64, budget int) []uint64 {
 	var due []uint64
-	x.t.dead.Scan(func(k timeKey) bool {
-		if k.at > x.now || len(due) >= budget {
+	index.Scan(func(k timeKey) bool {
+		if k.at > until || len(due) >= budget {
 			return false
 		}
 		due = append(due, k.id)
 		return true
 	})
+	return due
+}
+
+// releaseDead sends dead buckets past their grace back to the pool; each of
+// their items has failed once more, and those at max_attempts are
+// quarantined.
+func (x *txn) releaseDead(res *rationv1.TickResult, budget int) int {
+	due := dueIDs(x.t.dead, x.now, budget)
 	for _, id := range due {
 		b := x.peekBucket(id)
 		s := x.svc(b.Service)

@@ -51,16 +51,9 @@ func (h *insightHandler) GetStats(ctx context.Context, req *connect.Request[rati
 }
 
 func (h *insightHandler) ListWorkers(ctx context.Context, req *connect.Request[rationv1.ListWorkersRequest]) (*connect.Response[rationv1.ListWorkersResponse], error) {
-	n, err := h.s.pageSize(req.Msg.GetPageSize())
+	n, st, info, err := h.s.listService(ctx, req.Msg.GetService(), req.Msg.GetPageSize(), req.Msg.GetConsistency())
 	if err != nil {
 		return nil, err
-	}
-	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := st.Service(req.Msg.GetService()); !ok {
-		return nil, h.s.notFound("service %q", req.Msg.GetService())
 	}
 	regs := st.Registrations(req.Msg.GetService(), req.Msg.GetPageToken(), n)
 	out := &rationv1.ListWorkersResponse{Read: info}
@@ -74,20 +67,13 @@ func (h *insightHandler) ListWorkers(ctx context.Context, req *connect.Request[r
 }
 
 func (h *insightHandler) ListBuckets(ctx context.Context, req *connect.Request[rationv1.ListBucketsRequest]) (*connect.Response[rationv1.ListBucketsResponse], error) {
-	n, err := h.s.pageSize(req.Msg.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
 	after, err := parseUint(req.Msg.GetPageToken())
 	if err != nil {
-		return nil, invalid(h.s.store.ID(), err)
+		return nil, invalid(h.s.store.ID(), fmt.Errorf("page_token %q: %v", req.Msg.GetPageToken(), err))
 	}
-	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
+	n, st, info, err := h.s.listService(ctx, req.Msg.GetService(), req.Msg.GetPageSize(), req.Msg.GetConsistency())
 	if err != nil {
 		return nil, err
-	}
-	if _, ok := st.Service(req.Msg.GetService()); !ok {
-		return nil, h.s.notFound("service %q", req.Msg.GetService())
 	}
 	bs := st.Buckets(fsm.BucketQuery{Service: req.Msg.GetService(), State: req.Msg.GetState(), Holder: req.Msg.GetHolder(), After: after, Limit: n})
 	out := &rationv1.ListBucketsResponse{Read: info}

@@ -10,6 +10,7 @@ import (
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+	"github.com/rationhq/ration/fsm"
 )
 
 // Page sizes of list calls.
@@ -28,6 +29,23 @@ func (s *Server) pageSize(n uint32) (int, error) {
 		return 0, invalid(s.store.ID(), fmt.Errorf("page_size %d, limit %d", n, MaxPageSize))
 	}
 	return int(n), nil
+}
+
+// listService starts a paged read of one service: the page size, the state
+// at the requested consistency, and NotFound for an unknown service.
+func (s *Server) listService(ctx context.Context, service string, pageSize uint32, c rationv1.Consistency) (int, *fsm.State, *rationv1.ReadInfo, error) {
+	n, err := s.pageSize(pageSize)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	st, info, err := s.read(ctx, c)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if _, ok := st.Service(service); !ok {
+		return 0, nil, nil, s.notFound("service %q", service)
+	}
+	return n, st, info, nil
 }
 
 func reply[T any](s *Server, msg *T) *connect.Response[T] {
@@ -153,16 +171,9 @@ func (h *ownerHandler) ListServices(ctx context.Context, req *connect.Request[ra
 }
 
 func (h *ownerHandler) ListItems(ctx context.Context, req *connect.Request[rationv1.ListItemsRequest]) (*connect.Response[rationv1.ListItemsResponse], error) {
-	n, err := h.s.pageSize(req.Msg.GetPageSize())
+	n, st, info, err := h.s.listService(ctx, req.Msg.GetService(), req.Msg.GetPageSize(), req.Msg.GetConsistency())
 	if err != nil {
 		return nil, err
-	}
-	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := st.Service(req.Msg.GetService()); !ok {
-		return nil, h.s.notFound("service %q", req.Msg.GetService())
 	}
 	items := st.Items(req.Msg.GetService(), req.Msg.GetState(), req.Msg.GetPageToken(), n)
 	out := &rationv1.ListItemsResponse{Read: info}
