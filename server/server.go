@@ -26,6 +26,7 @@ import (
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
+	"github.com/rationhq/ration/server/dashboard"
 )
 
 // Store is what the handlers need from a cluster node.
@@ -117,6 +118,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.MetricsHandler())
 	mux.HandleFunc("GET /livez", s.livez)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /{$}", dashboard.Handler())
 	if s.cfg.Pprof {
 		mux.Handle("/debug/pprof/", s.adminOnly(http.HandlerFunc(pprof.Index)))
 		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
