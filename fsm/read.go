@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -185,6 +186,8 @@ type ActivityQuery struct {
 	// AfterSeq lists records after this sequence number (paging, resuming).
 	AfterSeq uint64
 	Limit    int
+	// Newest takes the newest Limit matching records instead of the oldest.
+	Newest bool
 }
 
 // Activity lists activity records in the order they were applied.
@@ -210,6 +213,32 @@ func (s *State) Activity(q ActivityQuery) []*Activity {
 	get := func(seq uint64) *Activity {
 		a, _ := s.t.activity.Get(&Activity{Seq: seq})
 		return a
+	}
+	if q.Newest {
+		// Walk back from the end; Until and AfterSeq bound the walk.
+		keepBack := func(a *Activity) bool {
+			if a.Seq < from {
+				return false
+			}
+			if !q.Until.IsZero() && a.At >= q.Until.UnixNano() {
+				return true
+			}
+			if (q.Service == "" || a.Service == q.Service) && (q.Worker == "" || a.Worker == q.Worker) &&
+				(q.Action == "" || a.Action == q.Action) {
+				out = append(out, a)
+			}
+			return len(out) < q.Limit
+		}
+		switch {
+		case q.Worker != "":
+			s.t.actWkr.Descend(strSeq{q.Worker, 1<<64 - 1}, func(k strSeq) bool { return k.key == q.Worker && keepBack(get(k.seq)) })
+		case q.Service != "":
+			s.t.actSvc.Descend(strSeq{q.Service, 1<<64 - 1}, func(k strSeq) bool { return k.key == q.Service && keepBack(get(k.seq)) })
+		default:
+			s.t.activity.Descend(&Activity{Seq: 1<<64 - 1}, keepBack)
+		}
+		slices.Reverse(out)
+		return out
 	}
 	switch {
 	case q.Worker != "":

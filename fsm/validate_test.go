@@ -133,3 +133,23 @@ func TestState_Reads(t *testing.T) {
 	h.refuse(&rationv1.RemoveNode{NodeId: "n1"}, ErrNodeNotFound)
 	h.refuse(&rationv1.SetNode{}, ErrInvalidArgument)
 }
+
+func TestState_ActivityNewest(t *testing.T) {
+	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1}, 5, "w1")
+	for range 4 {
+		h.acquire("dm", "w1", 1)
+	}
+	st := h.f.State()
+	all := st.Activity(ActivityQuery{Limit: 1000})
+	tail := st.Activity(ActivityQuery{Newest: true, Limit: 3})
+	if len(tail) != 3 || tail[2].Seq != all[len(all)-1].Seq || tail[0].Seq >= tail[2].Seq {
+		t.Fatalf("tail %v of %d", tail, len(all))
+	}
+	acq := st.Activity(ActivityQuery{Newest: true, Worker: "w1", Action: ActAcquire, Limit: 2})
+	if len(acq) != 2 || acq[0].Action != ActAcquire || acq[1].Seq != all[len(all)-1].Seq {
+		t.Fatalf("worker tail %v", acq)
+	}
+	if got := st.Activity(ActivityQuery{Newest: true, AfterSeq: all[len(all)-2].Seq, Limit: 100}); len(got) != 1 {
+		t.Fatalf("tail after a seq: %v", got)
+	}
+}

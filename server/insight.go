@@ -101,6 +101,7 @@ func (h *insightHandler) ListActivity(ctx context.Context, req *connect.Request[
 	}
 	m := req.Msg
 	q := activityQuery(m.GetService(), m.GetWorkerId(), m.GetAction(), m.GetAfterSeq(), n)
+	q.Newest = m.GetNewest()
 	if m.GetSince() != nil {
 		q.Since = m.GetSince().AsTime()
 	}

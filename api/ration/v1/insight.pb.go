@@ -859,7 +859,10 @@ type ListActivityRequest struct {
 	// Records after this sequence number (paging).
 	AfterSeq uint64 `protobuf:"varint,6,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	// 1 to 1000; 0 means 100.
-	PageSize      uint32      `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize uint32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The newest page_size matching records (still oldest first) instead of
+	// the oldest: the tail of the log.
+	Newest        bool        `protobuf:"varint,8,opt,name=newest,proto3" json:"newest,omitempty"`
 	Consistency   Consistency `protobuf:"varint,15,opt,name=consistency,proto3,enum=ration.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -942,6 +945,13 @@ func (x *ListActivityRequest) GetPageSize() uint32 {
 		return x.PageSize
 	}
 	return 0
+}
+
+func (x *ListActivityRequest) GetNewest() bool {
+	if x != nil {
+		return x.Newest
+	}
+	return false
 }
 
 func (x *ListActivityRequest) GetConsistency() Consistency {
@@ -1404,7 +1414,7 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	" \x01(\tR\amessage\x12\x14\n" +
 	"\x05count\x18\v \x01(\x04R\x05count\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\f \x01(\tR\trequestId\"\xbc\x02\n" +
+	"request_id\x18\f \x01(\tR\trequestId\"\xd4\x02\n" +
 	"\x13ListActivityRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x16\n" +
@@ -1412,7 +1422,8 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1b\n" +
 	"\tafter_seq\x18\x06 \x01(\x04R\bafterSeq\x12\x1b\n" +
-	"\tpage_size\x18\a \x01(\rR\bpageSize\x128\n" +
+	"\tpage_size\x18\a \x01(\rR\bpageSize\x12\x16\n" +
+	"\x06newest\x18\b \x01(\bR\x06newest\x128\n" +
 	"\vconsistency\x18\x0f \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\"\x9a\x01\n" +
 	"\x14ListActivityResponse\x123\n" +
 	"\bactivity\x18\x01 \x03(\v2\x17.ration.v1.ActivityInfoR\bactivity\x12$\n" +
