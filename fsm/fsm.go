@@ -334,10 +334,13 @@ func (x *txn) fail(cmd *rationv1.Command, err error) *rationv1.CommandResult {
 	}
 	a.Service, a.Worker, a.Bucket = svcName, worker, bucket
 	if s, ok := x.t.serviceByName(svcName); ok {
-		x.svc(s.Ordinal).Counters.Rejected++
+		ms := x.svc(s.Ordinal)
+		ms.Counters.Rejected++
+		ms.Counters.RejectedBy = addVerdict(ms.Counters.RejectedBy, reason, 1)
 		// A wrong secret is someone else's fault: it must not stain the worker's record.
 		if r := x.reg(s.Ordinal, worker); r != nil && !errors.Is(err, ErrBadCredential) {
 			r.Counters.Rejected++
+			r.Counters.RejectedBy = addVerdict(r.Counters.RejectedBy, reason, 1)
 		}
 	}
 	x.record(a)

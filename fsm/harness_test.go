@@ -250,12 +250,12 @@ func (h *harness) stateBytes() []byte {
 	// Counters of refusals live on services and registrations; clear them.
 	for _, s := range t.ordinals.Items() {
 		c := *s
-		c.Counters.Rejected = 0
+		c.Counters.Rejected, c.Counters.RejectedBy = 0, nil
 		t.putService(&c)
 	}
 	for _, r := range t.regs.Items() {
 		c := *r
-		c.Counters.Rejected = 0
+		c.Counters.Rejected, c.Counters.RejectedBy = 0, nil
 		t.regs.Set(&c)
 	}
 	var buf bytes.Buffer

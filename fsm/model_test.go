@@ -248,6 +248,13 @@ func statsMatchActivity(st *State) error {
 		if want == nil {
 			want = &tally{}
 		}
+		var byReason uint64
+		for _, r := range c.RejectedBy {
+			byReason += r.Count
+		}
+		if byReason != c.Rejected {
+			return fmt.Errorf("%s: %d refusals by reason, %d in all", what, byReason, c.Rejected)
+		}
 		have := tally{c.LeasesGranted, c.BucketsDone, c.ResultsAccepted, c.LeasesExpired, c.DeadReleased, c.LeasesReleased,
 			c.Rejected, c.Heartbeats, c.ResultsReverted, c.LeasesEnded, 0}
 		if service {

@@ -457,6 +457,9 @@ func (c Counters) Proto() *rationv1.Counters {
 	for _, v := range c.Verdicts {
 		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Verdict, Count: v.Count})
 	}
+	for _, r := range c.RejectedBy {
+		p.RejectedByReason = append(p.RejectedByReason, &rationv1.ReasonCount{Reason: r.Verdict, Count: r.Count})
+	}
 	return p
 }
 
@@ -470,6 +473,9 @@ func countersFromProto(p *rationv1.Counters) Counters {
 	}
 	for _, v := range p.GetVerdicts() {
 		c.Verdicts = append(c.Verdicts, VerdictCount{Verdict: v.GetVerdict(), Count: v.GetCount()})
+	}
+	for _, r := range p.GetRejectedByReason() {
+		c.RejectedBy = append(c.RejectedBy, VerdictCount{Verdict: r.GetReason(), Count: r.GetCount()})
 	}
 	return c
 }

@@ -69,6 +69,9 @@ type Counters struct {
 	ItemsQuarantined uint64
 	LateSubmits      uint64
 	DeadReleased     uint64
+	// RejectedBy counts refused commands by reason; each entry's Verdict
+	// field holds the reason.
+	RejectedBy []VerdictCount
 }
 
 // VerdictCount counts results with one verdict.

@@ -128,6 +128,7 @@ type nodeCollector struct {
 	services, items, buckets, workers *prometheus.Desc
 	counters                          []counterDesc
 	resultsAccepted                   *prometheus.Desc
+	rejectedByReason                  *prometheus.Desc
 }
 
 // counterDesc is one cumulative per-service counter of fsm.Counters.
@@ -173,14 +174,15 @@ func newNodeCollector(store Store) *nodeCollector {
 			counter("items_quarantined", "Items quarantined at max_attempts.", func(c *fsm.Counters) uint64 { return c.ItemsQuarantined }),
 			counter("results_reverted", "Results marked reverted.", func(c *fsm.Counters) uint64 { return c.ResultsReverted }),
 		},
-		resultsAccepted: prometheus.NewDesc("ration_results_accepted_total", "Results stored, by verdict.", []string{"service", "verdict"}, nil),
+		resultsAccepted:  prometheus.NewDesc("ration_results_accepted_total", "Results stored, by verdict.", []string{"service", "verdict"}, nil),
+		rejectedByReason: prometheus.NewDesc("ration_commands_rejected_by_reason_total", "Commands on the service refused, by machine-readable reason (e.g. LEASE_LOST, INVALID_RESULT).", []string{"service", "reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
-		c.members, c.services, c.items, c.buckets, c.workers, c.resultsAccepted} {
+		c.members, c.services, c.items, c.buckets, c.workers, c.resultsAccepted, c.rejectedByReason} {
 		ch <- d
 	}
 	for _, cd := range c.counters {
@@ -243,6 +245,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, v := range svc.Counters.Verdicts {
 			ch <- prometheus.MustNewConstMetric(c.resultsAccepted, prometheus.CounterValue, float64(v.Count), name, v.Verdict)
+		}
+		for _, r := range svc.Counters.RejectedBy {
+			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(r.Count), name, r.Verdict)
 		}
 		active, inactive := countWorkers(state, name)
 		gauge(c.workers, float64(active), name, "active")

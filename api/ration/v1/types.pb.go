@@ -637,9 +637,11 @@ type Counters struct {
 	// Submits accepted after the lease deadline (before release).
 	LateSubmits uint64 `protobuf:"varint,14,opt,name=late_submits,json=lateSubmits,proto3" json:"late_submits,omitempty"`
 	// Dead buckets released back to the pool.
-	DeadReleased  uint64 `protobuf:"varint,15,opt,name=dead_released,json=deadReleased,proto3" json:"dead_released,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeadReleased uint64 `protobuf:"varint,15,opt,name=dead_released,json=deadReleased,proto3" json:"dead_released,omitempty"`
+	// Refused commands by reason (e.g. LEASE_LOST), sorted by reason.
+	RejectedByReason []*ReasonCount `protobuf:"bytes,16,rep,name=rejected_by_reason,json=rejectedByReason,proto3" json:"rejected_by_reason,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -777,6 +779,66 @@ func (x *Counters) GetDeadReleased() uint64 {
 	return 0
 }
 
+func (x *Counters) GetRejectedByReason() []*ReasonCount {
+	if x != nil {
+		return x.RejectedByReason
+	}
+	return nil
+}
+
+// ReasonCount counts refusals with one reason.
+type ReasonCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReasonCount) Reset() {
+	*x = ReasonCount{}
+	mi := &file_ration_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReasonCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReasonCount) ProtoMessage() {}
+
+func (x *ReasonCount) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
+func (*ReasonCount) Descriptor() ([]byte, []int) {
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReasonCount) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReasonCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_ration_v1_types_proto protoreflect.FileDescriptor
 
 const file_ration_v1_types_proto_rawDesc = "" +
@@ -808,7 +870,7 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\">\n" +
 	"\fVerdictCount\x12\x18\n" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\xcb\x04\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x91\x05\n" +
 	"\bCounters\x12%\n" +
 	"\x0eleases_granted\x18\x01 \x01(\x04R\rleasesGranted\x12%\n" +
 	"\x0eleases_expired\x18\x02 \x01(\x04R\rleasesExpired\x12'\n" +
@@ -828,7 +890,11 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"itemsAdded\x12+\n" +
 	"\x11items_quarantined\x18\r \x01(\x04R\x10itemsQuarantined\x12!\n" +
 	"\flate_submits\x18\x0e \x01(\x04R\vlateSubmits\x12#\n" +
-	"\rdead_released\x18\x0f \x01(\x04R\fdeadReleased*b\n" +
+	"\rdead_released\x18\x0f \x01(\x04R\fdeadReleased\x12D\n" +
+	"\x12rejected_by_reason\x18\x10 \x03(\v2\x16.ration.v1.ReasonCountR\x10rejectedByReason\";\n" +
+	"\vReasonCount\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count*b\n" +
 	"\fServiceState\x12\x1d\n" +
 	"\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SERVICE_STATE_ACTIVE\x10\x01\x12\x19\n" +
@@ -863,7 +929,7 @@ func file_ration_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_ration_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ration_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_ration_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_ration_v1_types_proto_goTypes = []any{
 	(ServiceState)(0),             // 0: ration.v1.ServiceState
 	(ItemState)(0),                // 1: ration.v1.ItemState
@@ -875,21 +941,23 @@ var file_ration_v1_types_proto_goTypes = []any{
 	(*BucketRef)(nil),             // 7: ration.v1.BucketRef
 	(*VerdictCount)(nil),          // 8: ration.v1.VerdictCount
 	(*Counters)(nil),              // 9: ration.v1.Counters
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*ReasonCount)(nil),           // 10: ration.v1.ReasonCount
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_ration_v1_types_proto_depIdxs = []int32{
-	10, // 0: ration.v1.ServiceConfig.lease_ttl:type_name -> google.protobuf.Duration
-	10, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
-	10, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
-	10, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
-	11, // 4: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
+	11, // 0: ration.v1.ServiceConfig.lease_ttl:type_name -> google.protobuf.Duration
+	11, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
+	11, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
+	11, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
+	12, // 4: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
 	8,  // 5: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
-	6,  // [6:6] is the sub-list for method output_type
-	6,  // [6:6] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	10, // 6: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_types_proto_init() }
@@ -903,7 +971,7 @@ func file_ration_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_types_proto_rawDesc), len(file_ration_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
