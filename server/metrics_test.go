@@ -63,20 +63,21 @@ func TestServer_MetricsMoveUnderLoad(t *testing.T) {
 	}
 
 	want := map[string]float64{
-		`ration_services{state="active"}`:                              1,
-		`ration_items{service="dm",state="pending"}`:                   2,
-		`ration_items{service="dm",state="done"}`:                      2,
-		`ration_items{service="dm",state="leased"}`:                    0,
-		`ration_buckets{service="dm",state="done"}`:                    1,
-		`ration_buckets{service="dm",state="unassigned"}`:              1,
-		`ration_leases_granted_total{service="dm"}`:                    1,
-		`ration_buckets_done_total{service="dm"}`:                      1,
-		`ration_items_added_total{service="dm"}`:                       4,
-		`ration_results_accepted_total{service="dm",verdict="DM"}`:     1,
-		`ration_results_accepted_total{service="dm",verdict="NON_DM"}`: 1,
-		`ration_commands_rejected_total{service="dm"}`:                 1,
-		`ration_workers{service="dm",state="active"}`:                  1,
-		`ration_workers{service="dm",state="inactive"}`:                0,
+		`ration_services{state="active"}`:                                            1,
+		`ration_items{service="dm",state="pending"}`:                                 2,
+		`ration_items{service="dm",state="done"}`:                                    2,
+		`ration_items{service="dm",state="leased"}`:                                  0,
+		`ration_buckets{service="dm",state="done"}`:                                  1,
+		`ration_buckets{service="dm",state="unassigned"}`:                            1,
+		`ration_leases_granted_total{service="dm"}`:                                  1,
+		`ration_buckets_done_total{service="dm"}`:                                    1,
+		`ration_items_added_total{service="dm"}`:                                     4,
+		`ration_results_accepted_total{service="dm",verdict="DM"}`:                   1,
+		`ration_results_accepted_total{service="dm",verdict="NON_DM"}`:               1,
+		`ration_commands_rejected_total{service="dm"}`:                               1,
+		`ration_commands_rejected_by_reason_total{reason="LEASE_LOST",service="dm"}`: 1,
+		`ration_workers{service="dm",state="active"}`:                                1,
+		`ration_workers{service="dm",state="inactive"}`:                              0,
 	}
 	var after string
 	clustertest.WaitFor(t, 10*time.Second, func() error {
