@@ -21,6 +21,7 @@ import (
 
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster/clustertest"
 	"github.com/rationhq/ration/fsm"
 )
 
@@ -213,7 +214,7 @@ func heal(t *testing.T, c *testCluster, admin *client.Client) {
 		}
 		cancel()
 	}
-	c.waitFor(60*time.Second, func() error {
+	clustertest.WaitFor(c.t, 60*time.Second, func() error {
 		for _, p := range c.procs {
 			st, err := p.status(context.Background())
 			if err != nil {
@@ -234,7 +235,7 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 	var snaps [][]byte
 	var idx []uint64
 	var problems []string
-	c.waitFor(60*time.Second, func() error {
+	clustertest.WaitFor(c.t, 60*time.Second, func() error {
 		snaps, idx = nil, nil
 		for _, p := range c.procs {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -19,6 +19,7 @@ import (
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
+	"github.com/rationhq/ration/cluster/clustertest"
 )
 
 // rationdBin is built once by TestMain.
@@ -253,7 +254,7 @@ func startCluster(t *testing.T, n int, dir string) *testCluster {
 		}
 	})
 	c.procs[0].start("--bootstrap")
-	c.waitFor(30*time.Second, func() error {
+	clustertest.WaitFor(c.t, 30*time.Second, func() error {
 		st, err := c.procs[0].status(context.Background())
 		if err != nil || st.State != "Leader" {
 			return fmt.Errorf("n1 not leading yet: %v", err)
@@ -263,7 +264,7 @@ func startCluster(t *testing.T, n int, dir string) *testCluster {
 	for _, p := range c.procs[1:] {
 		p.start("--join", c.procs[0].api)
 	}
-	c.waitFor(60*time.Second, func() error {
+	clustertest.WaitFor(c.t, 60*time.Second, func() error {
 		for _, p := range c.procs {
 			st, err := p.status(context.Background())
 			if err != nil {
@@ -307,7 +308,7 @@ func (c *testCluster) leader() int {
 
 func (c *testCluster) waitLeader(timeout time.Duration) int {
 	var l int
-	c.waitFor(timeout, func() error {
+	clustertest.WaitFor(c.t, timeout, func() error {
 		if l = c.leader(); l < 0 {
 			return fmt.Errorf("no agreed leader")
 		}
@@ -323,17 +324,4 @@ func (c *testCluster) cutNode(i int, cut bool) {
 			p.setCut(cut)
 		}
 	}
-}
-
-func (c *testCluster) waitFor(timeout time.Duration, cond func() error) {
-	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatalf("condition not met after %s: %v", timeout, err)
 }

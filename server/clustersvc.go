@@ -11,7 +11,6 @@ import (
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
-	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
 )
 
@@ -33,25 +32,6 @@ func (h *clusterHandler) Status(ctx context.Context, req *connect.Request[ration
 			Suffrage: m.Suffrage, Leader: m.Leader})
 	}
 	return reply(h.s, out), nil
-}
-
-// onLeader runs fn here if this node leads, or forwards the request.
-func onLeader[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Req], fn func() (*Res, error),
-	forward func(*peer, context.Context, *connect.Request[Req]) (*connect.Response[Res], error)) (*connect.Response[Res], error) {
-	if s.store.IsLeader() {
-		res, err := fn()
-		if !errors.Is(err, cluster.ErrNotLeader) {
-			if err != nil {
-				return nil, toConnect(s.log, s.store.ID(), err)
-			}
-			return reply(s, res), nil
-		}
-	}
-	p, err := s.leader(req.Header())
-	if err != nil {
-		return nil, err
-	}
-	return forward(p, ctx, forwardRequest(s, req))
 }
 
 func (h *clusterHandler) Join(ctx context.Context, req *connect.Request[rationv1.JoinRequest]) (*connect.Response[rationv1.JoinResponse], error) {

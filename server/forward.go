@@ -89,21 +89,31 @@ func write[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Re
 	if err := fsm.CheckRequestID(requestID(msg)); err != nil {
 		return nil, toConnect(s.log, s.store.ID(), err)
 	}
-	if s.store.IsLeader() {
+	return onLeader(s, ctx, req, func() (*Res, error) {
 		cmd := op(req.Msg)
-		h := &rationv1.CommandHeader{RequestId: requestID(msg), Actor: "admin"}
+		cmd.Header = &rationv1.CommandHeader{RequestId: requestID(msg), Actor: "admin"}
 		if cred := credential(ctx); cred != nil {
-			h.Credential, h.Actor = cred, workerOf(msg)
+			cmd.Header.Credential, cmd.Header.Actor = cred, workerOf(msg)
 		}
-		cmd.Header = h
 		res, err := s.store.Apply(ctx, cmd)
+		if err != nil {
+			return nil, err
+		}
+		return pick(res), nil
+	}, forward)
+}
+
+// onLeader runs fn here if this node leads (and still does when fn
+// returns), or else forwards the original request to the leader.
+func onLeader[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Req], fn func() (*Res, error),
+	forward func(*peer, context.Context, *connect.Request[Req]) (*connect.Response[Res], error)) (*connect.Response[Res], error) {
+	if s.store.IsLeader() {
+		res, err := fn()
 		if !errors.Is(err, cluster.ErrNotLeader) {
 			if err != nil {
 				return nil, toConnect(s.log, s.store.ID(), err)
 			}
-			out := connect.NewResponse(pick(res))
-			out.Header().Set(ServedByHeader, s.store.ID())
-			return out, nil
+			return reply(s, res), nil
 		}
 	}
 	p, err := s.leader(req.Header())

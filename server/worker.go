@@ -3,14 +3,12 @@ package server
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 
 	"connectrpc.com/connect"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
-	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
 )
 
@@ -80,23 +78,15 @@ func (h *workerHandler) Heartbeat(ctx context.Context, req *connect.Request[rati
 	if err := fsm.CheckRequest(req.Msg); err != nil {
 		return nil, toConnect(s.log, s.store.ID(), err)
 	}
-	if s.store.IsLeader() {
+	return onLeader(s, ctx, req, func() (*rationv1.HeartbeatResponse, error) {
 		res, err := s.store.Heartbeat(ctx, &rationv1.HeartbeatEntry{Request: req.Msg, Credential: credential(ctx)})
-		if !errors.Is(err, cluster.ErrNotLeader) {
-			if err == nil {
-				err = fsm.ResultError(res)
-			}
-			if err != nil {
-				return nil, toConnect(s.log, s.store.ID(), err)
-			}
-			return reply(s, res.GetHeartbeatEntry()), nil
+		if err == nil {
+			err = fsm.ResultError(res)
 		}
-	}
-	p, err := s.leader(req.Header())
-	if err != nil {
-		return nil, err
-	}
-	return p.worker.Heartbeat(ctx, forwardRequest(s, req))
+		return res.GetHeartbeatEntry(), err
+	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.HeartbeatRequest]) (*connect.Response[rationv1.HeartbeatResponse], error) {
+		return p.worker.Heartbeat(ctx, r)
+	})
 }
 
 func (h *workerHandler) CheckService(ctx context.Context, req *connect.Request[rationv1.CheckServiceRequest]) (*connect.Response[rationv1.CheckServiceResponse], error) {
