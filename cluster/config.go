@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,7 +27,14 @@ type Config struct {
 	// to reach a member (behind a proxy or NAT; the chaos tests use it to
 	// cut single links). Members not listed are dialed at their address.
 	PeerDialAddrs map[string]string
-	Logger        hclog.Logger
+	// PeerTLS, when set, puts Raft traffic under mutual TLS: Certificates
+	// holds this node's certificate, presented both as server and as client
+	// (so it needs both extended key usages and SANs for the advertised Raft
+	// address); RootCAs is the peer CA, which verifies other nodes'
+	// certificates in both directions (ClientCAs, if set, overrides it for
+	// incoming connections). Nil means plain TCP.
+	PeerTLS *tls.Config
+	Logger  hclog.Logger
 
 	// Raft timing; tests shorten them.
 	HeartbeatTimeout   time.Duration
@@ -106,6 +114,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cluster config: FailoverGrace %s is shorter than ElectionTimeout %s", c.FailoverGrace, c.ElectionTimeout)
 	case c.MaxCommandBytes <= 0:
 		return errors.New("cluster config: MaxCommandBytes must be positive")
+	}
+	if t := c.PeerTLS; t != nil {
+		switch {
+		case len(t.Certificates) == 0 && (t.GetCertificate == nil || t.GetClientCertificate == nil):
+			return errors.New("cluster config: PeerTLS has no certificate")
+		case t.RootCAs == nil:
+			return errors.New("cluster config: PeerTLS has no RootCAs (the peer CA)")
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return fmt.Errorf("cluster config: RaftAddr %q: %v", c.RaftAddr, err)

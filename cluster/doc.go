@@ -1,4 +1,4 @@
-// Package cluster will run the state machine under hashicorp/raft: storage,
-// bootstrap and membership, leader forwarding, read consistency and the
-// leader's ticker. It is not built yet (see the project's issues).
+// Package cluster runs the state machine under hashicorp/raft: storage and
+// the data dir, bootstrap and membership, group commit of proposals, read
+// indexes, the leader's ticker, and mutual TLS between nodes.
 package cluster

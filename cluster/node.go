@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
@@ -48,12 +48,14 @@ var (
 // Node runs the state machine under Raft: one member of a ration cluster.
 // Its methods are safe for concurrent use.
 type Node struct {
-	cfg   Config
-	log   hclog.Logger
-	fsm   *fsm.FSM
-	raft  *raft.Raft
-	trans *raft.NetworkTransport
-	store *raftboltdb.BoltStore
+	cfg    Config
+	log    hclog.Logger
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	stream *streamLayer
+	store  *raftboltdb.BoltStore
+	id     *identity
 
 	notify      chan bool
 	leaderReady atomic.Bool
@@ -81,37 +83,67 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log.Named("cluster"), fsm: fsm.New(log.Named("fsm")), notify: make(chan bool, 16), stop: make(chan struct{})}
 
-	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
+	// The data dir is checked before anything opens it for writing: it must
+	// be this node's, and whole (datadir.go).
+	id, err := loadIdentity(cfg.DataDir, cfg.NodeID, n.log)
 	if err != nil {
+		return nil, err
+	}
+	n.id = id
+	dbPath := filepath.Join(cfg.DataDir, RaftDBFile)
+	if err := checkRaftDB(dbPath); err != nil {
+		return nil, err
+	}
+	newestSnap, err := checkSnapshots(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := safely(dbPath, func() error {
+		store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bolt.Options{Timeout: DataDirLockTimeout}})
+		n.store = store
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", dbPath, err)
 	}
-	n.store = store
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, log.Named("snapshot"))
 	if err != nil {
-		store.Close()
+		n.closeStores()
 		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("raft address %q: %w", cfg.RaftAddr, err)
+	var existing bool
+	if err := safely(dbPath, func() (err error) {
+		existing, err = raft.HasExistingState(n.store, n.store, snaps)
+		return err
+	}); err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("read raft state in %s: %w", cfg.DataDir, err)
 	}
-	var advertise net.Addr = addr
-	if addr.Port == 0 {
-		advertise = nil // advertise the port the listener got
+	switch {
+	case cfg.Bootstrap && !existing:
+		err = id.newCluster() // a new cluster is born here
+	case !id.recorded():
+		if existing {
+			n.log.Warn("data dir has no identity file: recording this node's id", "file", id.path, "node-id", cfg.NodeID)
+		}
+		err = id.save()
 	}
-	trans, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
-		ServerAddressProvider: dialOverrides(cfg.PeerDialAddrs),
-		Logger:                log.Named("transport"),
-		MaxPool:               3,
-		Timeout:               10 * time.Second,
-	})
 	if err != nil {
-		store.Close()
+		n.closeStores()
+		return nil, err
+	}
+
+	stream, err := newStreamLayer(cfg.RaftAddr, cfg.PeerTLS, id)
+	if err != nil {
+		n.closeStores()
 		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
 	}
-	n.trans = trans
+	n.stream = stream
+	tc := &raft.NetworkTransportConfig{Stream: stream, Logger: log.Named("transport"), MaxPool: 3, Timeout: raftTimeout}
+	if len(cfg.PeerDialAddrs) > 0 {
+		// Raft warns on every dial the provider has no answer for.
+		tc.ServerAddressProvider = dialOverrides(cfg.PeerDialAddrs)
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(tc)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -125,24 +157,28 @@ func New(cfg Config) (*Node, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.NotifyCh = n.notify
 
-	existing, err := raft.HasExistingState(store, store, snaps)
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("read raft state in %s: %w", cfg.DataDir, err)
+	guard := &startGuard{FSM: n.fsm}
+	guard.starting.Store(true)
+	r, err := raft.NewRaft(rc, guard, n.store, n.store, snaps, n.trans)
+	guard.starting.Store(false)
+	if err == nil {
+		n.raft = r
 	}
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	if gerr := guard.failed(); gerr != nil {
+		n.Close()
+		return nil, corrupt(filepath.Join(newestSnap, "state.bin"), "does not restore (%v)", gerr)
+	}
 	if err != nil {
-		n.closeStores()
+		n.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	n.raft = r
 	if cfg.Bootstrap && !existing {
-		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr()}}}
 		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			n.Close()
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
-		n.log.Info("bootstrapped a new cluster", "node-id", cfg.NodeID)
+		n.log.Info("bootstrapped a new cluster", "node-id", cfg.NodeID, "cluster-id", id.clusterID())
 	}
 	n.hb = newCoalescer(n, cfg.HeartbeatCoalesce)
 	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
@@ -164,6 +200,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.trans != nil {
 			n.trans.Close()
+		}
+		if n.stream != nil && !n.stream.drain(raftTimeout) {
+			n.log.Warn("raft connections still busy at shutdown")
 		}
 		n.closeStores()
 	})
@@ -193,6 +232,11 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 
 // RaftAddr is the address Raft listens on.
 func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// ClusterID is the id of the cluster this node's data belongs to, recorded
+// in the data dir's IdentityFile; "" until a node that has not bootstrapped
+// first hears from a member.
+func (n *Node) ClusterID() string { return n.id.clusterID() }
 
 // State returns this node's latest applied state, at once (a stale read).
 func (n *Node) State() *fsm.State { return n.fsm.State() }
@@ -461,14 +505,24 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, apiAddr string) error {
 		return raftError(err)
 	}
 	present := false
+	var stale []raft.Server
 	for _, s := range cf.Configuration().Servers {
 		switch {
 		case s.ID == raft.ServerID(id) && s.Address == raft.ServerAddress(raftAddr):
 			present = true
 		case s.ID == raft.ServerID(id) || s.Address == raft.ServerAddress(raftAddr):
-			if err := n.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
-				return fmt.Errorf("remove stale member %s at %s: %w", s.ID, s.Address, raftError(err))
-			}
+			stale = append(stale, s)
+		}
+	}
+	if !present {
+		// Nothing changes unless the new member answers over Raft.
+		if err := n.probe(ctx, id, raftAddr); err != nil {
+			return err
+		}
+	}
+	for _, s := range stale {
+		if err := n.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+			return fmt.Errorf("remove stale member %s at %s: %w", s.ID, s.Address, raftError(err))
 		}
 	}
 	if !present {

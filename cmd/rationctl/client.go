@@ -18,12 +18,9 @@ import (
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
-// newHTTPClient returns the client every call goes through.
-//
-// TLS goes here: when the API grows TLS flags (CA file, client certificate),
-// set Transport.TLSClientConfig and make baseURL choose "https". Until then
-// an address given with an explicit scheme (https://host:port) already works
-// with the system roots.
+// newHTTPClient returns the client every call goes through. The TLS flags
+// set its Transport.TLSClientConfig (tls.go); an address given as
+// https://host:port works with the system roots and no flag.
 func newHTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	return &http.Client{Transport: t}
