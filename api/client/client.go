@@ -1,8 +1,9 @@
 // Package client is a Go client for ration. It talks to several nodes,
 // moving to the next when one is down or has no leader, retries writes with
 // the same request id (so a retried write takes effect once), backs off
-// with jitter, and offers a worker loop (Worker) that registers, acquires,
-// heartbeats while processing, submits, and releases on error.
+// with jitter, waits as told when rate limited, and offers a worker loop
+// (Worker) that registers, acquires, heartbeats while processing, submits,
+// and releases on error.
 package client
 
 import (
@@ -125,6 +126,20 @@ func call[Req, Res any](ctx context.Context, c *Client, req *Req, write bool,
 			return res.Msg, nil
 		}
 		last = err
+		if wait, ok := RetryAfter(err); ok && ctx.Err() == nil {
+			// Rate limited: wait as told, then ask the same node again
+			// (moving on would only dodge its limit), within RetryFor.
+			if time.Now().Add(wait).After(give) {
+				return nil, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(wait + mrand.N(wait/8+time.Millisecond)):
+			}
+			start += len(c.nodes) - 1 // the next attempt is node i again
+			continue
+		}
 		if ctx.Err() != nil || !Retryable(err) {
 			return nil, err
 		}

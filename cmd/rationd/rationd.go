@@ -44,6 +44,11 @@ type Main struct {
 	TickInterval    time.Duration
 	FailoverGrace   time.Duration
 	RaftDial        map[string]string
+	// Limits are the per-client limits (see limits.go for their flags).
+	Limits server.Limits
+	// TLS: certificate files (see tls.go); empty serves cleartext.
+	TLSCert, TLSKey, TLSClientCA       string
+	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	// Stderr receives the log.
 	Stderr io.Writer
 
@@ -51,6 +56,7 @@ type Main struct {
 	node *cluster.Node
 	http *http.Server
 	ln   net.Listener
+	tls  *tlsSetup
 	done chan error
 }
 
@@ -59,6 +65,7 @@ func NewMain() *Main {
 	return &Main{
 		NodeID: "n1", DataDir: "ration-data", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071",
 		LogFormat: "text", LogLevel: "info", JoinTimeout: time.Minute, Stderr: os.Stderr,
+		Limits: server.DefaultLimits(),
 	}
 }
 
@@ -83,6 +90,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.DurationVar(&m.TickInterval, "tick-interval", 0, "how often the leader checks for expired leases and idle workers (default 1s)")
 	fs.DurationVar(&m.FailoverGrace, "failover-grace", 0, "how long a new leader waits before expiring leases (default 15s; at least the election timeout)")
 	dial := fs.String("raft-dial", "", "comma-separated ID=HOST:PORT: dial these members' Raft at these addresses instead of their own (proxies, tests)")
+	m.addTLSFlags(fs)
+	m.addLimitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -110,6 +119,12 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	if m.Bootstrap && len(m.Join) > 0 {
 		return errors.New("--bootstrap and --join exclude each other: bootstrap the first node, join the others")
+	}
+	if err := m.checkTLSFlags(); err != nil {
+		return err
+	}
+	if err := m.checkLimitFlags(); err != nil {
+		return err
 	}
 	if m.LogFormat != "text" && m.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", m.LogFormat)
@@ -144,6 +159,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.AdminToken == "" && !loopback(m.HTTPAddr) {
 		m.log.Warn("INSECURE: serving a non-loopback address without an admin token; anyone who reaches it can administer the cluster", "http-addr", m.HTTPAddr)
 	}
+	tl, err := m.loadTLS()
+	if err != nil {
+		return err
+	}
+	m.tls = tl
 	ln, err := net.Listen("tcp", m.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.HTTPAddr, err)
@@ -158,6 +178,7 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.Bootstrap = len(m.Join) == 0
 	cfg.Logger = m.log
 	cfg.PeerDialAddrs = m.RaftDial
+	cfg.PeerTLS = tl.peer
 	if m.ElectionTimeout > 0 {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = m.ElectionTimeout, m.ElectionTimeout, m.ElectionTimeout/2
 	}
@@ -179,12 +200,19 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.node = node
-	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof})
-	m.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof,
+		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits})
+	m.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tl.api,
+		ErrorLog: m.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn})}
 	m.done = make(chan error, 1)
-	go func() { m.done <- m.http.Serve(ln) }()
+	if tl.api != nil {
+		go func() { m.done <- m.http.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { m.done <- m.http.Serve(ln) }()
+	}
 	m.log.Info("serving", "node-id", m.NodeID, "api-address", ln.Addr().String(), "raft-address", node.RaftAddr(),
-		"data-dir", m.DataDir, "existing-state", existing, "admin-token", m.AdminToken != "")
+		"data-dir", m.DataDir, "existing-state", existing, "admin-token", m.AdminToken != "",
+		"cluster-id", node.ClusterID(), "tls", tl.api != nil, "peer-tls", tl.peer != nil)
 	if len(m.Join) > 0 {
 		if err := m.join(ctx, advertise); err != nil {
 			m.Close()
@@ -210,7 +238,7 @@ func (m *Main) join(ctx context.Context, advertise string) error {
 	for {
 		var last error
 		for _, addr := range m.Join {
-			c := rationv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+addr)
+			c := rationv1connect.NewClusterServiceClient(m.tls.peerClient, m.tls.peerScheme+"://"+addr)
 			r := connect.NewRequest(req)
 			if m.AdminToken != "" {
 				r.Header().Set("Authorization", "Bearer "+m.AdminToken)
@@ -253,6 +281,9 @@ func (m *Main) Close() error {
 	if m.node != nil {
 		errs = append(errs, m.node.Close())
 		m.node = nil
+	}
+	if m.tls != nil {
+		m.tls.peerClient.CloseIdleConnections()
 	}
 	return errors.Join(errs...)
 }
