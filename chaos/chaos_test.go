@@ -308,7 +308,7 @@ func checkFinal(st *fsm.State, ops []op) []string {
 				continue
 			}
 			var items []string
-			for _, r := range got[0].Results {
+			for _, r := range got[0].All() {
 				items = append(items, r.Item)
 			}
 			if uint32(len(items)) != o.N || !slices.Equal(items, o.Items) || got[0].Worker != o.Worker {

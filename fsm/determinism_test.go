@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -176,42 +178,78 @@ func TestFSM_RestoreRefusesCorruptSnapshots(t *testing.T) {
 	}
 }
 
-var goldenV1 = filepath.Join("..", "testdata", "snapshots", "v1.snap")
+// golden returns the golden snapshot file of a format version.
+func golden(version int) string {
+	return filepath.Join("..", "testdata", "snapshots", fmt.Sprintf("v%d.snap", version))
+}
 
-// TestFSM_GoldenSnapshot keeps every released snapshot format readable: the
-// file was written by the script above with format version 1. Set
-// RATION_UPDATE_GOLDEN=1 to rewrite it, only when the format version changes.
+// TestFSM_GoldenSnapshot keeps every released snapshot format readable: each
+// file was written by the script above with its format version. Set
+// RATION_UPDATE_GOLDEN=1 to write the current version's file, only when the
+// format version changes; older files are never rewritten.
 func TestFSM_GoldenSnapshot(t *testing.T) {
 	if os.Getenv("RATION_UPDATE_GOLDEN") == "1" {
 		h := newHarness(t)
 		script(h)
 		now := h.snapshot()
-		if err := os.MkdirAll(filepath.Dir(goldenV1), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(golden(SnapshotVersion)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(goldenV1, now, 0o644); err != nil {
+		if err := os.WriteFile(golden(SnapshotVersion), now, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	golden, err := os.ReadFile(goldenV1)
-	if err != nil {
-		t.Fatal(err)
+	for v := oldestSnapshotVersion; v <= SnapshotVersion; v++ {
+		file, err := os.ReadFile(golden(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := New(nil)
+		if err := f.Restore(io.NopCloser(bytes.NewReader(file))); err != nil {
+			t.Fatalf("the v%d golden snapshot no longer restores: %v", v, err)
+		}
+		if err := f.State().CheckInvariants(); err != nil {
+			t.Fatal(err)
+		}
+		var again bytes.Buffer
+		if err := f.State().WriteSnapshot(&again); err != nil {
+			t.Fatal(err)
+		}
+		if v == SnapshotVersion && !bytes.Equal(file, again.Bytes()) {
+			t.Fatal("restoring the current golden snapshot and writing it again changed the bytes")
+		}
+		if s, ok := f.State().Service("fol"); !ok || s.Config.BucketSize != 7 {
+			t.Fatalf("v%d golden state lost its services: %+v", v, s)
+		}
+		// An old format, rewritten, is the current one and restores.
+		if err := New(nil).Restore(io.NopCloser(bytes.NewReader(again.Bytes()))); err != nil {
+			t.Fatalf("v%d golden rewritten in v%d: %v", v, SnapshotVersion, err)
+		}
 	}
-	f := New(nil)
-	if err := f.Restore(io.NopCloser(bytes.NewReader(golden))); err != nil {
-		t.Fatalf("the v1 golden snapshot no longer restores: %v", err)
+}
+
+// A snapshot cut at any record boundary is refused: the end record is
+// missing, so the cut cannot pass for a smaller state.
+func TestFSM_RestoreRefusesCutAtRecordBoundary(t *testing.T) {
+	h := newHarness(t)
+	script(h)
+	snap := h.snapshot()
+	cuts := 0
+	for off := 12; off < len(snap); {
+		size, n := binary.Uvarint(snap[off:])
+		if n <= 0 {
+			t.Fatalf("bad record length at %d", off)
+		}
+		off += n + int(size)
+		if off == len(snap) {
+			break
+		}
+		if err := New(nil).Restore(io.NopCloser(bytes.NewReader(snap[:off]))); err == nil {
+			t.Fatalf("restore accepted the snapshot cut after %d of %d bytes", off, len(snap))
+		}
+		cuts++
 	}
-	if err := f.State().CheckInvariants(); err != nil {
-		t.Fatal(err)
-	}
-	var again bytes.Buffer
-	if err := f.State().WriteSnapshot(&again); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(golden, again.Bytes()) {
-		t.Fatal("restoring the golden snapshot and writing it again changed the bytes")
-	}
-	if s, ok := f.State().Service("fol"); !ok || s.Config.BucketSize != 7 {
-		t.Fatalf("golden state lost its services: %+v", s)
+	if cuts < 10 {
+		t.Fatalf("only %d record boundaries tried", cuts)
 	}
 }

@@ -28,6 +28,9 @@ var (
 	ErrNoCredential = newError("NO_CREDENTIAL", "worker secret required")
 	// ErrBadCredential: the secret is not the one bound to the worker id.
 	ErrBadCredential = newError("BAD_CREDENTIAL", "worker secret does not match")
+	// ErrBadOwnerToken: an owner operation came with an owner token that is
+	// not the current one of the service it names (wrong service, or rotated).
+	ErrBadOwnerToken = newError("BAD_OWNER_TOKEN", "owner token does not match the service's")
 	// ErrWorkerNotFound: the worker id never registered.
 	ErrWorkerNotFound = newError("WORKER_NOT_FOUND", "worker not found")
 	// ErrNotRegistered: the worker is not registered for the service.
@@ -63,9 +66,14 @@ type Error struct {
 	// Reason is stable and machine-readable, e.g. "LEASE_LOST".
 	Reason string
 	msg    string
+	err    error // the detailed error it stands for, if any
 }
 
 func (e *Error) Error() string { return e.msg }
+
+// Unwrap returns the detailed error an Error from Precheck stands for, so
+// that errors.Is matches its sentinel.
+func (e *Error) Unwrap() error { return e.err }
 
 var byReason = map[string]*Error{}
 

@@ -81,7 +81,7 @@ func (s *State) ExplainBucket(service string, id uint64) (*Explanation, bool) {
 			s.when(b.Deadline), b.Holder, s.when(b.ReleaseAt))
 	case done:
 		if rb, ok := s.t.results.Get(&ResultBatch{Seq: b.ResultSeq}); ok {
-			e.say("bucket %d is done: %s submitted %d results at epoch %d at %s", id, rb.Worker, len(rb.Results), rb.Epoch, s.when(rb.At))
+			e.say("bucket %d is done: %s submitted %d results at epoch %d at %s", id, rb.Worker, rb.Len(), rb.Epoch, s.when(rb.At))
 		}
 	}
 	e.Activity = s.recent(svc.Name, 10, func(a *Activity) bool { return a.Bucket == id })

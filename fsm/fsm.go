@@ -107,7 +107,23 @@ func (f *FSM) applyLog(l *raft.Log) any {
 	if err := proto.Unmarshal(l.Data, cmd); err != nil {
 		panic(fmt.Sprintf("fsm: cannot decode log entry %d: %v", l.Index, err))
 	}
-	return f.applyCommand(l.Index, cmd)
+	sums, err := bodySums(l.Data)
+	if err != nil || len(sums) != leaves(cmd) {
+		sums = nil // cannot happen for a decodable entry; bodyHash then computes them
+	}
+	return f.applyCommand(l.Index, cmd, &sums)
+}
+
+// leaves counts the commands applyCommand applies one by one.
+func leaves(cmd *rationv1.Command) int {
+	if b, ok := cmd.Op.(*rationv1.Command_Batch); ok {
+		n := 0
+		for _, c := range b.Batch.GetCommands() {
+			n += leaves(c)
+		}
+		return n
+	}
+	return 1
 }
 
 // ApplyCommand applies one decoded command at index. It is Apply without
@@ -116,12 +132,14 @@ func (f *FSM) ApplyCommand(index uint64, cmd *rationv1.Command) *rationv1.Comman
 	if index > f.t.meta.index {
 		f.t.meta.index = index
 	}
-	r := f.applyCommand(index, cmd)
+	r := f.applyCommand(index, cmd, nil)
 	f.publish()
 	return r
 }
 
-func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command) *rationv1.CommandResult {
+// applyCommand applies cmd. sums, when not nil, holds the body hashes of
+// the commands still to apply in this entry (see bodySums).
+func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) *rationv1.CommandResult {
 	hdr := cmd.GetHeader()
 	if hdr == nil {
 		panic(fmt.Sprintf("fsm: log entry %d has no header", index))
@@ -132,28 +150,45 @@ func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command) *rationv1.Comman
 	if b, ok := cmd.Op.(*rationv1.Command_Batch); ok {
 		res := make([]*rationv1.CommandResult, len(b.Batch.GetCommands()))
 		for i, c := range b.Batch.GetCommands() {
-			res[i] = f.applyCommand(index, c)
+			res[i] = f.applyCommand(index, c, sums)
 		}
 		return &rationv1.CommandResult{Value: &rationv1.CommandResult_Batch{Batch: &rationv1.BatchResult{Results: res}}}
 	}
+	var sum []byte
+	if sums != nil && len(*sums) > 0 {
+		sum, *sums = (*sums)[0], (*sums)[1:]
+	}
 	x := &txn{t: f.t, index: index, now: f.t.meta.now, hdr: hdr}
+	if err := x.checkOwner(cmd); err != nil {
+		// Before the request-id lookup: a rotated-away token gets no answer,
+		// not even a replayed one. The refusal is not remembered.
+		res := x.fail(cmd, err)
+		x.flush()
+		return res
+	}
 	key := x.requestKey(cmd)
 	if key == "" {
 		return x.run(cmd)
 	}
-	sum := bodyHash(cmd)
+	if sum == nil {
+		sum = bodyHash(cmd)
+	}
 	if prev, ok := f.t.requests.Get(&request{Key: key}); ok {
 		if string(prev.BodyHash) == string(sum) {
 			return prev.Result
 		}
-		res := x.fail(cmd, fmt.Errorf("request id %q was first used at index %d for another request: %w",
-			hdr.GetRequestId(), prev.Index, ErrRequestIDReused))
+		res := x.fail(cmd, reusedID(hdr, prev))
 		x.flush()
 		return res
 	}
 	res := x.run(cmd)
 	f.t.putRequest(&request{Key: key, BodyHash: sum, At: x.now, Index: index, Result: res})
 	return res
+}
+
+// reusedID is the refusal of a request id that first came with another body.
+func reusedID(hdr *rationv1.CommandHeader, prev *request) error {
+	return fmt.Errorf("request id %q was first used at index %d for another request: %w", hdr.GetRequestId(), prev.Index, ErrRequestIDReused)
 }
 
 // bodyHash fingerprints a command's operation, without its header, so a
@@ -181,6 +216,15 @@ type txn struct {
 	svcs map[uint32]*Service
 	regs map[regKey]*regMut
 	bkts map[uint64]*bucketMut
+
+	key  Item   // lookup keys, so that lookups do not allocate
+	bkey Bucket //
+}
+
+// item looks an item up in the tables being written.
+func (x *txn) item(svc uint32, id string) (*Item, bool) {
+	x.key.Service, x.key.ID = svc, id
+	return x.t.items.Get(&x.key)
 }
 
 type bucketMut struct {
@@ -246,7 +290,7 @@ func (x *txn) run(cmd *rationv1.Command) *rationv1.CommandResult {
 	case *rationv1.Command_CreateService:
 		var r *rationv1.CreateServiceResponse
 		r, err = x.createService(op.CreateService)
-		res = &rationv1.CommandResult{Value: &rationv1.CommandResult_CreateService{CreateService: r}}
+		res = &rationv1.CommandResult{Value: &rationv1.CommandResult_CreateService{CreateService: r}, OwnerTokenHash: x.hdr.GetNewOwnerTokenHash()}
 	case *rationv1.Command_UpdateService:
 		var r *rationv1.UpdateServiceResponse
 		r, err = x.updateService(op.UpdateService)
@@ -259,6 +303,10 @@ func (x *txn) run(cmd *rationv1.Command) *rationv1.CommandResult {
 		var r *rationv1.ReinstateServiceResponse
 		r, err = x.reinstateService(op.ReinstateService)
 		res = &rationv1.CommandResult{Value: &rationv1.CommandResult_ReinstateService{ReinstateService: r}}
+	case *rationv1.Command_RotateOwnerToken:
+		var r *rationv1.RotateOwnerTokenResponse
+		r, err = x.rotateOwnerToken(op.RotateOwnerToken)
+		res = &rationv1.CommandResult{Value: &rationv1.CommandResult_RotateOwnerToken{RotateOwnerToken: r}, OwnerTokenHash: x.hdr.GetNewOwnerTokenHash()}
 	case *rationv1.Command_Register:
 		var r *rationv1.RegisterResponse
 		r, err = x.register(op.Register)
@@ -328,10 +376,7 @@ func (x *txn) fail(cmd *rationv1.Command, err error) *rationv1.CommandResult {
 		panic(fmt.Sprintf("fsm: log entry %d: operation returned a non-domain error: %v", x.index, err))
 	}
 	a := &Activity{Action: actionOf(cmd), Reason: reason, Message: err.Error()}
-	svcName, worker, bucket := subjectOf(cmd)
-	if b, ok := x.t.bucket(bucket); ok && svcName == "" {
-		svcName = x.peekSvc(b.Service).Name
-	}
+	svcName, worker, bucket := x.t.subject(cmd)
 	a.Service, a.Worker, a.Bucket = svcName, worker, bucket
 	if s, ok := x.t.serviceByName(svcName); ok {
 		ms := x.svc(s.Ordinal)
@@ -418,7 +463,8 @@ func (x *txn) peekBucket(id uint64) *Bucket {
 	if m, ok := x.bkts[id]; ok {
 		return m.cur
 	}
-	b, _ := x.t.bucket(id)
+	x.bkey.ID = id
+	b, _ := x.t.buckets.Get(&x.bkey)
 	return b
 }
 
@@ -486,9 +532,25 @@ func (x *txn) record(a *Activity) {
 	x.t.putActivity(a)
 }
 
-func (x *txn) setNode(op *rationv1.SetNode) error {
+// checkSetNode runs setNode's refusals (Precheck runs them too).
+func checkSetNode(op *rationv1.SetNode) error {
 	if op.GetNodeId() == "" {
 		return fmt.Errorf("node_id is empty: %w", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// checkRemoveNode runs removeNode's refusals (Precheck runs them too).
+func (x *txn) checkRemoveNode(op *rationv1.RemoveNode) error {
+	if _, ok := x.t.nodes.Get(&Node{ID: op.GetNodeId()}); !ok {
+		return fmt.Errorf("node %q: %w", op.GetNodeId(), ErrNodeNotFound)
+	}
+	return nil
+}
+
+func (x *txn) setNode(op *rationv1.SetNode) error {
+	if err := checkSetNode(op); err != nil {
+		return err
 	}
 	x.t.nodes.Set(&Node{ID: op.GetNodeId(), APIAddress: op.GetApiAddress()})
 	x.record(&Activity{Action: ActSetNode, Message: op.GetNodeId() + " " + op.GetApiAddress()})
@@ -496,9 +558,10 @@ func (x *txn) setNode(op *rationv1.SetNode) error {
 }
 
 func (x *txn) removeNode(op *rationv1.RemoveNode) error {
-	if _, ok := x.t.nodes.Delete(&Node{ID: op.GetNodeId()}); !ok {
-		return fmt.Errorf("node %q: %w", op.GetNodeId(), ErrNodeNotFound)
+	if err := x.checkRemoveNode(op); err != nil {
+		return err
 	}
+	x.t.nodes.Delete(&Node{ID: op.GetNodeId()})
 	x.record(&Activity{Action: ActRemoveNode, Message: op.GetNodeId()})
 	return nil
 }
@@ -514,6 +577,8 @@ func actionOf(cmd *rationv1.Command) string {
 		return ActRevokeService
 	case *rationv1.Command_ReinstateService:
 		return ActReinstateService
+	case *rationv1.Command_RotateOwnerToken:
+		return ActRotateOwnerToken
 	case *rationv1.Command_Register:
 		return ActRegister
 	case *rationv1.Command_Unregister:
@@ -542,6 +607,19 @@ func actionOf(cmd *rationv1.Command) string {
 	return "unknown"
 }
 
+// subject returns the service, worker and bucket a refusal of cmd is
+// recorded under: what the command names, and for a bucket alone, the
+// bucket's service.
+func (t *tables) subject(cmd *rationv1.Command) (service, worker string, bucket uint64) {
+	service, worker, bucket = subjectOf(cmd)
+	if b, ok := t.bucket(bucket); ok && service == "" {
+		if s, ok := t.serviceByOrdinal(b.Service); ok {
+			service = s.Name
+		}
+	}
+	return service, worker, bucket
+}
+
 // subjectOf returns the service, worker and bucket a command names, as far
 // as the command itself says.
 func subjectOf(cmd *rationv1.Command) (service, worker string, bucket uint64) {
@@ -554,6 +632,8 @@ func subjectOf(cmd *rationv1.Command) (service, worker string, bucket uint64) {
 		return op.RevokeService.GetName(), "", 0
 	case *rationv1.Command_ReinstateService:
 		return op.ReinstateService.GetName(), "", 0
+	case *rationv1.Command_RotateOwnerToken:
+		return op.RotateOwnerToken.GetName(), "", 0
 	case *rationv1.Command_Register:
 		return op.Register.GetService(), op.Register.GetWorkerId(), 0
 	case *rationv1.Command_Unregister:

@@ -48,13 +48,17 @@ func FuzzApply(f *testing.F) {
 			}
 		}()
 		h.index++
+		before := h.f.State()
 		res := h.f.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: data})
 		if !decodes {
 			t.Fatal("applied an entry that does not decode")
 		}
-		if _, ok := res.(*rationv1.CommandResult); !ok {
+		r, ok := res.(*rationv1.CommandResult)
+		if !ok {
 			t.Fatalf("Apply returned %T", res)
 		}
+		// What the API's edge would have refused, Apply refused the same way.
+		checkPrecheck(t, before, &decoded, r)
 		if err := h.f.State().CheckInvariants(); err != nil {
 			t.Fatalf("invariants after a fuzzed command: %v", err)
 		}
@@ -63,23 +67,31 @@ func FuzzApply(f *testing.F) {
 
 // FuzzRestore feeds arbitrary bytes to Restore: it must refuse or succeed,
 // never panic, and a refused restore must leave the state as it was.
+// CheckSnapshot, which the API's Restore runs on a snapshot from outside,
+// must accept exactly what Restore accepts with every invariant standing.
 func FuzzRestore(f *testing.F) {
-	golden, err := os.ReadFile(goldenV1)
-	if err != nil {
-		f.Fatal(err)
+	for v := oldestSnapshotVersion; v <= SnapshotVersion; v++ {
+		snap, err := os.ReadFile(golden(v))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(snap)
+		f.Add(snap[:len(snap)/3])
 	}
-	f.Add(golden)
-	f.Add(golden[:len(golden)/3])
 	f.Add([]byte(snapshotMagic))
 	f.Fuzz(restoreFuzzBody)
 }
 
 func restoreFuzzBody(t *testing.T, data []byte) {
 	{
+		checked := CheckSnapshot(bytes.NewReader(data))
 		fsm := New(nil)
 		if err := fsm.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 			if fsm.State().Index() != 0 || len(fsm.State().Services()) != 0 {
 				t.Fatal("a refused restore changed the state")
+			}
+			if checked == nil {
+				t.Fatalf("CheckSnapshot accepted a snapshot Restore refuses: %v", err)
 			}
 			return
 		}
@@ -93,6 +105,9 @@ func restoreFuzzBody(t *testing.T, data []byte) {
 				t.Fatal("CheckSnapshot accepted a snapshot that breaks the invariants")
 			}
 			return
+		}
+		if checked != nil {
+			t.Fatalf("CheckSnapshot refused a snapshot that restores soundly: %v", checked)
 		}
 		// A sound restored state goes on like any other.
 		h := &harness{t: t, f: fsm, index: fsm.State().Index(), now: fsm.State().Now(), seed: 7, check: true}

@@ -141,7 +141,9 @@ func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
 	if h.capture != nil {
 		h.capture(l)
 	}
+	before := h.f.State()
 	r := h.f.Apply(l).(*rationv1.CommandResult)
+	checkPrecheck(h.t, before, c, r)
 	if h.check {
 		if err := h.f.State().CheckInvariants(); err != nil {
 			h.t.Fatalf("after index %d (%s): %v", h.index, actionOf(c), err)

@@ -140,7 +140,7 @@ func (s *State) CheckInvariants() error {
 			st = itemStateOf(b)
 			if st == itemDone {
 				rb, _ := t.results.Get(&ResultBatch{Seq: b.ResultSeq})
-				if rb == nil || !slices.ContainsFunc(rb.Results, func(r Result) bool { return r.Item == it.ID && r.RevertedAt == 0 }) {
+				if r, ok := findResult(rb, it.ID); !ok || r.RevertedAt != 0 {
 					fail("item %q: done in bucket %d without a standing result", it.ID, b.ID)
 				}
 			} else if inBucket[fmt.Sprintf("%d/%s", it.Service, it.ID)] != b.ID {

@@ -44,7 +44,8 @@ func checkItems(ids []string, limit uint32) error {
 	return nil
 }
 
-func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse, error) {
+// checkAddItems runs addItems' refusals (Precheck runs them too).
+func (x *txn) checkAddItems(op *rationv1.AddItemsRequest) (*Service, error) {
 	s, err := x.activeService(op.GetService())
 	if err != nil {
 		return nil, err
@@ -52,17 +53,30 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 	if err := checkItems(op.GetItems(), s.Config.MaxItemsPerAdd); err != nil {
 		return nil, err
 	}
-	prio := op.GetPriority()
-	if prio < MinPriority || prio > MaxPriority {
+	if prio := op.GetPriority(); prio < MinPriority || prio > MaxPriority {
 		return nil, fmt.Errorf("priority %d, want %d to %d: %w", prio, MinPriority, MaxPriority, ErrInvalidArgument)
 	}
+	return s, nil
+}
+
+func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse, error) {
+	s, err := x.checkAddItems(op)
+	if err != nil {
+		return nil, err
+	}
+	prio := op.GetPriority()
 	ms := x.svc(s.Ordinal)
 	before := ms.Buckets[unassigned]
 	var res rationv1.AddItemsResponse
+	var slab []Item // new items, allocated together
 	for _, id := range op.GetItems() {
-		it, ok := x.t.item(s.Ordinal, id)
+		it, ok := x.item(s.Ordinal, id)
 		if !ok {
-			it = &Item{Service: s.Ordinal, ID: id, Priority: prio, Since: x.now}
+			if len(slab) == cap(slab) {
+				slab = make([]Item, 0, min(len(op.GetItems()), 1024))
+			}
+			slab = append(slab, Item{Service: s.Ordinal, ID: id, Priority: prio, Since: x.now})
+			it = &slab[len(slab)-1]
 			it.Bucket = x.pack(ms, prio, id)
 			x.t.items.Set(it)
 			ms.Items[pending]++

@@ -76,7 +76,7 @@ func TestFSM_AddItemsRerunKeepsHistory(t *testing.T) {
 	b = h.acquire("dm", "w1", 1)[0]
 	h.submitAll("w1", b, "NON_DM")
 	rs := h.f.State().Results("dm", 0, 10)
-	if len(rs) != 2 || rs[0].Results[0].Verdict != "DM" || rs[1].Results[0].Verdict != "NON_DM" {
+	if len(rs) != 2 || first(rs[0]).Verdict != "DM" || first(rs[1]).Verdict != "NON_DM" {
 		t.Fatalf("history: %+v", rs)
 	}
 	v, _ := h.f.State().Item("dm", "u00000")
@@ -136,7 +136,7 @@ func TestFSM_RevertWorker(t *testing.T) {
 	}
 	var reverted int
 	for _, rb := range h.f.State().Results("dm", 0, 10) {
-		for _, x := range rb.Results {
+		for _, x := range rb.All() {
 			if x.RevertedAt != 0 {
 				reverted++
 			}
@@ -188,4 +188,12 @@ func TestFSM_Kinds(t *testing.T) {
 	h.refuse(sub(gb, "EGGS", ""), ErrInvalidResult)
 	h.refuse(sub(gb, "SPAM", "123456789"), ErrInvalidResult)
 	h.must(sub(gb, "SPAM", "12345678"))
+}
+
+// first returns a batch's first result.
+func first(rb *ResultBatch) Result {
+	for _, r := range rb.All() {
+		return r
+	}
+	return Result{}
 }

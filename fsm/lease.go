@@ -19,21 +19,31 @@ const (
 	tieWindow = 64
 )
 
-func (x *txn) acquire(op *rationv1.AcquireRequest) (*rationv1.AcquireResponse, error) {
+// checkAcquire runs acquire's refusals (Precheck runs them too): an active
+// service, an active worker with room under max_leases_per_worker.
+func (x *txn) checkAcquire(op *rationv1.AcquireRequest) (*Service, *Registration, error) {
 	s, err := x.activeService(op.GetService())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r, err := x.activeWorker(s, op.GetWorkerId(), x.hdr.GetCredential())
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Held >= s.Config.MaxLeasesPerWorker {
+		return nil, nil, fmt.Errorf("worker %q holds %d buckets of service %q, limit %d (max_leases_per_worker): %w",
+			r.Worker, r.Held, s.Name, s.Config.MaxLeasesPerWorker, ErrLeaseLimit)
+	}
+	return s, r, nil
+}
+
+func (x *txn) acquire(op *rationv1.AcquireRequest) (*rationv1.AcquireResponse, error) {
+	s, r, err := x.checkAcquire(op)
 	if err != nil {
 		return nil, err
 	}
 	cfg := s.Config
 	n := min(max(op.GetMaxBuckets(), 1), cfg.MaxBucketsPerAcquire)
-	if r.Held >= cfg.MaxLeasesPerWorker {
-		return nil, fmt.Errorf("worker %q holds %d buckets of service %q, limit %d (max_leases_per_worker): %w",
-			r.Worker, r.Held, s.Name, cfg.MaxLeasesPerWorker, ErrLeaseLimit)
-	}
 	n = min(n, cfg.MaxLeasesPerWorker-r.Held)
 	ms := x.svc(s.Ordinal)
 	r.LastSeen = x.now
@@ -147,20 +157,48 @@ func (x *txn) heartbeat(op *rationv1.HeartbeatBatch) *rationv1.HeartbeatBatchRes
 	return out
 }
 
+// checkHeartbeat runs the refusals of one worker's heartbeat as a whole
+// (Precheck runs them too).
+func (x *txn) checkHeartbeat(req *rationv1.HeartbeatRequest, cred []byte) error {
+	if _, err := x.authenticate(req.GetWorkerId(), cred); err != nil {
+		return err
+	}
+	refs := req.GetBuckets()
+	if len(refs) == 0 {
+		return fmt.Errorf("buckets is empty: %w", ErrInvalidArgument)
+	}
+	if len(refs) > MaxHeartbeatBuckets {
+		return fmt.Errorf("buckets has %d entries, limit %d: %w", len(refs), MaxHeartbeatBuckets, ErrLimitExceeded)
+	}
+	return nil
+}
+
+// extendable checks that worker's lease on ref can be extended: held at
+// that epoch and not expired.
+func (x *txn) extendable(worker string, ref *rationv1.BucketRef) (*Bucket, error) {
+	b, err := x.heldBucket(worker, ref.GetId(), ref.GetEpoch())
+	if err != nil {
+		return nil, err
+	}
+	if b.State == dead {
+		return nil, fmt.Errorf("bucket %d expired at %s; submit or release it: %w", b.ID, unixTime(b.Deadline).UTC().Format("2006-01-02T15:04:05Z"), ErrLeaseExpired)
+	}
+	return b, nil
+}
+
+// refusedOutcome is a heartbeat's answer for a lease it did not extend.
+func refusedOutcome(id uint64, err error) *rationv1.HeartbeatOutcome {
+	return &rationv1.HeartbeatOutcome{BucketId: id, ErrorReason: Reason(err), ErrorMessage: err.Error()}
+}
+
 // heartbeatOne extends the leases one worker names. A lease that cannot be
 // extended is reported in its own outcome; only a bad request fails whole.
 func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*rationv1.CommandResult, error) {
 	worker := req.GetWorkerId()
-	if _, err := x.authenticate(worker, cred); err != nil {
+	if err := x.checkHeartbeat(req, cred); err != nil {
 		return nil, err
 	}
 	refs := req.GetBuckets()
-	if len(refs) == 0 {
-		return nil, fmt.Errorf("buckets is empty: %w", ErrInvalidArgument)
-	}
-	if len(refs) > MaxHeartbeatBuckets {
-		return nil, fmt.Errorf("buckets has %d entries, limit %d: %w", len(refs), MaxHeartbeatBuckets, ErrLimitExceeded)
-	}
 	resp := &rationv1.HeartbeatResponse{Buckets: make([]*rationv1.HeartbeatOutcome, 0, len(refs))}
 	// One activity record per service touched, in the order first named.
 	type tally struct {
@@ -171,20 +209,17 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 	var refused uint64
 	var firstReason string
 	for _, ref := range refs {
-		o := &rationv1.HeartbeatOutcome{BucketId: ref.GetId()}
-		resp.Buckets = append(resp.Buckets, o)
-		b, err := x.heldBucket(worker, ref.GetId(), ref.GetEpoch())
-		if err == nil && b.State == dead {
-			err = fmt.Errorf("bucket %d expired at %s; submit or release it: %w", b.ID, unixTime(b.Deadline).UTC().Format("2006-01-02T15:04:05Z"), ErrLeaseExpired)
-		}
+		b, err := x.extendable(worker, ref)
 		if err != nil {
-			o.ErrorReason, o.ErrorMessage = Reason(err), err.Error()
+			resp.Buckets = append(resp.Buckets, refusedOutcome(ref.GetId(), err))
 			if refused == 0 {
-				firstReason = o.ErrorReason
+				firstReason = Reason(err)
 			}
 			refused++
 			continue
 		}
+		o := &rationv1.HeartbeatOutcome{BucketId: ref.GetId()}
+		resp.Buckets = append(resp.Buckets, o)
 		s := x.svc(b.Service)
 		nb := x.bkt(b.ID)
 		nb.Deadline = max(nb.Deadline, x.now+int64(s.Config.LeaseTTL))
@@ -211,42 +246,55 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 	return &rationv1.CommandResult{Value: &rationv1.CommandResult_HeartbeatEntry{HeartbeatEntry: resp}}, nil
 }
 
-func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, error) {
+// checkSubmit runs submit's refusals (Precheck runs them too): the holder
+// at the current epoch, an active service and worker, results that fit the
+// bucket and the kind.
+func (x *txn) checkSubmit(op *rationv1.SubmitRequest) (*Service, *Bucket, *Registration, error) {
 	worker := op.GetWorkerId()
 	b, err := x.holding(worker, op.GetBucketId(), op.GetEpoch())
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	s := x.peekSvc(b.Service)
 	if !s.Active() {
-		return nil, fmt.Errorf("service %q is revoked: %w", s.Name, ErrServiceRevoked)
+		return nil, nil, nil, fmt.Errorf("service %q is revoked: %w", s.Name, ErrServiceRevoked)
 	}
 	r, err := x.activeWorker(s, worker, x.hdr.GetCredential())
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := checkResults(s, b, op.GetResults()); err != nil {
+		return nil, nil, nil, err
+	}
+	return s, b, r, nil
+}
+
+func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, error) {
+	worker := op.GetWorkerId()
+	s, b, r, err := x.checkSubmit(op)
+	if err != nil {
 		return nil, err
 	}
 	// Everything is checked: from here on the submit takes effect.
 	ms := x.svc(s.Ordinal)
 	nb := x.bkt(b.ID)
 	late := b.State == dead || x.now > b.Deadline
-	rb := &ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now,
-		Results: make([]Result, len(op.GetResults()))}
+	rb := newResultBatch(ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now},
+		op.GetResults(), func(in *rationv1.ResultInput) (string, string, string) {
+			return in.GetItem(), in.GetVerdict(), in.GetPayload()
+		})
 	x.t.meta.nextSeq++
 	got := make(map[string]bool, len(op.GetResults()))
 	var verdicts []VerdictCount
-	for i, in := range op.GetResults() {
-		rb.Results[i] = Result{Item: in.GetItem(), Verdict: in.GetVerdict(), Payload: in.GetPayload()}
+	for _, in := range op.GetResults() {
 		got[in.GetItem()] = true
-		verdicts = addVerdict(verdicts, in.GetVerdict(), 1)
+		verdicts = countVerdict(verdicts, in.GetVerdict())
 	}
 	x.t.putResults(rb)
 	ms.Buckets[b.State]--
 	ms.Buckets[done]++
 	nb.State, nb.ClosedAt, nb.ResultSeq = done, x.now, rb.Seq
-	n := uint64(len(rb.Results))
+	n := uint64(rb.Len())
 	ms.Items[itemLeased] -= int64(len(b.Items))
 	ms.Items[itemDone] += int64(n)
 	resp := &rationv1.SubmitResponse{Accepted: uint32(n)}
@@ -254,7 +302,7 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 		if got[id] {
 			continue
 		}
-		it, _ := x.t.item(s.Ordinal, id)
+		it, _ := x.item(s.Ordinal, id)
 		if x.requeue(ms, it, true) {
 			resp.Quarantined++
 		} else {

@@ -64,7 +64,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	var stored uint64
 	for _, s := range m.services {
 		for _, rb := range h.f.State().Results(s, 0, 1<<30) {
-			stored += uint64(len(rb.Results))
+			stored += uint64(rb.Len())
 		}
 	}
 	if stored != m.acked {

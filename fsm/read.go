@@ -54,11 +54,8 @@ func (s *State) view(it *Item) ItemView {
 	v.State = itemStateOf(b)
 	if v.State == itemDone {
 		if rb, ok := s.t.results.Get(&ResultBatch{Seq: b.ResultSeq}); ok {
-			for i := range rb.Results {
-				if rb.Results[i].Item == it.ID {
-					v.Result = &rb.Results[i]
-					break
-				}
+			if r, ok := rb.Find(it.ID); ok {
+				v.Result = &r
 			}
 		}
 	}

@@ -6,9 +6,8 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
-// revertWorker marks a worker's results in a service since a time as
-// reverted and sends the items they completed back to the pool.
-func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWorkerResponse, error) {
+// checkRevert runs revertWorker's refusals (Precheck runs them too).
+func (x *txn) checkRevert(op *rationv1.RevertWorkerRequest) (*Service, error) {
 	s, err := x.service(op.GetService())
 	if err != nil {
 		return nil, err
@@ -23,10 +22,21 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 	if err := op.GetSince().CheckValid(); err != nil {
 		return nil, fmt.Errorf("since: %v: %w", err, ErrInvalidArgument)
 	}
-	since := op.GetSince().AsTime().UnixNano()
 	if _, ok := x.t.registration(s.Ordinal, worker); !ok {
 		return nil, fmt.Errorf("worker %q in service %q: %w", worker, s.Name, ErrNotRegistered)
 	}
+	return s, nil
+}
+
+// revertWorker marks a worker's results in a service since a time as
+// reverted and sends the items they completed back to the pool.
+func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWorkerResponse, error) {
+	s, err := x.checkRevert(op)
+	if err != nil {
+		return nil, err
+	}
+	worker := op.GetWorkerId()
+	since := op.GetSince().AsTime().UnixNano()
 	var batches []*ResultBatch
 	x.t.resWkr.Ascend(wkrSeq{service: s.Ordinal, worker: worker}, func(k wkrSeq) bool {
 		if k.service != s.Ordinal || k.worker != worker {
@@ -41,18 +51,15 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 	ms := x.svc(s.Ordinal)
 	resp := &rationv1.RevertWorkerResponse{}
 	for _, rb := range batches {
+		if rb.RevertedAt != 0 {
+			continue
+		}
 		c := *rb
-		c.Results = append([]Result(nil), rb.Results...)
-		changed := false
-		for i := range c.Results {
-			r := &c.Results[i]
-			if r.RevertedAt != 0 {
-				continue
-			}
-			r.RevertedAt = x.now
-			changed = true
+		c.RevertedAt = x.now
+		x.t.results.Set(&c)
+		for _, r := range c.All() {
 			resp.Reverted++
-			it, _ := x.t.item(s.Ordinal, r.Item)
+			it, _ := x.item(s.Ordinal, r.Item)
 			// The item is done by this result only if it is still in this
 			// bucket; a later re-run has moved it on.
 			if it.Quarantined || it.Bucket != rb.Bucket {
@@ -61,9 +68,6 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 			ms.Items[itemDone]--
 			x.requeue(ms, it, false)
 			resp.Requeued++
-		}
-		if changed {
-			x.t.results.Set(&c)
 		}
 	}
 	ms.Counters.ResultsReverted += uint64(resp.Reverted)

@@ -7,29 +7,47 @@ import (
 	"github.com/rationhq/ration/fsm/kind"
 )
 
-func (x *txn) createService(op *rationv1.CreateServiceRequest) (*rationv1.CreateServiceResponse, error) {
+// checkCreateService runs createService's refusals (Precheck runs them
+// too) and returns the kind and the config with defaults.
+func (x *txn) checkCreateService(op *rationv1.CreateServiceRequest) (kind.Kind, Config, error) {
 	if err := checkServiceName(op.GetName()); err != nil {
-		return nil, err
+		return nil, Config{}, err
 	}
 	k, ok := kind.Lookup(op.GetKind())
 	if !ok {
-		return nil, fmt.Errorf("kind %q (known: %v): %w", op.GetKind(), kind.Names(), ErrUnknownKind)
+		return nil, Config{}, fmt.Errorf("kind %q (known: %v): %w", op.GetKind(), kind.Names(), ErrUnknownKind)
 	}
 	cfg, err := configFromProto(k, op.GetConfig())
 	if err != nil {
-		return nil, err
+		return nil, Config{}, err
 	}
 	if _, ok := x.t.serviceByName(op.GetName()); ok {
-		return nil, fmt.Errorf("service %q: %w", op.GetName(), ErrServiceExists)
+		return nil, Config{}, fmt.Errorf("service %q: %w", op.GetName(), ErrServiceExists)
+	}
+	if _, err := x.newOwnerTokenHash(false); err != nil {
+		return nil, Config{}, err
+	}
+	return k, cfg, nil
+}
+
+func (x *txn) createService(op *rationv1.CreateServiceRequest) (*rationv1.CreateServiceResponse, error) {
+	k, cfg, err := x.checkCreateService(op)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := x.newOwnerTokenHash(false)
+	if err != nil {
+		return nil, err
 	}
 	s := &Service{
-		Ordinal:   x.t.meta.nextService,
-		Name:      op.GetName(),
-		Kind:      k.Name(),
-		Config:    cfg,
-		State:     serviceActive,
-		CreatedAt: x.now,
-		UpdatedAt: x.now,
+		Ordinal:        x.t.meta.nextService,
+		Name:           op.GetName(),
+		Kind:           k.Name(),
+		Config:         cfg,
+		State:          serviceActive,
+		CreatedAt:      x.now,
+		UpdatedAt:      x.now,
+		OwnerTokenHash: hash,
 	}
 	x.t.meta.nextService++
 	x.t.putService(s)
@@ -61,16 +79,26 @@ func (x *txn) activeService(name string) (*Service, error) {
 	return s, nil
 }
 
-func (x *txn) updateService(op *rationv1.UpdateServiceRequest) (*rationv1.UpdateServiceResponse, error) {
+// checkUpdateService runs updateService's refusals (Precheck runs them
+// too) and returns the service and its new config.
+func (x *txn) checkUpdateService(op *rationv1.UpdateServiceRequest) (*Service, Config, error) {
 	s, err := x.service(op.GetName())
 	if err != nil {
-		return nil, err
+		return nil, Config{}, err
 	}
 	k, ok := kind.Lookup(s.Kind)
 	if !ok {
 		panic(fmt.Sprintf("fsm: service %q has unregistered kind %q", s.Name, s.Kind))
 	}
 	cfg, err := configFromProto(k, op.GetConfig())
+	if err != nil {
+		return nil, Config{}, err
+	}
+	return s, cfg, nil
+}
+
+func (x *txn) updateService(op *rationv1.UpdateServiceRequest) (*rationv1.UpdateServiceResponse, error) {
+	s, cfg, err := x.checkUpdateService(op)
 	if err != nil {
 		return nil, err
 	}
@@ -110,12 +138,21 @@ func (x *txn) updateService(op *rationv1.UpdateServiceRequest) (*rationv1.Update
 	return &rationv1.UpdateServiceResponse{Config: cfg.Proto()}, nil
 }
 
-func (x *txn) revokeService(op *rationv1.RevokeServiceRequest) (*rationv1.RevokeServiceResponse, error) {
+// checkRevokeService runs revokeService's refusals (Precheck runs them too).
+func (x *txn) checkRevokeService(op *rationv1.RevokeServiceRequest) (*Service, error) {
 	s, err := x.service(op.GetName())
 	if err != nil {
 		return nil, err
 	}
 	if err := checkText("reason", op.GetReason()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (x *txn) revokeService(op *rationv1.RevokeServiceRequest) (*rationv1.RevokeServiceResponse, error) {
+	s, err := x.checkRevokeService(op)
+	if err != nil {
 		return nil, err
 	}
 	if !s.Active() {

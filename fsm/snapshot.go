@@ -16,12 +16,15 @@ import (
 )
 
 // Snapshot format: the magic, a big-endian uint32 version, then
-// length-prefixed SnapshotRecords (see api/ration/v1/snapshot.proto).
+// length-prefixed SnapshotRecords (see api/ration/v1/snapshot.proto), the
+// meta first; from version 2 on, an end record with the count last.
 const (
 	snapshotMagic = "RATNSNAP"
 	// SnapshotVersion is the format Persist writes. Restore reads it and
 	// every earlier version kept in testdata.
-	SnapshotVersion = 1
+	SnapshotVersion = 2
+	// oldestSnapshotVersion is the oldest format Restore reads.
+	oldestSnapshotVersion = 1
 	// maxRecord bounds one record, so a corrupt length cannot make Restore
 	// allocate without limit.
 	maxRecord = 64 << 20
@@ -77,12 +80,14 @@ type recordWriter struct {
 	w   io.Writer
 	buf []byte
 	err error
+	n   uint64 // records written
 }
 
 func (rw *recordWriter) put(r *rationv1.SnapshotRecord) {
 	if rw.err != nil {
 		return
 	}
+	rw.n++
 	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(rw.buf[:0], r)
 	if err != nil {
 		rw.err = err
@@ -117,7 +122,8 @@ func (t *tables) encode(w io.Writer) error {
 	})
 	t.ordinals.Scan(func(s *Service) bool {
 		rec := &rationv1.ServiceRecord{Ordinal: s.Ordinal, Name: s.Name, Kind: s.Kind, Config: s.Config.Proto(),
-			State: s.State, Reason: s.Reason, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Counters: s.Counters.Proto()}
+			State: s.State, Reason: s.Reason, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Counters: s.Counters.Proto(),
+			OwnerTokenHash: s.OwnerTokenHash}
 		for _, o := range s.Open {
 			rec.Open = append(rec.Open, &rationv1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
 		}
@@ -154,8 +160,8 @@ func (t *tables) encode(w io.Writer) error {
 	})
 	t.results.Scan(func(rb *ResultBatch) bool {
 		r := &rationv1.ResultRecord{Seq: rb.Seq, Service: rb.Service, WorkerId: rb.Worker, Bucket: rb.Bucket,
-			Epoch: rb.Epoch, At: rb.At, Results: make([]*rationv1.StoredResult, len(rb.Results))}
-		for i, x := range rb.Results {
+			Epoch: rb.Epoch, At: rb.At, Results: make([]*rationv1.StoredResult, rb.Len())}
+		for i, x := range rb.All() {
 			r.Results[i] = &rationv1.StoredResult{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
 		}
 		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Result{Result: r}})
@@ -173,6 +179,7 @@ func (t *tables) encode(w io.Writer) error {
 			Key: r.Key, BodyHash: r.BodyHash, At: r.At, Index: r.Index, Result: r.Result}}})
 		return rw.err == nil
 	})
+	rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_End{End: &rationv1.SnapshotEnd{Records: rw.n}}})
 	return rw.err
 }
 
@@ -193,20 +200,25 @@ func decode(r *bufio.Reader) (*tables, error) {
 	if string(head[:8]) != snapshotMagic {
 		return nil, corrupt("not a ration snapshot (magic %q)", head[:8])
 	}
-	if v := binary.BigEndian.Uint32(head[8:]); v != SnapshotVersion {
-		return nil, corrupt("format version %d, this build reads %d", v, SnapshotVersion)
+	version := binary.BigEndian.Uint32(head[8:])
+	if version < oldestSnapshotVersion || version > SnapshotVersion {
+		return nil, corrupt("format version %d, this build reads %d to %d", version, oldestSnapshotVersion, SnapshotVersion)
 	}
 	t := newTables()
 	var (
 		buf     []byte
 		rec     rationv1.SnapshotRecord
 		sawMeta bool
+		sawEnd  bool
 		n       int
 	)
 	for ; ; n++ {
 		size, err := binary.ReadUvarint(r)
 		if err == io.EOF {
 			break
+		}
+		if sawEnd {
+			return nil, corrupt("record %d after the end record", n)
 		}
 		if err != nil {
 			return nil, corrupt("record %d length: %v", n, err)
@@ -230,12 +242,25 @@ func decode(r *bufio.Reader) (*tables, error) {
 				return nil, corrupt("first record is not the meta")
 			}
 		}
+		if end := rec.GetEnd(); end != nil {
+			if version < 2 {
+				return nil, corrupt("record %d: an end record in format version %d", n, version)
+			}
+			if end.GetRecords() != uint64(n) {
+				return nil, corrupt("end record counts %d records, read %d", end.GetRecords(), n)
+			}
+			sawEnd = true
+			continue
+		}
 		if err := t.load(&rec, &sawMeta); err != nil {
 			return nil, corrupt("record %d: %v", n, err)
 		}
 	}
 	if !sawMeta {
 		return nil, corrupt("no meta record")
+	}
+	if version >= 2 && !sawEnd {
+		return nil, corrupt("no end record after %d records: the snapshot is cut short", n)
 	}
 	if err := t.derive(); err != nil {
 		return nil, corrupt("%v", err)
@@ -269,8 +294,11 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		if p.State != serviceActive && p.State != serviceRevoked {
 			return fmt.Errorf("service %q has state %v", p.Name, p.State)
 		}
+		if n := len(p.OwnerTokenHash); n != 0 && n != OwnerTokenHashSize {
+			return fmt.Errorf("service %q has a %d-byte owner token hash", p.Name, n)
+		}
 		s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
-			CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters)}
+			CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters), OwnerTokenHash: p.OwnerTokenHash}
 		for _, o := range p.Open {
 			s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
 		}
@@ -329,11 +357,18 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		}
 	case *rationv1.SnapshotRecord_Result:
 		p := r.Result
-		rb := &ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
-			Results: make([]Result, len(p.Results))}
+		var reverted int64
 		for i, x := range p.Results {
-			rb.Results[i] = Result{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
+			if i == 0 {
+				reverted = x.RevertedAt
+			} else if x.RevertedAt != reverted {
+				return fmt.Errorf("result batch %d: results reverted at different times (%d, %d)", p.Seq, reverted, x.RevertedAt)
+			}
 		}
+		rb := newResultBatch(ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
+			RevertedAt: reverted}, p.Results, func(x *rationv1.StoredResult) (string, string, string) {
+			return x.Item, x.Verdict, x.Payload
+		})
 		if _, dup := t.results.Get(rb); dup {
 			return fmt.Errorf("result batch %d twice", rb.Seq)
 		}

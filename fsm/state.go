@@ -35,6 +35,9 @@ type Service struct {
 	Reason    string
 	CreatedAt int64
 	UpdatedAt int64
+	// OwnerTokenHash is the SHA-256 of the service's owner token; nil when
+	// it has none. Never the token itself.
+	OwnerTokenHash []byte
 	// Open lists unassigned buckets that still take items, one per priority.
 	Open     []OpenBucket
 	Counters Counters
@@ -143,15 +146,19 @@ func (b *Bucket) Held() bool {
 	return b.State == rationv1.BucketState_BUCKET_STATE_LEASED || b.State == rationv1.BucketState_BUCKET_STATE_DEAD
 }
 
-// ResultBatch is the results of one accepted submit.
+// ResultBatch is the results of one accepted submit. A revert reverts a
+// whole batch (it takes every batch of a worker since a time).
 type ResultBatch struct {
-	Seq     uint64
-	Service uint32
-	Worker  string
-	Bucket  uint64
-	Epoch   uint64
-	At      int64
-	Results []Result
+	Seq        uint64
+	Service    uint32
+	Worker     string
+	Bucket     uint64
+	Epoch      uint64
+	At         int64
+	RevertedAt int64
+
+	n      int
+	packed string // see results.go
 }
 
 // Result is a worker's answer for one item.
@@ -215,6 +222,17 @@ const (
 	ActSetNode          = "set-node"
 	ActRemoveNode       = "remove-node"
 )
+
+// countVerdict adds one to a verdict's count in vs, which the caller owns.
+func countVerdict(vs []VerdictCount, verdict string) []VerdictCount {
+	for i := range vs {
+		if vs[i].Verdict == verdict {
+			vs[i].Count++
+			return vs
+		}
+	}
+	return addVerdict(vs, verdict, 1)
+}
 
 func addVerdict(vs []VerdictCount, verdict string, n uint64) []VerdictCount {
 	out := make([]VerdictCount, 0, len(vs)+1)

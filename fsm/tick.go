@@ -101,7 +101,7 @@ func (x *txn) failItems(s *Service, id uint64) int {
 	b := x.bkt(id)
 	keep := make([]string, 0, len(b.Items))
 	for _, itemID := range b.Items {
-		it, _ := x.t.item(s.Ordinal, itemID)
+		it, _ := x.item(s.Ordinal, itemID)
 		c := *it
 		c.Attempts++
 		if c.Attempts >= s.Config.MaxAttempts {

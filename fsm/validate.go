@@ -15,8 +15,16 @@ const MaxRequestIDLength = 128
 // CheckRequest runs the checks of a write request that need no state: field
 // formats, lengths and ranges. The API edge calls it so that a malformed
 // request is refused with a clear error before it reaches the log; Apply
-// runs the same checks (and the ones that need state) again.
+// runs the same checks (and the ones that need state) again. The edge also
+// refuses bidirectional controls in ids (checkBidiIDs), which Apply does not.
 func CheckRequest(req proto.Message) error {
+	if err := checkRequest(req); err != nil {
+		return err
+	}
+	return checkBidiIDs(req)
+}
+
+func checkRequest(req proto.Message) error {
 	switch r := req.(type) {
 	case *rationv1.CreateServiceRequest:
 		if err := checkServiceName(r.GetName()); err != nil {
@@ -37,6 +45,8 @@ func CheckRequest(req proto.Message) error {
 	case *rationv1.RevokeServiceRequest:
 		return firstErr(checkServiceName(r.GetName()), checkText("reason", r.GetReason()))
 	case *rationv1.ReinstateServiceRequest:
+		return checkServiceName(r.GetName())
+	case *rationv1.RotateOwnerTokenRequest:
 		return checkServiceName(r.GetName())
 	case *rationv1.RegisterRequest:
 		return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()), checkText("name", r.GetName()))
@@ -116,7 +126,7 @@ func CheckRequestID(id string) error {
 	if id == "" {
 		return nil
 	}
-	return checkID("request_id", id)
+	return firstErr(checkID("request_id", id), checkBidi("request_id", id))
 }
 
 func firstErr(errs ...error) error {

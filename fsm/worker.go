@@ -60,30 +60,42 @@ func (x *txn) registered(service, worker string) (*Service, *Registration, error
 	return s, r, nil
 }
 
-func (x *txn) register(op *rationv1.RegisterRequest) (*rationv1.RegisterResponse, error) {
+// checkRegister runs register's refusals (Precheck runs them too). It
+// returns the service, whether the worker id is bound already, and the
+// registration if there is one.
+func (x *txn) checkRegister(op *rationv1.RegisterRequest) (*Service, bool, *Registration, error) {
 	id := op.GetWorkerId()
 	if err := checkID("worker_id", id); err != nil {
-		return nil, err
+		return nil, false, nil, err
 	}
 	if err := checkText("name", op.GetName()); err != nil {
-		return nil, err
+		return nil, false, nil, err
 	}
 	cred := x.hdr.GetCredential()
 	if len(cred) != SecretHashLength {
-		return nil, fmt.Errorf("worker %q: %w", id, ErrNoCredential)
+		return nil, false, nil, fmt.Errorf("worker %q: %w", id, ErrNoCredential)
 	}
 	s, err := x.activeService(op.GetService())
 	if err != nil {
-		return nil, err
+		return nil, false, nil, err
 	}
 	w, known := x.t.worker(id)
 	if known && subtle.ConstantTimeCompare(w.SecretHash, cred) != 1 {
-		return nil, fmt.Errorf("worker %q is bound to another secret: %w", id, ErrBadCredential)
+		return nil, false, nil, fmt.Errorf("worker %q is bound to another secret: %w", id, ErrBadCredential)
 	}
 	r := x.reg(s.Ordinal, id)
 	if r != nil && r.Blocked {
-		return nil, fmt.Errorf("worker %q in service %q (%s): %w", id, s.Name, r.Reason, ErrWorkerDeactivated)
+		return nil, false, nil, fmt.Errorf("worker %q in service %q (%s): %w", id, s.Name, r.Reason, ErrWorkerDeactivated)
 	}
+	return s, known, r, nil
+}
+
+func (x *txn) register(op *rationv1.RegisterRequest) (*rationv1.RegisterResponse, error) {
+	s, known, r, err := x.checkRegister(op)
+	if err != nil {
+		return nil, err
+	}
+	id, cred := op.GetWorkerId(), x.hdr.GetCredential()
 	if !known {
 		x.t.workers.Set(&Worker{ID: id, SecretHash: append([]byte(nil), cred...), CreatedAt: x.now})
 	}
@@ -107,19 +119,29 @@ func (x *txn) register(op *rationv1.RegisterRequest) (*rationv1.RegisterResponse
 	return &rationv1.RegisterResponse{Changed: changed}, nil
 }
 
-func (x *txn) unregister(op *rationv1.UnregisterRequest) (*rationv1.UnregisterResponse, error) {
+// checkUnregister runs unregister's refusals (Precheck runs them too).
+func (x *txn) checkUnregister(op *rationv1.UnregisterRequest) (*Service, *Registration, error) {
 	s, err := x.service(op.GetService())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id := op.GetWorkerId()
 	if _, err := x.authenticate(id, x.hdr.GetCredential()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := x.reg(s.Ordinal, id)
 	if r == nil {
-		return nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
+		return nil, nil, fmt.Errorf("worker %q in service %q: %w", id, s.Name, ErrNotRegistered)
 	}
+	return s, r, nil
+}
+
+func (x *txn) unregister(op *rationv1.UnregisterRequest) (*rationv1.UnregisterResponse, error) {
+	s, r, err := x.checkUnregister(op)
+	if err != nil {
+		return nil, err
+	}
+	id := r.Worker
 	n := 0
 	if r.Active() {
 		r.State, r.Reason, r.ChangedAt = workerInactive, "unregistered", x.now
@@ -129,11 +151,16 @@ func (x *txn) unregister(op *rationv1.UnregisterRequest) (*rationv1.UnregisterRe
 	return &rationv1.UnregisterResponse{LeasesEnded: uint32(n)}, nil
 }
 
-func (x *txn) deactivateWorker(op *rationv1.DeactivateWorkerRequest) (*rationv1.DeactivateWorkerResponse, error) {
+// checkDeactivate runs deactivateWorker's refusals (Precheck runs them too).
+func (x *txn) checkDeactivate(op *rationv1.DeactivateWorkerRequest) (*Service, *Registration, error) {
 	if err := checkText("reason", op.GetReason()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s, r, err := x.registered(op.GetService(), op.GetWorkerId())
+	return x.registered(op.GetService(), op.GetWorkerId())
+}
+
+func (x *txn) deactivateWorker(op *rationv1.DeactivateWorkerRequest) (*rationv1.DeactivateWorkerResponse, error) {
+	s, r, err := x.checkDeactivate(op)
 	if err != nil {
 		return nil, err
 	}

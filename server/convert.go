@@ -23,6 +23,8 @@ func serviceInfo(s *fsm.Service) *rationv1.ServiceInfo {
 		Items:    itemCounts(s.Items),
 		Buckets:  bucketCounts(s.Buckets),
 		Counters: s.Counters.Proto(),
+		// Only whether there is one: the hash never leaves the state machine.
+		HasOwnerToken: len(s.OwnerTokenHash) > 0,
 	}
 }
 

@@ -40,6 +40,7 @@ var codes = []struct {
 	{fsm.ErrNotHolder, connect.CodePermissionDenied, ""},
 	{fsm.ErrNoCredential, connect.CodeUnauthenticated, ""},
 	{fsm.ErrBadCredential, connect.CodeUnauthenticated, ""},
+	{fsm.ErrBadOwnerToken, connect.CodeUnauthenticated, ""},
 	{fsm.ErrLeaseLimit, connect.CodeResourceExhausted, ""},
 	{cluster.ErrTooLarge, connect.CodeInvalidArgument, "TOO_LARGE"},
 	{cluster.ErrNotLeader, connect.CodeUnavailable, "NOT_LEADER"},
@@ -49,6 +50,7 @@ var codes = []struct {
 	{cluster.ErrShutdown, connect.CodeUnavailable, "SHUTTING_DOWN"},
 	{cluster.ErrLastVoter, connect.CodeFailedPrecondition, "LAST_VOTER"},
 	{cluster.ErrUnknownNode, connect.CodeNotFound, "UNKNOWN_NODE"},
+	{cluster.ErrUnreachable, connect.CodeFailedPrecondition, "MEMBER_UNREACHABLE"},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, "DEADLINE_EXCEEDED"},
 	{context.Canceled, connect.CodeCanceled, "CANCELED"},
 }

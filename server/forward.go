@@ -76,13 +76,16 @@ func forwardRequest[T any](s *Server, in *connect.Request[T]) *connect.Request[T
 }
 
 // write runs a write: validate at the edge, then apply on the leader, here
-// or by forwarding the original request to it.
+// or by forwarding the original request to it. The leader refuses what the
+// state machine would refuse before proposing it (precheck), so a refused
+// write costs no log entry and changes no state.
 func write[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Req],
 	op func(*Req) *rationv1.Command,
 	pick func(*rationv1.CommandResult) *Res,
 	forward func(*peer, context.Context, *connect.Request[Req]) (*connect.Response[Res], error),
 ) (*connect.Response[Res], error) {
 	msg := any(req.Msg).(proto.Message)
+	dropUnknown(msg.ProtoReflect())
 	if err := fsm.CheckRequest(msg); err != nil {
 		return nil, toConnect(s.log, s.store.ID(), err)
 	}
@@ -94,6 +97,10 @@ func write[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Re
 		cmd.Header = &rationv1.CommandHeader{RequestId: requestID(msg), Actor: "admin"}
 		if cred := credential(ctx); cred != nil {
 			cmd.Header.Credential, cmd.Header.Actor = cred, workerOf(msg)
+		}
+		stampOwner(ctx, cmd.Header)
+		if err := s.precheck(ctx, cmd); err != nil {
+			return nil, err
 		}
 		res, err := s.store.Apply(ctx, cmd)
 		if err != nil {

@@ -86,7 +86,7 @@ func (s *Server) MetricsHandler() http.Handler {
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newNodeCollector(s.store),
+		newNodeCollector(s.store, &s.refused),
 	}
 	if rc, err := InstallRaftMetrics(); err != nil {
 		s.log.Warn("raft metrics unavailable", "error", err)
@@ -121,7 +121,8 @@ func (l promLogger) Println(v ...any) {
 // time. It reads the latest published state (immutable, lock-free), so a
 // scrape never blocks apply and apply never blocks a scrape.
 type nodeCollector struct {
-	store Store
+	store   Store
+	refused *refusals // this node's edge refusals, added to the rejected counters
 
 	appliedIndex, commitIndex, term, isLeader, leaderKnown, contactAge, members *prometheus.Desc
 
@@ -137,7 +138,7 @@ type counterDesc struct {
 	value func(*fsm.Counters) uint64
 }
 
-func newNodeCollector(store Store) *nodeCollector {
+func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 	node := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("ration_node_"+name, help, nil, nil)
 	}
@@ -147,6 +148,7 @@ func newNodeCollector(store Store) *nodeCollector {
 	}
 	return &nodeCollector{
 		store:        store,
+		refused:      refused,
 		appliedIndex: node("applied_index", "Raft index of the last entry this node's state machine applied."),
 		commitIndex:  node("commit_index", "Raft commit index as this node knows it."),
 		term:         node("term", "This node's current Raft term."),
@@ -167,7 +169,7 @@ func newNodeCollector(store Store) *nodeCollector {
 			counter("buckets_done", "Buckets closed by a submit.", func(c *fsm.Counters) uint64 { return c.BucketsDone }),
 			counter("dead_released", "Dead buckets released back to the pool.", func(c *fsm.Counters) uint64 { return c.DeadReleased }),
 			counter("late_submits", "Submits accepted after the lease deadline (before release).", func(c *fsm.Counters) uint64 { return c.LateSubmits }),
-			counter("commands_rejected", "Commands on the service refused (wrong holder or epoch, invalid results, inactive worker...), submits among them.", func(c *fsm.Counters) uint64 { return c.Rejected }),
+			counter("commands_rejected", "Commands on the service refused (wrong holder or epoch, invalid results, inactive worker...), submits among them: those the state machine refused, plus those this node refused before proposing them.", func(c *fsm.Counters) uint64 { return c.Rejected }),
 			counter("heartbeats", "Lease extensions.", func(c *fsm.Counters) uint64 { return c.Heartbeats }),
 			counter("items_added", "Items that became pending through AddItems.", func(c *fsm.Counters) uint64 { return c.ItemsAdded }),
 			counter("items_requeued", "Items of submitted buckets left without a result.", func(c *fsm.Counters) uint64 { return c.ItemsRequeued }),
@@ -175,7 +177,7 @@ func newNodeCollector(store Store) *nodeCollector {
 			counter("results_reverted", "Results marked reverted.", func(c *fsm.Counters) uint64 { return c.ResultsReverted }),
 		},
 		resultsAccepted:  prometheus.NewDesc("ration_results_accepted_total", "Results stored, by verdict.", []string{"service", "verdict"}, nil),
-		rejectedByReason: prometheus.NewDesc("ration_commands_rejected_by_reason_total", "Commands on the service refused, by machine-readable reason (e.g. LEASE_LOST, INVALID_RESULT).", []string{"service", "reason"}, nil),
+		rejectedByReason: prometheus.NewDesc("ration_commands_rejected_by_reason_total", "Commands on the service refused, by machine-readable reason (e.g. LEASE_LOST, INVALID_RESULT): those the state machine refused (replicated: the same on every node), plus those this node refused before proposing them (its own, since it started).", []string{"service", "reason"}, nil),
 	}
 }
 
@@ -240,14 +242,26 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range bucketStates {
 			gauge(c.buckets, float64(svc.Buckets[s]), name, bucketStateLabel[s])
 		}
+		// A refusal is counted where it happened: by the state machine if
+		// it was proposed, else by the node that refused it at the edge.
+		edge := c.refused.of(name)
+		counters := svc.Counters
+		for _, n := range edge {
+			counters.Rejected += n
+		}
 		for _, cd := range c.counters {
-			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.value(&svc.Counters)), name)
+			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.value(&counters)), name)
 		}
 		for _, v := range svc.Counters.Verdicts {
 			ch <- prometheus.MustNewConstMetric(c.resultsAccepted, prometheus.CounterValue, float64(v.Count), name, v.Verdict)
 		}
 		for _, r := range svc.Counters.RejectedBy {
-			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(r.Count), name, r.Verdict)
+			n := r.Count + edge[r.Verdict]
+			delete(edge, r.Verdict)
+			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(n), name, r.Verdict)
+		}
+		for reason, n := range edge {
+			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(n), name, reason)
 		}
 		active, inactive := countWorkers(state, name)
 		gauge(c.workers, float64(active), name, "active")

@@ -56,28 +56,29 @@ func TestServer_MetricsMoveUnderLoad(t *testing.T) {
 		Epoch: bk.Lease.Epoch, Results: res})); err != nil {
 		t.Fatal(err)
 	}
-	// A submit with a stale epoch is refused and counted.
+	// A submit with a stale epoch is refused, by the leader before it
+	// proposes it: the leader counts it, the follower that forwarded it
+	// does not, and the replicated counters do not move.
 	if _, err := cl.worker.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: worker, BucketId: bk.Id,
 		Epoch: bk.Lease.Epoch + 1, Results: res})); err == nil {
 		t.Fatal("submit with a wrong epoch succeeded")
 	}
 
 	want := map[string]float64{
-		`ration_services{state="active"}`:                                            1,
-		`ration_items{service="dm",state="pending"}`:                                 2,
-		`ration_items{service="dm",state="done"}`:                                    2,
-		`ration_items{service="dm",state="leased"}`:                                  0,
-		`ration_buckets{service="dm",state="done"}`:                                  1,
-		`ration_buckets{service="dm",state="unassigned"}`:                            1,
-		`ration_leases_granted_total{service="dm"}`:                                  1,
-		`ration_buckets_done_total{service="dm"}`:                                    1,
-		`ration_items_added_total{service="dm"}`:                                     4,
-		`ration_results_accepted_total{service="dm",verdict="DM"}`:                   1,
-		`ration_results_accepted_total{service="dm",verdict="NON_DM"}`:               1,
-		`ration_commands_rejected_total{service="dm"}`:                               1,
-		`ration_commands_rejected_by_reason_total{reason="LEASE_LOST",service="dm"}`: 1,
-		`ration_workers{service="dm",state="active"}`:                                1,
-		`ration_workers{service="dm",state="inactive"}`:                              0,
+		`ration_services{state="active"}`:                              1,
+		`ration_items{service="dm",state="pending"}`:                   2,
+		`ration_items{service="dm",state="done"}`:                      2,
+		`ration_items{service="dm",state="leased"}`:                    0,
+		`ration_buckets{service="dm",state="done"}`:                    1,
+		`ration_buckets{service="dm",state="unassigned"}`:              1,
+		`ration_leases_granted_total{service="dm"}`:                    1,
+		`ration_buckets_done_total{service="dm"}`:                      1,
+		`ration_items_added_total{service="dm"}`:                       4,
+		`ration_results_accepted_total{service="dm",verdict="DM"}`:     1,
+		`ration_results_accepted_total{service="dm",verdict="NON_DM"}`: 1,
+		`ration_commands_rejected_total{service="dm"}`:                 0,
+		`ration_workers{service="dm",state="active"}`:                  1,
+		`ration_workers{service="dm",state="inactive"}`:                0,
 	}
 	var after string
 	clustertest.WaitFor(t, 10*time.Second, func() error {
@@ -89,6 +90,19 @@ func TestServer_MetricsMoveUnderLoad(t *testing.T) {
 		}
 		return nil
 	})
+
+	if _, ok := value(after, `ration_commands_rejected_by_reason_total{reason="LEASE_LOST",service="dm"}`); ok {
+		t.Error("the follower counts a refusal the leader made")
+	}
+	lead := scrape(t, c.addrOf(c.Leader()))
+	for series, w := range map[string]float64{
+		`ration_commands_rejected_total{service="dm"}`:                               1,
+		`ration_commands_rejected_by_reason_total{reason="LEASE_LOST",service="dm"}`: 1,
+	} {
+		if got, ok := value(lead, series); !ok || got != w {
+			t.Errorf("leader: %s = %v (present %v), want %v", series, got, ok, w)
+		}
+	}
 
 	for _, name := range []string{"ration_node_applied_index", "ration_node_commit_index"} {
 		if b, a := mustValue(t, before, name), mustValue(t, after, name); a <= b {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
@@ -58,14 +59,41 @@ type ownerHandler struct{ s *Server }
 
 var _ rationv1connect.OwnerServiceHandler = (*ownerHandler)(nil)
 
+// CreateService makes the service's owner token on the node that proposes
+// the command; only its hash enters the log.
 func (h *ownerHandler) CreateService(ctx context.Context, req *connect.Request[rationv1.CreateServiceRequest]) (*connect.Response[rationv1.CreateServiceResponse], error) {
+	ctx, tok := issueToken(ctx)
 	return write(h.s, ctx, req,
 		func(r *rationv1.CreateServiceRequest) *rationv1.Command {
 			return &rationv1.Command{Op: &rationv1.Command_CreateService{CreateService: r}}
 		},
-		(*rationv1.CommandResult).GetCreateService,
+		func(res *rationv1.CommandResult) *rationv1.CreateServiceResponse {
+			// A copy: the state machine keeps res in its request-id record.
+			out := proto.CloneOf(res.GetCreateService())
+			if out == nil {
+				out = &rationv1.CreateServiceResponse{}
+			}
+			out.OwnerToken = tok.reveal(res)
+			return out
+		},
 		func(p *peer, ctx context.Context, r *connect.Request[rationv1.CreateServiceRequest]) (*connect.Response[rationv1.CreateServiceResponse], error) {
 			return p.owner.CreateService(ctx, r)
+		})
+}
+
+// RotateOwnerToken replaces the service's owner token, as CreateService
+// makes one.
+func (h *ownerHandler) RotateOwnerToken(ctx context.Context, req *connect.Request[rationv1.RotateOwnerTokenRequest]) (*connect.Response[rationv1.RotateOwnerTokenResponse], error) {
+	ctx, tok := issueToken(ctx)
+	return write(h.s, ctx, req,
+		func(r *rationv1.RotateOwnerTokenRequest) *rationv1.Command {
+			return &rationv1.Command{Op: &rationv1.Command_RotateOwnerToken{RotateOwnerToken: r}}
+		},
+		func(res *rationv1.CommandResult) *rationv1.RotateOwnerTokenResponse {
+			return &rationv1.RotateOwnerTokenResponse{OwnerToken: tok.reveal(res)}
+		},
+		func(p *peer, ctx context.Context, r *connect.Request[rationv1.RotateOwnerTokenRequest]) (*connect.Response[rationv1.RotateOwnerTokenResponse], error) {
+			return p.owner.RotateOwnerToken(ctx, r)
 		})
 }
 
@@ -204,8 +232,9 @@ func (h *ownerHandler) ExportResults(ctx context.Context, req *connect.Request[r
 		batches := st.Results(req.Msg.GetService(), after, exportBatch)
 		for _, rb := range batches {
 			msg := &rationv1.ExportResultsResponse{Seq: rb.Seq}
-			for i := range rb.Results {
-				msg.Results = append(msg.Results, resultInfo(rb, &rb.Results[i]))
+			msg.Results = make([]*rationv1.ResultInfo, 0, rb.Len())
+			for _, r := range rb.All() {
+				msg.Results = append(msg.Results, resultInfo(rb, &r))
 			}
 			if first {
 				msg.Read, first = info, false

@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
 
@@ -52,8 +50,9 @@ var _ Store = (*cluster.Node)(nil)
 
 // Config configures a Server.
 type Config struct {
-	// AdminToken, when set, is required (Authorization: Bearer) on owner,
-	// insight, cluster and peer calls.
+	// AdminToken, when set, is required (Authorization: Bearer) on admin
+	// calls; owner calls take it or the service's owner token (see roles).
+	// Unset, neither kind of call needs a credential.
 	AdminToken string
 	Logger     hclog.Logger
 	// PeerClient carries forwarded writes and read-index requests to the
@@ -67,6 +66,9 @@ type Config struct {
 	// ReadyMaxLag is how far (in entries) the applied index may trail the
 	// commit index for /readyz to answer 200; 0 means DefaultReadyMaxLag.
 	ReadyMaxLag uint64
+	// Limits are the per-client rate and stream limits (see Limits); nil
+	// means DefaultLimits().
+	Limits *Limits
 }
 
 // Server implements the ration.v1 services on top of a Store.
@@ -77,6 +79,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	peers map[string]*peer
+	// refused counts this node's edge refusals (see precheck).
+	refused refusals
+
+	limits *limiter
 }
 
 // New returns a server for store.
@@ -90,7 +96,8 @@ func New(store Store, cfg Config) *Server {
 	if cfg.PeerScheme == "" {
 		cfg.PeerScheme = "http"
 	}
-	return &Server{store: store, cfg: cfg, log: cfg.Logger.Named("server"), peers: map[string]*peer{}}
+	return &Server{store: store, cfg: cfg, log: cfg.Logger.Named("server"), peers: map[string]*peer{},
+		limits: newLimiter(store, cfg.Limits)}
 }
 
 // Handler returns the HTTP handler serving every service over Connect,
@@ -99,7 +106,8 @@ func New(store Store, cfg Config) *Server {
 func (s *Server) Handler() http.Handler {
 	// Compressing the small messages of the worker loop costs more CPU than
 	// it saves on loopback and LANs; large ones (exports, lists) still are.
-	opts := connect.WithHandlerOptions(connect.WithInterceptors(&authInterceptor{s: s}), connect.WithCompressMinBytes(CompressMinBytes))
+	opts := connect.WithHandlerOptions(connect.WithInterceptors(&authInterceptor{s: s}), connect.WithCompressMinBytes(CompressMinBytes),
+		s.limitOptions())
 	mux := http.NewServeMux()
 	mux.Handle(rationv1connect.NewOwnerServiceHandler(&ownerHandler{s}, opts))
 	mux.Handle(rationv1connect.NewWorkerServiceHandler(&workerHandler{s}, opts))
@@ -109,9 +117,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(peerv1connect.NewPeerServiceHandler(&peerHandler{s}, opts))
 	names := []string{rationv1connect.OwnerServiceName, rationv1connect.WorkerServiceName,
 		rationv1connect.InsightServiceName, rationv1connect.ClusterServiceName}
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...)))
-	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(names...)))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(names...)))
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
+	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
 	// Monitoring needs no admin token, as in etcd: probes and scrapers
 	// carry no credentials, and these reveal counts by service, never item
 	// or worker ids or payloads.
@@ -156,29 +164,71 @@ type role int
 
 const (
 	roleAdmin  role = iota // the admin token, when one is configured
+	roleOwner              // the admin token, or the owner token of the service the request names
 	roleWorker             // a worker's secret
 	rolePublic             // anyone
 )
 
-// roles is the one table of who may call what: by service, with
-// per-procedure exceptions first.
-var roles = []struct {
-	prefix string
-	role   role
-}{
-	{rationv1connect.WorkerServiceCheckServiceProcedure, rolePublic},
-	{"/" + rationv1connect.WorkerServiceName + "/", roleWorker},
-	{"/" + rationv1connect.OwnerServiceName + "/", roleAdmin},
-	{"/" + rationv1connect.InsightServiceName + "/", roleAdmin},
-	{"/" + rationv1connect.ClusterServiceName + "/", roleAdmin},
-	{"/" + peerv1connect.PeerServiceName + "/", roleAdmin},
+func (r role) String() string {
+	switch r {
+	case roleOwner:
+		return "owner"
+	case roleWorker:
+		return "worker"
+	case rolePublic:
+		return "public"
+	}
+	return "admin"
+}
+
+// roles is the one table of who may call what, by full procedure name; a
+// procedure missing from it is admin-only. Tests check that every RPC has an
+// entry, and that the protos' comments and README's table say the same.
+var roles = map[string]role{
+	rationv1connect.OwnerServiceCreateServiceProcedure:    roleAdmin,
+	rationv1connect.OwnerServiceUpdateServiceProcedure:    roleOwner,
+	rationv1connect.OwnerServiceGetServiceProcedure:       roleOwner,
+	rationv1connect.OwnerServiceListServicesProcedure:     roleAdmin,
+	rationv1connect.OwnerServiceRevokeServiceProcedure:    roleOwner,
+	rationv1connect.OwnerServiceReinstateServiceProcedure: roleOwner,
+	rationv1connect.OwnerServiceAddItemsProcedure:         roleOwner,
+	rationv1connect.OwnerServiceListItemsProcedure:        roleOwner,
+	rationv1connect.OwnerServiceDeactivateWorkerProcedure: roleOwner,
+	rationv1connect.OwnerServiceReactivateWorkerProcedure: roleOwner,
+	rationv1connect.OwnerServiceRevertWorkerProcedure:     roleOwner,
+	rationv1connect.OwnerServiceExportResultsProcedure:    roleOwner,
+	rationv1connect.OwnerServiceRotateOwnerTokenProcedure: roleOwner,
+
+	rationv1connect.WorkerServiceRegisterProcedure:      roleWorker,
+	rationv1connect.WorkerServiceUnregisterProcedure:    roleWorker,
+	rationv1connect.WorkerServiceCheckServiceProcedure:  rolePublic,
+	rationv1connect.WorkerServiceAcquireProcedure:       roleWorker,
+	rationv1connect.WorkerServiceHeartbeatProcedure:     roleWorker,
+	rationv1connect.WorkerServiceSubmitProcedure:        roleWorker,
+	rationv1connect.WorkerServiceReleaseProcedure:       roleWorker,
+	rationv1connect.WorkerServiceListMyBucketsProcedure: roleWorker,
+
+	// An owner token must name its service; without one these span all.
+	rationv1connect.InsightServiceGetStatsProcedure:      roleOwner,
+	rationv1connect.InsightServiceListWorkersProcedure:   roleOwner,
+	rationv1connect.InsightServiceListBucketsProcedure:   roleOwner,
+	rationv1connect.InsightServiceListActivityProcedure:  roleOwner,
+	rationv1connect.InsightServiceExplainProcedure:       roleOwner,
+	rationv1connect.InsightServiceWatchActivityProcedure: roleOwner,
+
+	rationv1connect.ClusterServiceStatusProcedure:             roleAdmin,
+	rationv1connect.ClusterServiceJoinProcedure:               roleAdmin,
+	rationv1connect.ClusterServiceRemoveProcedure:             roleAdmin,
+	rationv1connect.ClusterServiceTransferLeadershipProcedure: roleAdmin,
+	rationv1connect.ClusterServiceSaveSnapshotProcedure:       roleAdmin,
+	rationv1connect.ClusterServiceRestoreProcedure:            roleAdmin,
+
+	peerv1connect.PeerServiceReadIndexProcedure: roleAdmin,
 }
 
 func roleOf(procedure string) role {
-	for _, r := range roles {
-		if strings.HasPrefix(procedure, r.prefix) {
-			return r.role
-		}
+	if r, ok := roles[procedure]; ok {
+		return r
 	}
 	return roleAdmin
 }
@@ -191,38 +241,60 @@ func credential(ctx context.Context) []byte {
 	return c
 }
 
+// authInterceptor enforces the roles table. Owner calls are checked against
+// the service their request names, so unary calls are checked with their
+// request and streams when the handler receives it.
 type authInterceptor struct{ s *Server }
 
-func (a *authInterceptor) authenticate(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
+func authError(code connect.Code, reason, node, format string, args ...any) error {
+	return withDetail(connect.NewError(code, fmt.Errorf(format, args...)), reason, node)
+}
+
+// authenticate checks the call's credential against procedure's role and
+// returns ctx carrying what a write stamps into its command's header. msg is
+// the request, needed by owner calls only.
+func (a *authInterceptor) authenticate(ctx context.Context, procedure string, h http.Header, msg any) (context.Context, error) {
+	s, node := a.s, a.s.store.ID()
 	token, _ := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-	switch roleOf(procedure) {
+	r := roleOf(procedure)
+	switch r {
 	case rolePublic:
 		return ctx, nil
 	case roleWorker:
 		if token == "" {
-			return ctx, withDetail(connect.NewError(connect.CodeUnauthenticated,
-				errors.New("worker calls need the worker's secret: Authorization: Bearer <secret>")), "NO_CREDENTIAL", a.s.store.ID())
+			return ctx, authError(connect.CodeUnauthenticated, "NO_CREDENTIAL", node, "worker calls need the worker's secret: Authorization: Bearer <secret>")
 		}
 		if len(token) < MinSecretLength || len(token) > MaxSecretLength {
-			return ctx, withDetail(connect.NewError(connect.CodeUnauthenticated,
-				fmt.Errorf("worker secret is %d bytes, want %d to %d", len(token), MinSecretLength, MaxSecretLength)), "BAD_CREDENTIAL", a.s.store.ID())
+			return ctx, authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", node, "worker secret is %d bytes, want %d to %d", len(token), MinSecretLength, MaxSecretLength)
 		}
-		sum := sha256.Sum256([]byte(token))
-		return context.WithValue(ctx, credentialKey{}, sum[:]), nil
-	default:
-		want := a.s.cfg.AdminToken
-		if want == "" {
-			return ctx, nil
+		if s.isAdminToken(token) || looksLikeOwnerToken(token) {
+			return ctx, authError(connect.CodePermissionDenied, "WRONG_ROLE", node, "worker calls take the worker's own secret, never the admin token or an owner token")
 		}
-		if token == "" {
-			return ctx, withDetail(connect.NewError(connect.CodeUnauthenticated,
-				errors.New("this call needs the admin token: Authorization: Bearer <token>")), "NO_CREDENTIAL", a.s.store.ID())
+		return context.WithValue(ctx, credentialKey{}, hashToken(token)), nil
+	}
+	if s.cfg.AdminToken == "" {
+		return ctx, nil // a loopback development node: no credentials
+	}
+	if token == "" {
+		if r == roleOwner {
+			return ctx, authError(connect.CodeUnauthenticated, "NO_CREDENTIAL", node, "this call needs the admin token or the service's owner token: Authorization: Bearer <token>")
 		}
-		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
-			return ctx, withDetail(connect.NewError(connect.CodeUnauthenticated, errors.New("wrong admin token")), "BAD_CREDENTIAL", a.s.store.ID())
-		}
+		return ctx, authError(connect.CodeUnauthenticated, "NO_CREDENTIAL", node, "this call needs the admin token: Authorization: Bearer <token>")
+	}
+	if s.isAdminToken(token) {
 		return ctx, nil
 	}
+	if r == roleOwner {
+		hash, err := s.authorizeOwner(ctx, token, msg)
+		if err != nil {
+			return ctx, err
+		}
+		return context.WithValue(ctx, ownerCredentialKey{}, hash), nil
+	}
+	if _, ok := ownerOf(s.store.State(), hashToken(token)); ok {
+		return ctx, authError(connect.CodePermissionDenied, "ADMIN_ONLY", node, "this call needs the admin token; an owner token does not reach it")
+	}
+	return ctx, authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", node, "wrong admin token")
 }
 
 func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -230,7 +302,7 @@ func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		ctx, err := a.authenticate(ctx, req.Spec().Procedure, req.Header())
+		ctx, err := a.authenticate(ctx, req.Spec().Procedure, req.Header(), req.Any())
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +316,14 @@ func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 
 func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := a.authenticate(ctx, conn.Spec().Procedure, conn.RequestHeader())
+		procedure := conn.Spec().Procedure
+		if roleOf(procedure) == roleOwner {
+			// The service is in the request: check when the handler has it.
+			return next(ctx, &ownerStream{StreamingHandlerConn: conn, s: a.s, check: func(msg any) (context.Context, error) {
+				return a.authenticate(ctx, procedure, conn.RequestHeader(), msg)
+			}})
+		}
+		ctx, err := a.authenticate(ctx, procedure, conn.RequestHeader(), nil)
 		if err != nil {
 			return err
 		}

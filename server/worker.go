@@ -17,6 +17,9 @@ type workerHandler struct{ s *Server }
 var _ rationv1connect.WorkerServiceHandler = (*workerHandler)(nil)
 
 func (h *workerHandler) Register(ctx context.Context, req *connect.Request[rationv1.RegisterRequest]) (*connect.Response[rationv1.RegisterResponse], error) {
+	if err := rateLimit(h.s, ctx, opRegister, req, req.Msg.GetWorkerId()); err != nil {
+		return nil, err
+	}
 	return write(h.s, ctx, req,
 		func(r *rationv1.RegisterRequest) *rationv1.Command {
 			return &rationv1.Command{Op: &rationv1.Command_Register{Register: r}}
@@ -39,6 +42,9 @@ func (h *workerHandler) Unregister(ctx context.Context, req *connect.Request[rat
 }
 
 func (h *workerHandler) Acquire(ctx context.Context, req *connect.Request[rationv1.AcquireRequest]) (*connect.Response[rationv1.AcquireResponse], error) {
+	if err := rateLimit(h.s, ctx, opAcquire, req, req.Msg.GetWorkerId()); err != nil {
+		return nil, err
+	}
 	return write(h.s, ctx, req,
 		func(r *rationv1.AcquireRequest) *rationv1.Command {
 			return &rationv1.Command{Op: &rationv1.Command_Acquire{Acquire: r}}
@@ -79,7 +85,13 @@ func (h *workerHandler) Heartbeat(ctx context.Context, req *connect.Request[rati
 		return nil, toConnect(s.log, s.store.ID(), err)
 	}
 	return onLeader(s, ctx, req, func() (*rationv1.HeartbeatResponse, error) {
-		res, err := s.store.Heartbeat(ctx, &rationv1.HeartbeatEntry{Request: req.Msg, Credential: credential(ctx)})
+		dropUnknown(req.Msg.ProtoReflect())
+		e := &rationv1.HeartbeatEntry{Request: req.Msg, Credential: credential(ctx)}
+		// A heartbeat refused whole, or one extending nothing, is answered here.
+		if resp, err := s.precheckHeartbeat(ctx, e); resp != nil || err != nil {
+			return resp, err
+		}
+		res, err := s.store.Heartbeat(ctx, e)
 		if err == nil {
 			err = fsm.ResultError(res)
 		}

@@ -11,9 +11,11 @@
 // effect once.
 //
 // Credentials: owner, insight and cluster calls send "Authorization: Bearer
-// <--token>", worker calls send "Authorization: Bearer <--worker-secret>".
-// Both can come from the environment (RATION_ADMIN_TOKEN,
-// RATION_WORKER_SECRET), as can the addresses (RATION_ADDR).
+// <--token>" (the admin token, or a service's owner token for that
+// service's calls), worker calls send "Authorization: Bearer
+// <--worker-secret>". Both can come from the environment (RATION_TOKEN, else
+// RATION_ADMIN_TOKEN; RATION_WORKER_SECRET), as can the addresses
+// (RATION_ADDR).
 //
 // Output is a table by default; -o json prints the response message as
 // protobuf JSON with the proto field names (snake_case), as DESIGN.md spells

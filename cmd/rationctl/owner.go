@@ -102,6 +102,7 @@ func (a *app) serviceCommand() *cobra.Command {
 		a.serviceListCommand(),
 		a.serviceRevokeCommand(),
 		a.serviceReinstateCommand(),
+		a.serviceRotateTokenCommand(),
 	)
 	return cmd
 }
@@ -127,10 +128,13 @@ func (a *app) serviceCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(resp, func(w io.Writer) {
+			err = a.print(resp, func(w io.Writer) {
 				row(w, "created", args[0])
+				row(w, "owner_token", ownerTokenCell(resp.GetOwnerToken()))
 				configRows(w, resp.GetConfig())
 			})
+			a.ownerTokenNote(args[0], resp.GetOwnerToken())
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&kind, "kind", "", "the service's kind: dmcheck, followers, following or generic")
@@ -257,6 +261,50 @@ func (a *app) serviceReinstateCommand() *cobra.Command {
 	}
 	requestIDFlag(cmd, &reqID)
 	return cmd
+}
+
+func (a *app) serviceRotateTokenCommand() *cobra.Command {
+	var reqID string
+	cmd := &cobra.Command{
+		Use:   "rotate-token NAME",
+		Short: "Give a service a new owner token; the old one stops working at once",
+		Long: `Give a service a new owner token and print it, once: the cluster keeps only
+its hash. The old token stops working at once. Needs the admin token or the
+service's current owner token (--token).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.RotateOwnerTokenRequest{Name: args[0], RequestId: requestID(reqID)}
+			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.RotateOwnerToken, req)
+			if err != nil {
+				return err
+			}
+			err = a.print(resp, func(w io.Writer) { row(w, "owner_token", ownerTokenCell(resp.GetOwnerToken())) })
+			a.ownerTokenNote(args[0], resp.GetOwnerToken())
+			return err
+		},
+	}
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+// ownerTokenCell is how a table shows an owner token that may be missing.
+func ownerTokenCell(token string) string {
+	if token == "" {
+		return "(not shown: see below)"
+	}
+	return token
+}
+
+// ownerTokenNote tells, on stderr so that stdout stays the answer, that an
+// owner token is shown once, or why none was.
+func (a *app) ownerTokenNote(service, token string) {
+	if token != "" {
+		fmt.Fprintf(a.stderr, "rationctl: keep the owner token of %s now: it will not be shown again "+
+			"(rationctl service rotate-token %s makes a new one)\n", service, service)
+		return
+	}
+	fmt.Fprintf(a.stderr, "rationctl: no owner token in this answer: it repeats an earlier call with the same request id, "+
+		"whose token cannot be shown again; run rationctl service rotate-token %s for a new one\n", service)
 }
 
 func (a *app) itemsCommand() *cobra.Command {

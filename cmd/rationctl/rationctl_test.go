@@ -36,12 +36,15 @@ type fakeServer struct {
 
 	// statusErr, when set, is Status's answer.
 	statusErr error
-	services  []*rationv1.ServiceInfo
+	// ownerToken is the owner token CreateService and RotateOwnerToken return.
+	ownerToken string
+	services   []*rationv1.ServiceInfo
 
 	mu       sync.Mutex
 	auth     map[string][]string // procedure → Authorization headers
 	calls    []string            // procedures in call order, from the HTTP layer
 	creates  []*rationv1.CreateServiceRequest
+	rotates  []*rationv1.RotateOwnerTokenRequest
 	adds     []*rationv1.AddItemsRequest
 	acquires []*rationv1.AcquireRequest
 }
@@ -60,7 +63,15 @@ func (f *fakeServer) CreateService(_ context.Context, req *connect.Request[ratio
 	f.mu.Lock()
 	f.creates = append(f.creates, req.Msg)
 	f.mu.Unlock()
-	return connect.NewResponse(&rationv1.CreateServiceResponse{Config: req.Msg.GetConfig()}), nil
+	return connect.NewResponse(&rationv1.CreateServiceResponse{Config: req.Msg.GetConfig(), OwnerToken: f.ownerToken}), nil
+}
+
+func (f *fakeServer) RotateOwnerToken(_ context.Context, req *connect.Request[rationv1.RotateOwnerTokenRequest]) (*connect.Response[rationv1.RotateOwnerTokenResponse], error) {
+	f.record(req.Spec().Procedure, req.Header())
+	f.mu.Lock()
+	f.rotates = append(f.rotates, req.Msg)
+	f.mu.Unlock()
+	return connect.NewResponse(&rationv1.RotateOwnerTokenResponse{OwnerToken: f.ownerToken}), nil
 }
 
 func (f *fakeServer) ListServices(_ context.Context, req *connect.Request[rationv1.ListServicesRequest]) (*connect.Response[rationv1.ListServicesResponse], error) {
@@ -497,6 +508,7 @@ func TestCommands_ReachEveryRPC(t *testing.T) {
 		{"service", "list"},
 		{"service", "revoke", "s", "--reason", "r"},
 		{"service", "reinstate", "s"},
+		{"service", "rotate-token", "s"},
 		{"items", "add", "s", "a"},
 		{"items", "list", "s", "--state", "done"},
 		{"results", "export", "s"},

@@ -17,7 +17,8 @@ import (
 // Environment variables read for flags left unset.
 const (
 	envAddr         = "RATION_ADDR"
-	envToken        = "RATION_ADMIN_TOKEN"
+	envToken        = "RATION_TOKEN"       // the admin token or an owner token
+	envAdminToken   = "RATION_ADMIN_TOKEN" // read when RATION_TOKEN is unset
 	envWorkerSecret = "RATION_WORKER_SECRET"
 
 	defaultAddr = "127.0.0.1:7070"
@@ -42,6 +43,9 @@ type app struct {
 	timeout      time.Duration
 	retryFor     time.Duration
 	consistFlag  string
+	tlsCA        string
+	tlsCert      string
+	tlsKey       string
 
 	// Resolved in prepare.
 	addrs       []string
@@ -77,20 +81,29 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Command-line client of a ration cluster",
 		Long: `rationctl talks to a ration cluster over the Connect protocol.
 
-Addresses, the admin token and the worker secret can also come from the
-environment: RATION_ADDR, RATION_ADMIN_TOKEN, RATION_WORKER_SECRET.`,
+Owner, insight and cluster calls carry --token: the admin token, or a
+service's owner token (printed once by "service create" and "service
+rotate-token"), which reaches that service's calls only. Worker calls carry
+--worker-secret.
+
+Addresses, the token and the worker secret can also come from the
+environment: RATION_ADDR, RATION_TOKEN (or RATION_ADMIN_TOKEN),
+RATION_WORKER_SECRET.`,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: func(*cobra.Command, []string) error { return a.prepare() },
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.addrFlag, "addr", "", `comma-separated node addresses host:port, tried in order (env RATION_ADDR; default "`+defaultAddr+`")`)
-	pf.StringVar(&a.token, "token", "", "admin token for owner, insight and cluster calls (env RATION_ADMIN_TOKEN)")
+	pf.StringVar(&a.token, "token", "", "admin token, or a service's owner token, for owner, insight and cluster calls (env RATION_TOKEN or RATION_ADMIN_TOKEN)")
 	pf.StringVar(&a.workerSecret, "worker-secret", "", "worker secret for worker calls (env RATION_WORKER_SECRET)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "time limit of each call on each node (streams are not limited; 0 disables)")
 	pf.DurationVar(&a.retryFor, "retry-for", 5*time.Second, "keep retrying every address this long while no node can serve (e.g. during an election)")
 	pf.StringVar(&a.consistFlag, "consistency", "linearizable", "read consistency: linearizable or stale")
+	pf.StringVar(&a.tlsCA, "tls-ca", "", "PEM CA certificates that sign the nodes' API certificates (default: the system's); any --tls-* flag makes host:port addresses HTTPS")
+	pf.StringVar(&a.tlsCert, "tls-cert", "", "PEM client certificate, for nodes started with --tls-client-ca")
+	pf.StringVar(&a.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 
 	root.AddCommand(
 		a.serviceCommand(),
@@ -120,6 +133,9 @@ func (a *app) prepare() error {
 	}
 	if a.token == "" {
 		a.token = a.getenv(envToken)
+	}
+	if a.token == "" {
+		a.token = a.getenv(envAdminToken)
 	}
 	if a.workerSecret == "" {
 		a.workerSecret = a.getenv(envWorkerSecret)
@@ -151,5 +167,5 @@ func (a *app) prepare() error {
 	if a.timeout < 0 {
 		return errors.New("--timeout: must not be negative")
 	}
-	return nil
+	return a.setupTLS()
 }

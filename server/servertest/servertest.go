@@ -4,11 +4,14 @@
 package servertest
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/cluster/clustertest"
@@ -24,6 +27,24 @@ type Cluster struct {
 
 // Start starts n nodes serving the API; token, if set, is the admin token.
 func Start(t testing.TB, n int, token string) *Cluster {
+	t.Helper()
+	return StartWith(t, n, Options{Token: token})
+}
+
+// Options adjusts a cluster started by StartWith.
+type Options struct {
+	// Token, if set, is the admin token.
+	Token string
+	// Config, if set, edits node i's config before it starts.
+	Config func(i int, c *cluster.Config)
+	// Log, if set, receives every node's log (Raft, cluster and server) at
+	// trace level, instead of the test log. It must be safe for
+	// concurrent use.
+	Log io.Writer
+}
+
+// StartWith starts n nodes serving the API, as opts says.
+func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	lns := make([]net.Listener, n)
 	addrs := make([]string, n)
@@ -45,9 +66,19 @@ func Start(t testing.TB, n int, token string) *Cluster {
 	}
 	c := clustertest.New(t, n, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
 		cfg.APIAddr = addrs[i]
+		if opts.Log != nil {
+			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Level: hclog.Trace, Output: opts.Log})
+		}
+		if opts.Config != nil {
+			opts.Config(i, cfg)
+		}
 	}})
 	for i, node := range c.Nodes {
-		handlers[i].set(server.New(node, server.Config{AdminToken: token, Logger: clustertest.FastConfig(t, node.ID()).Logger}).Handler())
+		log := c.Config(i).Logger
+		if opts.Log == nil {
+			log = clustertest.FastConfig(t, node.ID()).Logger
+		}
+		handlers[i].set(server.New(node, server.Config{AdminToken: opts.Token, Logger: log}).Handler())
 	}
 	return &Cluster{Cluster: c, Addrs: addrs}
 }

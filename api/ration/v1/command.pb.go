@@ -33,6 +33,7 @@ type Command struct {
 	//	*Command_UpdateService
 	//	*Command_RevokeService
 	//	*Command_ReinstateService
+	//	*Command_RotateOwnerToken
 	//	*Command_Register
 	//	*Command_Unregister
 	//	*Command_DeactivateWorker
@@ -127,6 +128,15 @@ func (x *Command) GetReinstateService() *ReinstateServiceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_ReinstateService); ok {
 			return x.ReinstateService
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRotateOwnerToken() *RotateOwnerTokenRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RotateOwnerToken); ok {
+			return x.RotateOwnerToken
 		}
 	}
 	return nil
@@ -279,6 +289,10 @@ type Command_ReinstateService struct {
 	ReinstateService *ReinstateServiceRequest `protobuf:"bytes,13,opt,name=reinstate_service,json=reinstateService,proto3,oneof"`
 }
 
+type Command_RotateOwnerToken struct {
+	RotateOwnerToken *RotateOwnerTokenRequest `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
+}
+
 type Command_Register struct {
 	// 20-29: workers.
 	Register *RegisterRequest `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
@@ -348,6 +362,8 @@ func (*Command_RevokeService) isCommand_Op() {}
 
 func (*Command_ReinstateService) isCommand_Op() {}
 
+func (*Command_RotateOwnerToken) isCommand_Op() {}
+
 func (*Command_Register) isCommand_Op() {}
 
 func (*Command_Unregister) isCommand_Op() {}
@@ -391,9 +407,19 @@ type CommandHeader struct {
 	// Who the edge authenticated: "admin", "owner", "system", or a worker id.
 	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
 	// SHA-256 of the worker's secret, for worker operations.
-	Credential    []byte `protobuf:"bytes,6,opt,name=credential,proto3" json:"credential,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Credential []byte `protobuf:"bytes,6,opt,name=credential,proto3" json:"credential,omitempty"`
+	// SHA-256 of the owner token the caller presented, for an owner operation
+	// called with a service's owner token (actor "owner") rather than the
+	// admin token. The state machine refuses the command (BAD_OWNER_TOKEN)
+	// unless it is the hash stored on the service the command names.
+	OwnerCredential []byte `protobuf:"bytes,7,opt,name=owner_credential,json=ownerCredential,proto3" json:"owner_credential,omitempty"`
+	// SHA-256 of the owner token the proposer generated for CreateService or
+	// RotateOwnerToken; the state machine stores it on the service. The token
+	// itself never enters the log. Being in the header, it is not part of the
+	// body a request id is matched against, so a retried CreateService matches.
+	NewOwnerTokenHash []byte `protobuf:"bytes,8,opt,name=new_owner_token_hash,json=newOwnerTokenHash,proto3" json:"new_owner_token_hash,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CommandHeader) Reset() {
@@ -464,6 +490,20 @@ func (x *CommandHeader) GetActor() string {
 func (x *CommandHeader) GetCredential() []byte {
 	if x != nil {
 		return x.Credential
+	}
+	return nil
+}
+
+func (x *CommandHeader) GetOwnerCredential() []byte {
+	if x != nil {
+		return x.OwnerCredential
+	}
+	return nil
+}
+
+func (x *CommandHeader) GetNewOwnerTokenHash() []byte {
+	if x != nil {
+		return x.NewOwnerTokenHash
 	}
 	return nil
 }
@@ -805,12 +845,18 @@ func (x *CommandBatch) GetCommands() []*Command {
 type CommandResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Error *CommandError          `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// The owner token hash a CreateService or RotateOwnerToken stored (the
+	// header's new_owner_token_hash). The proposer compares it with the hash
+	// of the token it generated: a different one means the answer replays an
+	// earlier command with the same request id, whose token it cannot show.
+	OwnerTokenHash []byte `protobuf:"bytes,2,opt,name=owner_token_hash,json=ownerTokenHash,proto3" json:"owner_token_hash,omitempty"`
 	// Types that are valid to be assigned to Value:
 	//
 	//	*CommandResult_CreateService
 	//	*CommandResult_UpdateService
 	//	*CommandResult_RevokeService
 	//	*CommandResult_ReinstateService
+	//	*CommandResult_RotateOwnerToken
 	//	*CommandResult_Register
 	//	*CommandResult_Unregister
 	//	*CommandResult_DeactivateWorker
@@ -866,6 +912,13 @@ func (x *CommandResult) GetError() *CommandError {
 	return nil
 }
 
+func (x *CommandResult) GetOwnerTokenHash() []byte {
+	if x != nil {
+		return x.OwnerTokenHash
+	}
+	return nil
+}
+
 func (x *CommandResult) GetValue() isCommandResult_Value {
 	if x != nil {
 		return x.Value
@@ -904,6 +957,15 @@ func (x *CommandResult) GetReinstateService() *ReinstateServiceResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_ReinstateService); ok {
 			return x.ReinstateService
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetRotateOwnerToken() *RotateOwnerTokenResponse {
+	if x != nil {
+		if x, ok := x.Value.(*CommandResult_RotateOwnerToken); ok {
+			return x.RotateOwnerToken
 		}
 	}
 	return nil
@@ -1046,6 +1108,10 @@ type CommandResult_ReinstateService struct {
 	ReinstateService *ReinstateServiceResponse `protobuf:"bytes,13,opt,name=reinstate_service,json=reinstateService,proto3,oneof"`
 }
 
+type CommandResult_RotateOwnerToken struct {
+	RotateOwnerToken *RotateOwnerTokenResponse `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
+}
+
 type CommandResult_Register struct {
 	Register *RegisterResponse `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
 }
@@ -1106,6 +1172,8 @@ func (*CommandResult_UpdateService) isCommandResult_Value() {}
 func (*CommandResult_RevokeService) isCommandResult_Value() {}
 
 func (*CommandResult_ReinstateService) isCommandResult_Value() {}
+
+func (*CommandResult_RotateOwnerToken) isCommandResult_Value() {}
 
 func (*CommandResult_Register) isCommandResult_Value() {}
 
@@ -1374,14 +1442,16 @@ var File_ration_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x18ration/v1/requests.proto\"\xb4\t\n" +
+	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x18ration/v1/requests.proto\"\x88\n" +
+	"\n" +
 	"\aCommand\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.ration.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
 	" \x01(\v2\x1f.ration.v1.CreateServiceRequestH\x00R\rcreateService\x12H\n" +
 	"\x0eupdate_service\x18\v \x01(\v2\x1f.ration.v1.UpdateServiceRequestH\x00R\rupdateService\x12H\n" +
 	"\x0erevoke_service\x18\f \x01(\v2\x1f.ration.v1.RevokeServiceRequestH\x00R\rrevokeService\x12Q\n" +
-	"\x11reinstate_service\x18\r \x01(\v2\".ration.v1.ReinstateServiceRequestH\x00R\x10reinstateService\x128\n" +
+	"\x11reinstate_service\x18\r \x01(\v2\".ration.v1.ReinstateServiceRequestH\x00R\x10reinstateService\x12R\n" +
+	"\x12rotate_owner_token\x18\x0e \x01(\v2\".ration.v1.RotateOwnerTokenRequestH\x00R\x10rotateOwnerToken\x128\n" +
 	"\bregister\x18\x14 \x01(\v2\x1a.ration.v1.RegisterRequestH\x00R\bregister\x12>\n" +
 	"\n" +
 	"unregister\x18\x15 \x01(\v2\x1c.ration.v1.UnregisterRequestH\x00R\n" +
@@ -1399,7 +1469,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\vremove_node\x183 \x01(\v2\x15.ration.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12/\n" +
 	"\x05batch\x18< \x01(\v2\x17.ration.v1.CommandBatchH\x00R\x05batchB\x04\n" +
-	"\x02op\"\xb5\x01\n" +
+	"\x02op\"\x91\x02\n" +
 	"\rCommandHeader\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -1410,7 +1480,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x06 \x01(\fR\n" +
-	"credential\"E\n" +
+	"credential\x12)\n" +
+	"\x10owner_credential\x18\a \x01(\fR\x0fownerCredential\x12/\n" +
+	"\x14new_owner_token_hash\x18\b \x01(\fR\x11newOwnerTokenHash\"E\n" +
 	"\x0eHeartbeatBatch\x123\n" +
 	"\aentries\x18\x01 \x03(\v2\x19.ration.v1.HeartbeatEntryR\aentries\"g\n" +
 	"\x0eHeartbeatEntry\x125\n" +
@@ -1433,14 +1505,17 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"RemoveNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\">\n" +
 	"\fCommandBatch\x12.\n" +
-	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xb0\t\n" +
+	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xaf\n" +
+	"\n" +
 	"\rCommandResult\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.ration.v1.CommandErrorR\x05error\x12I\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.ration.v1.CommandErrorR\x05error\x12(\n" +
+	"\x10owner_token_hash\x18\x02 \x01(\fR\x0eownerTokenHash\x12I\n" +
 	"\x0ecreate_service\x18\n" +
 	" \x01(\v2 .ration.v1.CreateServiceResponseH\x00R\rcreateService\x12I\n" +
 	"\x0eupdate_service\x18\v \x01(\v2 .ration.v1.UpdateServiceResponseH\x00R\rupdateService\x12I\n" +
 	"\x0erevoke_service\x18\f \x01(\v2 .ration.v1.RevokeServiceResponseH\x00R\rrevokeService\x12R\n" +
-	"\x11reinstate_service\x18\r \x01(\v2#.ration.v1.ReinstateServiceResponseH\x00R\x10reinstateService\x129\n" +
+	"\x11reinstate_service\x18\r \x01(\v2#.ration.v1.ReinstateServiceResponseH\x00R\x10reinstateService\x12S\n" +
+	"\x12rotate_owner_token\x18\x0e \x01(\v2#.ration.v1.RotateOwnerTokenResponseH\x00R\x10rotateOwnerToken\x129\n" +
 	"\bregister\x18\x14 \x01(\v2\x1b.ration.v1.RegisterResponseH\x00R\bregister\x12?\n" +
 	"\n" +
 	"unregister\x18\x15 \x01(\v2\x1d.ration.v1.UnregisterResponseH\x00R\n" +
@@ -1505,30 +1580,32 @@ var file_ration_v1_command_proto_goTypes = []any{
 	(*UpdateServiceRequest)(nil),     // 14: ration.v1.UpdateServiceRequest
 	(*RevokeServiceRequest)(nil),     // 15: ration.v1.RevokeServiceRequest
 	(*ReinstateServiceRequest)(nil),  // 16: ration.v1.ReinstateServiceRequest
-	(*RegisterRequest)(nil),          // 17: ration.v1.RegisterRequest
-	(*UnregisterRequest)(nil),        // 18: ration.v1.UnregisterRequest
-	(*DeactivateWorkerRequest)(nil),  // 19: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 20: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 21: ration.v1.RevertWorkerRequest
-	(*AddItemsRequest)(nil),          // 22: ration.v1.AddItemsRequest
-	(*AcquireRequest)(nil),           // 23: ration.v1.AcquireRequest
-	(*SubmitRequest)(nil),            // 24: ration.v1.SubmitRequest
-	(*ReleaseRequest)(nil),           // 25: ration.v1.ReleaseRequest
-	(*HeartbeatRequest)(nil),         // 26: ration.v1.HeartbeatRequest
-	(*CreateServiceResponse)(nil),    // 27: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 28: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 29: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 30: ration.v1.ReinstateServiceResponse
-	(*RegisterResponse)(nil),         // 31: ration.v1.RegisterResponse
-	(*UnregisterResponse)(nil),       // 32: ration.v1.UnregisterResponse
-	(*DeactivateWorkerResponse)(nil), // 33: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 34: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 35: ration.v1.RevertWorkerResponse
-	(*AddItemsResponse)(nil),         // 36: ration.v1.AddItemsResponse
-	(*AcquireResponse)(nil),          // 37: ration.v1.AcquireResponse
-	(*SubmitResponse)(nil),           // 38: ration.v1.SubmitResponse
-	(*ReleaseResponse)(nil),          // 39: ration.v1.ReleaseResponse
-	(*HeartbeatResponse)(nil),        // 40: ration.v1.HeartbeatResponse
+	(*RotateOwnerTokenRequest)(nil),  // 17: ration.v1.RotateOwnerTokenRequest
+	(*RegisterRequest)(nil),          // 18: ration.v1.RegisterRequest
+	(*UnregisterRequest)(nil),        // 19: ration.v1.UnregisterRequest
+	(*DeactivateWorkerRequest)(nil),  // 20: ration.v1.DeactivateWorkerRequest
+	(*ReactivateWorkerRequest)(nil),  // 21: ration.v1.ReactivateWorkerRequest
+	(*RevertWorkerRequest)(nil),      // 22: ration.v1.RevertWorkerRequest
+	(*AddItemsRequest)(nil),          // 23: ration.v1.AddItemsRequest
+	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
+	(*SubmitRequest)(nil),            // 25: ration.v1.SubmitRequest
+	(*ReleaseRequest)(nil),           // 26: ration.v1.ReleaseRequest
+	(*HeartbeatRequest)(nil),         // 27: ration.v1.HeartbeatRequest
+	(*CreateServiceResponse)(nil),    // 28: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 29: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 30: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 31: ration.v1.ReinstateServiceResponse
+	(*RotateOwnerTokenResponse)(nil), // 32: ration.v1.RotateOwnerTokenResponse
+	(*RegisterResponse)(nil),         // 33: ration.v1.RegisterResponse
+	(*UnregisterResponse)(nil),       // 34: ration.v1.UnregisterResponse
+	(*DeactivateWorkerResponse)(nil), // 35: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 36: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 37: ration.v1.RevertWorkerResponse
+	(*AddItemsResponse)(nil),         // 38: ration.v1.AddItemsResponse
+	(*AcquireResponse)(nil),          // 39: ration.v1.AcquireResponse
+	(*SubmitResponse)(nil),           // 40: ration.v1.SubmitResponse
+	(*ReleaseResponse)(nil),          // 41: ration.v1.ReleaseResponse
+	(*HeartbeatResponse)(nil),        // 42: ration.v1.HeartbeatResponse
 }
 var file_ration_v1_command_proto_depIdxs = []int32{
 	1,  // 0: ration.v1.Command.header:type_name -> ration.v1.CommandHeader
@@ -1536,48 +1613,50 @@ var file_ration_v1_command_proto_depIdxs = []int32{
 	14, // 2: ration.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
 	15, // 3: ration.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
 	16, // 4: ration.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
-	17, // 5: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
-	18, // 6: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
-	19, // 7: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
-	20, // 8: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
-	21, // 9: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
-	22, // 10: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
-	23, // 11: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
-	2,  // 12: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
-	24, // 13: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
-	25, // 14: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
-	4,  // 15: ration.v1.Command.tick:type_name -> ration.v1.Tick
-	5,  // 16: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
-	6,  // 17: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
-	7,  // 18: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
-	3,  // 19: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
-	26, // 20: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 21: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
-	9,  // 22: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
-	27, // 23: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	28, // 24: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	29, // 25: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	30, // 26: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	31, // 27: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	32, // 28: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	33, // 29: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	34, // 30: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	35, // 31: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	36, // 32: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	37, // 33: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	10, // 34: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
-	38, // 35: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	39, // 36: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	40, // 37: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	11, // 38: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
-	12, // 39: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
-	8,  // 40: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
-	8,  // 41: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	17, // 5: ration.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
+	18, // 6: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
+	19, // 7: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
+	20, // 8: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
+	21, // 9: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
+	22, // 10: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
+	23, // 11: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
+	24, // 12: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
+	2,  // 13: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
+	25, // 14: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
+	26, // 15: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
+	4,  // 16: ration.v1.Command.tick:type_name -> ration.v1.Tick
+	5,  // 17: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
+	6,  // 18: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
+	7,  // 19: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
+	3,  // 20: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
+	27, // 21: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 22: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
+	9,  // 23: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
+	28, // 24: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	29, // 25: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	30, // 26: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	31, // 27: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	32, // 28: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	33, // 29: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	34, // 30: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	35, // 31: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	36, // 32: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	37, // 33: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	38, // 34: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	39, // 35: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	10, // 36: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
+	40, // 37: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	41, // 38: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	42, // 39: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	11, // 40: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
+	12, // 41: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
+	8,  // 42: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
+	8,  // 43: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_command_proto_init() }
@@ -1591,6 +1670,7 @@ func file_ration_v1_command_proto_init() {
 		(*Command_UpdateService)(nil),
 		(*Command_RevokeService)(nil),
 		(*Command_ReinstateService)(nil),
+		(*Command_RotateOwnerToken)(nil),
 		(*Command_Register)(nil),
 		(*Command_Unregister)(nil),
 		(*Command_DeactivateWorker)(nil),
@@ -1611,6 +1691,7 @@ func file_ration_v1_command_proto_init() {
 		(*CommandResult_UpdateService)(nil),
 		(*CommandResult_RevokeService)(nil),
 		(*CommandResult_ReinstateService)(nil),
+		(*CommandResult_RotateOwnerToken)(nil),
 		(*CommandResult_Register)(nil),
 		(*CommandResult_Unregister)(nil),
 		(*CommandResult_DeactivateWorker)(nil),

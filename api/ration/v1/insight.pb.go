@@ -24,7 +24,7 @@ const (
 
 type GetStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty: every service.
+	// Empty: every service (admin token only).
 	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	// Set: that worker's registrations (in service, or in all).
 	WorkerId      string      `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -849,9 +849,10 @@ func (x *ActivityInfo) GetRequestId() string {
 }
 
 type ListActivityRequest struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	WorkerId string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every service (admin token only).
+	Service  string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// e.g. "submit", "lease-expired".
 	Action string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	Since  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
@@ -1218,10 +1219,11 @@ func (x *ExplainResponse) GetRead() *ReadInfo {
 }
 
 type WatchActivityRequest struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	WorkerId string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Action   string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every service (admin token only).
+	Service  string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Action   string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// Resume after this sequence number; 0 starts from now.
 	AfterSeq      uint64 `protobuf:"varint,4,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields

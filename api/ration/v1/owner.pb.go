@@ -165,12 +165,15 @@ type ServiceInfo struct {
 	Config *ServiceConfig         `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
 	State  ServiceState           `protobuf:"varint,4,opt,name=state,proto3,enum=ration.v1.ServiceState" json:"state,omitempty"`
 	// Why it was revoked.
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Items         *ItemCounts            `protobuf:"bytes,8,opt,name=items,proto3" json:"items,omitempty"`
-	Buckets       *BucketCounts          `protobuf:"bytes,9,opt,name=buckets,proto3" json:"buckets,omitempty"`
-	Counters      *Counters              `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
+	Reason    string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Items     *ItemCounts            `protobuf:"bytes,8,opt,name=items,proto3" json:"items,omitempty"`
+	Buckets   *BucketCounts          `protobuf:"bytes,9,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	Counters  *Counters              `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
+	// The service has an owner token. Services created before owner tokens
+	// existed have none until RotateOwnerToken.
+	HasOwnerToken bool `protobuf:"varint,11,opt,name=has_owner_token,json=hasOwnerToken,proto3" json:"has_owner_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,6 +276,13 @@ func (x *ServiceInfo) GetCounters() *Counters {
 		return x.Counters
 	}
 	return nil
+}
+
+func (x *ServiceInfo) GetHasOwnerToken() bool {
+	if x != nil {
+		return x.HasOwnerToken
+	}
+	return false
 }
 
 type GetServiceRequest struct {
@@ -950,7 +960,7 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"unassigned\x12\x16\n" +
 	"\x06leased\x18\x02 \x01(\x03R\x06leased\x12\x12\n" +
 	"\x04dead\x18\x03 \x01(\x03R\x04dead\x12\x12\n" +
-	"\x04done\x18\x04 \x01(\x03R\x04done\"\xb5\x03\n" +
+	"\x04done\x18\x04 \x01(\x03R\x04done\"\xdd\x03\n" +
 	"\vServiceInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
@@ -964,7 +974,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x05items\x18\b \x01(\v2\x15.ration.v1.ItemCountsR\x05items\x121\n" +
 	"\abuckets\x18\t \x01(\v2\x17.ration.v1.BucketCountsR\abuckets\x12/\n" +
 	"\bcounters\x18\n" +
-	" \x01(\v2\x13.ration.v1.CountersR\bcounters\"a\n" +
+	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12&\n" +
+	"\x0fhas_owner_token\x18\v \x01(\bR\rhasOwnerToken\"a\n" +
 	"\x11GetServiceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
 	"\vconsistency\x18\x0f \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\"o\n" +
@@ -1013,7 +1024,7 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x15ExportResultsResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.ration.v1.ResultInfoR\aresults\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\x85\b\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\xe2\b\n" +
 	"\fOwnerService\x12R\n" +
 	"\rCreateService\x12\x1f.ration.v1.CreateServiceRequest\x1a .ration.v1.CreateServiceResponse\x12R\n" +
 	"\rUpdateService\x12\x1f.ration.v1.UpdateServiceRequest\x1a .ration.v1.UpdateServiceResponse\x12N\n" +
@@ -1027,7 +1038,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x10DeactivateWorker\x12\".ration.v1.DeactivateWorkerRequest\x1a#.ration.v1.DeactivateWorkerResponse\x12[\n" +
 	"\x10ReactivateWorker\x12\".ration.v1.ReactivateWorkerRequest\x1a#.ration.v1.ReactivateWorkerResponse\x12O\n" +
 	"\fRevertWorker\x12\x1e.ration.v1.RevertWorkerRequest\x1a\x1f.ration.v1.RevertWorkerResponse\x12Y\n" +
-	"\rExportResults\x12\x1f.ration.v1.ExportResultsRequest\x1a .ration.v1.ExportResultsResponse\"\x03\x90\x02\x010\x01B3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
+	"\rExportResults\x12\x1f.ration.v1.ExportResultsRequest\x1a .ration.v1.ExportResultsResponse\"\x03\x90\x02\x010\x01\x12[\n" +
+	"\x10RotateOwnerToken\x12\".ration.v1.RotateOwnerTokenRequest\x1a#.ration.v1.RotateOwnerTokenResponseB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 
 var (
 	file_ration_v1_owner_proto_rawDescOnce sync.Once
@@ -1071,14 +1083,16 @@ var file_ration_v1_owner_proto_goTypes = []any{
 	(*DeactivateWorkerRequest)(nil),  // 25: ration.v1.DeactivateWorkerRequest
 	(*ReactivateWorkerRequest)(nil),  // 26: ration.v1.ReactivateWorkerRequest
 	(*RevertWorkerRequest)(nil),      // 27: ration.v1.RevertWorkerRequest
-	(*CreateServiceResponse)(nil),    // 28: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 29: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 30: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 31: ration.v1.ReinstateServiceResponse
-	(*AddItemsResponse)(nil),         // 32: ration.v1.AddItemsResponse
-	(*DeactivateWorkerResponse)(nil), // 33: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 34: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 35: ration.v1.RevertWorkerResponse
+	(*RotateOwnerTokenRequest)(nil),  // 28: ration.v1.RotateOwnerTokenRequest
+	(*CreateServiceResponse)(nil),    // 29: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 30: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 31: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 32: ration.v1.ReinstateServiceResponse
+	(*AddItemsResponse)(nil),         // 33: ration.v1.AddItemsResponse
+	(*DeactivateWorkerResponse)(nil), // 34: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 35: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 36: ration.v1.RevertWorkerResponse
+	(*RotateOwnerTokenResponse)(nil), // 37: ration.v1.RotateOwnerTokenResponse
 }
 var file_ration_v1_owner_proto_depIdxs = []int32{
 	13, // 0: ration.v1.ServiceInfo.config:type_name -> ration.v1.ServiceConfig
@@ -1118,20 +1132,22 @@ var file_ration_v1_owner_proto_depIdxs = []int32{
 	26, // 34: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
 	27, // 35: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
 	11, // 36: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
-	28, // 37: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
-	29, // 38: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
-	4,  // 39: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
-	6,  // 40: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
-	30, // 41: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
-	31, // 42: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
-	32, // 43: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
-	10, // 44: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
-	33, // 45: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
-	34, // 46: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
-	35, // 47: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
-	12, // 48: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
-	37, // [37:49] is the sub-list for method output_type
-	25, // [25:37] is the sub-list for method input_type
+	28, // 37: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
+	29, // 38: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
+	30, // 39: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
+	4,  // 40: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
+	6,  // 41: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
+	31, // 42: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
+	32, // 43: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
+	33, // 44: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
+	10, // 45: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
+	34, // 46: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
+	35, // 47: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
+	36, // 48: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
+	12, // 49: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
+	37, // 50: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
+	38, // [38:51] is the sub-list for method output_type
+	25, // [25:38] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name

@@ -95,7 +95,12 @@ func (x *CreateServiceRequest) GetRequestId() string {
 type CreateServiceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The config with defaults filled in.
-	Config        *ServiceConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Config *ServiceConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// The service's owner token ("rot_" and 43 base64url characters): it
+	// reaches this service's owner calls. It is shown only here, once: the
+	// cluster keeps only its SHA-256. Empty when this answer replays an
+	// earlier call with the same request_id; then call RotateOwnerToken.
+	OwnerToken    string `protobuf:"bytes,2,opt,name=owner_token,json=ownerToken,proto3" json:"owner_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +140,13 @@ func (x *CreateServiceResponse) GetConfig() *ServiceConfig {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *CreateServiceResponse) GetOwnerToken() string {
+	if x != nil {
+		return x.OwnerToken
+	}
+	return ""
 }
 
 type UpdateServiceRequest struct {
@@ -435,6 +447,105 @@ func (*ReinstateServiceResponse) Descriptor() ([]byte, []int) {
 	return file_ration_v1_requests_proto_rawDescGZIP(), []int{7}
 }
 
+type RotateOwnerTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string                 `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOwnerTokenRequest) Reset() {
+	*x = RotateOwnerTokenRequest{}
+	mi := &file_ration_v1_requests_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOwnerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOwnerTokenRequest) ProtoMessage() {}
+
+func (x *RotateOwnerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOwnerTokenRequest.ProtoReflect.Descriptor instead.
+func (*RotateOwnerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RotateOwnerTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RotateOwnerTokenRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RotateOwnerTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new owner token, shown only here, once. Empty when this answer
+	// replays an earlier call with the same request_id (that call's token is
+	// in force and cannot be shown again): rotate again with a new request_id.
+	OwnerToken    string `protobuf:"bytes,1,opt,name=owner_token,json=ownerToken,proto3" json:"owner_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOwnerTokenResponse) Reset() {
+	*x = RotateOwnerTokenResponse{}
+	mi := &file_ration_v1_requests_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOwnerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOwnerTokenResponse) ProtoMessage() {}
+
+func (x *RotateOwnerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOwnerTokenResponse.ProtoReflect.Descriptor instead.
+func (*RotateOwnerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RotateOwnerTokenResponse) GetOwnerToken() string {
+	if x != nil {
+		return x.OwnerToken
+	}
+	return ""
+}
+
 type RegisterRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -449,7 +560,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[8]
+	mi := &file_ration_v1_requests_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +572,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[8]
+	mi := &file_ration_v1_requests_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +585,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{8}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegisterRequest) GetService() string {
@@ -515,7 +626,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[9]
+	mi := &file_ration_v1_requests_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +638,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[9]
+	mi := &file_ration_v1_requests_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +651,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{9}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RegisterResponse) GetChanged() bool {
@@ -561,7 +672,7 @@ type UnregisterRequest struct {
 
 func (x *UnregisterRequest) Reset() {
 	*x = UnregisterRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[10]
+	mi := &file_ration_v1_requests_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +684,7 @@ func (x *UnregisterRequest) String() string {
 func (*UnregisterRequest) ProtoMessage() {}
 
 func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[10]
+	mi := &file_ration_v1_requests_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +697,7 @@ func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{10}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UnregisterRequest) GetService() string {
@@ -619,7 +730,7 @@ type UnregisterResponse struct {
 
 func (x *UnregisterResponse) Reset() {
 	*x = UnregisterResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[11]
+	mi := &file_ration_v1_requests_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +742,7 @@ func (x *UnregisterResponse) String() string {
 func (*UnregisterResponse) ProtoMessage() {}
 
 func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[11]
+	mi := &file_ration_v1_requests_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +755,7 @@ func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterResponse.ProtoReflect.Descriptor instead.
 func (*UnregisterResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{11}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UnregisterResponse) GetLeasesEnded() uint32 {
@@ -666,7 +777,7 @@ type DeactivateWorkerRequest struct {
 
 func (x *DeactivateWorkerRequest) Reset() {
 	*x = DeactivateWorkerRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[12]
+	mi := &file_ration_v1_requests_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +789,7 @@ func (x *DeactivateWorkerRequest) String() string {
 func (*DeactivateWorkerRequest) ProtoMessage() {}
 
 func (x *DeactivateWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[12]
+	mi := &file_ration_v1_requests_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +802,7 @@ func (x *DeactivateWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeactivateWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DeactivateWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{12}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeactivateWorkerRequest) GetService() string {
@@ -731,7 +842,7 @@ type DeactivateWorkerResponse struct {
 
 func (x *DeactivateWorkerResponse) Reset() {
 	*x = DeactivateWorkerResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[13]
+	mi := &file_ration_v1_requests_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +854,7 @@ func (x *DeactivateWorkerResponse) String() string {
 func (*DeactivateWorkerResponse) ProtoMessage() {}
 
 func (x *DeactivateWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[13]
+	mi := &file_ration_v1_requests_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +867,7 @@ func (x *DeactivateWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeactivateWorkerResponse.ProtoReflect.Descriptor instead.
 func (*DeactivateWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{13}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeactivateWorkerResponse) GetLeasesEnded() uint32 {
@@ -777,7 +888,7 @@ type ReactivateWorkerRequest struct {
 
 func (x *ReactivateWorkerRequest) Reset() {
 	*x = ReactivateWorkerRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[14]
+	mi := &file_ration_v1_requests_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +900,7 @@ func (x *ReactivateWorkerRequest) String() string {
 func (*ReactivateWorkerRequest) ProtoMessage() {}
 
 func (x *ReactivateWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[14]
+	mi := &file_ration_v1_requests_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +913,7 @@ func (x *ReactivateWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactivateWorkerRequest.ProtoReflect.Descriptor instead.
 func (*ReactivateWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{14}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReactivateWorkerRequest) GetService() string {
@@ -834,7 +945,7 @@ type ReactivateWorkerResponse struct {
 
 func (x *ReactivateWorkerResponse) Reset() {
 	*x = ReactivateWorkerResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[15]
+	mi := &file_ration_v1_requests_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +957,7 @@ func (x *ReactivateWorkerResponse) String() string {
 func (*ReactivateWorkerResponse) ProtoMessage() {}
 
 func (x *ReactivateWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[15]
+	mi := &file_ration_v1_requests_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +970,7 @@ func (x *ReactivateWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactivateWorkerResponse.ProtoReflect.Descriptor instead.
 func (*ReactivateWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{15}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{17}
 }
 
 type RevertWorkerRequest struct {
@@ -875,7 +986,7 @@ type RevertWorkerRequest struct {
 
 func (x *RevertWorkerRequest) Reset() {
 	*x = RevertWorkerRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[16]
+	mi := &file_ration_v1_requests_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +998,7 @@ func (x *RevertWorkerRequest) String() string {
 func (*RevertWorkerRequest) ProtoMessage() {}
 
 func (x *RevertWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[16]
+	mi := &file_ration_v1_requests_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1011,7 @@ func (x *RevertWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevertWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{16}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevertWorkerRequest) GetService() string {
@@ -943,7 +1054,7 @@ type RevertWorkerResponse struct {
 
 func (x *RevertWorkerResponse) Reset() {
 	*x = RevertWorkerResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[17]
+	mi := &file_ration_v1_requests_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1066,7 @@ func (x *RevertWorkerResponse) String() string {
 func (*RevertWorkerResponse) ProtoMessage() {}
 
 func (x *RevertWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[17]
+	mi := &file_ration_v1_requests_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1079,7 @@ func (x *RevertWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RevertWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{17}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevertWorkerResponse) GetReverted() uint32 {
@@ -1000,7 +1111,7 @@ type AddItemsRequest struct {
 
 func (x *AddItemsRequest) Reset() {
 	*x = AddItemsRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[18]
+	mi := &file_ration_v1_requests_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1123,7 @@ func (x *AddItemsRequest) String() string {
 func (*AddItemsRequest) ProtoMessage() {}
 
 func (x *AddItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[18]
+	mi := &file_ration_v1_requests_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1136,7 @@ func (x *AddItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemsRequest.ProtoReflect.Descriptor instead.
 func (*AddItemsRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{18}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddItemsRequest) GetService() string {
@@ -1079,7 +1190,7 @@ type AddItemsResponse struct {
 
 func (x *AddItemsResponse) Reset() {
 	*x = AddItemsResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[19]
+	mi := &file_ration_v1_requests_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1202,7 @@ func (x *AddItemsResponse) String() string {
 func (*AddItemsResponse) ProtoMessage() {}
 
 func (x *AddItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[19]
+	mi := &file_ration_v1_requests_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1215,7 @@ func (x *AddItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemsResponse.ProtoReflect.Descriptor instead.
 func (*AddItemsResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{19}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddItemsResponse) GetAdded() uint32 {
@@ -1148,7 +1259,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	mi := &file_ration_v1_requests_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1271,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	mi := &file_ration_v1_requests_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1284,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{20}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AcquireRequest) GetService() string {
@@ -1218,7 +1329,7 @@ type LeasedBucket struct {
 
 func (x *LeasedBucket) Reset() {
 	*x = LeasedBucket{}
-	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	mi := &file_ration_v1_requests_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1341,7 @@ func (x *LeasedBucket) String() string {
 func (*LeasedBucket) ProtoMessage() {}
 
 func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	mi := &file_ration_v1_requests_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1354,7 @@ func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasedBucket.ProtoReflect.Descriptor instead.
 func (*LeasedBucket) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{21}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeasedBucket) GetId() uint64 {
@@ -1291,7 +1402,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[22]
+	mi := &file_ration_v1_requests_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1414,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[22]
+	mi := &file_ration_v1_requests_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1427,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{22}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AcquireResponse) GetBuckets() []*LeasedBucket {
@@ -1337,7 +1448,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[23]
+	mi := &file_ration_v1_requests_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1460,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[23]
+	mi := &file_ration_v1_requests_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1473,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{23}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -1400,7 +1511,7 @@ type HeartbeatOutcome struct {
 
 func (x *HeartbeatOutcome) Reset() {
 	*x = HeartbeatOutcome{}
-	mi := &file_ration_v1_requests_proto_msgTypes[24]
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1523,7 @@ func (x *HeartbeatOutcome) String() string {
 func (*HeartbeatOutcome) ProtoMessage() {}
 
 func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[24]
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1536,7 @@ func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatOutcome.ProtoReflect.Descriptor instead.
 func (*HeartbeatOutcome) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{24}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HeartbeatOutcome) GetBucketId() uint64 {
@@ -1465,7 +1576,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[25]
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1588,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[25]
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1601,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{25}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HeartbeatResponse) GetBuckets() []*HeartbeatOutcome {
@@ -1513,7 +1624,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1636,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1649,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SubmitRequest) GetWorkerId() string {
@@ -1590,7 +1701,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1713,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1726,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SubmitResponse) GetAccepted() uint32 {
@@ -1651,7 +1762,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1774,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1787,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReleaseRequest) GetWorkerId() string {
@@ -1718,7 +1829,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1841,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1854,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReleaseResponse) GetRequeued() uint32 {
@@ -1770,9 +1881,11 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
 	"\x06config\x18\x03 \x01(\v2\x18.ration.v1.ServiceConfigR\x06config\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\tR\trequestId\"I\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"j\n" +
 	"\x15CreateServiceResponse\x120\n" +
-	"\x06config\x18\x01 \x01(\v2\x18.ration.v1.ServiceConfigR\x06config\"{\n" +
+	"\x06config\x18\x01 \x01(\v2\x18.ration.v1.ServiceConfigR\x06config\x12\x1f\n" +
+	"\vowner_token\x18\x02 \x01(\tR\n" +
+	"ownerToken\"{\n" +
 	"\x14UpdateServiceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\x06config\x18\x02 \x01(\v2\x18.ration.v1.ServiceConfigR\x06config\x12\x1d\n" +
@@ -1791,7 +1904,14 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x0f \x01(\tR\trequestId\"\x1a\n" +
-	"\x18ReinstateServiceResponse\"{\n" +
+	"\x18ReinstateServiceResponse\"L\n" +
+	"\x17RotateOwnerTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\";\n" +
+	"\x18RotateOwnerTokenResponse\x12\x1f\n" +
+	"\vowner_token\x18\x01 \x01(\tR\n" +
+	"ownerToken\"{\n" +
 	"\x0fRegisterRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x12\n" +
@@ -1902,7 +2022,7 @@ func file_ration_v1_requests_proto_rawDescGZIP() []byte {
 	return file_ration_v1_requests_proto_rawDescData
 }
 
-var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_ration_v1_requests_proto_goTypes = []any{
 	(*CreateServiceRequest)(nil),     // 0: ration.v1.CreateServiceRequest
 	(*CreateServiceResponse)(nil),    // 1: ration.v1.CreateServiceResponse
@@ -1912,48 +2032,50 @@ var file_ration_v1_requests_proto_goTypes = []any{
 	(*RevokeServiceResponse)(nil),    // 5: ration.v1.RevokeServiceResponse
 	(*ReinstateServiceRequest)(nil),  // 6: ration.v1.ReinstateServiceRequest
 	(*ReinstateServiceResponse)(nil), // 7: ration.v1.ReinstateServiceResponse
-	(*RegisterRequest)(nil),          // 8: ration.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 9: ration.v1.RegisterResponse
-	(*UnregisterRequest)(nil),        // 10: ration.v1.UnregisterRequest
-	(*UnregisterResponse)(nil),       // 11: ration.v1.UnregisterResponse
-	(*DeactivateWorkerRequest)(nil),  // 12: ration.v1.DeactivateWorkerRequest
-	(*DeactivateWorkerResponse)(nil), // 13: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerRequest)(nil),  // 14: ration.v1.ReactivateWorkerRequest
-	(*ReactivateWorkerResponse)(nil), // 15: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerRequest)(nil),      // 16: ration.v1.RevertWorkerRequest
-	(*RevertWorkerResponse)(nil),     // 17: ration.v1.RevertWorkerResponse
-	(*AddItemsRequest)(nil),          // 18: ration.v1.AddItemsRequest
-	(*AddItemsResponse)(nil),         // 19: ration.v1.AddItemsResponse
-	(*AcquireRequest)(nil),           // 20: ration.v1.AcquireRequest
-	(*LeasedBucket)(nil),             // 21: ration.v1.LeasedBucket
-	(*AcquireResponse)(nil),          // 22: ration.v1.AcquireResponse
-	(*HeartbeatRequest)(nil),         // 23: ration.v1.HeartbeatRequest
-	(*HeartbeatOutcome)(nil),         // 24: ration.v1.HeartbeatOutcome
-	(*HeartbeatResponse)(nil),        // 25: ration.v1.HeartbeatResponse
-	(*SubmitRequest)(nil),            // 26: ration.v1.SubmitRequest
-	(*SubmitResponse)(nil),           // 27: ration.v1.SubmitResponse
-	(*ReleaseRequest)(nil),           // 28: ration.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),          // 29: ration.v1.ReleaseResponse
-	(*ServiceConfig)(nil),            // 30: ration.v1.ServiceConfig
-	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
-	(*Lease)(nil),                    // 32: ration.v1.Lease
-	(BucketState)(0),                 // 33: ration.v1.BucketState
-	(*BucketRef)(nil),                // 34: ration.v1.BucketRef
-	(*ResultInput)(nil),              // 35: ration.v1.ResultInput
+	(*RotateOwnerTokenRequest)(nil),  // 8: ration.v1.RotateOwnerTokenRequest
+	(*RotateOwnerTokenResponse)(nil), // 9: ration.v1.RotateOwnerTokenResponse
+	(*RegisterRequest)(nil),          // 10: ration.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 11: ration.v1.RegisterResponse
+	(*UnregisterRequest)(nil),        // 12: ration.v1.UnregisterRequest
+	(*UnregisterResponse)(nil),       // 13: ration.v1.UnregisterResponse
+	(*DeactivateWorkerRequest)(nil),  // 14: ration.v1.DeactivateWorkerRequest
+	(*DeactivateWorkerResponse)(nil), // 15: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerRequest)(nil),  // 16: ration.v1.ReactivateWorkerRequest
+	(*ReactivateWorkerResponse)(nil), // 17: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerRequest)(nil),      // 18: ration.v1.RevertWorkerRequest
+	(*RevertWorkerResponse)(nil),     // 19: ration.v1.RevertWorkerResponse
+	(*AddItemsRequest)(nil),          // 20: ration.v1.AddItemsRequest
+	(*AddItemsResponse)(nil),         // 21: ration.v1.AddItemsResponse
+	(*AcquireRequest)(nil),           // 22: ration.v1.AcquireRequest
+	(*LeasedBucket)(nil),             // 23: ration.v1.LeasedBucket
+	(*AcquireResponse)(nil),          // 24: ration.v1.AcquireResponse
+	(*HeartbeatRequest)(nil),         // 25: ration.v1.HeartbeatRequest
+	(*HeartbeatOutcome)(nil),         // 26: ration.v1.HeartbeatOutcome
+	(*HeartbeatResponse)(nil),        // 27: ration.v1.HeartbeatResponse
+	(*SubmitRequest)(nil),            // 28: ration.v1.SubmitRequest
+	(*SubmitResponse)(nil),           // 29: ration.v1.SubmitResponse
+	(*ReleaseRequest)(nil),           // 30: ration.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),          // 31: ration.v1.ReleaseResponse
+	(*ServiceConfig)(nil),            // 32: ration.v1.ServiceConfig
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*Lease)(nil),                    // 34: ration.v1.Lease
+	(BucketState)(0),                 // 35: ration.v1.BucketState
+	(*BucketRef)(nil),                // 36: ration.v1.BucketRef
+	(*ResultInput)(nil),              // 37: ration.v1.ResultInput
 }
 var file_ration_v1_requests_proto_depIdxs = []int32{
-	30, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	30, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	30, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	30, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	31, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
-	32, // 5: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
-	33, // 6: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
-	21, // 7: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
-	34, // 8: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
-	32, // 9: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
-	24, // 10: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
-	35, // 11: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
+	32, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	32, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	32, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	32, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	33, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 5: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
+	35, // 6: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
+	23, // 7: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
+	36, // 8: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
+	34, // 9: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
+	26, // 10: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
+	37, // 11: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
 	12, // [12:12] is the sub-list for method output_type
 	12, // [12:12] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
@@ -1973,7 +2095,7 @@ func file_ration_v1_requests_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_requests_proto_rawDesc), len(file_ration_v1_requests_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -39,6 +39,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Result
 	//	*SnapshotRecord_Activity
 	//	*SnapshotRecord_Request
+	//	*SnapshotRecord_End
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -171,6 +172,15 @@ func (x *SnapshotRecord) GetRequest() *RequestRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetEnd() *SnapshotEnd {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -215,6 +225,11 @@ type SnapshotRecord_Request struct {
 	Request *RequestRecord `protobuf:"bytes,10,opt,name=request,proto3,oneof"`
 }
 
+type SnapshotRecord_End struct {
+	// Last record from format version 2 on.
+	End *SnapshotEnd `protobuf:"bytes,11,opt,name=end,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Meta) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Node) isSnapshotRecord_Record() {}
@@ -235,6 +250,55 @@ func (*SnapshotRecord_Activity) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Request) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_End) isSnapshotRecord_Record() {}
+
+// SnapshotEnd closes a snapshot, so that one cut short at a record boundary
+// is refused rather than restored without its tail.
+type SnapshotEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of records before this one, the meta included.
+	Records       uint64 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotEnd) Reset() {
+	*x = SnapshotEnd{}
+	mi := &file_ration_v1_snapshot_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotEnd) ProtoMessage() {}
+
+func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_snapshot_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
+func (*SnapshotEnd) Descriptor() ([]byte, []int) {
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SnapshotEnd) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
 type SnapshotMeta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Raft index of the last applied entry.
@@ -251,7 +315,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[1]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +327,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[1]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +340,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -331,7 +395,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[2]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +407,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[2]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +420,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeRecord) GetNodeId() string {
@@ -383,7 +447,7 @@ type OpenBucket struct {
 
 func (x *OpenBucket) Reset() {
 	*x = OpenBucket{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[3]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +459,7 @@ func (x *OpenBucket) String() string {
 func (*OpenBucket) ProtoMessage() {}
 
 func (x *OpenBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[3]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +472,7 @@ func (x *OpenBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenBucket.ProtoReflect.Descriptor instead.
 func (*OpenBucket) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OpenBucket) GetPriority() int32 {
@@ -426,24 +490,26 @@ func (x *OpenBucket) GetBucketId() uint64 {
 }
 
 type ServiceRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ordinal       uint32                 `protobuf:"varint,1,opt,name=ordinal,proto3" json:"ordinal,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
-	Config        *ServiceConfig         `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
-	State         ServiceState           `protobuf:"varint,5,opt,name=state,proto3,enum=ration.v1.ServiceState" json:"state,omitempty"`
-	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
-	CreatedAt     int64                  `protobuf:"varint,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     int64                  `protobuf:"varint,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Open          []*OpenBucket          `protobuf:"bytes,9,rep,name=open,proto3" json:"open,omitempty"`
-	Counters      *Counters              `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Ordinal   uint32                 `protobuf:"varint,1,opt,name=ordinal,proto3" json:"ordinal,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Kind      string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Config    *ServiceConfig         `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	State     ServiceState           `protobuf:"varint,5,opt,name=state,proto3,enum=ration.v1.ServiceState" json:"state,omitempty"`
+	Reason    string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	CreatedAt int64                  `protobuf:"varint,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt int64                  `protobuf:"varint,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Open      []*OpenBucket          `protobuf:"bytes,9,rep,name=open,proto3" json:"open,omitempty"`
+	Counters  *Counters              `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
+	// SHA-256 of the service's owner token; empty when it has none.
+	OwnerTokenHash []byte `protobuf:"bytes,11,opt,name=owner_token_hash,json=ownerTokenHash,proto3" json:"owner_token_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceRecord) Reset() {
 	*x = ServiceRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[4]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +521,7 @@ func (x *ServiceRecord) String() string {
 func (*ServiceRecord) ProtoMessage() {}
 
 func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[4]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +534,7 @@ func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
 func (*ServiceRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ServiceRecord) GetOrdinal() uint32 {
@@ -541,6 +607,13 @@ func (x *ServiceRecord) GetCounters() *Counters {
 	return nil
 }
 
+func (x *ServiceRecord) GetOwnerTokenHash() []byte {
+	if x != nil {
+		return x.OwnerTokenHash
+	}
+	return nil
+}
+
 type WorkerRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -552,7 +625,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[5]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +637,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[5]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +650,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WorkerRecord) GetId() string {
@@ -621,7 +694,7 @@ type RegistrationRecord struct {
 
 func (x *RegistrationRecord) Reset() {
 	*x = RegistrationRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[6]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +706,7 @@ func (x *RegistrationRecord) String() string {
 func (*RegistrationRecord) ProtoMessage() {}
 
 func (x *RegistrationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[6]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +719,7 @@ func (x *RegistrationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistrationRecord.ProtoReflect.Descriptor instead.
 func (*RegistrationRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegistrationRecord) GetService() uint32 {
@@ -743,7 +816,7 @@ type BucketRecord struct {
 
 func (x *BucketRecord) Reset() {
 	*x = BucketRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[7]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +828,7 @@ func (x *BucketRecord) String() string {
 func (*BucketRecord) ProtoMessage() {}
 
 func (x *BucketRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[7]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +841,7 @@ func (x *BucketRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRecord.ProtoReflect.Descriptor instead.
 func (*BucketRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BucketRecord) GetId() uint64 {
@@ -889,7 +962,7 @@ type ItemRecord struct {
 
 func (x *ItemRecord) Reset() {
 	*x = ItemRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[8]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +974,7 @@ func (x *ItemRecord) String() string {
 func (*ItemRecord) ProtoMessage() {}
 
 func (x *ItemRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[8]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +987,7 @@ func (x *ItemRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRecord.ProtoReflect.Descriptor instead.
 func (*ItemRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ItemRecord) GetService() uint32 {
@@ -982,7 +1055,7 @@ type ResultRecord struct {
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[9]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1067,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[9]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1080,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResultRecord) GetSeq() uint64 {
@@ -1072,7 +1145,7 @@ type StoredResult struct {
 
 func (x *StoredResult) Reset() {
 	*x = StoredResult{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[10]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1157,7 @@ func (x *StoredResult) String() string {
 func (*StoredResult) ProtoMessage() {}
 
 func (x *StoredResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[10]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1170,7 @@ func (x *StoredResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredResult.ProtoReflect.Descriptor instead.
 func (*StoredResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StoredResult) GetItem() string {
@@ -1153,7 +1226,7 @@ type ActivityRecord struct {
 
 func (x *ActivityRecord) Reset() {
 	*x = ActivityRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[11]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1238,7 @@ func (x *ActivityRecord) String() string {
 func (*ActivityRecord) ProtoMessage() {}
 
 func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[11]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1251,7 @@ func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityRecord.ProtoReflect.Descriptor instead.
 func (*ActivityRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ActivityRecord) GetSeq() uint64 {
@@ -1278,7 +1351,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[12]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1363,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[12]
+	mi := &file_ration_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1376,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RequestRecord) GetKey() string {
@@ -1345,7 +1418,7 @@ var File_ration_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x18ration/v1/snapshot.proto\x12\tration.v1\x1a\x17ration/v1/command.proto\x1a\x15ration/v1/types.proto\"\xa6\x04\n" +
+	"\x18ration/v1/snapshot.proto\x12\tration.v1\x1a\x17ration/v1/command.proto\x1a\x15ration/v1/types.proto\"\xd2\x04\n" +
 	"\x0eSnapshotRecord\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x17.ration.v1.SnapshotMetaH\x00R\x04meta\x12+\n" +
 	"\x04node\x18\x02 \x01(\v2\x15.ration.v1.NodeRecordH\x00R\x04node\x124\n" +
@@ -1357,8 +1430,11 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\x06result\x18\b \x01(\v2\x17.ration.v1.ResultRecordH\x00R\x06result\x127\n" +
 	"\bactivity\x18\t \x01(\v2\x19.ration.v1.ActivityRecordH\x00R\bactivity\x124\n" +
 	"\arequest\x18\n" +
-	" \x01(\v2\x18.ration.v1.RequestRecordH\x00R\arequestB\b\n" +
-	"\x06record\"\xb4\x01\n" +
+	" \x01(\v2\x18.ration.v1.RequestRecordH\x00R\arequest\x12*\n" +
+	"\x03end\x18\v \x01(\v2\x16.ration.v1.SnapshotEndH\x00R\x03endB\b\n" +
+	"\x06record\"'\n" +
+	"\vSnapshotEnd\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\"\xb4\x01\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x12\x19\n" +
@@ -1376,7 +1452,7 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"OpenBucket\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
-	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\xe4\x02\n" +
+	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\x8e\x03\n" +
 	"\rServiceRecord\x12\x18\n" +
 	"\aordinal\x18\x01 \x01(\rR\aordinal\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1390,7 +1466,8 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"updated_at\x18\b \x01(\x03R\tupdatedAt\x12)\n" +
 	"\x04open\x18\t \x03(\v2\x15.ration.v1.OpenBucketR\x04open\x12/\n" +
 	"\bcounters\x18\n" +
-	" \x01(\v2\x13.ration.v1.CountersR\bcounters\"^\n" +
+	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12(\n" +
+	"\x10owner_token_hash\x18\v \x01(\fR\x0eownerTokenHash\"^\n" +
 	"\fWorkerRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsecret_hash\x18\x02 \x01(\fR\n" +
@@ -1486,53 +1563,55 @@ func file_ration_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_ration_v1_snapshot_proto_rawDescData
 }
 
-var file_ration_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ration_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_ration_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotRecord)(nil),     // 0: ration.v1.SnapshotRecord
-	(*SnapshotMeta)(nil),       // 1: ration.v1.SnapshotMeta
-	(*NodeRecord)(nil),         // 2: ration.v1.NodeRecord
-	(*OpenBucket)(nil),         // 3: ration.v1.OpenBucket
-	(*ServiceRecord)(nil),      // 4: ration.v1.ServiceRecord
-	(*WorkerRecord)(nil),       // 5: ration.v1.WorkerRecord
-	(*RegistrationRecord)(nil), // 6: ration.v1.RegistrationRecord
-	(*BucketRecord)(nil),       // 7: ration.v1.BucketRecord
-	(*ItemRecord)(nil),         // 8: ration.v1.ItemRecord
-	(*ResultRecord)(nil),       // 9: ration.v1.ResultRecord
-	(*StoredResult)(nil),       // 10: ration.v1.StoredResult
-	(*ActivityRecord)(nil),     // 11: ration.v1.ActivityRecord
-	(*RequestRecord)(nil),      // 12: ration.v1.RequestRecord
-	(*ServiceConfig)(nil),      // 13: ration.v1.ServiceConfig
-	(ServiceState)(0),          // 14: ration.v1.ServiceState
-	(*Counters)(nil),           // 15: ration.v1.Counters
-	(WorkerState)(0),           // 16: ration.v1.WorkerState
-	(BucketState)(0),           // 17: ration.v1.BucketState
-	(*CommandResult)(nil),      // 18: ration.v1.CommandResult
+	(*SnapshotEnd)(nil),        // 1: ration.v1.SnapshotEnd
+	(*SnapshotMeta)(nil),       // 2: ration.v1.SnapshotMeta
+	(*NodeRecord)(nil),         // 3: ration.v1.NodeRecord
+	(*OpenBucket)(nil),         // 4: ration.v1.OpenBucket
+	(*ServiceRecord)(nil),      // 5: ration.v1.ServiceRecord
+	(*WorkerRecord)(nil),       // 6: ration.v1.WorkerRecord
+	(*RegistrationRecord)(nil), // 7: ration.v1.RegistrationRecord
+	(*BucketRecord)(nil),       // 8: ration.v1.BucketRecord
+	(*ItemRecord)(nil),         // 9: ration.v1.ItemRecord
+	(*ResultRecord)(nil),       // 10: ration.v1.ResultRecord
+	(*StoredResult)(nil),       // 11: ration.v1.StoredResult
+	(*ActivityRecord)(nil),     // 12: ration.v1.ActivityRecord
+	(*RequestRecord)(nil),      // 13: ration.v1.RequestRecord
+	(*ServiceConfig)(nil),      // 14: ration.v1.ServiceConfig
+	(ServiceState)(0),          // 15: ration.v1.ServiceState
+	(*Counters)(nil),           // 16: ration.v1.Counters
+	(WorkerState)(0),           // 17: ration.v1.WorkerState
+	(BucketState)(0),           // 18: ration.v1.BucketState
+	(*CommandResult)(nil),      // 19: ration.v1.CommandResult
 }
 var file_ration_v1_snapshot_proto_depIdxs = []int32{
-	1,  // 0: ration.v1.SnapshotRecord.meta:type_name -> ration.v1.SnapshotMeta
-	2,  // 1: ration.v1.SnapshotRecord.node:type_name -> ration.v1.NodeRecord
-	4,  // 2: ration.v1.SnapshotRecord.service:type_name -> ration.v1.ServiceRecord
-	5,  // 3: ration.v1.SnapshotRecord.worker:type_name -> ration.v1.WorkerRecord
-	6,  // 4: ration.v1.SnapshotRecord.registration:type_name -> ration.v1.RegistrationRecord
-	7,  // 5: ration.v1.SnapshotRecord.bucket:type_name -> ration.v1.BucketRecord
-	8,  // 6: ration.v1.SnapshotRecord.item:type_name -> ration.v1.ItemRecord
-	9,  // 7: ration.v1.SnapshotRecord.result:type_name -> ration.v1.ResultRecord
-	11, // 8: ration.v1.SnapshotRecord.activity:type_name -> ration.v1.ActivityRecord
-	12, // 9: ration.v1.SnapshotRecord.request:type_name -> ration.v1.RequestRecord
-	13, // 10: ration.v1.ServiceRecord.config:type_name -> ration.v1.ServiceConfig
-	14, // 11: ration.v1.ServiceRecord.state:type_name -> ration.v1.ServiceState
-	3,  // 12: ration.v1.ServiceRecord.open:type_name -> ration.v1.OpenBucket
-	15, // 13: ration.v1.ServiceRecord.counters:type_name -> ration.v1.Counters
-	16, // 14: ration.v1.RegistrationRecord.state:type_name -> ration.v1.WorkerState
-	15, // 15: ration.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
-	17, // 16: ration.v1.BucketRecord.state:type_name -> ration.v1.BucketState
-	10, // 17: ration.v1.ResultRecord.results:type_name -> ration.v1.StoredResult
-	18, // 18: ration.v1.RequestRecord.result:type_name -> ration.v1.CommandResult
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 0: ration.v1.SnapshotRecord.meta:type_name -> ration.v1.SnapshotMeta
+	3,  // 1: ration.v1.SnapshotRecord.node:type_name -> ration.v1.NodeRecord
+	5,  // 2: ration.v1.SnapshotRecord.service:type_name -> ration.v1.ServiceRecord
+	6,  // 3: ration.v1.SnapshotRecord.worker:type_name -> ration.v1.WorkerRecord
+	7,  // 4: ration.v1.SnapshotRecord.registration:type_name -> ration.v1.RegistrationRecord
+	8,  // 5: ration.v1.SnapshotRecord.bucket:type_name -> ration.v1.BucketRecord
+	9,  // 6: ration.v1.SnapshotRecord.item:type_name -> ration.v1.ItemRecord
+	10, // 7: ration.v1.SnapshotRecord.result:type_name -> ration.v1.ResultRecord
+	12, // 8: ration.v1.SnapshotRecord.activity:type_name -> ration.v1.ActivityRecord
+	13, // 9: ration.v1.SnapshotRecord.request:type_name -> ration.v1.RequestRecord
+	1,  // 10: ration.v1.SnapshotRecord.end:type_name -> ration.v1.SnapshotEnd
+	14, // 11: ration.v1.ServiceRecord.config:type_name -> ration.v1.ServiceConfig
+	15, // 12: ration.v1.ServiceRecord.state:type_name -> ration.v1.ServiceState
+	4,  // 13: ration.v1.ServiceRecord.open:type_name -> ration.v1.OpenBucket
+	16, // 14: ration.v1.ServiceRecord.counters:type_name -> ration.v1.Counters
+	17, // 15: ration.v1.RegistrationRecord.state:type_name -> ration.v1.WorkerState
+	16, // 16: ration.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
+	18, // 17: ration.v1.BucketRecord.state:type_name -> ration.v1.BucketState
+	11, // 18: ration.v1.ResultRecord.results:type_name -> ration.v1.StoredResult
+	19, // 19: ration.v1.RequestRecord.result:type_name -> ration.v1.CommandResult
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_snapshot_proto_init() }
@@ -1553,6 +1632,7 @@ func file_ration_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Result)(nil),
 		(*SnapshotRecord_Activity)(nil),
 		(*SnapshotRecord_Request)(nil),
+		(*SnapshotRecord_End)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1560,7 +1640,7 @@ func file_ration_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_snapshot_proto_rawDesc), len(file_ration_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -51,18 +51,24 @@ const (
 
 // ClusterServiceClient is a client for the ration.v1.ClusterService service.
 type ClusterServiceClient interface {
+	// Role: admin.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 	// Join adds a node as a voter. Joining again with the same id and
 	// addresses does nothing.
+	// Role: admin.
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
 	// Remove takes a node out of the cluster; the last voter cannot be
 	// removed. Removing a node that is not a member does nothing (so a
 	// retried Remove succeeds), and says so in removed.
+	// Role: admin.
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
+	// Role: admin.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
 	// SaveSnapshot streams a fresh snapshot of the state machine.
+	// Role: admin.
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[v1.SaveSnapshotResponse], error)
 	// Restore replaces the whole cluster's state with a snapshot's.
+	// Role: admin.
 	Restore(context.Context, *connect.Request[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error)
 }
 
@@ -159,18 +165,24 @@ func (c *clusterServiceClient) Restore(ctx context.Context, req *connect.Request
 
 // ClusterServiceHandler is an implementation of the ration.v1.ClusterService service.
 type ClusterServiceHandler interface {
+	// Role: admin.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 	// Join adds a node as a voter. Joining again with the same id and
 	// addresses does nothing.
+	// Role: admin.
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
 	// Remove takes a node out of the cluster; the last voter cannot be
 	// removed. Removing a node that is not a member does nothing (so a
 	// retried Remove succeeds), and says so in removed.
+	// Role: admin.
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
+	// Role: admin.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
 	// SaveSnapshot streams a fresh snapshot of the state machine.
+	// Role: admin.
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest], *connect.ServerStream[v1.SaveSnapshotResponse]) error
 	// Restore replaces the whole cluster's state with a snapshot's.
+	// Role: admin.
 	Restore(context.Context, *connect.Request[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error)
 }
 

@@ -53,16 +53,22 @@ const (
 
 // InsightServiceClient is a client for the ration.v1.InsightService service.
 type InsightServiceClient interface {
+	// Role: owner.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
+	// Role: owner.
 	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
+	// Role: owner.
 	ListBuckets(context.Context, *connect.Request[v1.ListBucketsRequest]) (*connect.Response[v1.ListBucketsResponse], error)
+	// Role: owner.
 	ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error)
 	// Explain answers, from the state and the activity log, why a bucket is
 	// where it is (not leased, leased to whom, dead), why a worker is inactive
 	// or suspect, why an item waits, or what became of a request id.
+	// Role: owner.
 	Explain(context.Context, *connect.Request[v1.ExplainRequest]) (*connect.Response[v1.ExplainResponse], error)
 	// WatchActivity streams activity records as they are applied, starting
 	// after after_seq (0: from now).
+	// Role: owner.
 	WatchActivity(context.Context, *connect.Request[v1.WatchActivityRequest]) (*connect.ServerStreamForClient[v1.WatchActivityResponse], error)
 }
 
@@ -164,16 +170,22 @@ func (c *insightServiceClient) WatchActivity(ctx context.Context, req *connect.R
 
 // InsightServiceHandler is an implementation of the ration.v1.InsightService service.
 type InsightServiceHandler interface {
+	// Role: owner.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
+	// Role: owner.
 	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
+	// Role: owner.
 	ListBuckets(context.Context, *connect.Request[v1.ListBucketsRequest]) (*connect.Response[v1.ListBucketsResponse], error)
+	// Role: owner.
 	ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error)
 	// Explain answers, from the state and the activity log, why a bucket is
 	// where it is (not leased, leased to whom, dead), why a worker is inactive
 	// or suspect, why an item waits, or what became of a request id.
+	// Role: owner.
 	Explain(context.Context, *connect.Request[v1.ExplainRequest]) (*connect.Response[v1.ExplainResponse], error)
 	// WatchActivity streams activity records as they are applied, starting
 	// after after_seq (0: from now).
+	// Role: owner.
 	WatchActivity(context.Context, *connect.Request[v1.WatchActivityRequest], *connect.ServerStream[v1.WatchActivityResponse]) error
 }
 

@@ -66,30 +66,51 @@ const (
 	// OwnerServiceExportResultsProcedure is the fully-qualified name of the OwnerService's
 	// ExportResults RPC.
 	OwnerServiceExportResultsProcedure = "/ration.v1.OwnerService/ExportResults"
+	// OwnerServiceRotateOwnerTokenProcedure is the fully-qualified name of the OwnerService's
+	// RotateOwnerToken RPC.
+	OwnerServiceRotateOwnerTokenProcedure = "/ration.v1.OwnerService/RotateOwnerToken"
 )
 
 // OwnerServiceClient is a client for the ration.v1.OwnerService service.
 type OwnerServiceClient interface {
+	// CreateService defines a service and returns its owner token, once.
+	// Role: admin.
 	CreateService(context.Context, *connect.Request[v1.CreateServiceRequest]) (*connect.Response[v1.CreateServiceResponse], error)
 	// UpdateService replaces a service's config (the kind stays).
+	// Role: owner.
 	UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error)
+	// Role: owner.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
+	// ListServices lists every service.
+	// Role: admin.
 	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
 	// RevokeService stops registrations, acquisitions, new items and submits,
 	// and ends outstanding leases; history stays readable.
+	// Role: owner.
 	RevokeService(context.Context, *connect.Request[v1.RevokeServiceRequest]) (*connect.Response[v1.RevokeServiceResponse], error)
+	// Role: owner.
 	ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error)
+	// Role: owner.
 	AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error)
+	// Role: owner.
 	ListItems(context.Context, *connect.Request[v1.ListItemsRequest]) (*connect.Response[v1.ListItemsResponse], error)
 	// DeactivateWorker ends a worker's registration and leases; it stays out
 	// until ReactivateWorker.
+	// Role: owner.
 	DeactivateWorker(context.Context, *connect.Request[v1.DeactivateWorkerRequest]) (*connect.Response[v1.DeactivateWorkerResponse], error)
+	// Role: owner.
 	ReactivateWorker(context.Context, *connect.Request[v1.ReactivateWorkerRequest]) (*connect.Response[v1.ReactivateWorkerResponse], error)
 	// RevertWorker marks a worker's results since a time as reverted and
 	// re-queues the items they completed.
+	// Role: owner.
 	RevertWorker(context.Context, *connect.Request[v1.RevertWorkerRequest]) (*connect.Response[v1.RevertWorkerResponse], error)
 	// ExportResults streams a service's results in the order they were accepted.
+	// Role: owner.
 	ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest]) (*connect.ServerStreamForClient[v1.ExportResultsResponse], error)
+	// RotateOwnerToken gives the service a new owner token and returns it;
+	// the old one stops working at once.
+	// Role: owner.
+	RotateOwnerToken(context.Context, *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error)
 }
 
 // NewOwnerServiceClient constructs a client for the ration.v1.OwnerService service. By default, it
@@ -179,6 +200,12 @@ func NewOwnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		rotateOwnerToken: connect.NewClient[v1.RotateOwnerTokenRequest, v1.RotateOwnerTokenResponse](
+			httpClient,
+			baseURL+OwnerServiceRotateOwnerTokenProcedure,
+			connect.WithSchema(ownerServiceMethods.ByName("RotateOwnerToken")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -196,6 +223,7 @@ type ownerServiceClient struct {
 	reactivateWorker *connect.Client[v1.ReactivateWorkerRequest, v1.ReactivateWorkerResponse]
 	revertWorker     *connect.Client[v1.RevertWorkerRequest, v1.RevertWorkerResponse]
 	exportResults    *connect.Client[v1.ExportResultsRequest, v1.ExportResultsResponse]
+	rotateOwnerToken *connect.Client[v1.RotateOwnerTokenRequest, v1.RotateOwnerTokenResponse]
 }
 
 // CreateService calls ration.v1.OwnerService.CreateService.
@@ -258,28 +286,51 @@ func (c *ownerServiceClient) ExportResults(ctx context.Context, req *connect.Req
 	return c.exportResults.CallServerStream(ctx, req)
 }
 
+// RotateOwnerToken calls ration.v1.OwnerService.RotateOwnerToken.
+func (c *ownerServiceClient) RotateOwnerToken(ctx context.Context, req *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error) {
+	return c.rotateOwnerToken.CallUnary(ctx, req)
+}
+
 // OwnerServiceHandler is an implementation of the ration.v1.OwnerService service.
 type OwnerServiceHandler interface {
+	// CreateService defines a service and returns its owner token, once.
+	// Role: admin.
 	CreateService(context.Context, *connect.Request[v1.CreateServiceRequest]) (*connect.Response[v1.CreateServiceResponse], error)
 	// UpdateService replaces a service's config (the kind stays).
+	// Role: owner.
 	UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error)
+	// Role: owner.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
+	// ListServices lists every service.
+	// Role: admin.
 	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
 	// RevokeService stops registrations, acquisitions, new items and submits,
 	// and ends outstanding leases; history stays readable.
+	// Role: owner.
 	RevokeService(context.Context, *connect.Request[v1.RevokeServiceRequest]) (*connect.Response[v1.RevokeServiceResponse], error)
+	// Role: owner.
 	ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error)
+	// Role: owner.
 	AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error)
+	// Role: owner.
 	ListItems(context.Context, *connect.Request[v1.ListItemsRequest]) (*connect.Response[v1.ListItemsResponse], error)
 	// DeactivateWorker ends a worker's registration and leases; it stays out
 	// until ReactivateWorker.
+	// Role: owner.
 	DeactivateWorker(context.Context, *connect.Request[v1.DeactivateWorkerRequest]) (*connect.Response[v1.DeactivateWorkerResponse], error)
+	// Role: owner.
 	ReactivateWorker(context.Context, *connect.Request[v1.ReactivateWorkerRequest]) (*connect.Response[v1.ReactivateWorkerResponse], error)
 	// RevertWorker marks a worker's results since a time as reverted and
 	// re-queues the items they completed.
+	// Role: owner.
 	RevertWorker(context.Context, *connect.Request[v1.RevertWorkerRequest]) (*connect.Response[v1.RevertWorkerResponse], error)
 	// ExportResults streams a service's results in the order they were accepted.
+	// Role: owner.
 	ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest], *connect.ServerStream[v1.ExportResultsResponse]) error
+	// RotateOwnerToken gives the service a new owner token and returns it;
+	// the old one stops working at once.
+	// Role: owner.
+	RotateOwnerToken(context.Context, *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error)
 }
 
 // NewOwnerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -365,6 +416,12 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	ownerServiceRotateOwnerTokenHandler := connect.NewUnaryHandler(
+		OwnerServiceRotateOwnerTokenProcedure,
+		svc.RotateOwnerToken,
+		connect.WithSchema(ownerServiceMethods.ByName("RotateOwnerToken")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ration.v1.OwnerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OwnerServiceCreateServiceProcedure:
@@ -391,6 +448,8 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 			ownerServiceRevertWorkerHandler.ServeHTTP(w, r)
 		case OwnerServiceExportResultsProcedure:
 			ownerServiceExportResultsHandler.ServeHTTP(w, r)
+		case OwnerServiceRotateOwnerTokenProcedure:
+			ownerServiceRotateOwnerTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -446,4 +505,8 @@ func (UnimplementedOwnerServiceHandler) RevertWorker(context.Context, *connect.R
 
 func (UnimplementedOwnerServiceHandler) ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest], *connect.ServerStream[v1.ExportResultsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.ExportResults is not implemented"))
+}
+
+func (UnimplementedOwnerServiceHandler) RotateOwnerToken(context.Context, *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.RotateOwnerToken is not implemented"))
 }

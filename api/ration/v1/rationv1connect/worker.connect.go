@@ -58,20 +58,28 @@ const (
 type WorkerServiceClient interface {
 	// Register is idempotent: repeating it changes nothing and affects no
 	// other worker. It reactivates a worker the system deactivated.
+	// Role: worker.
 	Register(context.Context, *connect.Request[v1.RegisterRequest]) (*connect.Response[v1.RegisterResponse], error)
+	// Role: worker.
 	Unregister(context.Context, *connect.Request[v1.UnregisterRequest]) (*connect.Response[v1.UnregisterResponse], error)
 	// CheckService tells whether a service exists and is active.
+	// Role: public (no credential).
 	CheckService(context.Context, *connect.Request[v1.CheckServiceRequest]) (*connect.Response[v1.CheckServiceResponse], error)
 	// Acquire leases up to max_buckets buckets; none available is an empty answer.
+	// Role: worker.
 	Acquire(context.Context, *connect.Request[v1.AcquireRequest]) (*connect.Response[v1.AcquireResponse], error)
 	// Heartbeat extends leases; each bucket succeeds or fails on its own.
+	// Role: worker.
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// Submit stores results for a leased bucket; items without a result go
 	// back to the pool.
+	// Role: worker.
 	Submit(context.Context, *connect.Request[v1.SubmitRequest]) (*connect.Response[v1.SubmitResponse], error)
 	// Release gives a leased bucket back.
+	// Role: worker.
 	Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error)
 	// ListMyBuckets lets a restarted worker recover what it holds.
+	// Role: worker.
 	ListMyBuckets(context.Context, *connect.Request[v1.ListMyBucketsRequest]) (*connect.Response[v1.ListMyBucketsResponse], error)
 }
 
@@ -195,20 +203,28 @@ func (c *workerServiceClient) ListMyBuckets(ctx context.Context, req *connect.Re
 type WorkerServiceHandler interface {
 	// Register is idempotent: repeating it changes nothing and affects no
 	// other worker. It reactivates a worker the system deactivated.
+	// Role: worker.
 	Register(context.Context, *connect.Request[v1.RegisterRequest]) (*connect.Response[v1.RegisterResponse], error)
+	// Role: worker.
 	Unregister(context.Context, *connect.Request[v1.UnregisterRequest]) (*connect.Response[v1.UnregisterResponse], error)
 	// CheckService tells whether a service exists and is active.
+	// Role: public (no credential).
 	CheckService(context.Context, *connect.Request[v1.CheckServiceRequest]) (*connect.Response[v1.CheckServiceResponse], error)
 	// Acquire leases up to max_buckets buckets; none available is an empty answer.
+	// Role: worker.
 	Acquire(context.Context, *connect.Request[v1.AcquireRequest]) (*connect.Response[v1.AcquireResponse], error)
 	// Heartbeat extends leases; each bucket succeeds or fails on its own.
+	// Role: worker.
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// Submit stores results for a leased bucket; items without a result go
 	// back to the pool.
+	// Role: worker.
 	Submit(context.Context, *connect.Request[v1.SubmitRequest]) (*connect.Response[v1.SubmitResponse], error)
 	// Release gives a leased bucket back.
+	// Role: worker.
 	Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error)
 	// ListMyBuckets lets a restarted worker recover what it holds.
+	// Role: worker.
 	ListMyBuckets(context.Context, *connect.Request[v1.ListMyBucketsRequest]) (*connect.Response[v1.ListMyBucketsResponse], error)
 }
 

@@ -42,6 +42,7 @@ type PeerServiceClient interface {
 	// ReadIndex returns the leader's commit index after confirming with a
 	// quorum that it still leads: a follower that has applied it can answer a
 	// linearizable read.
+	// Role: admin (nodes present the cluster's admin token).
 	ReadIndex(context.Context, *connect.Request[v1.ReadIndexRequest]) (*connect.Response[v1.ReadIndexResponse], error)
 }
 
@@ -81,6 +82,7 @@ type PeerServiceHandler interface {
 	// ReadIndex returns the leader's commit index after confirming with a
 	// quorum that it still leads: a follower that has applied it can answer a
 	// linearizable read.
+	// Role: admin (nodes present the cluster's admin token).
 	ReadIndex(context.Context, *connect.Request[v1.ReadIndexRequest]) (*connect.Response[v1.ReadIndexResponse], error)
 }
 

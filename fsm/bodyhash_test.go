@@ -1,0 +1,52 @@
+package fsm
+
+import (
+	"bytes"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// bodySums must give what bodyHash computes, or request-id matching would
+// depend on whether a command came from the log or from ApplyCommand.
+func TestBodySums_MatchBodyHash(t *testing.T) {
+	h := newHarness(t)
+	a := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "b", "ü"}, Priority: 3, Rerun: true}, "admin", nil, "r1")
+	s := h.command(&rationv1.SubmitRequest{WorkerId: "w", BucketId: 9, Epoch: 4, RequestId: "r2",
+		Results: []*rationv1.ResultInput{{Item: "a", Verdict: "DM", Payload: "p"}, {Item: "b"}}}, "w", []byte("cred"), "r2")
+	empty := h.command(&rationv1.ReleaseRequest{}, "w", nil, "")
+	batch := &rationv1.Command{Header: &rationv1.CommandHeader{ProposedAt: 5},
+		Op: &rationv1.Command_Batch{Batch: &rationv1.CommandBatch{Commands: []*rationv1.Command{a, s, empty}}}}
+	for _, tc := range []struct {
+		name string
+		cmd  *rationv1.Command
+		want []*rationv1.Command
+	}{
+		{"add", a, []*rationv1.Command{a}},
+		{"submit", s, []*rationv1.Command{s}},
+		{"empty op", empty, []*rationv1.Command{empty}},
+		{"batch", batch, []*rationv1.Command{a, s, empty}},
+	} {
+		data, err := proto.Marshal(tc.cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums, err := bodySums(data)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(sums) != len(tc.want) || len(sums) != leaves(tc.cmd) {
+			t.Fatalf("%s: %d sums, want %d", tc.name, len(sums), len(tc.want))
+		}
+		for i, c := range tc.want {
+			if !bytes.Equal(sums[i], bodyHash(c)) {
+				t.Errorf("%s: sum %d = %x, bodyHash %x", tc.name, i, sums[i], bodyHash(c))
+			}
+		}
+	}
+	if _, err := bodySums([]byte{0xff}); err == nil {
+		t.Error("bodySums accepted a broken tag")
+	}
+}

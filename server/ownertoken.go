@@ -1,0 +1,230 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm"
+)
+
+// OwnerTokenPrefix starts every owner token, so that one pasted in the wrong
+// place is recognizable; worker calls refuse secrets that start with it.
+const OwnerTokenPrefix = "rot_"
+
+// OwnerTokenBytes is the entropy of an owner token: random bytes from
+// crypto/rand, written after the prefix in unpadded base64url.
+const OwnerTokenBytes = 32
+
+// ownerTokenLen is the length of every owner token.
+var ownerTokenLen = len(OwnerTokenPrefix) + base64.RawURLEncoding.EncodedLen(OwnerTokenBytes)
+
+// newOwnerToken returns a fresh owner token and its SHA-256.
+func newOwnerToken() (token string, hash []byte) {
+	b := make([]byte, OwnerTokenBytes)
+	_, _ = rand.Read(b) // never fails since Go 1.24
+	token = OwnerTokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return token, hashToken(token)
+}
+
+func hashToken(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// looksLikeOwnerToken reports whether s has the shape of an owner token.
+func looksLikeOwnerToken(s string) bool {
+	return len(s) == ownerTokenLen && strings.HasPrefix(s, OwnerTokenPrefix)
+}
+
+// issued is the owner token one CreateService or RotateOwnerToken call
+// makes. It is generated when the command is stamped, which happens only on
+// the node that proposes it (the leader), and shown only if the state
+// machine stored its hash.
+type issued struct {
+	token string
+	hash  []byte
+}
+
+type issueKey struct{}
+
+// issueToken returns ctx asking write to generate an owner token for the
+// command, and the holder it will be in.
+func issueToken(ctx context.Context) (context.Context, *issued) {
+	t := &issued{}
+	return context.WithValue(ctx, issueKey{}, t), t
+}
+
+// reveal returns the token if res shows that its command stored this
+// token's hash, and "" if res replays an earlier command with the same
+// request id (whose token this node never knew).
+func (t *issued) reveal(res *rationv1.CommandResult) string {
+	if t.hash == nil || subtle.ConstantTimeCompare(res.GetOwnerTokenHash(), t.hash) != 1 {
+		return ""
+	}
+	return t.token
+}
+
+type ownerCredentialKey struct{}
+
+// ownerCredential returns the hash of the owner token the call presented,
+// or nil when it came with the admin token (or none was needed).
+func ownerCredential(ctx context.Context) []byte {
+	c, _ := ctx.Value(ownerCredentialKey{}).([]byte)
+	return c
+}
+
+// stampOwner writes into a command's header what the interceptor and the
+// handler left in ctx: the owner credential the caller presented (the
+// state machine checks it again, at the command's index) and the hash of a
+// newly generated owner token.
+func stampOwner(ctx context.Context, hdr *rationv1.CommandHeader) {
+	if cred := ownerCredential(ctx); cred != nil {
+		hdr.OwnerCredential, hdr.Actor = cred, "owner"
+	}
+	if t, ok := ctx.Value(issueKey{}).(*issued); ok {
+		t.token, t.hash = newOwnerToken()
+		hdr.NewOwnerTokenHash = t.hash
+	}
+}
+
+// isAdminToken reports, in constant time, whether token is the admin token.
+func (s *Server) isAdminToken(token string) bool {
+	return s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
+}
+
+// scopeOf returns the service an owner call's request names: its service
+// field, or else its name field.
+func scopeOf(msg any) string {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return ""
+	}
+	r := m.ProtoReflect()
+	for _, n := range []protoreflect.Name{"service", "name"} {
+		if f := r.Descriptor().Fields().ByName(n); f != nil && f.Kind() == protoreflect.StringKind && !f.IsList() {
+			return r.Get(f).String()
+		}
+	}
+	return ""
+}
+
+// linearizableRead reports whether msg is a read at LINEARIZABLE
+// consistency (the default of reads that take one).
+func linearizableRead(msg any) bool {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return false
+	}
+	r := m.ProtoReflect()
+	f := r.Descriptor().Fields().ByName("consistency")
+	if f == nil || f.Kind() != protoreflect.EnumKind {
+		return false
+	}
+	return rationv1.Consistency(r.Get(f).Enum()) != rationv1.Consistency_CONSISTENCY_STALE
+}
+
+// ownerOf returns the service whose owner token has hash.
+func ownerOf(st *fsm.State, hash []byte) (string, bool) {
+	for _, svc := range st.Services() {
+		if svc.OwnerTokenMatches(hash) {
+			return svc.Name, true
+		}
+	}
+	return "", false
+}
+
+// authorizeOwner checks that token is the owner token of the service msg
+// names and returns its hash.
+//
+// A linearizable read checks it at a linearizable state, so a rotated-away
+// token is refused by every node from the moment RotateOwnerToken answers.
+// Other calls check this node's state: writes are checked again by the
+// state machine at their index (exact), and stale reads and WatchActivity
+// accept what the node has applied. A token of the owner-token shape that
+// the node does not know is looked up again once the node has caught up
+// with the leader: it may have been made a moment ago through another node.
+func (s *Server) authorizeOwner(ctx context.Context, token string, msg any) ([]byte, error) {
+	node, service := s.store.ID(), scopeOf(msg)
+	hash := hashToken(token)
+	st, caughtUp := s.store.State(), false
+	if linearizableRead(msg) {
+		var err error
+		if st, _, err = s.read(ctx, rationv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil {
+			return nil, err
+		}
+		caughtUp = true
+	}
+	if svc, ok := st.Service(service); ok && svc.OwnerTokenMatches(hash) {
+		return hash, nil
+	}
+	// The token is not this service's: whose is it, if anyone's?
+	_, ok := ownerOf(st, hash)
+	if !ok && !caughtUp && looksLikeOwnerToken(token) {
+		var err error
+		if st, _, err = s.read(ctx, rationv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil {
+			return nil, err
+		}
+		if svc, found := st.Service(service); found && svc.OwnerTokenMatches(hash) {
+			return hash, nil
+		}
+		_, ok = ownerOf(st, hash)
+	}
+	switch {
+	case !ok:
+		return nil, authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", node, "the token is neither the admin token nor a current owner token")
+	case service == "":
+		return nil, authError(connect.CodePermissionDenied, "WRONG_SERVICE", node, "an owner token reaches its own service only: name it in the request's service field")
+	}
+	return nil, authError(connect.CodePermissionDenied, "WRONG_SERVICE", node, "the owner token is not service %q's", service)
+}
+
+// ownerStream runs the owner check of a streaming call on the first request
+// message the handler receives, and ends the stream once the token is no
+// longer the service's (rotated while the stream was open).
+type ownerStream struct {
+	connect.StreamingHandlerConn
+	s       *Server
+	check   func(msg any) (context.Context, error)
+	checked bool
+	err     error
+	service string
+	hash    []byte // nil when called with the admin token, or none is needed
+}
+
+func (c *ownerStream) Receive(msg any) error {
+	if c.err != nil {
+		return c.err
+	}
+	if err := c.StreamingHandlerConn.Receive(msg); err != nil {
+		return err
+	}
+	if !c.checked {
+		c.checked = true
+		var ctx context.Context
+		if ctx, c.err = c.check(msg); c.err == nil {
+			c.service, c.hash = scopeOf(msg), ownerCredential(ctx)
+		}
+	}
+	return c.err
+}
+
+func (c *ownerStream) Send(msg any) error {
+	if !c.checked {
+		return authError(connect.CodeInternal, "INTERNAL", c.s.store.ID(), "stream sent before its request was checked")
+	}
+	if c.hash != nil {
+		if svc, ok := c.s.store.State().Service(c.service); !ok || !svc.OwnerTokenMatches(c.hash) {
+			return authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", c.s.store.ID(), "the owner token was rotated")
+		}
+	}
+	return c.StreamingHandlerConn.Send(msg)
+}
