@@ -99,7 +99,10 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if err := safely(dbPath, func() error {
-		store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bolt.Options{Timeout: DataDirLockTimeout}})
+		// As etcd's backend: the freelist is not written on every commit
+		// (it is rebuilt when the file opens), and kept as a hash map.
+		store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bolt.Options{
+			Timeout: DataDirLockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}})
 		n.store = store
 		return err
 	}); err != nil {

@@ -603,3 +603,46 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	})
 	runtime.KeepAlive(h)
 }
+
+// BenchmarkMemory_DoneItems measures the heap a done item costs with its
+// stored result (a 56-byte payload, as in bench/): 180,000 items are added,
+// acquired and submitted once, outside the timer; the op is a no-op read.
+// Results are kept as history, so this is what a service grows by per item
+// processed. Reported, not asserted.
+func BenchmarkMemory_DoneItems(b *testing.B) {
+	const total = 180_000
+	payload := string(bytes.Repeat([]byte("p"), 56))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h := benchHarness(b)
+	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{
+		BucketSize: 180, MaxBucketsPerAcquire: 100, MaxLeasesPerWorker: MaxLeasesPerWorkerCap,
+	})
+	h.register(benchService, "w1")
+	cred := secret("w1")
+	benchAddAll(h, benchService, false, benchIDs("acct", 0, total))
+	for benchPending(h, benchService) > 0 {
+		for _, lb := range h.acquire(benchService, "w1", 100) {
+			res := results(lb, "DM")
+			for _, r := range res {
+				r.Payload = payload
+			}
+			op := &rationv1.SubmitRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch, Results: res}
+			if r := h.applyCmd(h.command(op, "w1", cred, "")); r.GetSubmit().GetAccepted() != 180 {
+				b.Fatalf("submit: %v", ResultError(r))
+			}
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	s, _ := h.f.State().Service(benchService)
+	if s.Items[itemDone] != total {
+		b.Fatalf("%d items done, want %d", s.Items[itemDone], total)
+	}
+	for b.Loop() {
+		h.f.State().Index()
+	}
+	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/total, "B/done-item")
+	benchCheck(h)
+}
