@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rationhq/ration/cluster"
 )
 
 type options struct {
@@ -65,6 +68,10 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	o.Systems = strings.Split(*systems, ",")
+	// As rationd: both clusters share this process, so both get it.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cluster.DefaultGCPercent)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
