@@ -158,7 +158,17 @@ func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) 
 	if sums != nil && len(*sums) > 0 {
 		sum, *sums = (*sums)[0], (*sums)[1:]
 	}
+	if packable(cmd) {
+		sum = nil // hashed in packed form, see canonicalHash
+	}
+	orig := cmd
+	cmd, perr := unpack(cmd)
 	x := &txn{t: f.t, index: index, now: f.t.meta.now, hdr: hdr}
+	if perr != nil {
+		res := x.fail(cmd, perr)
+		x.flush()
+		return res
+	}
 	if err := x.checkOwner(cmd); err != nil {
 		// Before the request-id lookup: a rotated-away token gets no answer,
 		// not even a replayed one. The refusal is not remembered.
@@ -171,7 +181,7 @@ func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) 
 		return x.run(cmd)
 	}
 	if sum == nil {
-		sum = bodyHash(cmd)
+		sum = canonicalHash(orig)
 	}
 	if prev, ok := f.t.requests.Get(&request{Key: key}); ok {
 		if string(prev.BodyHash) == string(sum) {

@@ -24,6 +24,10 @@ func FuzzApply(f *testing.F) {
 	h.check = false
 	h.capture = func(l *rawEntry) { f.Add(l.Data) }
 	script(h)
+	packed := newHarness(f)
+	packed.check, packed.pack = false, true
+	packed.capture = h.capture
+	script(packed)
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {

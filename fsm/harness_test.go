@@ -26,6 +26,20 @@ type harness struct {
 	check bool
 	// capture, if set, sees every log entry applied.
 	capture func(*rawEntry)
+	// pack proposes commands as the leader does, packed (see Pack).
+	pack bool
+}
+
+// packAll is Pack of a command and of every command in a batch.
+func packAll(c *rationv1.Command) *rationv1.Command {
+	if b, ok := c.Op.(*rationv1.Command_Batch); ok {
+		out := &rationv1.CommandBatch{}
+		for _, sub := range b.Batch.GetCommands() {
+			out.Commands = append(out.Commands, packAll(sub))
+		}
+		return &rationv1.Command{Header: c.Header, Op: &rationv1.Command_Batch{Batch: out}}
+	}
+	return Pack(c)
 }
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -133,6 +147,9 @@ func (h *harness) applyAs(op proto.Message, actor string, cred []byte, requestID
 func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
 	h.t.Helper()
 	h.index++
+	if h.pack {
+		c = packAll(c)
+	}
 	data, err := proto.Marshal(c)
 	if err != nil {
 		h.t.Fatal(err)

@@ -28,13 +28,18 @@ func (s *State) Precheck(cmd *rationv1.Command) *Error {
 	if hdr == nil {
 		return nil
 	}
+	orig := cmd
+	cmd, perr := unpack(cmd)
+	if perr != nil {
+		return asError(perr)
+	}
 	x := &txn{t: s.t, index: s.t.meta.index, now: s.t.meta.now, hdr: hdr}
 	if err := x.checkOwner(cmd); err != nil {
 		return asError(err) // before the request-id lookup, as in Apply
 	}
 	if key := x.requestKey(cmd); key != "" {
 		if prev, ok := s.t.requests.Get(&request{Key: key}); ok {
-			if bytes.Equal(prev.BodyHash, bodyHash(cmd)) {
+			if bytes.Equal(prev.BodyHash, canonicalHash(orig)) {
 				return nil
 			}
 			return asError(reusedID(hdr, prev))

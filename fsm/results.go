@@ -34,6 +34,15 @@ func packResults[T any](xs []T, f func(T) (item, verdict, payload string)) strin
 	return buf.String()
 }
 
+// appendPacked appends strings, each as a uvarint length and its bytes.
+func appendPacked(buf []byte, ss ...string) []byte {
+	for _, s := range ss {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	return buf
+}
+
 // Len returns the number of results in the batch.
 func (rb *ResultBatch) Len() int { return rb.n }
 
@@ -71,13 +80,22 @@ func findResult(rb *ResultBatch, item string) (Result, bool) {
 	return rb.Find(item)
 }
 
-// nextString reads one length-prefixed string from p.
+// nextString reads one length-prefixed string from p, which must hold one.
 func nextString(p string) (string, string) {
+	s, rest, ok := readString(p)
+	if !ok {
+		panic(fmt.Sprintf("fsm: packed results corrupt (%d bytes left)", len(p)))
+	}
+	return s, rest
+}
+
+// readString reads one length-prefixed string from p.
+func readString(p string) (s, rest string, ok bool) {
 	var n uint64
 	k := 0
 	for shift := 0; ; shift += 7 {
 		if k == len(p) || shift > 63 {
-			panic(fmt.Sprintf("fsm: packed results corrupt (%d bytes left)", len(p)))
+			return "", "", false
 		}
 		c := p[k]
 		k++
@@ -87,9 +105,9 @@ func nextString(p string) (string, string) {
 		}
 	}
 	if uint64(len(p)-k) < n {
-		panic(fmt.Sprintf("fsm: packed results corrupt (%d bytes left)", len(p)))
+		return "", "", false
 	}
-	return p[k : k+int(n)], p[k+int(n):]
+	return p[k : k+int(n)], p[k+int(n):], true
 }
 
 // newResultBatch returns rb holding results.

@@ -1,0 +1,133 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// Pack returns cmd with an AddItems or a Submit in the packed form the log
+// carries (PackedAddItems, PackedSubmit): its ids or results as one byte
+// string, which every node decodes with one allocation instead of one or
+// four per id or result. Other commands come back as they are. cmd itself
+// is not changed. The leader packs what it proposes; Apply takes both forms.
+func Pack(cmd *rationv1.Command) *rationv1.Command {
+	switch op := cmd.Op.(type) {
+	case *rationv1.Command_AddItems:
+		req := op.AddItems
+		items := req.Items
+		req.Items = nil
+		c := proto.Clone(req).(*rationv1.AddItemsRequest)
+		req.Items = items
+		size := 0
+		for _, id := range items {
+			size += len(id) + binary.MaxVarintLen32
+		}
+		buf := make([]byte, 0, size)
+		for _, id := range items {
+			buf = appendPacked(buf, id)
+		}
+		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{
+			Request: c, Items: buf, Count: uint32(len(items))}}}
+	case *rationv1.Command_Submit:
+		req := op.Submit
+		results := req.Results
+		req.Results = nil
+		c := proto.Clone(req).(*rationv1.SubmitRequest)
+		req.Results = results
+		size := 0
+		for _, r := range results {
+			size += len(r.GetItem()) + len(r.GetVerdict()) + len(r.GetPayload()) + 3*binary.MaxVarintLen32
+		}
+		buf := make([]byte, 0, size)
+		for _, r := range results {
+			buf = appendPacked(buf, r.GetItem(), r.GetVerdict(), r.GetPayload())
+		}
+		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{
+			Request: c, Results: buf, Count: uint32(len(results))}}}
+	}
+	return cmd
+}
+
+// unpack returns the plain form of a packed command, its strings sharing
+// one allocation, or cmd itself when it is not packed; cmd is not changed. A packed command
+// that does not decode comes back in its plain form without its ids or
+// results, with an error saying what is wrong.
+func unpack(cmd *rationv1.Command) (*rationv1.Command, error) {
+	switch op := cmd.Op.(type) {
+	case *rationv1.Command_PackedAddItems:
+		p := op.PackedAddItems
+		req := &rationv1.AddItemsRequest{}
+		if p.GetRequest() != nil {
+			req = proto.Clone(p.GetRequest()).(*rationv1.AddItemsRequest)
+		}
+		plain := &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_AddItems{AddItems: req}}
+		data, n := string(p.GetItems()), p.GetCount()
+		if uint64(n) > uint64(len(data)) { // every id takes a byte at least
+			return plain, fmt.Errorf("packed items: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
+		}
+		items := make([]string, 0, n)
+		for len(data) > 0 {
+			id, rest, ok := readString(data)
+			if !ok {
+				return plain, fmt.Errorf("packed items: id %d does not decode: %w", len(items), ErrInvalidArgument)
+			}
+			items, data = append(items, id), rest
+		}
+		if len(items) != int(n) {
+			return plain, fmt.Errorf("packed items: %d ids, count says %d: %w", len(items), n, ErrInvalidArgument)
+		}
+		req.Items = items
+		return plain, nil
+	case *rationv1.Command_PackedSubmit:
+		p := op.PackedSubmit
+		req := &rationv1.SubmitRequest{}
+		if p.GetRequest() != nil {
+			req = proto.Clone(p.GetRequest()).(*rationv1.SubmitRequest)
+		}
+		plain := &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_Submit{Submit: req}}
+		data, n := string(p.GetResults()), p.GetCount()
+		if 3*uint64(n) > uint64(len(data)) { // every result takes three bytes at least
+			return plain, fmt.Errorf("packed results: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
+		}
+		slab := make([]rationv1.ResultInput, n)
+		results := make([]*rationv1.ResultInput, n)
+		i := 0
+		for ; len(data) > 0 && i < int(n); i++ {
+			var f [3]string
+			for j := range f {
+				var ok bool
+				if f[j], data, ok = readString(data); !ok {
+					return plain, fmt.Errorf("packed results: result %d does not decode: %w", i, ErrInvalidArgument)
+				}
+			}
+			r := &slab[i]
+			r.Item, r.Verdict, r.Payload = f[0], f[1], f[2]
+			results[i] = r
+		}
+		if i != int(n) || len(data) > 0 {
+			return plain, fmt.Errorf("packed results: count %d does not match the bytes: %w", n, ErrInvalidArgument)
+		}
+		req.Results = results
+		return plain, nil
+	}
+	return cmd, nil
+}
+
+// packable reports whether cmd is an operation Pack changes, in plain form.
+func packable(cmd *rationv1.Command) bool {
+	switch cmd.Op.(type) {
+	case *rationv1.Command_AddItems, *rationv1.Command_Submit:
+		return true
+	}
+	return false
+}
+
+// canonicalHash is bodyHash of a command's packed form: a request retried
+// with the same id matches whichever form either attempt took.
+func canonicalHash(cmd *rationv1.Command) []byte {
+	return bodyHash(Pack(cmd))
+}

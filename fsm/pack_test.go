@@ -1,0 +1,102 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// The leader proposes AddItems and Submit packed; the state they leave must
+// be the one the plain commands leave, byte for byte.
+func TestPack_SameStateAsPlain(t *testing.T) {
+	plain, packed := newHarness(t), newHarness(t)
+	packed.pack = true
+	script(plain)
+	script(packed)
+	if !bytes.Equal(plain.snapshot(), packed.snapshot()) {
+		t.Fatal("the packed log left another state than the plain one")
+	}
+}
+
+func TestPack_RoundTrip(t *testing.T) {
+	h := newHarness(t)
+	add := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "", "ü€", string(bytes.Repeat([]byte("x"), 300))}, Priority: 2}, "admin", nil, "r")
+	sub := h.command(&rationv1.SubmitRequest{WorkerId: "w", BucketId: 3, Epoch: 9, Results: []*rationv1.ResultInput{
+		{Item: "a", Verdict: "DM", Payload: "p"}, {Item: "b"}}}, "w", []byte("c"), "s")
+	for _, c := range []*rationv1.Command{add, sub} {
+		before := c.String()
+		p := Pack(c)
+		if c.String() != before {
+			t.Fatal("Pack changed its argument")
+		}
+		if packable(p) {
+			t.Fatalf("Pack left %T plain", p.Op)
+		}
+		packed := p.String()
+		back, err := unpack(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.String() != packed {
+			t.Fatal("unpack changed its argument")
+		}
+		if back.String() != before {
+			t.Fatalf("unpack(Pack(c)) = %v, want %v", back, before)
+		}
+		if !bytes.Equal(canonicalHash(c), canonicalHash(p)) {
+			t.Fatal("plain and packed forms hash differently")
+		}
+	}
+	other := &rationv1.Command{Header: add.Header, Op: &rationv1.Command_Release{Release: &rationv1.ReleaseRequest{}}}
+	if Pack(other) != other {
+		t.Fatal("Pack changed a command it does not pack")
+	}
+}
+
+// A request first applied plain and retried packed (or the other way)
+// gets the first answer, not REQUEST_ID_REUSED.
+func TestPack_RetryAcrossForms(t *testing.T) {
+	h := newHarness(t)
+	h.createService("dm", "dmcheck", nil)
+	add := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "b"}}, "admin", nil, "req-1")
+	first := h.applyCmd(add)
+	if ResultError(first) != nil {
+		t.Fatal(ResultError(first))
+	}
+	again := h.applyCmd(Pack(add))
+	if err := ResultError(again); err != nil {
+		t.Fatalf("packed retry: %v", err)
+	}
+	if again.GetAddItems().GetAdded() != 2 {
+		t.Fatalf("packed retry answered %v, want the first answer", again)
+	}
+}
+
+// A packed command whose bytes do not decode is refused, never applied in
+// part and never a panic.
+func TestPack_CorruptRefused(t *testing.T) {
+	h := newHarness(t)
+	h.createService("dm", "dmcheck", nil)
+	hdr := h.command(&rationv1.ReleaseRequest{}, "admin", nil, "").Header
+	for name, c := range map[string]*rationv1.Command{
+		"items cut":      {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: []byte{5, 'a'}, Count: 1}}},
+		"items count":    {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: []byte{1, 'a'}, Count: 2}}},
+		"huge count":     {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Count: 1 << 31}}},
+		"results cut":    {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: []byte{1, 'a', 1}, Count: 1}}},
+		"results count":  {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: []byte{1, 'a', 0, 0, 1, 'b', 0, 0}, Count: 1}}},
+		"results extra":  {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: []byte{1, 'a', 0, 0, 9}, Count: 1}}},
+		"no request":     {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: []byte{0, 0}, Count: 1}}},
+		"varint too big": {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Items: bytes.Repeat([]byte{0xff}, 12), Count: 1}}},
+	} {
+		c.Header = hdr
+		r := h.applyCmd(c)
+		if err := ResultError(r); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+	if s, _ := h.f.State().Service("dm"); s.Items[pending] != 0 {
+		t.Fatalf("a corrupt packed command added items: %+v", s.Items)
+	}
+}
