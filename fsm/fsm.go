@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tidwall/btree"
+
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -227,14 +229,20 @@ type txn struct {
 	regs map[regKey]*regMut
 	bkts map[uint64]*bucketMut
 
-	key  Item   // lookup keys, so that lookups do not allocate
-	bkey Bucket //
+	key   Item           // lookup keys, so that lookups do not allocate
+	bkey  Bucket         //
+	ihint btree.PathHint // where the last item was, for runs of nearby ids
 }
 
 // item looks an item up in the tables being written.
 func (x *txn) item(svc uint32, id string) (*Item, bool) {
 	x.key.Service, x.key.ID = svc, id
-	return x.t.items.Get(&x.key)
+	return x.t.items.GetHint(&x.key, &x.ihint)
+}
+
+// setItem writes an item to the tables being written.
+func (x *txn) setItem(it *Item) {
+	x.t.items.SetHint(it, &x.ihint)
 }
 
 type bucketMut struct {

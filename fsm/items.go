@@ -78,7 +78,7 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 			slab = append(slab, Item{Service: s.Ordinal, ID: id, Priority: prio, Since: x.now})
 			it = &slab[len(slab)-1]
 			it.Bucket = x.pack(ms, prio, id)
-			x.t.items.Set(it)
+			x.setItem(it)
 			ms.Items[pending]++
 			res.Added++
 			continue
@@ -89,7 +89,7 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 			c := *it
 			c.Priority = prio
 			c.Bucket = x.pack(ms, prio, id)
-			x.t.items.Set(&c)
+			x.setItem(&c)
 			res.Raised++
 			res.Skipped++
 		case st == itemDone && op.GetRerun(), st == quarantined:
@@ -97,7 +97,7 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 			c := *it
 			c.Priority, c.Attempts, c.Quarantined, c.Since = prio, 0, false, x.now
 			c.Bucket = x.pack(ms, prio, id)
-			x.t.items.Set(&c)
+			x.setItem(&c)
 			ms.Items[pending]++
 			res.Added++
 		default:
@@ -161,12 +161,12 @@ func (x *txn) requeue(s *Service, it *Item, failed bool) bool {
 		c.Quarantined, c.Bucket = true, 0
 		s.Items[quarantined]++
 		s.Counters.ItemsQuarantined++
-		x.t.items.Set(&c)
+		x.setItem(&c)
 		return true
 	}
 	c.Bucket = x.pack(s, c.Priority, c.ID)
 	c.Since = x.now
 	s.Items[pending]++
-	x.t.items.Set(&c)
+	x.setItem(&c)
 	return false
 }

@@ -106,7 +106,10 @@ func newTables() *tables {
 			return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.service, b.service), strings.Compare(a.worker, b.worker)) < 0
 		}),
 		items: newTree(func(a, b *Item) bool {
-			return cmp.Or(cmp.Compare(a.Service, b.Service), strings.Compare(a.ID, b.ID)) < 0
+			if a.Service != b.Service {
+				return a.Service < b.Service
+			}
+			return a.ID < b.ID
 		}),
 		buckets: newTree(func(a, b *Bucket) bool { return a.ID < b.ID }),
 		ready: newTree(func(a, b readyKey) bool {

@@ -109,7 +109,7 @@ func (x *txn) failItems(s *Service, id uint64) int {
 		} else {
 			keep = append(keep, itemID)
 		}
-		x.t.items.Set(&c)
+		x.setItem(&c)
 	}
 	q := len(b.Items) - len(keep)
 	if q == 0 {
