@@ -284,10 +284,17 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 			return in.GetItem(), in.GetVerdict(), in.GetPayload()
 		})
 	x.t.meta.nextSeq++
-	got := make(map[string]bool, len(op.GetResults()))
+	// Results in the bucket's order (the usual case) answer its first items.
+	var got map[string]bool
+	missing := b.Items[len(op.GetResults()):]
+	if !inBucketOrder(b, op.GetResults()) {
+		got, missing = make(map[string]bool, len(op.GetResults())), b.Items
+	}
 	var verdicts []VerdictCount
 	for _, in := range op.GetResults() {
-		got[in.GetItem()] = true
+		if got != nil {
+			got[in.GetItem()] = true
+		}
 		verdicts = countVerdict(verdicts, in.GetVerdict())
 	}
 	x.t.putResults(rb)
@@ -298,7 +305,7 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	ms.Items[itemLeased] -= int64(len(b.Items))
 	ms.Items[itemDone] += int64(n)
 	resp := &rationv1.SubmitResponse{Accepted: uint32(n)}
-	for _, id := range b.Items {
+	for _, id := range missing {
 		if got[id] {
 			continue
 		}
@@ -330,6 +337,20 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	return resp, nil
 }
 
+// inBucketOrder reports whether results answer the bucket's first items in
+// the bucket's order, as workers usually send them.
+func inBucketOrder(b *Bucket, results []*rationv1.ResultInput) bool {
+	if len(results) > len(b.Items) {
+		return false
+	}
+	for i, r := range results {
+		if r.GetItem() != b.Items[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // checkResults validates a submit's results against its bucket and kind.
 func checkResults(s *Service, b *Bucket, results []*rationv1.ResultInput) error {
 	if len(results) == 0 {
@@ -339,11 +360,20 @@ func checkResults(s *Service, b *Bucket, results []*rationv1.ResultInput) error 
 	if !ok {
 		panic(fmt.Sprintf("fsm: service %q has unregistered kind %q", s.Name, s.Kind))
 	}
+	settings := s.Config.settings()
+	if inBucketOrder(b, results) {
+		// Each names a different item of the bucket: only the kind checks.
+		for i, r := range results {
+			if err := k.Validate(settings, r.GetVerdict(), r.GetPayload()); err != nil {
+				return fmt.Errorf("results[%d] (item %q): %v: %w", i, r.GetItem(), err, ErrInvalidResult)
+			}
+		}
+		return nil
+	}
 	in := make(map[string]bool, len(b.Items))
 	for _, id := range b.Items {
 		in[id] = false
 	}
-	settings := s.Config.settings()
 	for i, r := range results {
 		seen, ok := in[r.GetItem()]
 		if !ok {

@@ -105,11 +105,18 @@ func (m *modelRun) step() {
 		if m.r.IntN(4) != 0 {
 			m.held[w] = append(bs[:i:i], bs[i+1:]...)
 		}
+		// All items in order, a prefix in order (Submit's fast path), or
+		// a random subset, shuffled half the time.
 		var res []*rationv1.ResultInput
-		for _, id := range b.Items {
-			if m.r.IntN(5) != 0 {
+		shape := m.r.IntN(3)
+		prefix := m.r.IntN(len(b.Items) + 1)
+		for i, id := range b.Items {
+			if shape == 0 || (shape == 1 && i < max(prefix, 1)) || (shape == 2 && m.r.IntN(5) != 0) {
 				res = append(res, &rationv1.ResultInput{Item: id, Verdict: m.pick(verdicts[b.Service])})
 			}
+		}
+		if shape == 2 && m.r.IntN(2) == 0 {
+			m.r.Shuffle(len(res), func(i, j int) { res[i], res[j] = res[j], res[i] })
 		}
 		switch m.r.IntN(20) {
 		case 0:
