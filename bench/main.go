@@ -14,7 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -22,8 +22,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"github.com/rationhq/ration/cluster"
 )
 
 type options struct {
@@ -44,6 +42,7 @@ type options struct {
 	Progress     time.Duration `json:"-"`
 	Settle       time.Duration `json:"-"`
 	Seconds      float64       `json:"duration_seconds"`
+	MemProfile   string        `json:"-"`
 	WarmupSecs   float64       `json:"warmup_seconds"`
 }
 
@@ -52,7 +51,7 @@ func main() {
 	workers := flag.String("workers", "1,16,64,256", "comma-separated worker counts")
 	flag.IntVar(&o.Rounds, "rounds", 3, "rounds per system at -ratio-workers (medians are taken over rounds)")
 	flag.IntVar(&o.OtherRounds, "other-rounds", 1, "rounds per system at the other worker counts")
-	flag.DurationVar(&o.Duration, "duration", 15*time.Second, "measured time of one round")
+	flag.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of one round")
 	flag.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each round")
 	flag.IntVar(&o.RatioWorkers, "ratio-workers", 64, "worker count of the headline ratio (last line)")
 	flag.IntVar(&o.BucketSize, "bucket", 180, "items per bucket")
@@ -66,12 +65,9 @@ func main() {
 	flag.DurationVar(&o.Settle, "settle", time.Second, "pause between rounds")
 	systems := flag.String("systems", "ration,etcd", "systems to run (for debugging; the ratio needs both)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile to this file after the last round, with both clusters still running")
 	flag.Parse()
 	o.Systems = strings.Split(*systems, ",")
-	// As rationd: both clusters share this process, so both get it.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(cluster.DefaultGCPercent)
-	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -192,6 +188,11 @@ outer:
 	if interrupted {
 		fmt.Fprintln(log, "interrupted: reporting the rounds that finished")
 	}
+	if o.MemProfile != "" {
+		if err := writeHeapProfile(o.MemProfile); err != nil {
+			return results, interrupted, err
+		}
+	}
 	return results, interrupted, nil
 }
 
@@ -208,6 +209,11 @@ func report(out io.Writer, o options, results []roundResult, interrupted bool) e
 		}
 	} else {
 		printTable(out, o, summary, results)
+		// Both clusters live in this process and keep every round's state.
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+			fmt.Fprintf(out, "peak memory of this process (both clusters, all rounds): %.1f GiB\n", float64(ru.Maxrss)/(1<<20))
+		}
 	}
 	r := "n/a"
 	if ok {
@@ -395,4 +401,18 @@ func sum(m map[string]int64) int64 {
 		t += v
 	}
 	return t
+}
+
+// writeHeapProfile writes the live heap, after a collection, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -128,9 +128,3 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
-
-// DefaultGCPercent is the garbage collector target rationd runs with unless
-// GOGC is set. A node's heap is mostly its long-lived state, so collecting
-// less often saves CPU for a little more memory: measured with bench/ at 64
-// workers, 200 moved 6-12% more items a second than Go's default 100.
-const DefaultGCPercent = 200

@@ -16,10 +16,10 @@ import (
 // packResults packs results, given as (item, verdict, payload) by f, into
 // one slice.
 func packResults[T any](xs []T, f func(T) (item, verdict, payload string)) string {
-	size := 0
+	size := 0 // exactly: results are kept for good
 	for _, x := range xs {
 		a, b, c := f(x)
-		size += len(a) + len(b) + len(c) + 3*binary.MaxVarintLen32
+		size += packedLen(a) + packedLen(b) + packedLen(c)
 	}
 	var buf strings.Builder
 	buf.Grow(size)
@@ -32,6 +32,15 @@ func packResults[T any](xs []T, f func(T) (item, verdict, payload string)) strin
 		}
 	}
 	return buf.String()
+}
+
+// packedLen is the length of s packed: its uvarint length and its bytes.
+func packedLen(s string) int {
+	n := 1
+	for v := uint64(len(s)); v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n + len(s)
 }
 
 // appendPacked appends strings, each as a uvarint length and its bytes.

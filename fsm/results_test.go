@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestResultBatch_PackRoundTrip(t *testing.T) {
@@ -60,5 +61,20 @@ func TestResultBatch_CorruptPanics(t *testing.T) {
 			for range rb.All() {
 			}
 		}()
+	}
+}
+
+func TestPackedLen(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 1 << 21} {
+		s := strings.Repeat("x", n)
+		if got, want := packedLen(s), len(appendPacked(nil, s)); got != want {
+			t.Errorf("packedLen(%d bytes) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+func TestItemSize(t *testing.T) {
+	if n := unsafe.Sizeof(Item{}); n != 48 {
+		t.Errorf("Item is %d bytes, want 48: keep its fields ordered by size", n)
 	}
 }

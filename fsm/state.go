@@ -114,13 +114,14 @@ func (r *Registration) Active() bool { return r.State == rationv1.WorkerState_WO
 // Item is one unit of work. Its state follows from its bucket's state unless
 // it is quarantined; State on a read view computes it.
 type Item struct {
-	Service     uint32
+	// Fields are ordered so that the struct packs into 48 bytes.
 	ID          string
+	Bucket      uint64
+	Since       int64
+	Service     uint32
 	Priority    int32
 	Attempts    uint32
-	Bucket      uint64
 	Quarantined bool
-	Since       int64
 }
 
 // Bucket is a group of items leased as a whole.
