@@ -85,7 +85,6 @@ func write[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Re
 	forward func(*peer, context.Context, *connect.Request[Req]) (*connect.Response[Res], error),
 ) (*connect.Response[Res], error) {
 	msg := any(req.Msg).(proto.Message)
-	dropUnknown(msg.ProtoReflect())
 	if err := fsm.CheckRequest(msg); err != nil {
 		return nil, toConnect(s.log, s.store.ID(), err)
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sync"
 
-	"google.golang.org/protobuf/reflect/protoreflect"
-
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
@@ -75,37 +73,6 @@ func (s *Server) confirmState(ctx context.Context) (*fsm.State, error) {
 		return nil, err
 	}
 	return s.store.WaitApplied(ctx, idx)
-}
-
-// dropUnknown clears the unknown fields of m and of every message in it.
-// Unknown fields are ignored (Connect's JSON codec drops them; binary ones
-// stay on the decoded message), and must not reach the log either: a field
-// a later version defines would take effect when that version replays an
-// entry this one accepted without understanding it.
-func dropUnknown(m protoreflect.Message) {
-	if m.GetUnknown() != nil {
-		m.SetUnknown(nil)
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsMap():
-			if fd.MapValue().Message() != nil {
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					dropUnknown(mv.Message())
-					return true
-				})
-			}
-		case fd.IsList():
-			if fd.Message() != nil {
-				for i := range v.List().Len() {
-					dropUnknown(v.List().Get(i).Message())
-				}
-			}
-		case fd.Message() != nil:
-			dropUnknown(v.Message())
-		}
-		return true
-	})
 }
 
 // refusals counts the commands this node refused at the edge (precheck), by

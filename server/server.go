@@ -107,7 +107,7 @@ func (s *Server) Handler() http.Handler {
 	// Compressing the small messages of the worker loop costs more CPU than
 	// it saves on loopback and LANs; large ones (exports, lists) still are.
 	opts := connect.WithHandlerOptions(connect.WithInterceptors(&authInterceptor{s: s}), connect.WithCompressMinBytes(CompressMinBytes),
-		s.limitOptions())
+		connect.WithCodec(protoCodec{}), s.limitOptions())
 	mux := http.NewServeMux()
 	mux.Handle(rationv1connect.NewOwnerServiceHandler(&ownerHandler{s}, opts))
 	mux.Handle(rationv1connect.NewWorkerServiceHandler(&workerHandler{s}, opts))

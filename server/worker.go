@@ -85,7 +85,6 @@ func (h *workerHandler) Heartbeat(ctx context.Context, req *connect.Request[rati
 		return nil, toConnect(s.log, s.store.ID(), err)
 	}
 	return onLeader(s, ctx, req, func() (*rationv1.HeartbeatResponse, error) {
-		dropUnknown(req.Msg.ProtoReflect())
 		e := &rationv1.HeartbeatEntry{Request: req.Msg, Credential: credential(ctx)}
 		// A heartbeat refused whole, or one extending nothing, is answered here.
 		if resp, err := s.precheckHeartbeat(ctx, e); resp != nil || err != nil {
