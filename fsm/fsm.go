@@ -164,8 +164,8 @@ func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) 
 		sum = nil // hashed in packed form, see canonicalHash
 	}
 	orig := cmd
-	cmd, perr := unpack(cmd)
-	x := &txn{t: f.t, index: index, now: f.t.meta.now, hdr: hdr}
+	cmd, packedResults, perr := unpackCommand(cmd)
+	x := &txn{t: f.t, index: index, now: f.t.meta.now, hdr: hdr, packedResults: packedResults}
 	if perr != nil {
 		res := x.fail(cmd, perr)
 		x.flush()
@@ -228,6 +228,10 @@ type txn struct {
 	svcs map[uint32]*Service
 	regs map[regKey]*regMut
 	bkts map[uint64]*bucketMut
+
+	// packedResults is a PackedSubmit's results as the log carried them,
+	// already in the form a ResultBatch keeps.
+	packedResults string
 
 	key   Item           // lookup keys, so that lookups do not allocate
 	bkey  Bucket         //

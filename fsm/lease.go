@@ -279,10 +279,13 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	ms := x.svc(s.Ordinal)
 	nb := x.bkt(b.ID)
 	late := b.State == dead || x.now > b.Deadline
-	rb := newResultBatch(ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now},
-		op.GetResults(), func(in *rationv1.ResultInput) (string, string, string) {
+	rb := &ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now,
+		n: len(op.GetResults()), packed: x.packedResults}
+	if rb.packed == "" {
+		rb.packed = packResults(op.GetResults(), func(in *rationv1.ResultInput) (string, string, string) {
 			return in.GetItem(), in.GetVerdict(), in.GetPayload()
 		})
+	}
 	x.t.meta.nextSeq++
 	// Results in the bucket's order (the usual case) answer its first items.
 	var got map[string]bool

@@ -52,11 +52,13 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 	return cmd
 }
 
-// unpack returns the plain form of a packed command, its strings sharing
-// one allocation, or cmd itself when it is not packed; cmd is not changed. A packed command
-// that does not decode comes back in its plain form without its ids or
-// results, with an error saying what is wrong.
-func unpack(cmd *rationv1.Command) (*rationv1.Command, error) {
+// unpackCommand returns the plain form of a packed command, its strings
+// sharing one allocation, or cmd itself when it is not packed; cmd is not
+// changed. For a PackedSubmit it also returns the results as packed, which
+// is the form a ResultBatch stores them in. A packed command that does not
+// decode comes back in its plain form without its ids or results, with an
+// error saying what is wrong.
+func unpackCommand(cmd *rationv1.Command) (*rationv1.Command, string, error) {
 	switch op := cmd.Op.(type) {
 	case *rationv1.Command_PackedAddItems:
 		p := op.PackedAddItems
@@ -67,21 +69,21 @@ func unpack(cmd *rationv1.Command) (*rationv1.Command, error) {
 		plain := &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_AddItems{AddItems: req}}
 		data, n := string(p.GetItems()), p.GetCount()
 		if uint64(n) > uint64(len(data)) { // every id takes a byte at least
-			return plain, fmt.Errorf("packed items: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
+			return plain, "", fmt.Errorf("packed items: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
 		}
 		items := make([]string, 0, n)
 		for len(data) > 0 {
 			id, rest, ok := readString(data)
 			if !ok {
-				return plain, fmt.Errorf("packed items: id %d does not decode: %w", len(items), ErrInvalidArgument)
+				return plain, "", fmt.Errorf("packed items: id %d does not decode: %w", len(items), ErrInvalidArgument)
 			}
 			items, data = append(items, id), rest
 		}
 		if len(items) != int(n) {
-			return plain, fmt.Errorf("packed items: %d ids, count says %d: %w", len(items), n, ErrInvalidArgument)
+			return plain, "", fmt.Errorf("packed items: %d ids, count says %d: %w", len(items), n, ErrInvalidArgument)
 		}
 		req.Items = items
-		return plain, nil
+		return plain, "", nil
 	case *rationv1.Command_PackedSubmit:
 		p := op.PackedSubmit
 		req := &rationv1.SubmitRequest{}
@@ -90,8 +92,9 @@ func unpack(cmd *rationv1.Command) (*rationv1.Command, error) {
 		}
 		plain := &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_Submit{Submit: req}}
 		data, n := string(p.GetResults()), p.GetCount()
+		packed := data
 		if 3*uint64(n) > uint64(len(data)) { // every result takes three bytes at least
-			return plain, fmt.Errorf("packed results: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
+			return plain, "", fmt.Errorf("packed results: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
 		}
 		slab := make([]rationv1.ResultInput, n)
 		results := make([]*rationv1.ResultInput, n)
@@ -101,7 +104,7 @@ func unpack(cmd *rationv1.Command) (*rationv1.Command, error) {
 			for j := range f {
 				var ok bool
 				if f[j], data, ok = readString(data); !ok {
-					return plain, fmt.Errorf("packed results: result %d does not decode: %w", i, ErrInvalidArgument)
+					return plain, "", fmt.Errorf("packed results: result %d does not decode: %w", i, ErrInvalidArgument)
 				}
 			}
 			r := &slab[i]
@@ -109,12 +112,12 @@ func unpack(cmd *rationv1.Command) (*rationv1.Command, error) {
 			results[i] = r
 		}
 		if i != int(n) || len(data) > 0 {
-			return plain, fmt.Errorf("packed results: count %d does not match the bytes: %w", n, ErrInvalidArgument)
+			return plain, "", fmt.Errorf("packed results: count %d does not match the bytes: %w", n, ErrInvalidArgument)
 		}
 		req.Results = results
-		return plain, nil
+		return plain, packed, nil
 	}
-	return cmd, nil
+	return cmd, "", nil
 }
 
 // packable reports whether cmd is an operation Pack changes, in plain form.

@@ -35,15 +35,15 @@ func TestPack_RoundTrip(t *testing.T) {
 			t.Fatalf("Pack left %T plain", p.Op)
 		}
 		packed := p.String()
-		back, err := unpack(p)
+		back, _, err := unpackCommand(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if p.String() != packed {
-			t.Fatal("unpack changed its argument")
+			t.Fatal("unpackCommand changed its argument")
 		}
 		if back.String() != before {
-			t.Fatalf("unpack(Pack(c)) = %v, want %v", back, before)
+			t.Fatalf("unpackCommand(Pack(c)) = %v, want %v", back, before)
 		}
 		if !bytes.Equal(canonicalHash(c), canonicalHash(p)) {
 			t.Fatal("plain and packed forms hash differently")

@@ -29,7 +29,7 @@ func (s *State) Precheck(cmd *rationv1.Command) *Error {
 		return nil
 	}
 	orig := cmd
-	cmd, perr := unpack(cmd)
+	cmd, _, perr := unpackCommand(cmd)
 	if perr != nil {
 		return asError(perr)
 	}
