@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -35,10 +36,12 @@ type Config struct {
 	WorkerSecret string
 	// HTTPClient carries the calls; nil uses a client with keep-alives.
 	HTTPClient *http.Client
-	// CallTimeout bounds one attempt on one node (default 10s).
+	// CallTimeout bounds one attempt of a unary call on one node (default
+	// 10s; negative: no bound). Streams are bounded by their context only.
 	CallTimeout time.Duration
 	// RetryFor bounds how long a call keeps retrying while no node can
-	// serve it (default 30s). The caller's context bounds it too.
+	// serve it (default 30s; negative: try each node once, no backoff and
+	// no waiting out rate limits). The caller's context bounds it too.
 	RetryFor time.Duration
 	// Options are added to every Connect client (e.g. connect.WithGRPC()).
 	Options []connect.ClientOption
@@ -104,55 +107,132 @@ func Retryable(err error) bool {
 	return false
 }
 
-// call runs one RPC with failover and retries. For writes, the request
-// gets a request id first (if it has none), so every retry is the same
-// request.
+// call runs one unary RPC with failover and retries. For writes, the
+// request gets a request id first (if it has none), so every retry is the
+// same request.
 func call[Req, Res any](ctx context.Context, c *Client, req *Req, write bool,
 	rpc func(*node) rpcFunc[Req, Res]) (*Res, error) {
 	if write {
 		ensureRequestID(any(req).(proto.Message))
 	}
+	var out *Res
+	err := c.do(ctx, func(ctx context.Context, n *node) (err error) {
+		out, err = once(ctx, c, n, req, rpc)
+		return err
+	})
+	return out, err
+}
+
+// once makes one attempt of a unary RPC on node n, within CallTimeout.
+func once[Req, Res any](ctx context.Context, c *Client, n *node, req *Req, rpc func(*node) rpcFunc[Req, Res]) (*Res, error) {
+	if c.cfg.CallTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+		defer cancel()
+	}
+	res, err := rpc(n)(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+// unreached reports whether err says the call never left this client: the
+// connection to the node could not be made.
+func unreached(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// stream runs one server-streaming RPC with failover and hands each message
+// to each. It moves to another node only while nothing has been received:
+// once data has flowed, an error ends the call (a retry would repeat data).
+// An error from each ends it too. Streams are not bounded by CallTimeout.
+func stream[Req, Res any](ctx context.Context, c *Client, req *Req,
+	rpc func(*node) streamFunc[Req, Res], each func(*Res) error) error {
+	return c.do(ctx, func(ctx context.Context, n *node) error {
+		ctx, cancel := context.WithCancel(ctx)
+		s, err := rpc(n)(ctx, connect.NewRequest(req))
+		if err != nil {
+			cancel()
+			return err
+		}
+		// Cancel first: closing drains the body, which may never end.
+		defer func() { cancel(); s.Close() }()
+		received := false
+		for s.Receive() {
+			received = true
+			if err := each(s.Msg()); err != nil {
+				return final{err}
+			}
+		}
+		if err := s.Err(); err != nil {
+			if received {
+				return final{err}
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// final marks an error that ends a call at once, whatever its code.
+type final struct{ err error }
+
+func (f final) Error() string { return f.err.Error() }
+func (f final) Unwrap() error { return f.err }
+
+// do is the one failover loop: it runs try on the nodes, starting with the
+// one that answered last, until try succeeds or fails with an error another
+// try would not fix. A rate-limited try waits as told and asks the same
+// node again; other retryable failures move on to the next node, and after
+// each round of all nodes it backs off with jitter, all within RetryFor.
+func (c *Client) do(ctx context.Context, try func(context.Context, *node) error) error {
 	give := time.Now().Add(c.cfg.RetryFor)
 	backoff := 25 * time.Millisecond
 	start := int(c.pref.Load())
 	var last error
 	for attempt := 0; ; attempt++ {
 		i := (start + attempt) % len(c.nodes)
-		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-		res, err := rpc(c.nodes[i])(actx, connect.NewRequest(req))
-		cancel()
+		err := try(ctx, c.nodes[i])
 		if err == nil {
 			c.pref.Store(int32(i))
-			return res.Msg, nil
+			return nil
+		}
+		if f, ok := errors.AsType[final](err); ok {
+			return f.err
 		}
 		last = err
 		if wait, ok := RetryAfter(err); ok && ctx.Err() == nil {
 			// Rate limited: wait as told, then ask the same node again
 			// (moving on would only dodge its limit), within RetryFor.
 			if time.Now().Add(wait).After(give) {
-				return nil, err
+				return err
 			}
 			select {
 			case <-ctx.Done():
-				return nil, err
+				return err
 			case <-time.After(wait + mrand.N(wait/8+time.Millisecond)):
 			}
 			start += len(c.nodes) - 1 // the next attempt is node i again
 			continue
 		}
 		if ctx.Err() != nil || !Retryable(err) {
-			return nil, err
+			return err
 		}
 		// Try each node once at full speed, then back off between rounds.
 		if (attempt+1)%len(c.nodes) != 0 {
 			continue
 		}
 		if time.Now().Add(backoff).After(give) {
-			return nil, fmt.Errorf("gave up after %s: %w", c.cfg.RetryFor, last)
+			if c.cfg.RetryFor < 0 {
+				return last
+			}
+			return fmt.Errorf("gave up after %s: %w", c.cfg.RetryFor, last)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, last
+			return last
 		case <-time.After(backoff + mrand.N(backoff)):
 		}
 		backoff = min(2*backoff, time.Second)
@@ -206,3 +286,5 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 }
 
 type rpcFunc[Req, Res any] func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error)
+
+type streamFunc[Req, Res any] func(context.Context, *connect.Request[Req]) (*connect.ServerStreamForClient[Res], error)

@@ -9,6 +9,8 @@ import (
 // Each method runs one RPC with failover; writes are retried with the same
 // request id. The errors are Connect errors (connect.CodeOf tells the code;
 // the details carry a rationv1.ErrorDetail with a machine-readable reason).
+// Server streams hand each message to a callback; they fail over only until
+// the first message arrives, and an error from the callback ends them.
 
 // CreateService defines a service.
 func (c *Client) CreateService(ctx context.Context, r *rationv1.CreateServiceRequest) (*rationv1.CreateServiceResponse, error) {
@@ -52,6 +54,14 @@ func (c *Client) ReinstateService(ctx context.Context, r *rationv1.ReinstateServ
 	})
 }
 
+// RotateOwnerToken replaces a service's owner token and returns the new one
+// (empty when the answer replays an earlier call with the same request id).
+func (c *Client) RotateOwnerToken(ctx context.Context, r *rationv1.RotateOwnerTokenRequest) (*rationv1.RotateOwnerTokenResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RotateOwnerTokenRequest, rationv1.RotateOwnerTokenResponse] {
+		return n.owner.RotateOwnerToken
+	})
+}
+
 // AddItems feeds items into a service.
 func (c *Client) AddItems(ctx context.Context, r *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse, error) {
 	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.AddItemsRequest, rationv1.AddItemsResponse] { return n.owner.AddItems })
@@ -81,6 +91,13 @@ func (c *Client) RevertWorker(ctx context.Context, r *rationv1.RevertWorkerReque
 	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RevertWorkerRequest, rationv1.RevertWorkerResponse] {
 		return n.owner.RevertWorker
 	})
+}
+
+// ExportResults streams a service's results in the order they were accepted.
+func (c *Client) ExportResults(ctx context.Context, r *rationv1.ExportResultsRequest, each func(*rationv1.ExportResultsResponse) error) error {
+	return stream(ctx, c, r, func(n *node) streamFunc[rationv1.ExportResultsRequest, rationv1.ExportResultsResponse] {
+		return n.owner.ExportResults
+	}, each)
 }
 
 // Register registers the worker for a service.
@@ -157,6 +174,20 @@ func (c *Client) ListActivity(ctx context.Context, r *rationv1.ListActivityReque
 	})
 }
 
+// Explain says why a bucket, worker, item or request is as it is. Its
+// request_id is a subject to explain, not one this call adds.
+func (c *Client) Explain(ctx context.Context, r *rationv1.ExplainRequest) (*rationv1.ExplainResponse, error) {
+	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ExplainRequest, rationv1.ExplainResponse] { return n.insight.Explain })
+}
+
+// WatchActivity streams activity records as they are applied, until the
+// server ends the stream, ctx ends, or each returns an error.
+func (c *Client) WatchActivity(ctx context.Context, r *rationv1.WatchActivityRequest, each func(*rationv1.WatchActivityResponse) error) error {
+	return stream(ctx, c, r, func(n *node) streamFunc[rationv1.WatchActivityRequest, rationv1.WatchActivityResponse] {
+		return n.insight.WatchActivity
+	}, each)
+}
+
 // Status reads the answering node's view of the cluster.
 func (c *Client) Status(ctx context.Context, r *rationv1.StatusRequest) (*rationv1.StatusResponse, error) {
 	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.StatusRequest, rationv1.StatusResponse] { return n.cluster.Status })
@@ -177,4 +208,27 @@ func (c *Client) TransferLeadership(ctx context.Context, r *rationv1.TransferLea
 	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.TransferLeadershipRequest, rationv1.TransferLeadershipResponse] {
 		return n.cluster.TransferLeadership
 	})
+}
+
+// SaveSnapshot streams a fresh snapshot of the state machine.
+func (c *Client) SaveSnapshot(ctx context.Context, r *rationv1.SaveSnapshotRequest, each func(*rationv1.SaveSnapshotResponse) error) error {
+	return stream(ctx, c, r, func(n *node) streamFunc[rationv1.SaveSnapshotRequest, rationv1.SaveSnapshotResponse] {
+		return n.cluster.SaveSnapshot
+	}, each)
+}
+
+// Restore replaces the whole cluster's state with a snapshot's. It has no
+// request id, and a restore repeated after it took effect would undo every
+// write made in between, so Restore moves to another node only when a node
+// cannot be reached at all; any other failure comes back at once.
+func (c *Client) Restore(ctx context.Context, r *rationv1.RestoreRequest) (*rationv1.RestoreResponse, error) {
+	var out *rationv1.RestoreResponse
+	err := c.do(ctx, func(ctx context.Context, n *node) (err error) {
+		out, err = once(ctx, c, n, r, func(n *node) rpcFunc[rationv1.RestoreRequest, rationv1.RestoreResponse] { return n.cluster.Restore })
+		if err != nil && !unreached(err) {
+			return final{err}
+		}
+		return err
+	})
+	return out, err
 }

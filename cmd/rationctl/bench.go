@@ -113,7 +113,7 @@ func (a *app) runBench(ctx context.Context, cfg benchConfig) error {
 		return err
 	}
 	// Fresh worker ids per run: an id stays bound to the secret it first used.
-	runID := newRequestID()[:8]
+	runID := client.NewRequestID()[:8]
 	secret := a.workerSecret
 	if secret == "" {
 		secret = "rationctl-bench-secret-" + runID
@@ -198,7 +198,7 @@ func benchWorker(ctx context.Context, c *client.Client, id string, cfg benchConf
 // benchFeed keeps enough pending items for every worker to find work.
 func (a *app) benchFeed(ctx context.Context, owner *client.Client, cfg benchConfig) {
 	want := int64(cfg.workers) * int64(cfg.perAcquire) * int64(cfg.bucketSize) * 8
-	run := newRequestID()[:8]
+	run := client.NewRequestID()[:8]
 	for n := 0; ctx.Err() == nil; {
 		s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: cfg.service, Consistency: rationv1.Consistency_CONSISTENCY_STALE})
 		if err == nil && s.Service.GetItems().GetPending() < want {

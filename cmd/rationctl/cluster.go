@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
-	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 func (a *app) clusterCommand() *cobra.Command {
@@ -32,7 +31,7 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 		Short: "Show the answering node's Raft state and the members, leader marked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Status, &rationv1.StatusRequest{})
+			resp, err := a.api.Status(cmd.Context(), &rationv1.StatusRequest{})
 			if err != nil {
 				return err
 			}
@@ -61,7 +60,7 @@ func (a *app) clusterJoinCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.JoinRequest{NodeId: args[0], RaftAddress: args[1], ApiAddress: args[2]}
-			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Join, req)
+			resp, err := a.api.Join(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -77,7 +76,7 @@ func (a *app) clusterRemoveCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.RemoveRequest{NodeId: args[0]}
-			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Remove, req)
+			resp, err := a.api.Remove(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -102,7 +101,7 @@ func (a *app) clusterTransferCommand() *cobra.Command {
 			if len(args) == 1 {
 				req.NodeId = args[0]
 			}
-			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.TransferLeadership, req)
+			resp, err := a.api.TransferLeadership(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -178,7 +177,7 @@ func (a *app) saveSnapshotFile(ctx context.Context, path string) (n int64, index
 // saveSnapshot streams SaveSnapshot into w and returns the bytes written and
 // the snapshot's index.
 func (a *app) saveSnapshot(ctx context.Context, w io.Writer) (n int64, index uint64, err error) {
-	err = stream(ctx, a, a.cluster, rationv1connect.ClusterServiceClient.SaveSnapshot, &rationv1.SaveSnapshotRequest{},
+	err = a.api.SaveSnapshot(ctx, &rationv1.SaveSnapshotRequest{},
 		func(m *rationv1.SaveSnapshotResponse) error {
 			if m.GetIndex() != 0 && index == 0 {
 				index = m.GetIndex()
@@ -215,7 +214,7 @@ and replaced by the snapshot's; take a snapshot save first.`,
 			if len(data) == 0 {
 				return fmt.Errorf("%s: empty", args[0])
 			}
-			resp, err := call(cmd.Context(), a, a.cluster, rationv1connect.ClusterServiceClient.Restore, &rationv1.RestoreRequest{Data: data})
+			resp, err := a.api.Restore(cmd.Context(), &rationv1.RestoreRequest{Data: data})
 			if err != nil {
 				return err
 			}

@@ -3,12 +3,14 @@
 // hand (WorkerService), answers monitoring questions (InsightService) and
 // manages membership and backups (ClusterService).
 //
-// Every RPC of the four services is reachable from a subcommand. Calls go to
-// the first address in --addr and move on to the next one when a node is
-// unreachable or answers Unavailable, so a list of all members keeps working
-// while a minority of them is down. Writes always carry a request id (given
-// with --request-id or generated), so a write retried on another node takes
-// effect once.
+// Every RPC of the four services is reachable from a subcommand. Calls go
+// through api/client, which owns failover: they go to the first address in
+// --addr (later calls of one command to the node that answered last) and
+// move on to the next one when a node is unreachable, times out or answers
+// Unavailable, so a list of all members keeps working while a minority of
+// them is down; a rate-limited call waits as told, within --retry-for.
+// Writes always carry a request id (given with --request-id or generated),
+// so a write retried on another node takes effect once.
 //
 // Credentials: owner, insight and cluster calls send "Authorization: Bearer
 // <--token>" (the admin token, or a service's owner token for that

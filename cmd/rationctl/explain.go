@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
-	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 func (a *app) explainCommand() *cobra.Command {
@@ -41,7 +40,7 @@ suspect, where an item is, or why a request (e.g. a submit) was refused.`,
 			if n != 1 {
 				return errors.New("give exactly one of --bucket, --worker, --item, --request-id")
 			}
-			resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.Explain, req)
+			resp, err := a.api.Explain(cmd.Context(), req)
 			if err != nil {
 				return err
 			}

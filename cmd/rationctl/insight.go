@@ -11,8 +11,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
-	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 func (a *app) statsCommand() *cobra.Command {
@@ -26,7 +26,7 @@ func (a *app) statsCommand() *cobra.Command {
 			if len(args) == 1 {
 				req.Service = args[0]
 			}
-			resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.GetStats, req)
+			resp, err := a.api.GetStats(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func (a *app) workersCommand() *cobra.Command {
 			req := &rationv1.ListWorkersRequest{Service: args[0], Consistency: a.consistency}
 			for {
 				req.PageSize = pageSize(limit, len(all.Workers))
-				resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.ListWorkers, req)
+				resp, err := a.api.ListWorkers(cmd.Context(), req)
 				if err != nil {
 					return err
 				}
@@ -118,7 +118,7 @@ func (a *app) bucketsCommand() *cobra.Command {
 			req := &rationv1.ListBucketsRequest{Service: args[0], State: rationv1.BucketState(st), Holder: holder, Consistency: a.consistency}
 			for {
 				req.PageSize = pageSize(limit, len(all.Buckets))
-				resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.ListBuckets, req)
+				resp, err := a.api.ListBuckets(cmd.Context(), req)
 				if err != nil {
 					return err
 				}
@@ -186,7 +186,7 @@ need be, after the last record seen. -o json prints JSON lines when following.`,
 			}
 			for {
 				req.PageSize = pageSize(limit, len(all.Activity))
-				resp, err := call(cmd.Context(), a, a.insight, rationv1connect.InsightServiceClient.ListActivity, req)
+				resp, err := a.api.ListActivity(cmd.Context(), req)
 				if err != nil {
 					return err
 				}
@@ -229,7 +229,7 @@ func (a *app) followActivity(ctx context.Context, req *rationv1.WatchActivityReq
 		activityHeader(a.stdout)
 	}
 	for {
-		err := stream(ctx, a, a.insight, rationv1connect.InsightServiceClient.WatchActivity, req,
+		err := a.api.WatchActivity(ctx, req,
 			func(m *rationv1.WatchActivityResponse) error {
 				for _, r := range m.GetActivity() {
 					if a.output == "json" {
@@ -246,11 +246,13 @@ func (a *app) followActivity(ctx context.Context, req *rationv1.WatchActivityReq
 		if ctx.Err() != nil {
 			return nil // interrupted: the normal way to stop following
 		}
-		if err != nil && !retryable(err) {
-			return err
-		}
 		// The server ended the stream or it broke: resume after a pause.
+		// An error printing a record is not a Connect error: it ends the
+		// command, as does a refusal that no retry would change.
 		if err != nil {
+			if _, rpc := errors.AsType[*connect.Error](err); !rpc || !client.Retryable(err) {
+				return err
+			}
 			fmt.Fprintf(a.stderr, "rationctl: activity stream broke (%s), resuming after seq %d\n", connect.CodeOf(err), req.AfterSeq)
 		}
 		select {

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
-	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 // configFlags are the ServiceConfig flags shared by service create and
@@ -124,7 +123,7 @@ func (a *app) serviceCreateCommand() *cobra.Command {
 				RequestId: requestID(reqID),
 			}
 			cf.apply(cmd.Flags(), req.Config)
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.CreateService, req)
+			resp, err := a.api.CreateService(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -163,8 +162,7 @@ field goes back to its default.`,
 			ctx := cmd.Context()
 			cfg := &rationv1.ServiceConfig{}
 			if !replace {
-				cur, err := call(ctx, a, a.owner, rationv1connect.OwnerServiceClient.GetService,
-					&rationv1.GetServiceRequest{Name: args[0]})
+				cur, err := a.api.GetService(ctx, &rationv1.GetServiceRequest{Name: args[0]})
 				if err != nil {
 					return err
 				}
@@ -174,7 +172,7 @@ field goes back to its default.`,
 			}
 			cf.apply(cmd.Flags(), cfg)
 			req := &rationv1.UpdateServiceRequest{Name: args[0], Config: cfg, RequestId: requestID(reqID)}
-			resp, err := call(ctx, a, a.owner, rationv1connect.OwnerServiceClient.UpdateService, req)
+			resp, err := a.api.UpdateService(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -197,7 +195,7 @@ func (a *app) serviceGetCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.GetServiceRequest{Name: args[0], Consistency: a.consistency}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.GetService, req)
+			resp, err := a.api.GetService(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -213,7 +211,7 @@ func (a *app) serviceListCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.ListServicesRequest{Consistency: a.consistency}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ListServices, req)
+			resp, err := a.api.ListServices(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -230,7 +228,7 @@ func (a *app) serviceRevokeCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.RevokeServiceRequest{Name: args[0], Reason: reason, RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.RevokeService, req)
+			resp, err := a.api.RevokeService(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -252,7 +250,7 @@ func (a *app) serviceReinstateCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.ReinstateServiceRequest{Name: args[0], RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ReinstateService, req)
+			resp, err := a.api.ReinstateService(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -274,7 +272,7 @@ service's current owner token (--token).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.RotateOwnerTokenRequest{Name: args[0], RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.RotateOwnerToken, req)
+			resp, err := a.api.RotateOwnerToken(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -358,7 +356,7 @@ took effect answer as they first did.`,
 					Rerun:     rerun,
 					RequestId: fmt.Sprintf("%s-%d", prefix, n+1),
 				}
-				resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.AddItems, req)
+				resp, err := a.api.AddItems(cmd.Context(), req)
 				if err != nil {
 					fmt.Fprintf(a.stderr, "rationctl: items add stopped at chunk %d of %d (%d ids sent before it: added %d, skipped %d); "+
 						"run again with --request-id %s to resume without repeating them\n",
@@ -436,7 +434,7 @@ func (a *app) itemsListCommand() *cobra.Command {
 			req := &rationv1.ListItemsRequest{Service: args[0], State: rationv1.ItemState(st), Consistency: a.consistency}
 			for {
 				req.PageSize = pageSize(limit, len(all.Items))
-				resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ListItems, req)
+				resp, err := a.api.ListItems(cmd.Context(), req)
 				if err != nil {
 					return err
 				}
@@ -492,7 +490,7 @@ seen as --after-seq to resume.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.ExportResultsRequest{Service: args[0], AfterSeq: afterSeq, Consistency: a.consistency}
-			return stream(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ExportResults, req,
+			return a.api.ExportResults(cmd.Context(), req,
 				func(m *rationv1.ExportResultsResponse) error {
 					for _, r := range m.GetResults() {
 						if err := jsonLine(a.stdout, r, map[string]any{"seq": m.GetSeq()}); err != nil {

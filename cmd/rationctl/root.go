@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -50,6 +51,8 @@ type app struct {
 	// Resolved in prepare.
 	addrs       []string
 	consistency rationv1.Consistency
+	// api makes the calls, with failover across addrs (newAPIClient).
+	api *client.Client
 }
 
 // run executes one rationctl invocation and returns the process exit code.
@@ -167,5 +170,10 @@ func (a *app) prepare() error {
 	if a.timeout < 0 {
 		return errors.New("--timeout: must not be negative")
 	}
-	return a.setupTLS()
+	if err := a.setupTLS(); err != nil {
+		return err
+	}
+	var err error
+	a.api, err = a.newAPIClient()
+	return err
 }

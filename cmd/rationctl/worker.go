@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
-	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 func (a *app) workerCommand() *cobra.Command {
@@ -50,7 +49,7 @@ func (a *app) workerRegisterCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.RegisterRequest{Service: args[0], WorkerId: args[1], Name: name, RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.Register, req)
+			resp, err := a.api.Register(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -76,7 +75,7 @@ func (a *app) workerUnregisterCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.UnregisterRequest{Service: args[0], WorkerId: args[1], RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.Unregister, req)
+			resp, err := a.api.Unregister(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -96,7 +95,7 @@ func (a *app) workerCheckCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.CheckServiceRequest{Service: args[0], Consistency: a.consistency}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.CheckService, req)
+			resp, err := a.api.CheckService(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -119,7 +118,7 @@ func (a *app) workerAcquireCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.AcquireRequest{Service: args[0], WorkerId: args[1], MaxBuckets: n, RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.Acquire, req)
+			resp, err := a.api.Acquire(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -146,7 +145,7 @@ func (a *app) workerHeartbeatCommand() *cobra.Command {
 				}
 				req.Buckets = append(req.Buckets, ref)
 			}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.Heartbeat, req)
+			resp, err := a.api.Heartbeat(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -227,7 +226,7 @@ Items of the bucket without a result go back to the pool.`,
 			default:
 				return errors.New("submit: give --results FILE, or --verdict with --items")
 			}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.Submit, req)
+			resp, err := a.api.Submit(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -295,7 +294,7 @@ func (a *app) workerReleaseCommand() *cobra.Command {
 				return err
 			}
 			req := &rationv1.ReleaseRequest{WorkerId: args[0], BucketId: id, Epoch: epoch, RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.Release, req)
+			resp, err := a.api.Release(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -316,7 +315,7 @@ func (a *app) workerBucketsCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.ListMyBucketsRequest{Service: args[0], WorkerId: args[1], Consistency: a.consistency}
-			resp, err := call(cmd.Context(), a, a.worker, rationv1connect.WorkerServiceClient.ListMyBuckets, req)
+			resp, err := a.api.ListMyBuckets(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -341,7 +340,7 @@ func (a *app) workerDeactivateCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.DeactivateWorkerRequest{Service: args[0], WorkerId: args[1], Reason: reason, RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.DeactivateWorker, req)
+			resp, err := a.api.DeactivateWorker(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -363,7 +362,7 @@ func (a *app) workerReactivateCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.ReactivateWorkerRequest{Service: args[0], WorkerId: args[1], RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.ReactivateWorker, req)
+			resp, err := a.api.ReactivateWorker(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -386,7 +385,7 @@ func (a *app) workerRevertCommand() *cobra.Command {
 				return err
 			}
 			req := &rationv1.RevertWorkerRequest{Service: args[0], WorkerId: args[1], Since: t, RequestId: requestID(reqID)}
-			resp, err := call(cmd.Context(), a, a.owner, rationv1connect.OwnerServiceClient.RevertWorker, req)
+			resp, err := a.api.RevertWorker(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
