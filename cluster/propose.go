@@ -168,18 +168,18 @@ func batchEntry(hdr *rationv1.CommandHeader, cmds [][]byte) []byte {
 	if err != nil {
 		panic(err) // a header always encodes
 	}
-	size := 0
+	inner := 0
 	for _, c := range cmds {
-		size += len(c) + 10
+		inner += protowire.SizeTag(1) + protowire.SizeBytes(len(c))
 	}
-	inner := make([]byte, 0, size)
-	for _, c := range cmds {
-		inner = protowire.AppendTag(inner, 1, protowire.BytesType) // CommandBatch.commands
-		inner = protowire.AppendBytes(inner, c)
-	}
-	out := make([]byte, 0, len(h)+len(inner)+20)
+	out := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(len(h))+protowire.SizeTag(60)+protowire.SizeBytes(inner))
 	out = protowire.AppendTag(out, 1, protowire.BytesType) // Command.header
 	out = protowire.AppendBytes(out, h)
 	out = protowire.AppendTag(out, 60, protowire.BytesType) // Command.batch
-	return protowire.AppendBytes(out, inner)
+	out = protowire.AppendVarint(out, uint64(inner))
+	for _, c := range cmds {
+		out = protowire.AppendTag(out, 1, protowire.BytesType) // CommandBatch.commands
+		out = protowire.AppendBytes(out, c)
+	}
+	return out
 }

@@ -134,14 +134,18 @@ func BenchmarkApply_Acquire10(b *testing.B) {
 // BenchmarkApply_Submit180: one op submits "DM" for all 180 items of one
 // leased bucket. Leases are prepared outside the timer, 100 buckets at a
 // time, from a pool of 90,000 ids that is re-queued (AddItems with rerun)
-// when it is used up, so the item table stays at 90,000 items.
-func BenchmarkApply_Submit180(b *testing.B) {
+// when it is used up, so the item table stays at 90,000 items. "packed" is
+// the form the leader proposes (see Pack), "plain" the protobuf one.
+func BenchmarkApply_Submit180(b *testing.B) { benchForms(b, benchSubmit180) }
+
+func benchSubmit180(b *testing.B, pack bool) {
 	b.ReportAllocs()
 	const (
 		chunk    = 100
 		poolSize = 500 * 180
 	)
 	h := benchHarness(b)
+	h.pack = pack
 	h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{
 		BucketSize: 180, MaxBucketsPerAcquire: chunk, MaxLeasesPerWorker: MaxLeasesPerWorkerCap,
 	})
@@ -177,8 +181,18 @@ func BenchmarkApply_Submit180(b *testing.B) {
 
 // BenchmarkApply_AddItems18000: one op adds 18,000 new ids to a service with
 // buckets of 180. The service starts over (a new state machine) every 30 ops
-// (540,000 items), outside the timer, to bound memory.
-func BenchmarkApply_AddItems18000(b *testing.B) {
+// (540,000 items), outside the timer, to bound memory. Forms as in
+// BenchmarkApply_Submit180.
+func BenchmarkApply_AddItems18000(b *testing.B) { benchForms(b, benchAddItems18000) }
+
+// benchForms runs bench with commands applied in their plain and their
+// packed form.
+func benchForms(b *testing.B, bench func(b *testing.B, pack bool)) {
+	b.Run("plain", func(b *testing.B) { bench(b, false) })
+	b.Run("packed", func(b *testing.B) { bench(b, true) })
+}
+
+func benchAddItems18000(b *testing.B, pack bool) {
 	b.ReportAllocs()
 	const (
 		perOp    = DefaultMaxItemsPerAdd
@@ -188,6 +202,7 @@ func BenchmarkApply_AddItems18000(b *testing.B) {
 	var h *harness
 	start := func() {
 		h = benchHarness(b)
+		h.pack = pack
 		h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180})
 	}
 	start()

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -24,14 +25,14 @@ func checkBidiIDs(req proto.Message) error {
 	switch r := req.(type) {
 	case *rationv1.AddItemsRequest:
 		for i, id := range r.GetItems() {
-			if err := checkBidi(fmt.Sprintf("items[%d]", i), id); err != nil {
-				return err
+			if hasBidi(id) {
+				return checkBidi(fmt.Sprintf("items[%d]", i), id)
 			}
 		}
 	case *rationv1.SubmitRequest:
 		for i, res := range r.GetResults() {
-			if err := checkBidi(fmt.Sprintf("results[%d].item", i), res.GetItem()); err != nil {
-				return err
+			if hasBidi(res.GetItem()) {
+				return checkBidi(fmt.Sprintf("results[%d].item", i), res.GetItem())
 			}
 		}
 	}
@@ -39,10 +40,28 @@ func checkBidiIDs(req proto.Message) error {
 }
 
 func checkBidi(field, id string) error {
-	for _, c := range id {
-		if unicode.Is(unicode.Bidi_Control, c) {
-			return fmt.Errorf("%s %q has a bidirectional control character (U+%04X): %w", field, id, c, ErrInvalidArgument)
-		}
+	if c, ok := firstBidi(id); ok {
+		return fmt.Errorf("%s %q has a bidirectional control character (U+%04X): %w", field, id, c, ErrInvalidArgument)
 	}
 	return nil
+}
+
+func hasBidi(id string) bool {
+	_, ok := firstBidi(id)
+	return ok
+}
+
+// firstBidi returns the first bidirectional control character in id. Those
+// are all outside ASCII, so the ASCII prefix is skipped without decoding.
+func firstBidi(id string) (rune, bool) {
+	i := 0
+	for i < len(id) && id[i] < utf8.RuneSelf {
+		i++
+	}
+	for _, c := range id[i:] {
+		if unicode.Is(unicode.Bidi_Control, c) {
+			return c, true
+		}
+	}
+	return 0, false
 }

@@ -129,7 +129,8 @@ func leaves(cmd *rationv1.Command) int {
 }
 
 // ApplyCommand applies one decoded command at index. It is Apply without
-// raft, for tests and tools that replay commands.
+// raft, for tests and tools that replay commands. The state may keep cmd's
+// byte fields, so cmd must not change afterwards.
 func (f *FSM) ApplyCommand(index uint64, cmd *rationv1.Command) *rationv1.CommandResult {
 	if index > f.t.meta.index {
 		f.t.meta.index = index

@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -24,28 +25,26 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 		req.Items = items
 		size := 0
 		for _, id := range items {
-			size += len(id) + binary.MaxVarintLen32
+			size += packedLen(id)
 		}
-		buf := make([]byte, 0, size)
+		var buf strings.Builder
+		buf.Grow(size)
+		var n [binary.MaxVarintLen64]byte
 		for _, id := range items {
-			buf = appendPacked(buf, id)
+			buf.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
+			buf.WriteString(id)
 		}
 		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{
-			Request: c, Items: buf, Count: uint32(len(items))}}}
+			Request: c, Items: buf.String(), Count: uint32(len(items))}}}
 	case *rationv1.Command_Submit:
 		req := op.Submit
 		results := req.Results
 		req.Results = nil
 		c := proto.Clone(req).(*rationv1.SubmitRequest)
 		req.Results = results
-		size := 0
-		for _, r := range results {
-			size += len(r.GetItem()) + len(r.GetVerdict()) + len(r.GetPayload()) + 3*binary.MaxVarintLen32
-		}
-		buf := make([]byte, 0, size)
-		for _, r := range results {
-			buf = appendPacked(buf, r.GetItem(), r.GetVerdict(), r.GetPayload())
-		}
+		buf := packResults(results, func(r *rationv1.ResultInput) (string, string, string) {
+			return r.GetItem(), r.GetVerdict(), r.GetPayload()
+		})
 		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{
 			Request: c, Results: buf, Count: uint32(len(results))}}}
 	}
@@ -53,7 +52,7 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 }
 
 // unpackCommand returns the plain form of a packed command, its strings
-// sharing one allocation, or cmd itself when it is not packed; cmd is not
+// sharing the packed string (not copied), or cmd itself when it is not packed; cmd is not
 // changed. For a PackedSubmit it also returns the results as packed, which
 // is the form a ResultBatch stores them in. A packed command that does not
 // decode comes back in its plain form without its ids or results, with an
@@ -67,7 +66,7 @@ func unpackCommand(cmd *rationv1.Command) (*rationv1.Command, string, error) {
 			req = proto.Clone(p.GetRequest()).(*rationv1.AddItemsRequest)
 		}
 		plain := &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_AddItems{AddItems: req}}
-		data, n := string(p.GetItems()), p.GetCount()
+		data, n := p.GetItems(), p.GetCount()
 		if uint64(n) > uint64(len(data)) { // every id takes a byte at least
 			return plain, "", fmt.Errorf("packed items: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)
 		}
@@ -91,7 +90,7 @@ func unpackCommand(cmd *rationv1.Command) (*rationv1.Command, string, error) {
 			req = proto.Clone(p.GetRequest()).(*rationv1.SubmitRequest)
 		}
 		plain := &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_Submit{Submit: req}}
-		data, n := string(p.GetResults()), p.GetCount()
+		data, n := p.GetResults(), p.GetCount()
 		packed := data
 		if 3*uint64(n) > uint64(len(data)) { // every result takes three bytes at least
 			return plain, "", fmt.Errorf("packed results: count %d, but %d bytes: %w", n, len(data), ErrInvalidArgument)

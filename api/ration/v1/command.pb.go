@@ -427,136 +427,6 @@ func (*Command_PackedAddItems) isCommand_Op() {}
 
 func (*Command_PackedSubmit) isCommand_Op() {}
 
-// PackedAddItems is an AddItems whose ids travel as one byte string, so
-// that decoding it does not allocate once per id.
-type PackedAddItems struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The request, with items empty.
-	Request *AddItemsRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	// The ids, each as a uvarint length and its bytes.
-	Items []byte `protobuf:"bytes,2,opt,name=items,proto3" json:"items,omitempty"`
-	// The number of ids in items.
-	Count         uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PackedAddItems) Reset() {
-	*x = PackedAddItems{}
-	mi := &file_ration_v1_command_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PackedAddItems) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PackedAddItems) ProtoMessage() {}
-
-func (x *PackedAddItems) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PackedAddItems.ProtoReflect.Descriptor instead.
-func (*PackedAddItems) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *PackedAddItems) GetRequest() *AddItemsRequest {
-	if x != nil {
-		return x.Request
-	}
-	return nil
-}
-
-func (x *PackedAddItems) GetItems() []byte {
-	if x != nil {
-		return x.Items
-	}
-	return nil
-}
-
-func (x *PackedAddItems) GetCount() uint32 {
-	if x != nil {
-		return x.Count
-	}
-	return 0
-}
-
-// PackedSubmit is a Submit whose results travel as one byte string.
-type PackedSubmit struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The request, with results empty.
-	Request *SubmitRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	// The results, each as three uvarint-length-prefixed strings: item,
-	// verdict and payload.
-	Results []byte `protobuf:"bytes,2,opt,name=results,proto3" json:"results,omitempty"`
-	// The number of results.
-	Count         uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PackedSubmit) Reset() {
-	*x = PackedSubmit{}
-	mi := &file_ration_v1_command_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PackedSubmit) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PackedSubmit) ProtoMessage() {}
-
-func (x *PackedSubmit) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PackedSubmit.ProtoReflect.Descriptor instead.
-func (*PackedSubmit) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *PackedSubmit) GetRequest() *SubmitRequest {
-	if x != nil {
-		return x.Request
-	}
-	return nil
-}
-
-func (x *PackedSubmit) GetResults() []byte {
-	if x != nil {
-		return x.Results
-	}
-	return nil
-}
-
-func (x *PackedSubmit) GetCount() uint32 {
-	if x != nil {
-		return x.Count
-	}
-	return 0
-}
-
 // CommandHeader is stamped by the node that proposes the command. The state
 // machine takes time and randomness from here, never from its own node.
 type CommandHeader struct {
@@ -589,7 +459,7 @@ type CommandHeader struct {
 
 func (x *CommandHeader) Reset() {
 	*x = CommandHeader{}
-	mi := &file_ration_v1_command_proto_msgTypes[3]
+	mi := &file_ration_v1_command_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +471,7 @@ func (x *CommandHeader) String() string {
 func (*CommandHeader) ProtoMessage() {}
 
 func (x *CommandHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[3]
+	mi := &file_ration_v1_command_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +484,7 @@ func (x *CommandHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandHeader.ProtoReflect.Descriptor instead.
 func (*CommandHeader) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CommandHeader) GetRequestId() string {
@@ -684,7 +554,7 @@ type HeartbeatBatch struct {
 
 func (x *HeartbeatBatch) Reset() {
 	*x = HeartbeatBatch{}
-	mi := &file_ration_v1_command_proto_msgTypes[4]
+	mi := &file_ration_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +566,7 @@ func (x *HeartbeatBatch) String() string {
 func (*HeartbeatBatch) ProtoMessage() {}
 
 func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[4]
+	mi := &file_ration_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +579,7 @@ func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatch.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatch) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HeartbeatBatch) GetEntries() []*HeartbeatEntry {
@@ -730,7 +600,7 @@ type HeartbeatEntry struct {
 
 func (x *HeartbeatEntry) Reset() {
 	*x = HeartbeatEntry{}
-	mi := &file_ration_v1_command_proto_msgTypes[5]
+	mi := &file_ration_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +612,7 @@ func (x *HeartbeatEntry) String() string {
 func (*HeartbeatEntry) ProtoMessage() {}
 
 func (x *HeartbeatEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[5]
+	mi := &file_ration_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +625,7 @@ func (x *HeartbeatEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatEntry.ProtoReflect.Descriptor instead.
 func (*HeartbeatEntry) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HeartbeatEntry) GetRequest() *HeartbeatRequest {
@@ -795,7 +665,7 @@ type Tick struct {
 
 func (x *Tick) Reset() {
 	*x = Tick{}
-	mi := &file_ration_v1_command_proto_msgTypes[6]
+	mi := &file_ration_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +677,7 @@ func (x *Tick) String() string {
 func (*Tick) ProtoMessage() {}
 
 func (x *Tick) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[6]
+	mi := &file_ration_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +690,7 @@ func (x *Tick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tick.ProtoReflect.Descriptor instead.
 func (*Tick) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Tick) GetExpireLeases() bool {
@@ -875,7 +745,7 @@ type SetNode struct {
 
 func (x *SetNode) Reset() {
 	*x = SetNode{}
-	mi := &file_ration_v1_command_proto_msgTypes[7]
+	mi := &file_ration_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +757,7 @@ func (x *SetNode) String() string {
 func (*SetNode) ProtoMessage() {}
 
 func (x *SetNode) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[7]
+	mi := &file_ration_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +770,7 @@ func (x *SetNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNode.ProtoReflect.Descriptor instead.
 func (*SetNode) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SetNode) GetNodeId() string {
@@ -926,7 +796,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_ration_v1_command_proto_msgTypes[8]
+	mi := &file_ration_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +808,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[8]
+	mi := &file_ration_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +821,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveNode) GetNodeId() string {
@@ -970,7 +840,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_ration_v1_command_proto_msgTypes[9]
+	mi := &file_ration_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +852,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[9]
+	mi := &file_ration_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +865,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -1042,7 +912,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[10]
+	mi := &file_ration_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +924,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[10]
+	mi := &file_ration_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +937,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommandResult) GetError() *CommandError {
@@ -1379,7 +1249,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_ration_v1_command_proto_msgTypes[11]
+	mi := &file_ration_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1261,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[11]
+	mi := &file_ration_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1274,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommandError) GetReason() string {
@@ -1431,7 +1301,7 @@ type HeartbeatBatchResult struct {
 
 func (x *HeartbeatBatchResult) Reset() {
 	*x = HeartbeatBatchResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[12]
+	mi := &file_ration_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1313,7 @@ func (x *HeartbeatBatchResult) String() string {
 func (*HeartbeatBatchResult) ProtoMessage() {}
 
 func (x *HeartbeatBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[12]
+	mi := &file_ration_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1326,7 @@ func (x *HeartbeatBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatchResult.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatchResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeartbeatBatchResult) GetEntries() []*CommandResult {
@@ -1482,7 +1352,7 @@ type TickResult struct {
 
 func (x *TickResult) Reset() {
 	*x = TickResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[13]
+	mi := &file_ration_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1364,7 @@ func (x *TickResult) String() string {
 func (*TickResult) ProtoMessage() {}
 
 func (x *TickResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[13]
+	mi := &file_ration_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1377,7 @@ func (x *TickResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TickResult.ProtoReflect.Descriptor instead.
 func (*TickResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TickResult) GetExpired() uint32 {
@@ -1568,7 +1438,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[14]
+	mi := &file_ration_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1450,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[14]
+	mi := &file_ration_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1463,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_ration_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchResult) GetResults() []*CommandResult {
@@ -1607,7 +1477,7 @@ var File_ration_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x18ration/v1/requests.proto\"\x8f\v\n" +
+	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x16ration/v1/packed.proto\x1a\x18ration/v1/requests.proto\"\x8f\v\n" +
 	"\aCommand\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.ration.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
@@ -1635,15 +1505,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x05batch\x18< \x01(\v2\x17.ration.v1.CommandBatchH\x00R\x05batch\x12E\n" +
 	"\x10packed_add_items\x18F \x01(\v2\x19.ration.v1.PackedAddItemsH\x00R\x0epackedAddItems\x12>\n" +
 	"\rpacked_submit\x18G \x01(\v2\x17.ration.v1.PackedSubmitH\x00R\fpackedSubmitB\x04\n" +
-	"\x02op\"r\n" +
-	"\x0ePackedAddItems\x124\n" +
-	"\arequest\x18\x01 \x01(\v2\x1a.ration.v1.AddItemsRequestR\arequest\x12\x14\n" +
-	"\x05items\x18\x02 \x01(\fR\x05items\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\rR\x05count\"r\n" +
-	"\fPackedSubmit\x122\n" +
-	"\arequest\x18\x01 \x01(\v2\x18.ration.v1.SubmitRequestR\arequest\x12\x18\n" +
-	"\aresults\x18\x02 \x01(\fR\aresults\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\rR\x05count\"\x91\x02\n" +
+	"\x02op\"\x91\x02\n" +
 	"\rCommandHeader\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -1735,37 +1597,37 @@ func file_ration_v1_command_proto_rawDescGZIP() []byte {
 	return file_ration_v1_command_proto_rawDescData
 }
 
-var file_ration_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_ration_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_ration_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                  // 0: ration.v1.Command
-	(*PackedAddItems)(nil),           // 1: ration.v1.PackedAddItems
-	(*PackedSubmit)(nil),             // 2: ration.v1.PackedSubmit
-	(*CommandHeader)(nil),            // 3: ration.v1.CommandHeader
-	(*HeartbeatBatch)(nil),           // 4: ration.v1.HeartbeatBatch
-	(*HeartbeatEntry)(nil),           // 5: ration.v1.HeartbeatEntry
-	(*Tick)(nil),                     // 6: ration.v1.Tick
-	(*SetNode)(nil),                  // 7: ration.v1.SetNode
-	(*RemoveNode)(nil),               // 8: ration.v1.RemoveNode
-	(*CommandBatch)(nil),             // 9: ration.v1.CommandBatch
-	(*CommandResult)(nil),            // 10: ration.v1.CommandResult
-	(*CommandError)(nil),             // 11: ration.v1.CommandError
-	(*HeartbeatBatchResult)(nil),     // 12: ration.v1.HeartbeatBatchResult
-	(*TickResult)(nil),               // 13: ration.v1.TickResult
-	(*BatchResult)(nil),              // 14: ration.v1.BatchResult
-	(*CreateServiceRequest)(nil),     // 15: ration.v1.CreateServiceRequest
-	(*UpdateServiceRequest)(nil),     // 16: ration.v1.UpdateServiceRequest
-	(*RevokeServiceRequest)(nil),     // 17: ration.v1.RevokeServiceRequest
-	(*ReinstateServiceRequest)(nil),  // 18: ration.v1.ReinstateServiceRequest
-	(*RotateOwnerTokenRequest)(nil),  // 19: ration.v1.RotateOwnerTokenRequest
-	(*RegisterRequest)(nil),          // 20: ration.v1.RegisterRequest
-	(*UnregisterRequest)(nil),        // 21: ration.v1.UnregisterRequest
-	(*DeactivateWorkerRequest)(nil),  // 22: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 23: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 24: ration.v1.RevertWorkerRequest
-	(*AddItemsRequest)(nil),          // 25: ration.v1.AddItemsRequest
-	(*AcquireRequest)(nil),           // 26: ration.v1.AcquireRequest
-	(*SubmitRequest)(nil),            // 27: ration.v1.SubmitRequest
-	(*ReleaseRequest)(nil),           // 28: ration.v1.ReleaseRequest
+	(*CommandHeader)(nil),            // 1: ration.v1.CommandHeader
+	(*HeartbeatBatch)(nil),           // 2: ration.v1.HeartbeatBatch
+	(*HeartbeatEntry)(nil),           // 3: ration.v1.HeartbeatEntry
+	(*Tick)(nil),                     // 4: ration.v1.Tick
+	(*SetNode)(nil),                  // 5: ration.v1.SetNode
+	(*RemoveNode)(nil),               // 6: ration.v1.RemoveNode
+	(*CommandBatch)(nil),             // 7: ration.v1.CommandBatch
+	(*CommandResult)(nil),            // 8: ration.v1.CommandResult
+	(*CommandError)(nil),             // 9: ration.v1.CommandError
+	(*HeartbeatBatchResult)(nil),     // 10: ration.v1.HeartbeatBatchResult
+	(*TickResult)(nil),               // 11: ration.v1.TickResult
+	(*BatchResult)(nil),              // 12: ration.v1.BatchResult
+	(*CreateServiceRequest)(nil),     // 13: ration.v1.CreateServiceRequest
+	(*UpdateServiceRequest)(nil),     // 14: ration.v1.UpdateServiceRequest
+	(*RevokeServiceRequest)(nil),     // 15: ration.v1.RevokeServiceRequest
+	(*ReinstateServiceRequest)(nil),  // 16: ration.v1.ReinstateServiceRequest
+	(*RotateOwnerTokenRequest)(nil),  // 17: ration.v1.RotateOwnerTokenRequest
+	(*RegisterRequest)(nil),          // 18: ration.v1.RegisterRequest
+	(*UnregisterRequest)(nil),        // 19: ration.v1.UnregisterRequest
+	(*DeactivateWorkerRequest)(nil),  // 20: ration.v1.DeactivateWorkerRequest
+	(*ReactivateWorkerRequest)(nil),  // 21: ration.v1.ReactivateWorkerRequest
+	(*RevertWorkerRequest)(nil),      // 22: ration.v1.RevertWorkerRequest
+	(*AddItemsRequest)(nil),          // 23: ration.v1.AddItemsRequest
+	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
+	(*SubmitRequest)(nil),            // 25: ration.v1.SubmitRequest
+	(*ReleaseRequest)(nil),           // 26: ration.v1.ReleaseRequest
+	(*PackedAddItems)(nil),           // 27: ration.v1.PackedAddItems
+	(*PackedSubmit)(nil),             // 28: ration.v1.PackedSubmit
 	(*HeartbeatRequest)(nil),         // 29: ration.v1.HeartbeatRequest
 	(*CreateServiceResponse)(nil),    // 30: ration.v1.CreateServiceResponse
 	(*UpdateServiceResponse)(nil),    // 31: ration.v1.UpdateServiceResponse
@@ -1784,59 +1646,57 @@ var file_ration_v1_command_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),        // 44: ration.v1.HeartbeatResponse
 }
 var file_ration_v1_command_proto_depIdxs = []int32{
-	3,  // 0: ration.v1.Command.header:type_name -> ration.v1.CommandHeader
-	15, // 1: ration.v1.Command.create_service:type_name -> ration.v1.CreateServiceRequest
-	16, // 2: ration.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
-	17, // 3: ration.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
-	18, // 4: ration.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
-	19, // 5: ration.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
-	20, // 6: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
-	21, // 7: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
-	22, // 8: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
-	23, // 9: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
-	24, // 10: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
-	25, // 11: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
-	26, // 12: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
-	4,  // 13: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
-	27, // 14: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
-	28, // 15: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
-	6,  // 16: ration.v1.Command.tick:type_name -> ration.v1.Tick
-	7,  // 17: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
-	8,  // 18: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
-	9,  // 19: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
-	1,  // 20: ration.v1.Command.packed_add_items:type_name -> ration.v1.PackedAddItems
-	2,  // 21: ration.v1.Command.packed_submit:type_name -> ration.v1.PackedSubmit
-	25, // 22: ration.v1.PackedAddItems.request:type_name -> ration.v1.AddItemsRequest
-	27, // 23: ration.v1.PackedSubmit.request:type_name -> ration.v1.SubmitRequest
-	5,  // 24: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
-	29, // 25: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 26: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
-	11, // 27: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
-	30, // 28: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	31, // 29: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	32, // 30: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	33, // 31: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	34, // 32: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
-	35, // 33: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	36, // 34: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	37, // 35: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	38, // 36: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	39, // 37: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	40, // 38: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	41, // 39: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	12, // 40: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
-	42, // 41: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	43, // 42: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	44, // 43: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	13, // 44: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
-	14, // 45: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
-	10, // 46: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
-	10, // 47: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	1,  // 0: ration.v1.Command.header:type_name -> ration.v1.CommandHeader
+	13, // 1: ration.v1.Command.create_service:type_name -> ration.v1.CreateServiceRequest
+	14, // 2: ration.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
+	15, // 3: ration.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
+	16, // 4: ration.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
+	17, // 5: ration.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
+	18, // 6: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
+	19, // 7: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
+	20, // 8: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
+	21, // 9: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
+	22, // 10: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
+	23, // 11: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
+	24, // 12: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
+	2,  // 13: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
+	25, // 14: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
+	26, // 15: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
+	4,  // 16: ration.v1.Command.tick:type_name -> ration.v1.Tick
+	5,  // 17: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
+	6,  // 18: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
+	7,  // 19: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
+	27, // 20: ration.v1.Command.packed_add_items:type_name -> ration.v1.PackedAddItems
+	28, // 21: ration.v1.Command.packed_submit:type_name -> ration.v1.PackedSubmit
+	3,  // 22: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
+	29, // 23: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 24: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
+	9,  // 25: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
+	30, // 26: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	31, // 27: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	32, // 28: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	33, // 29: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	34, // 30: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	35, // 31: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	36, // 32: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	37, // 33: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	38, // 34: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	39, // 35: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	40, // 36: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	41, // 37: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	10, // 38: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
+	42, // 39: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	43, // 40: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	44, // 41: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	11, // 42: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
+	12, // 43: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
+	8,  // 44: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
+	8,  // 45: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_command_proto_init() }
@@ -1844,6 +1704,7 @@ func file_ration_v1_command_proto_init() {
 	if File_ration_v1_command_proto != nil {
 		return
 	}
+	file_ration_v1_packed_proto_init()
 	file_ration_v1_requests_proto_init()
 	file_ration_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateService)(nil),
@@ -1868,7 +1729,7 @@ func file_ration_v1_command_proto_init() {
 		(*Command_PackedAddItems)(nil),
 		(*Command_PackedSubmit)(nil),
 	}
-	file_ration_v1_command_proto_msgTypes[10].OneofWrappers = []any{
+	file_ration_v1_command_proto_msgTypes[8].OneofWrappers = []any{
 		(*CommandResult_CreateService)(nil),
 		(*CommandResult_UpdateService)(nil),
 		(*CommandResult_RevokeService)(nil),
@@ -1894,7 +1755,7 @@ func file_ration_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_command_proto_rawDesc), len(file_ration_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
