@@ -149,15 +149,17 @@ func (s *State) ExplainItem(service, id string) (*Explanation, bool) {
 
 // ExplainRequest says what became of a request id: the records its
 // command left, with their outcome and reason. Records that name a service
-// must name this one (a refused command may name none).
-func (s *State) ExplainRequest(service, requestID string) (*Explanation, bool) {
+// must name this one; records that name none (a refused command, a
+// worker's refused heartbeat, a cluster operation) are included only when
+// unscoped is set, as for the admin: they may concern other services.
+func (s *State) ExplainRequest(service, requestID string, unscoped bool) (*Explanation, bool) {
 	if _, ok := s.Service(service); !ok {
 		return nil, false
 	}
 	e := &Explanation{}
 	scanned := 0
 	s.t.activity.Descend(&Activity{Seq: 1<<64 - 1}, func(a *Activity) bool {
-		if a.RequestID == requestID && (a.Service == service || a.Service == "") {
+		if a.RequestID == requestID && (a.Service == service || unscoped && a.Service == "") {
 			e.Activity = append([]*Activity{a}, e.Activity...)
 		}
 		scanned++

@@ -33,7 +33,7 @@ func TestState_Explain(t *testing.T) {
 	has(e, ok, "is unassigned")
 	e, ok = st.ExplainWorker("dm", "w2")
 	has(e, ok, "only ReactivateWorker")
-	e, ok = st.ExplainRequest("dm", "req-7")
+	e, ok = st.ExplainRequest("dm", "req-7", true)
 	has(e, ok, "was refused")
 	has(e, ok, "NOT_HOLDER")
 	e, ok = st.ExplainItem("dm", b.Items[0])
@@ -51,5 +51,20 @@ func TestState_Explain(t *testing.T) {
 	}
 	if _, ok := h.f.State().ExplainWorker("dm", "nobody"); ok {
 		t.Fatal("explained an unknown worker")
+	}
+}
+
+// A record that names no service shows in a service's ExplainRequest only
+// when unscoped is asked for (the admin): an owner sees its service's.
+func TestExplainRequest_UnscopedRecordsOnlyWhenAsked(t *testing.T) {
+	h := newHarness(t)
+	h.createService("dm", "dmcheck", nil)
+	h.applyCmd(h.command(&rationv1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:1"}, "admin", nil, "rid-node"))
+	st := h.f.State()
+	if e, ok := st.ExplainRequest("dm", "rid-node", true); !ok || len(e.Activity) != 1 {
+		t.Fatalf("unscoped: %v %v, want the SetNode record", e, ok)
+	}
+	if e, ok := st.ExplainRequest("dm", "rid-node", false); !ok || len(e.Activity) != 0 || !strings.Contains(e.Lines[0], "no record") {
+		t.Fatalf("scoped: %+v %v, want no record", e, ok)
 	}
 }

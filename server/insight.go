@@ -172,7 +172,8 @@ func (h *insightHandler) Explain(ctx context.Context, req *connect.Request[ratio
 		e, found = st.ExplainItem(m.GetService(), subj.Item)
 		what = fmt.Sprintf("item %q in service %q", subj.Item, m.GetService())
 	case *rationv1.ExplainRequest_RequestId:
-		e, found = st.ExplainRequest(m.GetService(), subj.RequestId)
+		// An owner token sees only its service's records.
+		e, found = st.ExplainRequest(m.GetService(), subj.RequestId, ownerCredential(ctx) == nil)
 		what = fmt.Sprintf("service %q", m.GetService())
 	default:
 		return nil, invalid(h.s.store.ID(), errors.New("say what to explain: bucket_id, worker_id, item or request_id"))
