@@ -68,6 +68,11 @@ type Config struct {
 	MaxCommandsPerEntry int
 	// ApplyTimeout bounds a proposal when the caller's context has no deadline.
 	ApplyTimeout time.Duration
+	// LogCacheEntries and LogCacheBytes bound the latest log entries kept
+	// in memory, so Raft reads them back without BoltDB; zero turns the
+	// cache off.
+	LogCacheEntries int
+	LogCacheBytes   int
 
 	// Now is the clock the node stamps proposals with.
 	Now func() time.Time
@@ -95,6 +100,8 @@ func DefaultConfig() Config {
 		MaxEntriesInFlight:    2,
 		MaxCommandsPerEntry:   512,
 		ApplyTimeout:          10 * time.Second,
+		LogCacheEntries:       512,
+		LogCacheBytes:         64 << 20,
 		Now:                   time.Now,
 	}
 }

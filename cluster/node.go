@@ -162,7 +162,11 @@ func New(cfg Config) (*Node, error) {
 
 	guard := &startGuard{FSM: n.fsm}
 	guard.starting.Store(true)
-	r, err := raft.NewRaft(rc, guard, n.store, n.store, snaps, n.trans)
+	var logs raft.LogStore = n.store
+	if cfg.LogCacheEntries > 0 && cfg.LogCacheBytes > 0 {
+		logs = newLogCache(n.store, cfg.LogCacheEntries, cfg.LogCacheBytes)
+	}
+	r, err := raft.NewRaft(rc, guard, logs, n.store, snaps, n.trans)
 	guard.starting.Store(false)
 	if err == nil {
 		n.raft = r
