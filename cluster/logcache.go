@@ -28,7 +28,7 @@ func newLogCache(store raft.LogStore, entries, maxBytes int) *logCache {
 	return &logCache{LogStore: store, ring: make([]*raft.Log, entries), maxBytes: maxBytes}
 }
 
-func (c *logCache) slot(idx uint64) *(*raft.Log) { return &c.ring[idx%uint64(len(c.ring))] }
+func (c *logCache) slot(idx uint64) **raft.Log { return &c.ring[idx%uint64(len(c.ring))] }
 
 // GetLog answers from the cache when it holds idx, else from the store.
 func (c *logCache) GetLog(idx uint64, out *raft.Log) error {
@@ -87,7 +87,7 @@ func (c *logCache) DeleteRange(lo, hi uint64) error {
 	return c.LogStore.DeleteRange(lo, hi)
 }
 
-func (c *logCache) drop(s *(*raft.Log)) {
+func (c *logCache) drop(s **raft.Log) {
 	if *s != nil {
 		c.bytes -= len((*s).Data)
 		c.n--
