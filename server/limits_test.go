@@ -114,20 +114,7 @@ func h2cFrom(ip string) *http.Client {
 }
 
 // servedBy returns the node named in err's ErrorDetail.
-func servedBy(err error) string {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return ""
-	}
-	for _, d := range ce.Details() {
-		if v, err := d.Value(); err == nil {
-			if ed, ok := v.(*rationv1.ErrorDetail); ok {
-				return ed.GetServedBy()
-			}
-		}
-	}
-	return ""
-}
+func servedBy(err error) string { return client.Detail(err).GetServedBy() }
 
 // refusedAtEdge fails t unless err is code, from the node named node,
 // with a message naming limit.

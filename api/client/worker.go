@@ -51,7 +51,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if reasonOf(err) == "WORKER_INACTIVE" {
+			if Reason(err) == "WORKER_INACTIVE" {
 				if err := w.register(ctx); err != nil {
 					return err
 				}
@@ -78,7 +78,7 @@ func (w *Worker) register(ctx context.Context) error {
 		switch {
 		case err == nil, ctx.Err() != nil:
 			return nil
-		case connect.CodeOf(err) == connect.CodeUnauthenticated, reasonOf(err) == "WORKER_DEACTIVATED", connect.CodeOf(err) == connect.CodeInvalidArgument:
+		case connect.CodeOf(err) == connect.CodeUnauthenticated, Reason(err) == "WORKER_DEACTIVATED", connect.CodeOf(err) == connect.CodeInvalidArgument:
 			return fmt.Errorf("register: %w", err)
 		}
 		// Not there yet, revoked, or no leader: wait for the service.
@@ -172,22 +172,23 @@ func (w *Worker) report(err error) {
 	}
 }
 
-// reasonOf returns the machine-readable reason ration attached to err.
-func reasonOf(err error) string {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return ""
+// Detail returns the ErrorDetail ration attached to err (its reason and
+// the node that answered), or nil.
+func Detail(err error) *rationv1.ErrorDetail {
+	ce, ok := errors.AsType[*connect.Error](err)
+	if !ok {
+		return nil
 	}
 	for _, d := range ce.Details() {
 		if v, err := d.Value(); err == nil {
 			if ed, ok := v.(*rationv1.ErrorDetail); ok {
-				return ed.GetReason()
+				return ed
 			}
 		}
 	}
-	return ""
+	return nil
 }
 
 // Reason returns the machine-readable reason ration attached to err (e.g.
 // "LEASE_LOST"), or "".
-func Reason(err error) string { return reasonOf(err) }
+func Reason(err error) string { return Detail(err).GetReason() }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -96,18 +97,12 @@ func printError(w io.Writer, err error) {
 		return
 	}
 	var extra []string
-	for _, d := range ce.Details() {
-		v, derr := d.Value()
-		if derr != nil {
-			continue
+	if ed := client.Detail(err); ed != nil {
+		if ed.GetReason() != "" {
+			extra = append(extra, "reason="+ed.GetReason())
 		}
-		if ed, ok := v.(*rationv1.ErrorDetail); ok {
-			if ed.GetReason() != "" {
-				extra = append(extra, "reason="+ed.GetReason())
-			}
-			if ed.GetServedBy() != "" {
-				extra = append(extra, "served-by="+ed.GetServedBy())
-			}
+		if ed.GetServedBy() != "" {
+			extra = append(extra, "served-by="+ed.GetServedBy())
 		}
 	}
 	msg := ce.Message()
