@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -29,10 +28,8 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 		}
 		var buf strings.Builder
 		buf.Grow(size)
-		var n [binary.MaxVarintLen64]byte
 		for _, id := range items {
-			buf.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
-			buf.WriteString(id)
+			writePacked(&buf, id)
 		}
 		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{
 			Request: c, Items: buf.String(), Count: uint32(len(items))}}}
@@ -52,8 +49,8 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 }
 
 // unpackCommand returns the plain form of a packed command, its strings
-// sharing the packed string (not copied), or cmd itself when it is not packed; cmd is not
-// changed. For a PackedSubmit it also returns the results as packed, which
+// sharing the packed string (not copied), or cmd itself when it is not
+// packed; cmd is not changed. For a PackedSubmit it also returns the results as packed, which
 // is the form a ResultBatch stores them in. A packed command that does not
 // decode comes back in its plain form without its ids or results, with an
 // error saying what is wrong.

@@ -14,7 +14,7 @@ import (
 // to scan. Strings read back are substrings of it.
 
 // packResults packs results, given as (item, verdict, payload) by f, into
-// one slice.
+// one string.
 func packResults[T any](xs []T, f func(T) (item, verdict, payload string)) string {
 	size := 0 // exactly: results are kept for good
 	for _, x := range xs {
@@ -23,13 +23,11 @@ func packResults[T any](xs []T, f func(T) (item, verdict, payload string)) strin
 	}
 	var buf strings.Builder
 	buf.Grow(size)
-	var n [binary.MaxVarintLen64]byte
 	for _, x := range xs {
 		a, b, c := f(x)
-		for _, s := range [3]string{a, b, c} {
-			buf.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-			buf.WriteString(s)
-		}
+		writePacked(&buf, a)
+		writePacked(&buf, b)
+		writePacked(&buf, c)
 	}
 	return buf.String()
 }
@@ -43,13 +41,11 @@ func packedLen(s string) int {
 	return n + len(s)
 }
 
-// appendPacked appends strings, each as a uvarint length and its bytes.
-func appendPacked(buf []byte, ss ...string) []byte {
-	for _, s := range ss {
-		buf = binary.AppendUvarint(buf, uint64(len(s)))
-		buf = append(buf, s...)
-	}
-	return buf
+// writePacked writes s packed: its uvarint length and its bytes.
+func writePacked(buf *strings.Builder, s string) {
+	var n [binary.MaxVarintLen64]byte
+	buf.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+	buf.WriteString(s)
 }
 
 // Len returns the number of results in the batch.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"testing"
@@ -67,8 +68,11 @@ func TestResultBatch_CorruptPanics(t *testing.T) {
 func TestPackedLen(t *testing.T) {
 	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 1 << 21} {
 		s := strings.Repeat("x", n)
-		if got, want := packedLen(s), len(appendPacked(nil, s)); got != want {
-			t.Errorf("packedLen(%d bytes) = %d, want %d", n, got, want)
+		var b strings.Builder
+		writePacked(&b, s)
+		want := len(binary.AppendUvarint(nil, uint64(n))) + n
+		if got := packedLen(s); got != want || b.Len() != want {
+			t.Errorf("%d bytes: packedLen %d, writePacked wrote %d, want %d", n, got, b.Len(), want)
 		}
 	}
 }
