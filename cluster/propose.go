@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"sync"
 
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/fsm"
 )
 
 // proposer is the leader's group commit: commands proposed while earlier
@@ -129,7 +128,7 @@ func (p *proposer) apply(batch []*proposal) {
 		for i, pr := range batch {
 			subs[i] = pr.data
 		}
-		data = batchEntry(&rationv1.CommandHeader{ProposedAt: p.n.cfg.Now().UnixNano(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
+		data = fsm.EncodeBatch(&rationv1.CommandHeader{ProposedAt: p.n.cfg.Now().UnixNano(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
 	}
 	f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
@@ -159,27 +158,4 @@ func (p *proposer) apply(batch []*proposal) {
 			pr.done <- proposalResult{err: fmt.Errorf("batch answered %d of %d commands", len(results), len(batch))}
 		}
 	}
-}
-
-// batchEntry encodes a Command whose op is a CommandBatch of already
-// encoded commands, without decoding and encoding them again.
-func batchEntry(hdr *rationv1.CommandHeader, cmds [][]byte) []byte {
-	h, err := proto.Marshal(hdr)
-	if err != nil {
-		panic(err) // a header always encodes
-	}
-	inner := 0
-	for _, c := range cmds {
-		inner += protowire.SizeTag(1) + protowire.SizeBytes(len(c))
-	}
-	out := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(len(h))+protowire.SizeTag(60)+protowire.SizeBytes(inner))
-	out = protowire.AppendTag(out, 1, protowire.BytesType) // Command.header
-	out = protowire.AppendBytes(out, h)
-	out = protowire.AppendTag(out, 60, protowire.BytesType) // Command.batch
-	out = protowire.AppendVarint(out, uint64(inner))
-	for _, c := range cmds {
-		out = protowire.AppendTag(out, 1, protowire.BytesType) // CommandBatch.commands
-		out = protowire.AppendBytes(out, c)
-	}
-	return out
 }

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -202,18 +201,6 @@ func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) 
 // reusedID is the refusal of a request id that first came with another body.
 func reusedID(hdr *rationv1.CommandHeader, prev *request) error {
 	return fmt.Errorf("request id %q was first used at index %d for another request: %w", hdr.GetRequestId(), prev.Index, ErrRequestIDReused)
-}
-
-// bodyHash fingerprints a command's operation, without its header, so a
-// retried request id can be told from a reused one.
-func bodyHash(cmd *rationv1.Command) []byte {
-	c := &rationv1.Command{Op: cmd.Op}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: marshal command body: %v", err))
-	}
-	s := sha256.Sum256(b)
-	return s[:16]
 }
 
 // txn applies one command. It caches the records it changes so that a
