@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm"
 )
