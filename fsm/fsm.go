@@ -217,7 +217,7 @@ type txn struct {
 	regs map[regKey]*regMut
 	bkts map[uint64]*bucketMut
 
-	// packedResults is a PackedSubmit's results as the log carried them,
+	// packedResults is a CompactSubmit's results as the log carried them,
 	// already in the form a ResultBatch keeps.
 	packedResults string
 

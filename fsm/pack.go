@@ -10,7 +10,7 @@ import (
 )
 
 // Pack returns cmd with an AddItems or a Submit in the packed form the log
-// carries (PackedAddItems, PackedSubmit): its ids or results as one byte
+// carries (CompactAddItems, CompactSubmit): its ids or results as one byte
 // string, which every node decodes with one allocation instead of one or
 // four per id or result. Other commands come back as they are. cmd itself
 // is not changed. The leader packs what it proposes; Apply takes both forms.
@@ -31,7 +31,7 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 		for _, id := range items {
 			writePacked(&buf, id)
 		}
-		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{
+		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{
 			Request: c, Items: buf.String(), Count: uint32(len(items))}}}
 	case *rationv1.Command_Submit:
 		req := op.Submit
@@ -42,7 +42,7 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 		buf := packResults(results, func(r *rationv1.ResultInput) (string, string, string) {
 			return r.GetItem(), r.GetVerdict(), r.GetPayload()
 		})
-		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{
+		return &rationv1.Command{Header: cmd.Header, Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{
 			Request: c, Results: buf, Count: uint32(len(results))}}}
 	}
 	return cmd
@@ -50,14 +50,14 @@ func Pack(cmd *rationv1.Command) *rationv1.Command {
 
 // unpackCommand returns the plain form of a packed command, its strings
 // sharing the packed string (not copied), or cmd itself when it is not
-// packed; cmd is not changed. For a PackedSubmit it also returns the results as packed, which
+// packed; cmd is not changed. For a CompactSubmit it also returns the results as packed, which
 // is the form a ResultBatch stores them in. A packed command that does not
 // decode comes back in its plain form without its ids or results, with an
 // error saying what is wrong.
 func unpackCommand(cmd *rationv1.Command) (*rationv1.Command, string, error) {
 	switch op := cmd.Op.(type) {
-	case *rationv1.Command_PackedAddItems:
-		p := op.PackedAddItems
+	case *rationv1.Command_CompactAddItems:
+		p := op.CompactAddItems
 		req := &rationv1.AddItemsRequest{}
 		if p.GetRequest() != nil {
 			req = proto.Clone(p.GetRequest()).(*rationv1.AddItemsRequest)
@@ -80,8 +80,8 @@ func unpackCommand(cmd *rationv1.Command) (*rationv1.Command, string, error) {
 		}
 		req.Items = items
 		return plain, "", nil
-	case *rationv1.Command_PackedSubmit:
-		p := op.PackedSubmit
+	case *rationv1.Command_CompactSubmit:
+		p := op.CompactSubmit
 		req := &rationv1.SubmitRequest{}
 		if p.GetRequest() != nil {
 			req = proto.Clone(p.GetRequest()).(*rationv1.SubmitRequest)

@@ -82,14 +82,14 @@ func TestPack_CorruptRefused(t *testing.T) {
 	h.createService("dm", "dmcheck", nil)
 	hdr := h.command(&rationv1.ReleaseRequest{}, "admin", nil, "").Header
 	for name, c := range map[string]*rationv1.Command{
-		"items cut":      {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{5, 'a'}), Count: 1}}},
-		"items count":    {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{1, 'a'}), Count: 2}}},
-		"huge count":     {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Count: 1 << 31}}},
-		"results cut":    {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: string([]byte{1, 'a', 1}), Count: 1}}},
-		"results count":  {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: string([]byte{1, 'a', 0, 0, 1, 'b', 0, 0}), Count: 1}}},
-		"results extra":  {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: string([]byte{1, 'a', 0, 0, 9}), Count: 1}}},
-		"no request":     {Op: &rationv1.Command_PackedSubmit{PackedSubmit: &rationv1.PackedSubmit{Results: string([]byte{0, 0}), Count: 1}}},
-		"varint too big": {Op: &rationv1.Command_PackedAddItems{PackedAddItems: &rationv1.PackedAddItems{Items: strings.Repeat("\xff", 12), Count: 1}}},
+		"items cut":      {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{5, 'a'}), Count: 1}}},
+		"items count":    {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{1, 'a'}), Count: 2}}},
+		"huge count":     {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Count: 1 << 31}}},
+		"results cut":    {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{1, 'a', 1}), Count: 1}}},
+		"results count":  {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{1, 'a', 0, 0, 1, 'b', 0, 0}), Count: 1}}},
+		"results extra":  {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{1, 'a', 0, 0, 9}), Count: 1}}},
+		"no request":     {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{0, 0}), Count: 1}}},
+		"varint too big": {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Items: strings.Repeat("\xff", 12), Count: 1}}},
 	} {
 		c.Header = hdr
 		r := h.applyCmd(c)

@@ -48,8 +48,8 @@ type Command struct {
 	//	*Command_SetNode
 	//	*Command_RemoveNode
 	//	*Command_Batch
-	//	*Command_PackedAddItems
-	//	*Command_PackedSubmit
+	//	*Command_CompactAddItems
+	//	*Command_CompactSubmit
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -270,19 +270,19 @@ func (x *Command) GetBatch() *CommandBatch {
 	return nil
 }
 
-func (x *Command) GetPackedAddItems() *PackedAddItems {
+func (x *Command) GetCompactAddItems() *CompactAddItems {
 	if x != nil {
-		if x, ok := x.Op.(*Command_PackedAddItems); ok {
-			return x.PackedAddItems
+		if x, ok := x.Op.(*Command_CompactAddItems); ok {
+			return x.CompactAddItems
 		}
 	}
 	return nil
 }
 
-func (x *Command) GetPackedSubmit() *PackedSubmit {
+func (x *Command) GetCompactSubmit() *CompactSubmit {
 	if x != nil {
-		if x, ok := x.Op.(*Command_PackedSubmit); ok {
-			return x.PackedSubmit
+		if x, ok := x.Op.(*Command_CompactSubmit); ok {
+			return x.CompactSubmit
 		}
 	}
 	return nil
@@ -374,15 +374,15 @@ type Command_Batch struct {
 	Batch *CommandBatch `protobuf:"bytes,60,opt,name=batch,proto3,oneof"`
 }
 
-type Command_PackedAddItems struct {
+type Command_CompactAddItems struct {
 	// 70-79: compact encodings the leader writes for the largest
 	// operations; the state machine applies them as the operation they
 	// stand for.
-	PackedAddItems *PackedAddItems `protobuf:"bytes,70,opt,name=packed_add_items,json=packedAddItems,proto3,oneof"`
+	CompactAddItems *CompactAddItems `protobuf:"bytes,70,opt,name=compact_add_items,json=compactAddItems,proto3,oneof"`
 }
 
-type Command_PackedSubmit struct {
-	PackedSubmit *PackedSubmit `protobuf:"bytes,71,opt,name=packed_submit,json=packedSubmit,proto3,oneof"`
+type Command_CompactSubmit struct {
+	CompactSubmit *CompactSubmit `protobuf:"bytes,71,opt,name=compact_submit,json=compactSubmit,proto3,oneof"`
 }
 
 func (*Command_CreateService) isCommand_Op() {}
@@ -423,9 +423,9 @@ func (*Command_RemoveNode) isCommand_Op() {}
 
 func (*Command_Batch) isCommand_Op() {}
 
-func (*Command_PackedAddItems) isCommand_Op() {}
+func (*Command_CompactAddItems) isCommand_Op() {}
 
-func (*Command_PackedSubmit) isCommand_Op() {}
+func (*Command_CompactSubmit) isCommand_Op() {}
 
 // CommandHeader is stamped by the node that proposes the command. The state
 // machine takes time and randomness from here, never from its own node.
@@ -1477,7 +1477,7 @@ var File_ration_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x16ration/v1/packed.proto\x1a\x18ration/v1/requests.proto\"\x8f\v\n" +
+	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x17ration/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\x95\v\n" +
 	"\aCommand\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.ration.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
@@ -1502,9 +1502,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\bset_node\x182 \x01(\v2\x12.ration.v1.SetNodeH\x00R\asetNode\x128\n" +
 	"\vremove_node\x183 \x01(\v2\x15.ration.v1.RemoveNodeH\x00R\n" +
 	"removeNode\x12/\n" +
-	"\x05batch\x18< \x01(\v2\x17.ration.v1.CommandBatchH\x00R\x05batch\x12E\n" +
-	"\x10packed_add_items\x18F \x01(\v2\x19.ration.v1.PackedAddItemsH\x00R\x0epackedAddItems\x12>\n" +
-	"\rpacked_submit\x18G \x01(\v2\x17.ration.v1.PackedSubmitH\x00R\fpackedSubmitB\x04\n" +
+	"\x05batch\x18< \x01(\v2\x17.ration.v1.CommandBatchH\x00R\x05batch\x12H\n" +
+	"\x11compact_add_items\x18F \x01(\v2\x1a.ration.v1.CompactAddItemsH\x00R\x0fcompactAddItems\x12A\n" +
+	"\x0ecompact_submit\x18G \x01(\v2\x18.ration.v1.CompactSubmitH\x00R\rcompactSubmitB\x04\n" +
 	"\x02op\"\x91\x02\n" +
 	"\rCommandHeader\x12\x1d\n" +
 	"\n" +
@@ -1626,8 +1626,8 @@ var file_ration_v1_command_proto_goTypes = []any{
 	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
 	(*SubmitRequest)(nil),            // 25: ration.v1.SubmitRequest
 	(*ReleaseRequest)(nil),           // 26: ration.v1.ReleaseRequest
-	(*PackedAddItems)(nil),           // 27: ration.v1.PackedAddItems
-	(*PackedSubmit)(nil),             // 28: ration.v1.PackedSubmit
+	(*CompactAddItems)(nil),          // 27: ration.v1.CompactAddItems
+	(*CompactSubmit)(nil),            // 28: ration.v1.CompactSubmit
 	(*HeartbeatRequest)(nil),         // 29: ration.v1.HeartbeatRequest
 	(*CreateServiceResponse)(nil),    // 30: ration.v1.CreateServiceResponse
 	(*UpdateServiceResponse)(nil),    // 31: ration.v1.UpdateServiceResponse
@@ -1666,8 +1666,8 @@ var file_ration_v1_command_proto_depIdxs = []int32{
 	5,  // 17: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
 	6,  // 18: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
 	7,  // 19: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
-	27, // 20: ration.v1.Command.packed_add_items:type_name -> ration.v1.PackedAddItems
-	28, // 21: ration.v1.Command.packed_submit:type_name -> ration.v1.PackedSubmit
+	27, // 20: ration.v1.Command.compact_add_items:type_name -> ration.v1.CompactAddItems
+	28, // 21: ration.v1.Command.compact_submit:type_name -> ration.v1.CompactSubmit
 	3,  // 22: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
 	29, // 23: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
 	0,  // 24: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
@@ -1704,7 +1704,7 @@ func file_ration_v1_command_proto_init() {
 	if File_ration_v1_command_proto != nil {
 		return
 	}
-	file_ration_v1_packed_proto_init()
+	file_ration_v1_compact_proto_init()
 	file_ration_v1_requests_proto_init()
 	file_ration_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateService)(nil),
@@ -1726,8 +1726,8 @@ func file_ration_v1_command_proto_init() {
 		(*Command_SetNode)(nil),
 		(*Command_RemoveNode)(nil),
 		(*Command_Batch)(nil),
-		(*Command_PackedAddItems)(nil),
-		(*Command_PackedSubmit)(nil),
+		(*Command_CompactAddItems)(nil),
+		(*Command_CompactSubmit)(nil),
 	}
 	file_ration_v1_command_proto_msgTypes[8].OneofWrappers = []any{
 		(*CommandResult_CreateService)(nil),

@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: ration/v1/packed.proto
+// source: ration/v1/compact.proto
 
 package rationv1
 
@@ -21,9 +21,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// PackedAddItems is an AddItems whose ids travel as one byte string, so
+// CompactAddItems is an AddItems whose ids travel as one byte string, so
 // that decoding it does not allocate once per id.
-type PackedAddItems struct {
+type CompactAddItems struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The request, with items empty.
 	Request *AddItemsRequest `protobuf:"bytes,1,opt,name=request" json:"request,omitempty"`
@@ -35,21 +35,21 @@ type PackedAddItems struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *PackedAddItems) Reset() {
-	*x = PackedAddItems{}
-	mi := &file_ration_v1_packed_proto_msgTypes[0]
+func (x *CompactAddItems) Reset() {
+	*x = CompactAddItems{}
+	mi := &file_ration_v1_compact_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *PackedAddItems) String() string {
+func (x *CompactAddItems) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*PackedAddItems) ProtoMessage() {}
+func (*CompactAddItems) ProtoMessage() {}
 
-func (x *PackedAddItems) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_packed_proto_msgTypes[0]
+func (x *CompactAddItems) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_compact_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,34 +60,34 @@ func (x *PackedAddItems) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use PackedAddItems.ProtoReflect.Descriptor instead.
-func (*PackedAddItems) Descriptor() ([]byte, []int) {
-	return file_ration_v1_packed_proto_rawDescGZIP(), []int{0}
+// Deprecated: Use CompactAddItems.ProtoReflect.Descriptor instead.
+func (*CompactAddItems) Descriptor() ([]byte, []int) {
+	return file_ration_v1_compact_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *PackedAddItems) GetRequest() *AddItemsRequest {
+func (x *CompactAddItems) GetRequest() *AddItemsRequest {
 	if x != nil {
 		return x.Request
 	}
 	return nil
 }
 
-func (x *PackedAddItems) GetItems() string {
+func (x *CompactAddItems) GetItems() string {
 	if x != nil {
 		return x.Items
 	}
 	return ""
 }
 
-func (x *PackedAddItems) GetCount() uint32 {
+func (x *CompactAddItems) GetCount() uint32 {
 	if x != nil {
 		return x.Count
 	}
 	return 0
 }
 
-// PackedSubmit is a Submit whose results travel as one byte string.
-type PackedSubmit struct {
+// CompactSubmit is a Submit whose results travel as one byte string.
+type CompactSubmit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The request, with results empty.
 	Request *SubmitRequest `protobuf:"bytes,1,opt,name=request" json:"request,omitempty"`
@@ -100,21 +100,21 @@ type PackedSubmit struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *PackedSubmit) Reset() {
-	*x = PackedSubmit{}
-	mi := &file_ration_v1_packed_proto_msgTypes[1]
+func (x *CompactSubmit) Reset() {
+	*x = CompactSubmit{}
+	mi := &file_ration_v1_compact_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *PackedSubmit) String() string {
+func (x *CompactSubmit) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*PackedSubmit) ProtoMessage() {}
+func (*CompactSubmit) ProtoMessage() {}
 
-func (x *PackedSubmit) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_packed_proto_msgTypes[1]
+func (x *CompactSubmit) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_compact_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,68 +125,68 @@ func (x *PackedSubmit) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use PackedSubmit.ProtoReflect.Descriptor instead.
-func (*PackedSubmit) Descriptor() ([]byte, []int) {
-	return file_ration_v1_packed_proto_rawDescGZIP(), []int{1}
+// Deprecated: Use CompactSubmit.ProtoReflect.Descriptor instead.
+func (*CompactSubmit) Descriptor() ([]byte, []int) {
+	return file_ration_v1_compact_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *PackedSubmit) GetRequest() *SubmitRequest {
+func (x *CompactSubmit) GetRequest() *SubmitRequest {
 	if x != nil {
 		return x.Request
 	}
 	return nil
 }
 
-func (x *PackedSubmit) GetResults() string {
+func (x *CompactSubmit) GetResults() string {
 	if x != nil {
 		return x.Results
 	}
 	return ""
 }
 
-func (x *PackedSubmit) GetCount() uint32 {
+func (x *CompactSubmit) GetCount() uint32 {
 	if x != nil {
 		return x.Count
 	}
 	return 0
 }
 
-var File_ration_v1_packed_proto protoreflect.FileDescriptor
+var File_ration_v1_compact_proto protoreflect.FileDescriptor
 
-const file_ration_v1_packed_proto_rawDesc = "" +
+const file_ration_v1_compact_proto_rawDesc = "" +
 	"\n" +
-	"\x16ration/v1/packed.proto\x12\tration.v1\x1a\x18ration/v1/requests.proto\"r\n" +
-	"\x0ePackedAddItems\x124\n" +
+	"\x17ration/v1/compact.proto\x12\tration.v1\x1a\x18ration/v1/requests.proto\"s\n" +
+	"\x0fCompactAddItems\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.ration.v1.AddItemsRequestR\arequest\x12\x14\n" +
 	"\x05items\x18\x02 \x01(\tR\x05items\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\rR\x05count\"r\n" +
-	"\fPackedSubmit\x122\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"s\n" +
+	"\rCompactSubmit\x122\n" +
 	"\arequest\x18\x01 \x01(\v2\x18.ration.v1.SubmitRequestR\arequest\x12\x18\n" +
 	"\aresults\x18\x02 \x01(\tR\aresults\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\rR\x05countB:Z1github.com/rationhq/ration/api/ration/v1;rationv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
-	file_ration_v1_packed_proto_rawDescOnce sync.Once
-	file_ration_v1_packed_proto_rawDescData []byte
+	file_ration_v1_compact_proto_rawDescOnce sync.Once
+	file_ration_v1_compact_proto_rawDescData []byte
 )
 
-func file_ration_v1_packed_proto_rawDescGZIP() []byte {
-	file_ration_v1_packed_proto_rawDescOnce.Do(func() {
-		file_ration_v1_packed_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_v1_packed_proto_rawDesc), len(file_ration_v1_packed_proto_rawDesc)))
+func file_ration_v1_compact_proto_rawDescGZIP() []byte {
+	file_ration_v1_compact_proto_rawDescOnce.Do(func() {
+		file_ration_v1_compact_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_v1_compact_proto_rawDesc), len(file_ration_v1_compact_proto_rawDesc)))
 	})
-	return file_ration_v1_packed_proto_rawDescData
+	return file_ration_v1_compact_proto_rawDescData
 }
 
-var file_ration_v1_packed_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
-var file_ration_v1_packed_proto_goTypes = []any{
-	(*PackedAddItems)(nil),  // 0: ration.v1.PackedAddItems
-	(*PackedSubmit)(nil),    // 1: ration.v1.PackedSubmit
+var file_ration_v1_compact_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_ration_v1_compact_proto_goTypes = []any{
+	(*CompactAddItems)(nil), // 0: ration.v1.CompactAddItems
+	(*CompactSubmit)(nil),   // 1: ration.v1.CompactSubmit
 	(*AddItemsRequest)(nil), // 2: ration.v1.AddItemsRequest
 	(*SubmitRequest)(nil),   // 3: ration.v1.SubmitRequest
 }
-var file_ration_v1_packed_proto_depIdxs = []int32{
-	2, // 0: ration.v1.PackedAddItems.request:type_name -> ration.v1.AddItemsRequest
-	3, // 1: ration.v1.PackedSubmit.request:type_name -> ration.v1.SubmitRequest
+var file_ration_v1_compact_proto_depIdxs = []int32{
+	2, // 0: ration.v1.CompactAddItems.request:type_name -> ration.v1.AddItemsRequest
+	3, // 1: ration.v1.CompactSubmit.request:type_name -> ration.v1.SubmitRequest
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -194,9 +194,9 @@ var file_ration_v1_packed_proto_depIdxs = []int32{
 	0, // [0:2] is the sub-list for field type_name
 }
 
-func init() { file_ration_v1_packed_proto_init() }
-func file_ration_v1_packed_proto_init() {
-	if File_ration_v1_packed_proto != nil {
+func init() { file_ration_v1_compact_proto_init() }
+func file_ration_v1_compact_proto_init() {
+	if File_ration_v1_compact_proto != nil {
 		return
 	}
 	file_ration_v1_requests_proto_init()
@@ -204,17 +204,17 @@ func file_ration_v1_packed_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_packed_proto_rawDesc), len(file_ration_v1_packed_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_compact_proto_rawDesc), len(file_ration_v1_compact_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_ration_v1_packed_proto_goTypes,
-		DependencyIndexes: file_ration_v1_packed_proto_depIdxs,
-		MessageInfos:      file_ration_v1_packed_proto_msgTypes,
+		GoTypes:           file_ration_v1_compact_proto_goTypes,
+		DependencyIndexes: file_ration_v1_compact_proto_depIdxs,
+		MessageInfos:      file_ration_v1_compact_proto_msgTypes,
 	}.Build()
-	File_ration_v1_packed_proto = out.File
-	file_ration_v1_packed_proto_goTypes = nil
-	file_ration_v1_packed_proto_depIdxs = nil
+	File_ration_v1_compact_proto = out.File
+	file_ration_v1_compact_proto_goTypes = nil
+	file_ration_v1_compact_proto_depIdxs = nil
 }
