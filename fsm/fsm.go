@@ -613,6 +613,8 @@ func actionOf(cmd *rationv1.Command) string {
 		return ActSetNode
 	case *rationv1.Command_RemoveNode:
 		return ActRemoveNode
+	case *rationv1.Command_Tick:
+		return ActTick
 	}
 	return "unknown"
 }

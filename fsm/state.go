@@ -222,6 +222,9 @@ const (
 	ActIdle             = "worker-idle"
 	ActSetNode          = "set-node"
 	ActRemoveNode       = "remove-node"
+	// ActTick names a refused Tick; an applied one records each transition
+	// under its own action (lease-expired, dead-released, worker-idle).
+	ActTick = "tick"
 )
 
 // countVerdict adds one to a verdict's count in vs, which the caller owns.
