@@ -161,7 +161,7 @@ func TestCluster_JoinIsIdempotentAndRemoveWorks(t *testing.T) {
 		if n := len(l.Members()); n != 2 {
 			return fmt.Errorf("%d members", n)
 		}
-		if _, ok := l.State().Node(f.ID()); ok {
+		if _, ok := l.State().NodeAddress(f.ID()); ok {
 			return fmt.Errorf("address book still lists %s", f.ID())
 		}
 		return nil

@@ -260,7 +260,7 @@ func (n *Node) Leader() (id, apiAddr string, err error) {
 	if lid == "" {
 		return "", "", ErrNoLeader
 	}
-	node, ok := n.fsm.State().Node(string(lid))
+	node, ok := n.fsm.State().NodeAddress(string(lid))
 	if !ok || node.APIAddress == "" {
 		return string(lid), "", fmt.Errorf("leader %s has not published its API address yet: %w", lid, ErrNoLeader)
 	}
@@ -456,7 +456,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 	n.leaderReady.Store(true)
 	since := n.cfg.Now()
-	if node, ok := n.fsm.State().Node(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
+	if node, ok := n.fsm.State().NodeAddress(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
 		cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
 			Op: &rationv1.Command_SetNode{SetNode: &rationv1.SetNode{NodeId: n.cfg.NodeID, ApiAddress: n.cfg.APIAddr}}}
 		if _, err := n.Apply(ctx, cmd); err != nil {
@@ -538,7 +538,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, apiAddr string) error {
 		}
 		n.log.Info("member joined", "node-id", id, "raft-address", raftAddr)
 	}
-	if node, ok := n.fsm.State().Node(id); ok && node.APIAddress == apiAddr {
+	if node, ok := n.fsm.State().NodeAddress(id); ok && node.APIAddress == apiAddr {
 		return nil
 	}
 	_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
@@ -565,7 +565,7 @@ func (n *Node) Remove(ctx context.Context, id string) (bool, error) {
 		found = found || s.ID == raft.ServerID(id)
 	}
 	if !found {
-		if _, ok := n.fsm.State().Node(id); ok {
+		if _, ok := n.fsm.State().NodeAddress(id); ok {
 			// Left in the address book by a removal cut short: finish it.
 			_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
 				Op: &rationv1.Command_RemoveNode{RemoveNode: &rationv1.RemoveNode{NodeId: id}}})
@@ -580,7 +580,7 @@ func (n *Node) Remove(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("remove %s: %w", id, raftError(err))
 	}
 	n.log.Info("member removed", "node-id", id)
-	if _, ok := n.fsm.State().Node(id); !ok || !n.IsLeader() {
+	if _, ok := n.fsm.State().NodeAddress(id); !ok || !n.IsLeader() {
 		return true, nil // a leader that removed itself steps down here
 	}
 	_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
@@ -644,7 +644,7 @@ func (n *Node) Members() []Member {
 	var out []Member
 	for _, s := range cf.Configuration().Servers {
 		m := Member{ID: string(s.ID), RaftAddress: string(s.Address), Suffrage: s.Suffrage.String(), Leader: s.ID == lid}
-		if node, ok := st.Node(m.ID); ok {
+		if node, ok := st.NodeAddress(m.ID); ok {
 			m.APIAddress = node.APIAddress
 		}
 		out = append(out, m)

@@ -134,8 +134,8 @@ func BenchmarkApply_Acquire10(b *testing.B) {
 // BenchmarkApply_Submit180: one op submits "DM" for all 180 items of one
 // leased bucket. Leases are prepared outside the timer, 100 buckets at a
 // time, from a pool of 90,000 ids that is re-queued (AddItems with rerun)
-// when it is used up, so the item table stays at 90,000 items. "packed" is
-// the form the leader proposes (see Pack), "plain" the protobuf one.
+// when it is used up, so the item table stays at 90,000 items. "compact" is
+// the form the leader proposes (see Compact), "plain" the protobuf one.
 func BenchmarkApply_Submit180(b *testing.B) { benchForms(b, benchSubmit180) }
 
 func benchSubmit180(b *testing.B, pack bool) {
@@ -186,10 +186,10 @@ func benchSubmit180(b *testing.B, pack bool) {
 func BenchmarkApply_AddItems18000(b *testing.B) { benchForms(b, benchAddItems18000) }
 
 // benchForms runs bench with commands applied in their plain and their
-// packed form.
+// compact form.
 func benchForms(b *testing.B, bench func(b *testing.B, pack bool)) {
 	b.Run("plain", func(b *testing.B) { bench(b, false) })
-	b.Run("packed", func(b *testing.B) { bench(b, true) })
+	b.Run("compact", func(b *testing.B) { bench(b, true) })
 }
 
 func benchAddItems18000(b *testing.B, pack bool) {

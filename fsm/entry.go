@@ -56,6 +56,18 @@ func EncodeBatch(hdr *rationv1.CommandHeader, cmds [][]byte) []byte {
 	return out
 }
 
+// leaves counts the commands applyCommand applies one by one.
+func leaves(cmd *rationv1.Command) int {
+	if b, ok := cmd.Op.(*rationv1.Command_Batch); ok {
+		n := 0
+		for _, c := range b.Batch.GetCommands() {
+			n += leaves(c)
+		}
+		return n
+	}
+	return 1
+}
+
 // bodySums returns bodyHash of every command in a log entry, in the order
 // applyCommand meets them (the commands of a batch in turn), computed from
 // the entry's bytes: a command's body is its encoding without the header,

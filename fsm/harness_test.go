@@ -26,11 +26,11 @@ type harness struct {
 	check bool
 	// capture, if set, sees every log entry applied.
 	capture func(*rawEntry)
-	// pack proposes commands as the leader does, packed (see Pack).
+	// pack proposes commands as the leader does, compact (see Compact).
 	pack bool
 }
 
-// packAll is Pack of a command and of every command in a batch.
+// packAll is Compact of a command and of every command in a batch.
 func packAll(c *rationv1.Command) *rationv1.Command {
 	if b, ok := c.Op.(*rationv1.Command_Batch); ok {
 		out := &rationv1.CommandBatch{}
@@ -39,7 +39,15 @@ func packAll(c *rationv1.Command) *rationv1.Command {
 		}
 		return &rationv1.Command{Header: c.Header, Op: &rationv1.Command_Batch{Batch: out}}
 	}
-	return Pack(c)
+	return Compact(c)
+}
+
+// actionOf names a command's operation for test messages.
+func actionOf(c *rationv1.Command) string {
+	if o, _, _ := operations.decode(c); o != nil {
+		return o.action
+	}
+	return fmt.Sprintf("%T", c.GetOp())
 }
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -170,3 +170,16 @@ func (x *txn) requeue(s *Service, it *Item, failed bool) bool {
 	x.setItem(&c)
 	return false
 }
+
+func validateAddItems(r *rationv1.AddItemsRequest) error {
+	if err := checkServiceName(r.GetService()); err != nil {
+		return err
+	}
+	if err := checkItems(r.GetItems(), MaxItemsPerAddLimit); err != nil {
+		return err
+	}
+	if p := r.GetPriority(); p < MinPriority || p > MaxPriority {
+		return fmt.Errorf("priority %d, want %d to %d: %w", p, MinPriority, MaxPriority, ErrInvalidArgument)
+	}
+	return nil
+}

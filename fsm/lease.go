@@ -280,9 +280,9 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	nb := x.bkt(b.ID)
 	late := b.State == dead || x.now > b.Deadline
 	rb := &ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now,
-		n: len(op.GetResults()), packed: x.packedResults}
-	if rb.packed == "" {
-		rb.packed = packResults(op.GetResults(), func(in *rationv1.ResultInput) (string, string, string) {
+		n: len(op.GetResults()), encoded: x.compactResults}
+	if rb.encoded == "" {
+		rb.encoded = encodeResults(op.GetResults(), func(in *rationv1.ResultInput) (string, string, string) {
 			return in.GetItem(), in.GetVerdict(), in.GetPayload()
 		})
 	}
@@ -293,12 +293,12 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	if !inBucketOrder(b, op.GetResults()) {
 		got, missing = make(map[string]bool, len(op.GetResults())), b.Items
 	}
-	var verdicts []VerdictCount
+	var verdicts []KeyCount
 	for _, in := range op.GetResults() {
 		if got != nil {
 			got[in.GetItem()] = true
 		}
-		verdicts = countVerdict(verdicts, in.GetVerdict())
+		verdicts = countKey(verdicts, in.GetVerdict())
 	}
 	x.t.putResults(rb)
 	ms.Buckets[b.State]--
@@ -324,7 +324,7 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 		c.ResultsAccepted += n
 		c.ItemsRequeued += uint64(resp.Requeued)
 		for _, v := range verdicts {
-			c.Verdicts = addVerdict(c.Verdicts, v.Verdict, v.Count)
+			c.Verdicts = addCount(c.Verdicts, v.Key, v.Count)
 		}
 		if late {
 			c.LateSubmits++
@@ -448,4 +448,54 @@ func (x *txn) endLeases(svc uint32, worker string) int {
 		}
 	}
 	return len(ids)
+}
+
+func validateAcquire(r *rationv1.AcquireRequest) error {
+	return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()))
+}
+
+// validateHeartbeat checks one worker's heartbeat as the edge receives it;
+// the log carries it inside a HeartbeatBatch.
+func validateHeartbeat(r *rationv1.HeartbeatRequest) error {
+	if err := checkID("worker_id", r.GetWorkerId()); err != nil {
+		return err
+	}
+	if n := len(r.GetBuckets()); n == 0 || n > MaxHeartbeatBuckets {
+		return fmt.Errorf("buckets has %d entries, want 1 to %d: %w", n, MaxHeartbeatBuckets, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func validateSubmit(r *rationv1.SubmitRequest) error {
+	if err := checkID("worker_id", r.GetWorkerId()); err != nil {
+		return err
+	}
+	if r.GetBucketId() == 0 {
+		return fmt.Errorf("bucket_id is required: %w", ErrInvalidArgument)
+	}
+	if n := len(r.GetResults()); n == 0 || n > MaxBucketSize {
+		return fmt.Errorf("results has %d entries, want 1 to %d (use Release to give a bucket back): %w", n, MaxBucketSize, ErrInvalidArgument)
+	}
+	for i, res := range r.GetResults() {
+		if p := idProblem(res.GetItem()); p != "" {
+			return fmt.Errorf("results[%d].item %s: %w", i, p, ErrInvalidArgument)
+		}
+		if v := res.GetVerdict(); v == "" || len(v) > kind.MaxVerdictLength {
+			return fmt.Errorf("results[%d].verdict: want 1 to %d bytes: %w", i, kind.MaxVerdictLength, ErrInvalidArgument)
+		}
+		if len(res.GetPayload()) > kind.MaxPayloadLimit {
+			return fmt.Errorf("results[%d].payload is %d bytes, limit %d: %w", i, len(res.GetPayload()), kind.MaxPayloadLimit, ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func validateRelease(r *rationv1.ReleaseRequest) error {
+	if err := checkID("worker_id", r.GetWorkerId()); err != nil {
+		return err
+	}
+	if r.GetBucketId() == 0 {
+		return fmt.Errorf("bucket_id is required: %w", ErrInvalidArgument)
+	}
+	return nil
 }

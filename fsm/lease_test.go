@@ -188,7 +188,7 @@ func TestFSM_Submit(t *testing.T) {
 		}
 		reg, _ := h.f.State().Registration("dm", "w1")
 		if reg.Counters.BucketsDone != 1 || reg.Counters.ResultsAccepted != 3 || reg.Held != 0 ||
-			!slices.Equal(reg.Counters.Verdicts, []VerdictCount{{"NON_DM", 3}}) {
+			!slices.Equal(reg.Counters.Verdicts, []KeyCount{{"NON_DM", 3}}) {
 			t.Fatalf("counters: %+v", reg.Counters)
 		}
 	})

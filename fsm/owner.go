@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -36,32 +38,20 @@ func (x *txn) newOwnerTokenHash(required bool) ([]byte, error) {
 	return bytes.Clone(h), nil
 }
 
-// ownerOp reports whether an owner token may send cmd: the operations on
-// one service that the owner role reaches.
-func ownerOp(cmd *rationv1.Command) bool {
-	switch cmd.Op.(type) {
-	case *rationv1.Command_UpdateService, *rationv1.Command_RevokeService, *rationv1.Command_ReinstateService,
-		*rationv1.Command_RotateOwnerToken, *rationv1.Command_AddItems, *rationv1.Command_DeactivateWorker,
-		*rationv1.Command_ReactivateWorker, *rationv1.Command_RevertWorker:
-		return true
-	}
-	return false
-}
-
 // checkOwner refuses a command whose header carries an owner credential
 // that is not the current owner token hash of the service the command
 // names. It runs before the request-id lookup, so a token rotated away
 // stops working at exactly the rotation's index, retries included.
 // Commands without an owner credential (the admin's, workers', the
 // leader's) pass: the edge decides who may send them.
-func (x *txn) checkOwner(cmd *rationv1.Command) error {
+func (x *txn) checkOwner(o *operation, req proto.Message) error {
 	cred := x.hdr.GetOwnerCredential()
 	if len(cred) == 0 {
 		return nil
 	}
-	name, _, _ := subjectOf(cmd)
-	if !ownerOp(cmd) {
-		return fmt.Errorf("an owner token cannot %s: %w", actionOf(cmd), ErrBadOwnerToken)
+	name := subjectOf(req).service
+	if !o.owner {
+		return fmt.Errorf("an owner token cannot %s: %w", o.action, ErrBadOwnerToken)
 	}
 	s, ok := x.t.serviceByName(name)
 	if !ok || !x.peekSvc(s.Ordinal).OwnerTokenMatches(cred) {
@@ -92,4 +82,8 @@ func (x *txn) rotateOwnerToken(op *rationv1.RotateOwnerTokenRequest) (*rationv1.
 	x.svc(s.Ordinal).OwnerTokenHash = hash
 	x.record(&Activity{Action: ActRotateOwnerToken, Service: s.Name})
 	return &rationv1.RotateOwnerTokenResponse{}, nil
+}
+
+func validateRotateOwnerToken(r *rationv1.RotateOwnerTokenRequest) error {
+	return checkServiceName(r.GetName())
 }

@@ -34,8 +34,8 @@ func checkPrecheck(t testing.TB, before *State, c *rationv1.Command, res *ration
 	p := before.Precheck(c)
 	got := res.GetError()
 	if p != nil {
-		if got.GetReason() != p.Reason || got.GetMessage() != p.Error() {
-			t.Fatalf("%s: Precheck refused %s %q, Apply answered %v", actionOf(c), p.Reason, p.Error(), res)
+		if got.GetReason() != Reason(p) || got.GetMessage() != p.Error() {
+			t.Fatalf("%s: Precheck refused %s %q, Apply answered %v", actionOf(c), Reason(p), p.Error(), res)
 		}
 		return
 	}
@@ -49,8 +49,8 @@ func checkPrecheckBeat(t testing.TB, before *State, e *rationv1.HeartbeatEntry, 
 	resp, p := before.PrecheckHeartbeat(e)
 	switch {
 	case p != nil:
-		if got.GetError().GetReason() != p.Reason || got.GetError().GetMessage() != p.Error() {
-			t.Fatalf("heartbeat: Precheck refused %s %q, Apply answered %v", p.Reason, p.Error(), got)
+		if got.GetError().GetReason() != Reason(p) || got.GetError().GetMessage() != p.Error() {
+			t.Fatalf("heartbeat: Precheck refused %s %q, Apply answered %v", Reason(p), p.Error(), got)
 		}
 	case resp != nil:
 		if !proto.Equal(resp, got.GetHeartbeatEntry()) || got.GetError() != nil {
@@ -72,7 +72,14 @@ func checkPrecheckBeat(t testing.TB, before *State, e *rationv1.HeartbeatEntry, 
 
 // dedupHit reports whether Apply answers c from its request-id table.
 func dedupHit(st *State, c *rationv1.Command) bool {
-	key := (&txn{t: st.t, hdr: c.GetHeader()}).requestKey(c)
+	o, req, compacted := operations.decode(c)
+	if o == nil {
+		return false
+	}
+	if compacted {
+		req, _, _ = o.compact.expand(req)
+	}
+	key := o.requestKey(c.GetHeader(), req)
 	if key == "" {
 		return false
 	}
@@ -185,7 +192,7 @@ func TestPrecheck_RefusesAsApply(t *testing.T) {
 			if !bytes.Equal(before, h.snapshot()) {
 				t.Fatal("Precheck changed the state")
 			}
-			if p == nil || p.Reason != tt.want.Reason {
+			if p == nil || Reason(p) != tt.want.Reason {
 				t.Fatalf("Precheck = %v, want %s", p, tt.want.Reason)
 			}
 			if !errors.Is(p, tt.want) {
@@ -269,7 +276,7 @@ func TestPrecheck_Heartbeat(t *testing.T) {
 			resp, p := h.f.State().PrecheckHeartbeat(tt.e)
 			switch {
 			case tt.refuse != nil:
-				if p == nil || p.Reason != tt.refuse.Reason || resp != nil {
+				if p == nil || Reason(p) != tt.refuse.Reason || resp != nil {
 					t.Fatalf("PrecheckHeartbeat = %v, %v; want refusal %s", resp, p, tt.refuse.Reason)
 				}
 			case tt.answers != nil:

@@ -283,10 +283,12 @@ func (s *State) Results(service string, after uint64, limit int) []*ResultBatch 
 }
 
 // Nodes returns the cluster members' address book, by node id.
-func (s *State) Nodes() []*Node { return s.t.nodes.Items() }
+func (s *State) Nodes() []*NodeAddress { return s.t.nodes.Items() }
 
-// Node returns one member's entry.
-func (s *State) Node(id string) (*Node, bool) { return s.t.nodes.Get(&Node{ID: id}) }
+// NodeAddress returns one member's entry.
+func (s *State) NodeAddress(id string) (*NodeAddress, bool) {
+	return s.t.nodes.Get(&NodeAddress{ID: id})
+}
 
 // ResultBatch returns the result batch with sequence number seq.
 func (s *State) ResultBatch(seq uint64) (*ResultBatch, bool) {
@@ -382,7 +384,7 @@ func (s *State) Suspicions(service string, r *Registration) []string {
 	if c.ResultsReverted > 0 {
 		out = append(out, fmt.Sprintf("%d results reverted", c.ResultsReverted))
 	}
-	total := func(vs []VerdictCount) (n uint64) {
+	total := func(vs []KeyCount) (n uint64) {
 		for _, v := range vs {
 			n += v.Count
 		}
@@ -390,18 +392,18 @@ func (s *State) Suspicions(service string, r *Registration) []string {
 	}
 	wn, sn := total(c.Verdicts), total(svc.Counters.Verdicts)
 	if wn >= suspectMinResults && sn >= suspectMinSvcResults {
-		share := func(vs []VerdictCount, v string, n uint64) float64 {
+		share := func(vs []KeyCount, v string, n uint64) float64 {
 			for _, x := range vs {
-				if x.Verdict == v {
+				if x.Key == v {
 					return float64(x.Count) / float64(n)
 				}
 			}
 			return 0
 		}
 		for _, v := range svc.Counters.Verdicts {
-			w, all := share(c.Verdicts, v.Verdict, wn), share(svc.Counters.Verdicts, v.Verdict, sn)
+			w, all := share(c.Verdicts, v.Key, wn), share(svc.Counters.Verdicts, v.Key, sn)
 			if w-all > suspectVerdictSkew || all-w > suspectVerdictSkew {
-				out = append(out, fmt.Sprintf("verdict mix far from the service's: %s %.0f%% against %.0f%%", v.Verdict, 100*w, 100*all))
+				out = append(out, fmt.Sprintf("verdict mix far from the service's: %s %.0f%% against %.0f%%", v.Key, 100*w, 100*all))
 				break
 			}
 		}

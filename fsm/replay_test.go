@@ -34,7 +34,9 @@ func replayDir() string { return filepath.Join("..", "testdata", "replay") }
 // does not decode, an owner token on an operation it does not reach).
 func recordReplayLog(t *testing.T) []*raft.Log {
 	var logs []*raft.Log
-	capture := func(l *rawEntry) { logs = append(logs, &raft.Log{Index: uint64(len(logs) + 1), Type: raft.LogCommand, Data: l.Data}) }
+	capture := func(l *rawEntry) {
+		logs = append(logs, &raft.Log{Index: uint64(len(logs) + 1), Type: raft.LogCommand, Data: l.Data})
+	}
 	h := newHarness(t)
 	h.check, h.capture = false, capture
 	script(h)

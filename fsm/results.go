@@ -8,32 +8,32 @@ import (
 )
 
 // Results are kept as history, so a service accumulates millions of them.
-// A batch stores its results packed in one string, each result as three
+// A batch stores its results encoded in one string, each result as three
 // length-prefixed strings (item, verdict, payload): one allocation per
 // submit instead of four per result, and nothing for the garbage collector
 // to scan. Strings read back are substrings of it.
 
-// packResults packs results, given as (item, verdict, payload) by f, into
-// one string.
-func packResults[T any](xs []T, f func(T) (item, verdict, payload string)) string {
+// encodeResults encodes results, given as (item, verdict, payload) by f,
+// into one string.
+func encodeResults[T any](xs []T, f func(T) (item, verdict, payload string)) string {
 	size := 0 // exactly: results are kept for good
 	for _, x := range xs {
 		a, b, c := f(x)
-		size += packedLen(a) + packedLen(b) + packedLen(c)
+		size += encodedLen(a) + encodedLen(b) + encodedLen(c)
 	}
 	var buf strings.Builder
 	buf.Grow(size)
 	for _, x := range xs {
 		a, b, c := f(x)
-		writePacked(&buf, a)
-		writePacked(&buf, b)
-		writePacked(&buf, c)
+		writeString(&buf, a)
+		writeString(&buf, b)
+		writeString(&buf, c)
 	}
 	return buf.String()
 }
 
 // packedLen is the length of s packed: its uvarint length and its bytes.
-func packedLen(s string) int {
+func encodedLen(s string) int {
 	n := 1
 	for v := uint64(len(s)); v >= 0x80; v >>= 7 {
 		n++
@@ -42,7 +42,7 @@ func packedLen(s string) int {
 }
 
 // writePacked writes s packed: its uvarint length and its bytes.
-func writePacked(buf *strings.Builder, s string) {
+func writeString(buf *strings.Builder, s string) {
 	var n [binary.MaxVarintLen64]byte
 	buf.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
 	buf.WriteString(s)
@@ -54,7 +54,7 @@ func (rb *ResultBatch) Len() int { return rb.n }
 // All yields the batch's results in the order they were submitted.
 func (rb *ResultBatch) All() iter.Seq2[int, Result] {
 	return func(yield func(int, Result) bool) {
-		p := rb.packed
+		p := rb.encoded
 		for i := 0; i < rb.n; i++ {
 			var f [3]string
 			for j := range f {
@@ -89,7 +89,7 @@ func findResult(rb *ResultBatch, item string) (Result, bool) {
 func nextString(p string) (string, string) {
 	s, rest, ok := readString(p)
 	if !ok {
-		panic(fmt.Sprintf("fsm: packed results corrupt (%d bytes left)", len(p)))
+		panic(fmt.Sprintf("fsm: encoded results corrupt (%d bytes left)", len(p)))
 	}
 	return s, rest
 }
@@ -118,6 +118,6 @@ func readString(p string) (s, rest string, ok bool) {
 // newResultBatch returns rb holding results.
 func newResultBatch[T any](rb ResultBatch, xs []T, f func(T) (item, verdict, payload string)) *ResultBatch {
 	rb.n = len(xs)
-	rb.packed = packResults(xs, f)
+	rb.encoded = encodeResults(xs, f)
 	return &rb
 }

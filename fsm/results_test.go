@@ -58,21 +58,21 @@ func TestResultBatch_CorruptPanics(t *testing.T) {
 					t.Errorf("%q: no panic", p)
 				}
 			}()
-			rb := &ResultBatch{n: 1, packed: p}
+			rb := &ResultBatch{n: 1, encoded: p}
 			for range rb.All() {
 			}
 		}()
 	}
 }
 
-func TestPackedLen(t *testing.T) {
+func TestEncodedLen(t *testing.T) {
 	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 1 << 21} {
 		s := strings.Repeat("x", n)
 		var b strings.Builder
-		writePacked(&b, s)
+		writeString(&b, s)
 		want := len(binary.AppendUvarint(nil, uint64(n))) + n
-		if got := packedLen(s); got != want || b.Len() != want {
-			t.Errorf("%d bytes: packedLen %d, writePacked wrote %d, want %d", n, got, b.Len(), want)
+		if got := encodedLen(s); got != want || b.Len() != want {
+			t.Errorf("%d bytes: encodedLen %d, writeString wrote %d, want %d", n, got, b.Len(), want)
 		}
 	}
 }

@@ -78,3 +78,16 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 		Message: fmt.Sprintf("since %s, requeued %d", op.GetSince().AsTime().UTC().Format("2006-01-02T15:04:05Z"), resp.Requeued)})
 	return resp, nil
 }
+
+func validateRevertWorker(r *rationv1.RevertWorkerRequest) error {
+	if err := firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId())); err != nil {
+		return err
+	}
+	if r.GetSince() == nil {
+		return fmt.Errorf("since is required (use 1970-01-01T00:00:00Z to revert everything): %w", ErrInvalidArgument)
+	}
+	if err := r.GetSince().CheckValid(); err != nil {
+		return fmt.Errorf("since: %v: %w", err, ErrInvalidArgument)
+	}
+	return nil
+}

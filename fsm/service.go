@@ -183,3 +183,34 @@ func (x *txn) reinstateService(op *rationv1.ReinstateServiceRequest) (*rationv1.
 	x.record(&Activity{Action: ActReinstateService, Service: s.Name})
 	return &rationv1.ReinstateServiceResponse{}, nil
 }
+
+// validateCreateService runs CreateService's checks that need no state.
+func validateCreateService(r *rationv1.CreateServiceRequest) error {
+	if err := checkServiceName(r.GetName()); err != nil {
+		return err
+	}
+	k, ok := kind.Lookup(r.GetKind())
+	if !ok {
+		return fmt.Errorf("kind %q (known: %v): %w", r.GetKind(), kind.Names(), ErrUnknownKind)
+	}
+	_, err := configFromProto(k, r.GetConfig())
+	return err
+}
+
+// validateUpdateService runs UpdateService's checks that need no state: the
+// limits of every setting, before the service's kind is known.
+func validateUpdateService(r *rationv1.UpdateServiceRequest) error {
+	if err := checkServiceName(r.GetName()); err != nil {
+		return err
+	}
+	_, err := configFromProto(anyKind{}, r.GetConfig())
+	return err
+}
+
+func validateRevokeService(r *rationv1.RevokeServiceRequest) error {
+	return firstErr(checkServiceName(r.GetName()), checkText("reason", r.GetReason()))
+}
+
+func validateReinstateService(r *rationv1.ReinstateServiceRequest) error {
+	return checkServiceName(r.GetName())
+}

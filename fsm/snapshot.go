@@ -115,7 +115,7 @@ func (t *tables) encode(w io.Writer) error {
 	rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Meta{Meta: &rationv1.SnapshotMeta{
 		Index: m.index, Now: m.now, NextSeq: m.nextSeq, NextEpoch: m.nextEpoch, NextBucket: m.nextBucket, NextService: m.nextService,
 	}}})
-	t.nodes.Scan(func(n *Node) bool {
+	t.nodes.Scan(func(n *NodeAddress) bool {
 		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Node{Node: &rationv1.NodeRecord{
 			NodeId: n.ID, ApiAddress: n.APIAddress}}})
 		return rw.err == nil
@@ -279,7 +279,7 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		m := r.Meta
 		t.meta = meta{index: m.Index, now: m.Now, nextSeq: m.NextSeq, nextEpoch: m.NextEpoch, nextBucket: m.NextBucket, nextService: m.NextService}
 	case *rationv1.SnapshotRecord_Node:
-		if _, dup := t.nodes.Load(&Node{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress}); dup {
+		if _, dup := t.nodes.Load(&NodeAddress{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress}); dup {
 			return fmt.Errorf("node %q twice", r.Node.NodeId)
 		}
 	case *rationv1.SnapshotRecord_Service:
@@ -490,10 +490,10 @@ func (c Counters) Proto() *rationv1.Counters {
 		LateSubmits: c.LateSubmits, DeadReleased: c.DeadReleased,
 	}
 	for _, v := range c.Verdicts {
-		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Verdict, Count: v.Count})
+		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Key, Count: v.Count})
 	}
 	for _, r := range c.RejectedBy {
-		p.RejectedByReason = append(p.RejectedByReason, &rationv1.ReasonCount{Reason: r.Verdict, Count: r.Count})
+		p.RejectedByReason = append(p.RejectedByReason, &rationv1.ReasonCount{Reason: r.Key, Count: r.Count})
 	}
 	return p
 }
@@ -507,10 +507,10 @@ func countersFromProto(p *rationv1.Counters) Counters {
 		LateSubmits: p.GetLateSubmits(), DeadReleased: p.GetDeadReleased(),
 	}
 	for _, v := range p.GetVerdicts() {
-		c.Verdicts = append(c.Verdicts, VerdictCount{Verdict: v.GetVerdict(), Count: v.GetCount()})
+		c.Verdicts = append(c.Verdicts, KeyCount{Key: v.GetVerdict(), Count: v.GetCount()})
 	}
 	for _, r := range p.GetRejectedByReason() {
-		c.RejectedBy = append(c.RejectedBy, VerdictCount{Verdict: r.GetReason(), Count: r.GetCount()})
+		c.RejectedBy = append(c.RejectedBy, KeyCount{Key: r.GetReason(), Count: r.GetCount()})
 	}
 	return c
 }

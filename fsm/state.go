@@ -67,20 +67,20 @@ type Counters struct {
 	ResultsReverted  uint64
 	Rejected         uint64
 	Heartbeats       uint64
-	Verdicts         []VerdictCount
+	Verdicts         []KeyCount // accepted results, by verdict
 	ItemsAdded       uint64
 	ItemsQuarantined uint64
 	LateSubmits      uint64
 	DeadReleased     uint64
-	// RejectedBy counts refused commands by reason; each entry's Verdict
-	// field holds the reason.
-	RejectedBy []VerdictCount
+	// RejectedBy counts refused commands by reason.
+	RejectedBy []KeyCount
 }
 
-// VerdictCount counts results with one verdict.
-type VerdictCount struct {
-	Verdict string
-	Count   uint64
+// KeyCount is one entry of a count kept by key (a verdict, a reason).
+// Lists of them are sorted by key.
+type KeyCount struct {
+	Key   string
+	Count uint64
 }
 
 // Worker is a worker id bound to the hash of its secret.
@@ -158,8 +158,8 @@ type ResultBatch struct {
 	At         int64
 	RevertedAt int64
 
-	n      int
-	packed string // see results.go
+	n       int
+	encoded string // see results.go
 }
 
 // Result is a worker's answer for one item.
@@ -186,8 +186,9 @@ type Activity struct {
 	RequestID string
 }
 
-// Node is a cluster member's address book entry.
-type Node struct {
+// NodeAddress is a cluster member's entry in the address book: where its
+// API listens, so that any node can forward to it.
+type NodeAddress struct {
 	ID         string
 	APIAddress string
 }
@@ -227,32 +228,33 @@ const (
 	ActTick = "tick"
 )
 
-// countVerdict adds one to a verdict's count in vs, which the caller owns.
-func countVerdict(vs []VerdictCount, verdict string) []VerdictCount {
+// countKey adds one to key's count in vs, which the caller owns.
+func countKey(vs []KeyCount, key string) []KeyCount {
 	for i := range vs {
-		if vs[i].Verdict == verdict {
+		if vs[i].Key == key {
 			vs[i].Count++
 			return vs
 		}
 	}
-	return addVerdict(vs, verdict, 1)
+	return addCount(vs, key, 1)
 }
 
-func addVerdict(vs []VerdictCount, verdict string, n uint64) []VerdictCount {
-	out := make([]VerdictCount, 0, len(vs)+1)
+// addCount returns a copy of vs with n added to key's count.
+func addCount(vs []KeyCount, key string, n uint64) []KeyCount {
+	out := make([]KeyCount, 0, len(vs)+1)
 	done := false
 	for _, v := range vs {
-		if !done && v.Verdict == verdict {
+		if !done && v.Key == key {
 			v.Count += n
 			done = true
-		} else if !done && v.Verdict > verdict {
-			out = append(out, VerdictCount{verdict, n})
+		} else if !done && v.Key > key {
+			out = append(out, KeyCount{key, n})
 			done = true
 		}
 		out = append(out, v)
 	}
 	if !done {
-		out = append(out, VerdictCount{verdict, n})
+		out = append(out, KeyCount{key, n})
 	}
 	return out
 }

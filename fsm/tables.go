@@ -12,7 +12,7 @@ import (
 type tables struct {
 	meta meta
 
-	nodes    *btree.BTreeG[*Node]
+	nodes    *btree.BTreeG[*NodeAddress]
 	services *btree.BTreeG[*Service] // by name
 	ordinals *btree.BTreeG[*Service] // by ordinal
 	workers  *btree.BTreeG[*Worker]
@@ -95,7 +95,7 @@ func newTree[T any](less func(a, b T) bool) *btree.BTreeG[T] {
 func newTables() *tables {
 	return &tables{
 		meta:     meta{nextSeq: 1, nextEpoch: 1, nextBucket: 1, nextService: 1},
-		nodes:    newTree(func(a, b *Node) bool { return a.ID < b.ID }),
+		nodes:    newTree(func(a, b *NodeAddress) bool { return a.ID < b.ID }),
 		services: newTree(func(a, b *Service) bool { return a.Name < b.Name }),
 		ordinals: newTree(func(a, b *Service) bool { return a.Ordinal < b.Ordinal }),
 		workers:  newTree(func(a, b *Worker) bool { return a.ID < b.ID }),

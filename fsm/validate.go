@@ -25,94 +25,11 @@ func CheckRequest(req proto.Message) error {
 }
 
 func checkRequest(req proto.Message) error {
-	switch r := req.(type) {
-	case *rationv1.CreateServiceRequest:
-		if err := checkServiceName(r.GetName()); err != nil {
-			return err
-		}
-		k, ok := kind.Lookup(r.GetKind())
-		if !ok {
-			return fmt.Errorf("kind %q (known: %v): %w", r.GetKind(), kind.Names(), ErrUnknownKind)
-		}
-		_, err := configFromProto(k, r.GetConfig())
-		return err
-	case *rationv1.UpdateServiceRequest:
-		if err := checkServiceName(r.GetName()); err != nil {
-			return err
-		}
-		_, err := configFromProto(anyKind{}, r.GetConfig())
-		return err
-	case *rationv1.RevokeServiceRequest:
-		return firstErr(checkServiceName(r.GetName()), checkText("reason", r.GetReason()))
-	case *rationv1.ReinstateServiceRequest:
-		return checkServiceName(r.GetName())
-	case *rationv1.RotateOwnerTokenRequest:
-		return checkServiceName(r.GetName())
-	case *rationv1.RegisterRequest:
-		return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()), checkText("name", r.GetName()))
-	case *rationv1.UnregisterRequest:
-		return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()))
-	case *rationv1.DeactivateWorkerRequest:
-		return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()), checkText("reason", r.GetReason()))
-	case *rationv1.ReactivateWorkerRequest:
-		return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()))
-	case *rationv1.RevertWorkerRequest:
-		if err := firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId())); err != nil {
-			return err
-		}
-		if r.GetSince() == nil {
-			return fmt.Errorf("since is required (use 1970-01-01T00:00:00Z to revert everything): %w", ErrInvalidArgument)
-		}
-		if err := r.GetSince().CheckValid(); err != nil {
-			return fmt.Errorf("since: %v: %w", err, ErrInvalidArgument)
-		}
-	case *rationv1.AddItemsRequest:
-		if err := checkServiceName(r.GetService()); err != nil {
-			return err
-		}
-		if err := checkItems(r.GetItems(), MaxItemsPerAddLimit); err != nil {
-			return err
-		}
-		if p := r.GetPriority(); p < MinPriority || p > MaxPriority {
-			return fmt.Errorf("priority %d, want %d to %d: %w", p, MinPriority, MaxPriority, ErrInvalidArgument)
-		}
-	case *rationv1.AcquireRequest:
-		return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()))
-	case *rationv1.HeartbeatRequest:
-		if err := checkID("worker_id", r.GetWorkerId()); err != nil {
-			return err
-		}
-		if n := len(r.GetBuckets()); n == 0 || n > MaxHeartbeatBuckets {
-			return fmt.Errorf("buckets has %d entries, want 1 to %d: %w", n, MaxHeartbeatBuckets, ErrInvalidArgument)
-		}
-	case *rationv1.SubmitRequest:
-		if err := checkID("worker_id", r.GetWorkerId()); err != nil {
-			return err
-		}
-		if r.GetBucketId() == 0 {
-			return fmt.Errorf("bucket_id is required: %w", ErrInvalidArgument)
-		}
-		if n := len(r.GetResults()); n == 0 || n > MaxBucketSize {
-			return fmt.Errorf("results has %d entries, want 1 to %d (use Release to give a bucket back): %w", n, MaxBucketSize, ErrInvalidArgument)
-		}
-		for i, res := range r.GetResults() {
-			if p := idProblem(res.GetItem()); p != "" {
-				return fmt.Errorf("results[%d].item %s: %w", i, p, ErrInvalidArgument)
-			}
-			if v := res.GetVerdict(); v == "" || len(v) > kind.MaxVerdictLength {
-				return fmt.Errorf("results[%d].verdict: want 1 to %d bytes: %w", i, kind.MaxVerdictLength, ErrInvalidArgument)
-			}
-			if len(res.GetPayload()) > kind.MaxPayloadLimit {
-				return fmt.Errorf("results[%d].payload is %d bytes, limit %d: %w", i, len(res.GetPayload()), kind.MaxPayloadLimit, ErrInvalidArgument)
-			}
-		}
-	case *rationv1.ReleaseRequest:
-		if err := checkID("worker_id", r.GetWorkerId()); err != nil {
-			return err
-		}
-		if r.GetBucketId() == 0 {
-			return fmt.Errorf("bucket_id is required: %w", ErrInvalidArgument)
-		}
+	if r, ok := req.(*rationv1.HeartbeatRequest); ok {
+		return validateHeartbeat(r) // the log carries it inside a HeartbeatBatch
+	}
+	if o, ok := operations.of(req); ok && o.validate != nil {
+		return o.validate(req)
 	}
 	return nil
 }

@@ -188,3 +188,19 @@ func (x *txn) reactivateWorker(op *rationv1.ReactivateWorkerRequest) (*rationv1.
 	x.record(&Activity{Action: ActReactivate, Service: s.Name, Worker: id})
 	return &rationv1.ReactivateWorkerResponse{}, nil
 }
+
+func validateRegister(r *rationv1.RegisterRequest) error {
+	return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()), checkText("name", r.GetName()))
+}
+
+func validateUnregister(r *rationv1.UnregisterRequest) error {
+	return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()))
+}
+
+func validateDeactivateWorker(r *rationv1.DeactivateWorkerRequest) error {
+	return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()), checkText("reason", r.GetReason()))
+}
+
+func validateReactivateWorker(r *rationv1.ReactivateWorkerRequest) error {
+	return firstErr(checkServiceName(r.GetService()), checkID("worker_id", r.GetWorkerId()))
+}

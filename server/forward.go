@@ -101,7 +101,7 @@ func write[Req, Res any](s *Server, ctx context.Context, req *connect.Request[Re
 		if err := s.precheck(ctx, cmd); err != nil {
 			return nil, err
 		}
-		res, err := s.store.Apply(ctx, fsm.Pack(cmd))
+		res, err := s.store.Apply(ctx, fsm.Compact(cmd))
 		if err != nil {
 			return nil, err
 		}

@@ -253,12 +253,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(cd.desc, prometheus.CounterValue, float64(cd.value(&counters)), name)
 		}
 		for _, v := range svc.Counters.Verdicts {
-			ch <- prometheus.MustNewConstMetric(c.resultsAccepted, prometheus.CounterValue, float64(v.Count), name, v.Verdict)
+			ch <- prometheus.MustNewConstMetric(c.resultsAccepted, prometheus.CounterValue, float64(v.Count), name, v.Key)
 		}
 		for _, r := range svc.Counters.RejectedBy {
-			n := r.Count + edge[r.Verdict]
-			delete(edge, r.Verdict)
-			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(n), name, r.Verdict)
+			n := r.Count + edge[r.Key]
+			delete(edge, r.Key)
+			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(n), name, r.Key)
 		}
 		for reason, n := range edge {
 			ch <- prometheus.MustNewConstMetric(c.rejectedByReason, prometheus.CounterValue, float64(n), name, reason)

@@ -32,7 +32,7 @@ func (s *Server) precheck(ctx context.Context, cmd *rationv1.Command) error {
 	if perr == nil {
 		return nil
 	}
-	s.refused.add(st.RefusalService(cmd), perr.Reason)
+	s.refused.add(st.RefusalService(cmd), fsm.Reason(perr))
 	return perr
 }
 

@@ -6,59 +6,64 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
-// The leader proposes AddItems and Submit packed; the state they leave must
-// be the one the plain commands leave, byte for byte.
-func TestPack_SameStateAsPlain(t *testing.T) {
+// The leader proposes AddItems and Submit compact; the state they leave
+// must be the one the plain commands leave, byte for byte.
+func TestCompact_SameStateAsPlain(t *testing.T) {
 	plain, packed := newHarness(t), newHarness(t)
 	packed.pack = true
 	script(plain)
 	script(packed)
 	if !bytes.Equal(plain.snapshot(), packed.snapshot()) {
-		t.Fatal("the packed log left another state than the plain one")
+		t.Fatal("the compact log left another state than the plain one")
 	}
 }
 
-func TestPack_RoundTrip(t *testing.T) {
+func TestCompact_RoundTrip(t *testing.T) {
 	h := newHarness(t)
 	add := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "", "ü€", string(bytes.Repeat([]byte("x"), 300))}, Priority: 2}, "admin", nil, "r")
 	sub := h.command(&rationv1.SubmitRequest{WorkerId: "w", BucketId: 3, Epoch: 9, Results: []*rationv1.ResultInput{
 		{Item: "a", Verdict: "DM", Payload: "p"}, {Item: "b"}}}, "w", []byte("c"), "s")
 	for _, c := range []*rationv1.Command{add, sub} {
 		before := c.String()
-		p := Pack(c)
+		p := Compact(c)
 		if c.String() != before {
-			t.Fatal("Pack changed its argument")
+			t.Fatal("Compact changed its argument")
 		}
-		if packable(p) {
-			t.Fatalf("Pack left %T plain", p.Op)
+		o, req, compacted := operations.decode(p)
+		if !compacted {
+			t.Fatalf("Compact left %T plain", p.Op)
 		}
 		packed := p.String()
-		back, _, err := unpackCommand(p)
+		plain, _, err := o.compact.expand(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if p.String() != packed {
-			t.Fatal("unpackCommand changed its argument")
+			t.Fatal("expand changed its argument")
 		}
+		back := &rationv1.Command{Header: c.Header}
+		back.ProtoReflect().Set(o.field, protoreflect.ValueOfMessage(plain.ProtoReflect()))
 		if back.String() != before {
-			t.Fatalf("unpackCommand(Pack(c)) = %v, want %v", back, before)
+			t.Fatalf("expand(Compact(c)) = %v, want %v", back, before)
 		}
 		if !bytes.Equal(canonicalHash(c), canonicalHash(p)) {
-			t.Fatal("plain and packed forms hash differently")
+			t.Fatal("plain and compact forms hash differently")
 		}
 	}
 	other := &rationv1.Command{Header: add.Header, Op: &rationv1.Command_Release{Release: &rationv1.ReleaseRequest{}}}
-	if Pack(other) != other {
-		t.Fatal("Pack changed a command it does not pack")
+	if Compact(other) != other {
+		t.Fatal("Compact changed a command it has no compact form for")
 	}
 }
 
-// A request first applied plain and retried packed (or the other way)
+// A request first applied plain and retried compact (or the other way)
 // gets the first answer, not REQUEST_ID_REUSED.
-func TestPack_RetryAcrossForms(t *testing.T) {
+func TestCompact_RetryAcrossForms(t *testing.T) {
 	h := newHarness(t)
 	h.createService("dm", "dmcheck", nil)
 	add := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "b"}}, "admin", nil, "req-1")
@@ -66,18 +71,18 @@ func TestPack_RetryAcrossForms(t *testing.T) {
 	if ResultError(first) != nil {
 		t.Fatal(ResultError(first))
 	}
-	again := h.applyCmd(Pack(add))
+	again := h.applyCmd(Compact(add))
 	if err := ResultError(again); err != nil {
-		t.Fatalf("packed retry: %v", err)
+		t.Fatalf("compact retry: %v", err)
 	}
 	if again.GetAddItems().GetAdded() != 2 {
-		t.Fatalf("packed retry answered %v, want the first answer", again)
+		t.Fatalf("compact retry answered %v, want the first answer", again)
 	}
 }
 
-// A packed command whose bytes do not decode is refused, never applied in
+// A compact command whose bytes do not decode is refused, never applied in
 // part and never a panic.
-func TestPack_CorruptRefused(t *testing.T) {
+func TestCompact_CorruptRefused(t *testing.T) {
 	h := newHarness(t)
 	h.createService("dm", "dmcheck", nil)
 	hdr := h.command(&rationv1.ReleaseRequest{}, "admin", nil, "").Header
