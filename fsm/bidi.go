@@ -22,14 +22,16 @@ func checkBidiIDs(req proto.Message) error {
 			return err
 		}
 	}
-	switch r := req.(type) {
-	case *rationv1.AddItemsRequest:
+	if r, ok := req.(interface{ GetItems() []string }); ok {
 		for i, id := range r.GetItems() {
 			if hasBidi(id) {
 				return checkBidi(fmt.Sprintf("items[%d]", i), id)
 			}
 		}
-	case *rationv1.SubmitRequest:
+	}
+	if r, ok := req.(interface {
+		GetResults() []*rationv1.ResultInput
+	}); ok {
 		for i, res := range r.GetResults() {
 			if hasBidi(res.GetItem()) {
 				return checkBidi(fmt.Sprintf("results[%d].item", i), res.GetItem())

@@ -69,63 +69,23 @@ func (h *harness) command(op proto.Message, actor string, cred []byte, requestID
 	c := &rationv1.Command{Header: &rationv1.CommandHeader{
 		RequestId: requestID, ProposedAt: h.now.UnixNano(), Seed: h.seed, Proposer: "test", Actor: actor, Credential: cred,
 	}}
-	switch op := op.(type) {
-	case *rationv1.CreateServiceRequest:
-		c.Op = &rationv1.Command_CreateService{CreateService: op}
-	case *rationv1.UpdateServiceRequest:
-		c.Op = &rationv1.Command_UpdateService{UpdateService: op}
-	case *rationv1.RevokeServiceRequest:
-		c.Op = &rationv1.Command_RevokeService{RevokeService: op}
-	case *rationv1.ReinstateServiceRequest:
-		c.Op = &rationv1.Command_ReinstateService{ReinstateService: op}
-	case *rationv1.RegisterRequest:
-		c.Op = &rationv1.Command_Register{Register: op}
-	case *rationv1.UnregisterRequest:
-		c.Op = &rationv1.Command_Unregister{Unregister: op}
-	case *rationv1.DeactivateWorkerRequest:
-		c.Op = &rationv1.Command_DeactivateWorker{DeactivateWorker: op}
-	case *rationv1.ReactivateWorkerRequest:
-		c.Op = &rationv1.Command_ReactivateWorker{ReactivateWorker: op}
-	case *rationv1.RevertWorkerRequest:
-		c.Op = &rationv1.Command_RevertWorker{RevertWorker: op}
-	case *rationv1.AddItemsRequest:
-		c.Op = &rationv1.Command_AddItems{AddItems: op}
-	case *rationv1.AcquireRequest:
-		c.Op = &rationv1.Command_Acquire{Acquire: op}
-	case *rationv1.HeartbeatBatch:
-		c.Op = &rationv1.Command_Heartbeat{Heartbeat: op}
-	case *rationv1.SubmitRequest:
-		c.Op = &rationv1.Command_Submit{Submit: op}
-	case *rationv1.ReleaseRequest:
-		c.Op = &rationv1.Command_Release{Release: op}
-	case *rationv1.Tick:
-		c.Op = &rationv1.Command_Tick{Tick: op}
-	case *rationv1.SetNode:
-		c.Op = &rationv1.Command_SetNode{SetNode: op}
-	case *rationv1.RemoveNode:
-		c.Op = &rationv1.Command_RemoveNode{RemoveNode: op}
-	case *rationv1.CommandBatch:
-		c.Op = &rationv1.Command_Batch{Batch: op}
-	default:
+	if b, ok := op.(*rationv1.CommandBatch); ok {
+		c.Op = &rationv1.Command_Batch{Batch: b}
+		return c
+	}
+	op1, ok := NewCommand(op)
+	if !ok {
 		h.t.Fatalf("harness: unknown op %T", op)
 	}
+	c.Op = op1.Op
 	return c
 }
 
 // workerOf names the worker a worker operation is for, so the harness can
 // present that worker's secret.
 func workerOf(op proto.Message) string {
-	switch op := op.(type) {
-	case *rationv1.RegisterRequest:
-		return op.GetWorkerId()
-	case *rationv1.UnregisterRequest:
-		return op.GetWorkerId()
-	case *rationv1.AcquireRequest:
-		return op.GetWorkerId()
-	case *rationv1.SubmitRequest:
-		return op.GetWorkerId()
-	case *rationv1.ReleaseRequest:
-		return op.GetWorkerId()
+	if o, ok := operations.of(op); ok && o.scope == byWorker {
+		return subjectOf(op).worker
 	}
 	return ""
 }

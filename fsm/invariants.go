@@ -14,216 +14,303 @@ import (
 // agree with the records. It reads the whole state and is meant for tests
 // and diagnostics.
 func (s *State) CheckInvariants() error {
-	t := s.t
-	var errs []error
-	fail := func(format string, args ...any) {
-		if len(errs) < 20 {
-			errs = append(errs, fmt.Errorf(format, args...))
+	c := &checker{t: s.t, epochs: map[uint64]uint64{}, inBucket: map[string]uint64{}}
+	c.tally, _ = tallyOf(s.t) // an item in a missing bucket is reported by checkItems
+	c.checkBuckets()
+	c.checkItems()
+	c.checkRegistrations()
+	c.checkServices()
+	c.checkIndexSizes()
+	c.checkActivity()
+	return errors.Join(c.errs...)
+}
+
+// tally is what a snapshot does not store but the records imply: each
+// service's items and buckets by state, and the buckets each registration
+// holds. Restore derives them from it; CheckInvariants compares them with
+// what the state kept.
+type tally struct {
+	items, buckets map[uint32]*StateCounts
+	held           map[regKey]uint32
+}
+
+// tallyOf counts the records. An item in a missing bucket (or one of
+// another service) is left out, and the first such is the error.
+func tallyOf(t *tables) (*tally, error) {
+	c := &tally{items: map[uint32]*StateCounts{}, buckets: map[uint32]*StateCounts{}, held: map[regKey]uint32{}}
+	add := func(m map[uint32]*StateCounts, svc uint32, state int32) {
+		if m[svc] == nil {
+			m[svc] = new(StateCounts)
 		}
+		m[svc][state]++
 	}
-	items := map[uint32]*[5]int64{}
-	buckets := map[uint32]*[5]int64{}
-	held := map[regKey]uint32{}
-	epochs := map[uint64]uint64{}
-	inBucket := map[string]uint64{} // service/item -> the live bucket listing it
-	readyN, leasesN, deadN := 0, 0, 0
 	t.buckets.Scan(func(b *Bucket) bool {
-		svc, ok := t.serviceByOrdinal(b.Service)
-		if !ok {
-			fail("bucket %d: unknown service %d", b.ID, b.Service)
-			return true
-		}
-		if buckets[b.Service] == nil {
-			buckets[b.Service] = new([5]int64)
-		}
-		buckets[b.Service][b.State]++
-		if b.ID >= t.meta.nextBucket {
-			fail("bucket %d: id not below next id %d", b.ID, t.meta.nextBucket)
-		}
-		if len(b.Items) == 0 {
-			fail("bucket %d: empty", b.ID)
-		}
-		if len(b.Items) > int(svc.Config.BucketSize) && b.State == unassigned && slices.ContainsFunc(svc.Open, func(o OpenBucket) bool { return o.Bucket == b.ID }) {
-			fail("bucket %d: open but over bucket_size", b.ID)
-		}
-		switch b.State {
-		case unassigned:
-			readyN++
-			if _, ok := t.ready.Get(readyKeyOf(b, int64(svc.Config.PriorityAging))); !ok {
-				fail("bucket %d: unassigned but not in the ready index", b.ID)
-			}
-			if b.Holder != "" {
-				fail("bucket %d: unassigned with holder %q", b.ID, b.Holder)
-			}
-		case leased:
-			leasesN++
-			if _, ok := t.leases.Get(timeKey{b.Deadline, b.ID}); !ok {
-				fail("bucket %d: leased but not in the lease index", b.ID)
-			}
-		case dead:
-			deadN++
-			if _, ok := t.dead.Get(timeKey{b.ReleaseAt, b.ID}); !ok {
-				fail("bucket %d: dead but not in the dead index", b.ID)
-			}
-		case done:
-			if _, ok := t.results.Get(&ResultBatch{Seq: b.ResultSeq}); !ok {
-				fail("bucket %d: done without its result batch %d", b.ID, b.ResultSeq)
-			}
-		default:
-			fail("bucket %d: state %v", b.ID, b.State)
-		}
+		add(c.buckets, b.Service, int32(b.State))
 		if b.Held() {
-			if b.Holder == "" {
-				fail("bucket %d: held by nobody", b.ID)
-			}
-			if _, ok := t.held.Get(heldKey{b.Service, b.Holder, b.ID}); !ok {
-				fail("bucket %d: held but not in the holder index", b.ID)
-			}
-			if prev, dup := epochs[b.Epoch]; dup {
-				fail("buckets %d and %d share epoch %d", prev, b.ID, b.Epoch)
-			}
-			epochs[b.Epoch] = b.ID
-			if b.Epoch == 0 || b.Epoch >= t.meta.nextEpoch {
-				fail("bucket %d: epoch %d outside 1..%d", b.ID, b.Epoch, t.meta.nextEpoch-1)
-			}
-			held[regKey{b.Service, b.Holder}]++
-			if !svc.Active() {
-				fail("bucket %d: held in revoked service %q", b.ID, svc.Name)
-			}
-			r, ok := t.registration(b.Service, b.Holder)
-			if !ok || !r.Active() {
-				fail("bucket %d: held by %q, who is not an active worker of %q", b.ID, b.Holder, svc.Name)
-			}
-		}
-		if b.State != done {
-			for _, id := range b.Items {
-				k := fmt.Sprintf("%d/%s", b.Service, id)
-				if other, dup := inBucket[k]; dup {
-					fail("item %s: in live buckets %d and %d", k, other, b.ID)
-				}
-				inBucket[k] = b.ID
-				it, ok := t.item(b.Service, id)
-				switch {
-				case !ok:
-					fail("bucket %d lists missing item %q", b.ID, id)
-				case it.Quarantined || it.Bucket != b.ID:
-					fail("bucket %d lists item %q, which is in bucket %d (quarantined %v)", b.ID, id, it.Bucket, it.Quarantined)
-				}
-			}
+			c.held[regKey{b.Service, b.Holder}]++
 		}
 		return true
 	})
-	if n := t.ready.Len(); n != readyN {
-		fail("ready index has %d entries for %d unassigned buckets", n, readyN)
-	}
-	if n := t.leases.Len(); n != leasesN {
-		fail("lease index has %d entries for %d leased buckets", n, leasesN)
-	}
-	if n := t.dead.Len(); n != deadN {
-		fail("dead index has %d entries for %d dead buckets", n, deadN)
-	}
-	if n := t.held.Len(); n != leasesN+deadN {
-		fail("holder index has %d entries for %d held buckets", n, leasesN+deadN)
-	}
+	var err error
 	t.items.Scan(func(it *Item) bool {
 		st := quarantined
-		if it.Quarantined {
-			if it.Bucket != 0 {
-				fail("item %q: quarantined but in bucket %d", it.ID, it.Bucket)
-			}
-		} else {
+		if !it.Quarantined {
 			b, ok := t.bucket(it.Bucket)
-			if !ok {
-				fail("item %q: in missing bucket %d", it.ID, it.Bucket)
+			if !ok || b.Service != it.Service {
+				if err == nil {
+					err = fmt.Errorf("item %q names bucket %d, which is missing or of another service", it.ID, it.Bucket)
+				}
 				return true
 			}
 			st = itemStateOf(b)
-			if st == itemDone {
-				rb, _ := t.results.Get(&ResultBatch{Seq: b.ResultSeq})
-				if r, ok := findResult(rb, it.ID); !ok || r.RevertedAt != 0 {
-					fail("item %q: done in bucket %d without a standing result", it.ID, b.ID)
-				}
-			} else if inBucket[fmt.Sprintf("%d/%s", it.Service, it.ID)] != b.ID {
-				fail("item %q: names bucket %d, which does not list it", it.ID, b.ID)
-			}
 		}
-		if items[it.Service] == nil {
-			items[it.Service] = new([5]int64)
-		}
-		items[it.Service][st]++
+		add(c.items, it.Service, int32(st))
 		return true
 	})
-	regs, active := 0, 0
+	return c, err
+}
+
+// countsOf returns one service's counts from m, zero when it has none.
+func countsOf(m map[uint32]*StateCounts, svc uint32) StateCounts {
+	if v := m[svc]; v != nil {
+		return *v
+	}
+	return StateCounts{}
+}
+
+// checker collects invariant violations, at most 20.
+type checker struct {
+	t        *tables
+	tally    *tally
+	errs     []error
+	epochs   map[uint64]uint64 // epoch -> the held bucket with it
+	inBucket map[string]uint64 // service/item -> the live bucket listing it
+
+	ready, leases, dead int // buckets by index they must be in
+	active              int // active registrations
+}
+
+func (c *checker) fail(format string, args ...any) {
+	if len(c.errs) < 20 {
+		c.errs = append(c.errs, fmt.Errorf(format, args...))
+	}
+}
+
+func (c *checker) checkBuckets() {
+	t := c.t
+	t.buckets.Scan(func(b *Bucket) bool {
+		svc, ok := t.serviceByOrdinal(b.Service)
+		if !ok {
+			c.fail("bucket %d: unknown service %d", b.ID, b.Service)
+			return true
+		}
+		if b.ID >= t.meta.nextBucket {
+			c.fail("bucket %d: id not below next id %d", b.ID, t.meta.nextBucket)
+		}
+		if len(b.Items) == 0 {
+			c.fail("bucket %d: empty", b.ID)
+		}
+		if len(b.Items) > int(svc.Config.BucketSize) && b.State == unassigned && slices.ContainsFunc(svc.Open, func(o OpenBucket) bool { return o.Bucket == b.ID }) {
+			c.fail("bucket %d: open but over bucket_size", b.ID)
+		}
+		c.checkBucketIndex(svc, b)
+		if b.Held() {
+			c.checkHeld(svc, b)
+		}
+		if b.State != done {
+			c.checkListed(b)
+		}
+		return true
+	})
+}
+
+// checkBucketIndex checks that a bucket is in the index of its state.
+func (c *checker) checkBucketIndex(svc *Service, b *Bucket) {
+	t := c.t
+	switch b.State {
+	case unassigned:
+		c.ready++
+		if _, ok := t.ready.Get(readyKeyOf(b, int64(svc.Config.PriorityAging))); !ok {
+			c.fail("bucket %d: unassigned but not in the ready index", b.ID)
+		}
+		if b.Holder != "" {
+			c.fail("bucket %d: unassigned with holder %q", b.ID, b.Holder)
+		}
+	case leased:
+		c.leases++
+		if _, ok := t.leases.Get(timeKey{b.Deadline, b.ID}); !ok {
+			c.fail("bucket %d: leased but not in the lease index", b.ID)
+		}
+	case dead:
+		c.dead++
+		if _, ok := t.dead.Get(timeKey{b.ReleaseAt, b.ID}); !ok {
+			c.fail("bucket %d: dead but not in the dead index", b.ID)
+		}
+	case done:
+		if _, ok := t.results.Get(&ResultBatch{Seq: b.ResultSeq}); !ok {
+			c.fail("bucket %d: done without its result batch %d", b.ID, b.ResultSeq)
+		}
+	default:
+		c.fail("bucket %d: state %v", b.ID, b.State)
+	}
+}
+
+// checkHeld checks a leased or dead bucket: one holder, an epoch of its
+// own, an active worker of an active service.
+func (c *checker) checkHeld(svc *Service, b *Bucket) {
+	t := c.t
+	if b.Holder == "" {
+		c.fail("bucket %d: held by nobody", b.ID)
+	}
+	if _, ok := t.held.Get(heldKey{b.Service, b.Holder, b.ID}); !ok {
+		c.fail("bucket %d: held but not in the holder index", b.ID)
+	}
+	if prev, dup := c.epochs[b.Epoch]; dup {
+		c.fail("buckets %d and %d share epoch %d", prev, b.ID, b.Epoch)
+	}
+	c.epochs[b.Epoch] = b.ID
+	if b.Epoch == 0 || b.Epoch >= t.meta.nextEpoch {
+		c.fail("bucket %d: epoch %d outside 1..%d", b.ID, b.Epoch, t.meta.nextEpoch-1)
+	}
+	if !svc.Active() {
+		c.fail("bucket %d: held in revoked service %q", b.ID, svc.Name)
+	}
+	if r, ok := t.registration(b.Service, b.Holder); !ok || !r.Active() {
+		c.fail("bucket %d: held by %q, who is not an active worker of %q", b.ID, b.Holder, svc.Name)
+	}
+}
+
+// checkListed checks that each item a live bucket lists is in no other
+// live bucket and names this one.
+func (c *checker) checkListed(b *Bucket) {
+	for _, id := range b.Items {
+		k := fmt.Sprintf("%d/%s", b.Service, id)
+		if other, dup := c.inBucket[k]; dup {
+			c.fail("item %s: in live buckets %d and %d", k, other, b.ID)
+		}
+		c.inBucket[k] = b.ID
+		it, ok := c.t.item(b.Service, id)
+		switch {
+		case !ok:
+			c.fail("bucket %d lists missing item %q", b.ID, id)
+		case it.Quarantined || it.Bucket != b.ID:
+			c.fail("bucket %d lists item %q, which is in bucket %d (quarantined %v)", b.ID, id, it.Bucket, it.Quarantined)
+		}
+	}
+}
+
+func (c *checker) checkItems() {
+	t := c.t
+	t.items.Scan(func(it *Item) bool {
+		if it.Quarantined {
+			if it.Bucket != 0 {
+				c.fail("item %q: quarantined but in bucket %d", it.ID, it.Bucket)
+			}
+			return true
+		}
+		b, ok := t.bucket(it.Bucket)
+		if !ok {
+			c.fail("item %q: in missing bucket %d", it.ID, it.Bucket)
+			return true
+		}
+		if itemStateOf(b) == itemDone {
+			rb, _ := t.results.Get(&ResultBatch{Seq: b.ResultSeq})
+			if r, ok := findResult(rb, it.ID); !ok || r.RevertedAt != 0 {
+				c.fail("item %q: done in bucket %d without a standing result", it.ID, b.ID)
+			}
+		} else if c.inBucket[fmt.Sprintf("%d/%s", it.Service, it.ID)] != b.ID {
+			c.fail("item %q: names bucket %d, which does not list it", it.ID, b.ID)
+		}
+		return true
+	})
+}
+
+func (c *checker) checkRegistrations() {
+	t := c.t
 	t.regs.Scan(func(r *Registration) bool {
-		regs++
 		if r.Active() {
-			active++
+			c.active++
 			if _, ok := t.idle.Get(idleKey{r.idleAt, r.Service, r.Worker}); !ok {
-				fail("registration %d/%s: active but not in the idle index", r.Service, r.Worker)
+				c.fail("registration %d/%s: active but not in the idle index", r.Service, r.Worker)
 			}
 		}
-		if r.Held != held[regKey{r.Service, r.Worker}] {
-			fail("registration %d/%s: Held %d, holds %d", r.Service, r.Worker, r.Held, held[regKey{r.Service, r.Worker}])
+		if held := c.tally.held[regKey{r.Service, r.Worker}]; r.Held != held {
+			c.fail("registration %d/%s: Held %d, holds %d", r.Service, r.Worker, r.Held, held)
 		}
 		if _, ok := t.worker(r.Worker); !ok {
-			fail("registration %d/%s: worker id never bound", r.Service, r.Worker)
+			c.fail("registration %d/%s: worker id never bound", r.Service, r.Worker)
 		}
 		return true
 	})
-	if n := t.idle.Len(); n != active {
-		fail("idle index has %d entries for %d active registrations", n, active)
-	}
+}
+
+func (c *checker) checkServices() {
+	t := c.t
 	t.services.Scan(func(s *Service) bool {
-		o, ok := t.serviceByOrdinal(s.Ordinal)
-		if !ok || o != s {
-			fail("service %q: ordinal index out of step", s.Name)
+		if o, ok := t.serviceByOrdinal(s.Ordinal); !ok || o != s {
+			c.fail("service %q: ordinal index out of step", s.Name)
 		}
-		want := [5]int64{}
-		if v := items[s.Ordinal]; v != nil {
-			want = *v
+		if want := countsOf(c.tally.items, s.Ordinal); s.Items != want {
+			c.fail("service %q: item counts %v, actual %v", s.Name, s.Items, want)
 		}
-		if s.Items != want {
-			fail("service %q: item counts %v, actual %v", s.Name, s.Items, want)
-		}
-		want = [5]int64{}
-		if v := buckets[s.Ordinal]; v != nil {
-			want = *v
-		}
-		if s.Buckets != want {
-			fail("service %q: bucket counts %v, actual %v", s.Name, s.Buckets, want)
+		if want := countsOf(c.tally.buckets, s.Ordinal); s.Buckets != want {
+			c.fail("service %q: bucket counts %v, actual %v", s.Name, s.Buckets, want)
 		}
 		prios := map[int32]bool{}
 		for _, o := range s.Open {
 			b, ok := t.bucket(o.Bucket)
 			if !ok || b.State != unassigned || b.Priority != o.Priority || len(b.Items) >= int(s.Config.BucketSize) {
-				fail("service %q: open bucket %d is not an unassigned, unfilled bucket of priority %d", s.Name, o.Bucket, o.Priority)
+				c.fail("service %q: open bucket %d is not an unassigned, unfilled bucket of priority %d", s.Name, o.Bucket, o.Priority)
 			}
 			if prios[o.Priority] {
-				fail("service %q: two open buckets of priority %d", s.Name, o.Priority)
+				c.fail("service %q: two open buckets of priority %d", s.Name, o.Priority)
 			}
 			prios[o.Priority] = true
 		}
 		return true
 	})
+}
+
+// checkIndexSizes checks that every secondary index has an entry per
+// record it indexes, and no more.
+func (c *checker) checkIndexSizes() {
+	t := c.t
+	if n := t.ready.Len(); n != c.ready {
+		c.fail("ready index has %d entries for %d unassigned buckets", n, c.ready)
+	}
+	if n := t.leases.Len(); n != c.leases {
+		c.fail("lease index has %d entries for %d leased buckets", n, c.leases)
+	}
+	if n := t.dead.Len(); n != c.dead {
+		c.fail("dead index has %d entries for %d dead buckets", n, c.dead)
+	}
+	if n := t.held.Len(); n != c.leases+c.dead {
+		c.fail("holder index has %d entries for %d held buckets", n, c.leases+c.dead)
+	}
+	if n := t.idle.Len(); n != c.active {
+		c.fail("idle index has %d entries for %d active registrations", n, c.active)
+	}
 	if t.services.Len() != t.ordinals.Len() {
-		fail("%d services by name, %d by ordinal", t.services.Len(), t.ordinals.Len())
+		c.fail("%d services by name, %d by ordinal", t.services.Len(), t.ordinals.Len())
 	}
 	if t.results.Len() != t.resSvc.Len() || t.results.Len() != t.resWkr.Len() {
-		fail("result indexes out of step: %d, %d, %d", t.results.Len(), t.resSvc.Len(), t.resWkr.Len())
+		c.fail("result indexes out of step: %d, %d, %d", t.results.Len(), t.resSvc.Len(), t.resWkr.Len())
 	}
 	if t.requests.Len() != t.reqAge.Len() {
-		fail("request indexes out of step: %d, %d", t.requests.Len(), t.reqAge.Len())
+		c.fail("request indexes out of step: %d, %d", t.requests.Len(), t.reqAge.Len())
 	}
+}
+
+func (c *checker) checkActivity() {
 	var prev *Activity
-	t.activity.Scan(func(a *Activity) bool {
+	c.t.activity.Scan(func(a *Activity) bool {
 		if prev != nil && a.At < prev.At {
-			fail("activity %d at %d is before activity %d at %d", a.Seq, a.At, prev.Seq, prev.At)
+			c.fail("activity %d at %d is before activity %d at %d", a.Seq, a.At, prev.Seq, prev.At)
 		}
-		if a.Seq >= t.meta.nextSeq {
-			fail("activity %d: seq not below next %d", a.Seq, t.meta.nextSeq)
+		if a.Seq >= c.t.meta.nextSeq {
+			c.fail("activity %d: seq not below next %d", a.Seq, c.t.meta.nextSeq)
 		}
 		prev = a
 		return true
 	})
-	return errors.Join(errs...)
 }

@@ -127,7 +127,7 @@ type operation struct {
 	// issuesOwnerToken: its answer carries the owner token hash the header
 	// brought (CreateService, RotateOwnerToken).
 	issuesOwnerToken bool
-	scope            scope
+	scope            *scope
 	// validate runs the checks that need no state; the API's edge runs
 	// them (CheckRequest) before anything else.
 	validate func(proto.Message) error
@@ -150,7 +150,7 @@ type op[Req, Res proto.Message] struct {
 	action           string
 	owner            bool
 	issuesOwnerToken bool
-	scope            scope
+	scope            *scope
 	validate         func(Req) error
 	check            func(*txn, Req) error
 	apply            func(*txn, Req) (Res, error)
@@ -305,26 +305,27 @@ func subjectOf(req proto.Message) subject {
 }
 
 // scope is whose request ids an operation's id is kept among, so one client
-// can never read another's answer by guessing its request id. It returns
-// the key's prefix, or "" when the operation keeps no request id.
-type scope func(hdr *rationv1.CommandHeader, req proto.Message) string
+// can never read another's answer by guessing its request id. prefix
+// returns the key's prefix, or "" when the operation keeps no request id.
+// A nil scope keeps ids per authenticated actor (the admin, an owner).
+type scope struct {
+	prefix func(req proto.Message) string
+}
 
 var (
-	// byActor, the default, keeps ids per authenticated actor (the admin, an owner).
-	byActor scope = nil
 	// byWorker keeps ids per worker id the request names.
-	byWorker scope = func(_ *rationv1.CommandHeader, req proto.Message) string { return "w/" + subjectOf(req).worker }
+	byWorker = &scope{func(req proto.Message) string { return "w/" + subjectOf(req).worker }}
 	// unscoped keeps none: the leader's own commands are never retried by a client.
-	unscoped scope = func(*rationv1.CommandHeader, proto.Message) string { return "" }
+	unscoped = &scope{func(proto.Message) string { return "" }}
 	// byHeartbeatWorker keeps ids per worker for a heartbeat of one worker;
 	// a batch of several workers' heartbeats keeps none.
-	byHeartbeatWorker scope = func(_ *rationv1.CommandHeader, req proto.Message) string {
+	byHeartbeatWorker = &scope{func(req proto.Message) string {
 		es := req.(*rationv1.HeartbeatBatch).GetEntries()
 		if len(es) != 1 {
 			return ""
 		}
 		return "w/" + es[0].GetRequest().GetWorkerId()
-	}
+	}}
 )
 
 // requestKey is the key a command's request id and answer are kept under,
@@ -336,7 +337,7 @@ func (o *operation) requestKey(hdr *rationv1.CommandHeader, req proto.Message) s
 	}
 	prefix := "a/" + hdr.GetActor()
 	if o.scope != nil {
-		if prefix = o.scope(hdr, req); prefix == "" {
+		if prefix = o.scope.prefix(req); prefix == "" {
 			return ""
 		}
 	}

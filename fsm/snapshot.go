@@ -186,7 +186,7 @@ func (t *tables) encode(w io.Writer) error {
 // ErrCorruptSnapshot: a snapshot could not be decoded.
 var ErrCorruptSnapshot = errors.New("corrupt snapshot")
 
-func corrupt(format string, args ...any) error {
+func corruptSnapshot(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorruptSnapshot}, args...)...)
 }
 
@@ -195,14 +195,14 @@ func corrupt(format string, args ...any) error {
 func decode(r *bufio.Reader) (*tables, error) {
 	var head [12]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return nil, corrupt("header: %v", err)
+		return nil, corruptSnapshot("header: %v", err)
 	}
 	if string(head[:8]) != snapshotMagic {
-		return nil, corrupt("not a ration snapshot (magic %q)", head[:8])
+		return nil, corruptSnapshot("not a ration snapshot (magic %q)", head[:8])
 	}
 	version := binary.BigEndian.Uint32(head[8:])
 	if version < oldestSnapshotVersion || version > SnapshotVersion {
-		return nil, corrupt("format version %d, this build reads %d to %d", version, oldestSnapshotVersion, SnapshotVersion)
+		return nil, corruptSnapshot("format version %d, this build reads %d to %d", version, oldestSnapshotVersion, SnapshotVersion)
 	}
 	t := newTables()
 	var (
@@ -218,52 +218,52 @@ func decode(r *bufio.Reader) (*tables, error) {
 			break
 		}
 		if sawEnd {
-			return nil, corrupt("record %d after the end record", n)
+			return nil, corruptSnapshot("record %d after the end record", n)
 		}
 		if err != nil {
-			return nil, corrupt("record %d length: %v", n, err)
+			return nil, corruptSnapshot("record %d length: %v", n, err)
 		}
 		if size > maxRecord {
-			return nil, corrupt("record %d is %d bytes, limit %d", n, size, maxRecord)
+			return nil, corruptSnapshot("record %d is %d bytes, limit %d", n, size, maxRecord)
 		}
 		if cap(buf) < int(size) {
 			buf = make([]byte, size)
 		}
 		buf = buf[:size]
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, corrupt("record %d: %v", n, err)
+			return nil, corruptSnapshot("record %d: %v", n, err)
 		}
 		rec.Reset()
 		if err := proto.Unmarshal(buf, &rec); err != nil {
-			return nil, corrupt("record %d: %v", n, err)
+			return nil, corruptSnapshot("record %d: %v", n, err)
 		}
 		if n == 0 {
 			if rec.GetMeta() == nil {
-				return nil, corrupt("first record is not the meta")
+				return nil, corruptSnapshot("first record is not the meta")
 			}
 		}
 		if end := rec.GetEnd(); end != nil {
 			if version < 2 {
-				return nil, corrupt("record %d: an end record in format version %d", n, version)
+				return nil, corruptSnapshot("record %d: an end record in format version %d", n, version)
 			}
 			if end.GetRecords() != uint64(n) {
-				return nil, corrupt("end record counts %d records, read %d", end.GetRecords(), n)
+				return nil, corruptSnapshot("end record counts %d records, read %d", end.GetRecords(), n)
 			}
 			sawEnd = true
 			continue
 		}
 		if err := t.load(&rec, &sawMeta); err != nil {
-			return nil, corrupt("record %d: %v", n, err)
+			return nil, corruptSnapshot("record %d: %v", n, err)
 		}
 	}
 	if !sawMeta {
-		return nil, corrupt("no meta record")
+		return nil, corruptSnapshot("no meta record")
 	}
 	if version >= 2 && !sawEnd {
-		return nil, corrupt("no end record after %d records: the snapshot is cut short", n)
+		return nil, corruptSnapshot("no end record after %d records: the snapshot is cut short", n)
 	}
 	if err := t.derive(); err != nil {
-		return nil, corrupt("%v", err)
+		return nil, corruptSnapshot("%v", err)
 	}
 	return t, nil
 }
@@ -283,72 +283,15 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 			return fmt.Errorf("node %q twice", r.Node.NodeId)
 		}
 	case *rationv1.SnapshotRecord_Service:
-		p := r.Service
-		cfg, err := configFromRecord(p)
-		if err != nil {
-			return err
-		}
-		if _, ok := kind.Lookup(p.Kind); !ok {
-			return fmt.Errorf("service %q has kind %q, which this build does not have", p.Name, p.Kind)
-		}
-		if p.State != serviceActive && p.State != serviceRevoked {
-			return fmt.Errorf("service %q has state %v", p.Name, p.State)
-		}
-		if n := len(p.OwnerTokenHash); n != 0 && n != OwnerTokenHashSize {
-			return fmt.Errorf("service %q has a %d-byte owner token hash", p.Name, n)
-		}
-		s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
-			CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters), OwnerTokenHash: p.OwnerTokenHash}
-		for _, o := range p.Open {
-			s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
-		}
-		if _, dup := t.serviceByName(s.Name); dup {
-			return fmt.Errorf("service %q twice", s.Name)
-		}
-		if _, dup := t.serviceByOrdinal(s.Ordinal); dup {
-			return fmt.Errorf("service ordinal %d twice", s.Ordinal)
-		}
-		t.putService(s)
+		return t.loadService(r.Service)
 	case *rationv1.SnapshotRecord_Worker:
 		if _, dup := t.workers.Load(&Worker{ID: r.Worker.Id, SecretHash: r.Worker.SecretHash, CreatedAt: r.Worker.CreatedAt}); dup {
 			return fmt.Errorf("worker %q twice", r.Worker.Id)
 		}
 	case *rationv1.SnapshotRecord_Registration:
-		p := r.Registration
-		s, ok := t.serviceByOrdinal(p.Service)
-		if !ok {
-			return fmt.Errorf("registration of %q names unknown service %d", p.WorkerId, p.Service)
-		}
-		if p.State != workerActive && p.State != workerInactive {
-			return fmt.Errorf("registration of %q has state %v", p.WorkerId, p.State)
-		}
-		reg := &Registration{Service: p.Service, Worker: p.WorkerId, Name: p.Name, State: p.State, Reason: p.Reason,
-			Blocked: p.Blocked, RegisteredAt: p.RegisteredAt, LastSeen: p.LastSeen, ChangedAt: p.ChangedAt,
-			Counters: countersFromProto(p.Counters)}
-		reg.idleAt = reg.LastSeen + int64(s.Config.WorkerInactiveAfter)
-		if _, dup := t.registration(reg.Service, reg.Worker); dup {
-			return fmt.Errorf("registration %d/%q twice", reg.Service, reg.Worker)
-		}
-		t.putRegistration(nil, reg)
+		return t.loadRegistration(r.Registration)
 	case *rationv1.SnapshotRecord_Bucket:
-		p := r.Bucket
-		s, ok := t.serviceByOrdinal(p.Service)
-		if !ok {
-			return fmt.Errorf("bucket %d names unknown service %d", p.Id, p.Service)
-		}
-		if p.State < unassigned || p.State > done {
-			return fmt.Errorf("bucket %d has state %v", p.Id, p.State)
-		}
-		if len(p.Items) == 0 {
-			return fmt.Errorf("bucket %d is empty", p.Id)
-		}
-		b := &Bucket{ID: p.Id, Service: p.Service, State: p.State, Priority: p.Priority, ReadySince: p.ReadySince,
-			Items: p.Items, Holder: p.Holder, Epoch: p.Epoch, LeasedAt: p.LeasedAt, Deadline: p.Deadline, DeadAt: p.DeadAt,
-			ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq}
-		if _, dup := t.bucket(b.ID); dup {
-			return fmt.Errorf("bucket %d twice", b.ID)
-		}
-		t.putBucket(nil, b, int64(s.Config.PriorityAging))
+		return t.loadBucket(r.Bucket)
 	case *rationv1.SnapshotRecord_Item:
 		p := r.Item
 		if _, dup := t.items.Load(&Item{Service: p.Service, ID: p.Id, Priority: p.Priority, Attempts: p.Attempts, Bucket: p.Bucket,
@@ -356,23 +299,7 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 			return fmt.Errorf("item %d/%q twice", p.Service, p.Id)
 		}
 	case *rationv1.SnapshotRecord_Result:
-		p := r.Result
-		var reverted int64
-		for i, x := range p.Results {
-			if i == 0 {
-				reverted = x.RevertedAt
-			} else if x.RevertedAt != reverted {
-				return fmt.Errorf("result batch %d: results reverted at different times (%d, %d)", p.Seq, reverted, x.RevertedAt)
-			}
-		}
-		rb := newResultBatch(ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
-			RevertedAt: reverted}, p.Results, func(x *rationv1.StoredResult) (string, string, string) {
-			return x.Item, x.Verdict, x.Payload
-		})
-		if _, dup := t.results.Get(rb); dup {
-			return fmt.Errorf("result batch %d twice", rb.Seq)
-		}
-		t.putResults(rb)
+		return t.loadResults(r.Result)
 	case *rationv1.SnapshotRecord_Activity:
 		p := r.Activity
 		if _, dup := t.activity.Get(&Activity{Seq: p.Seq}); dup {
@@ -389,6 +316,95 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 	default:
 		return fmt.Errorf("unknown record type (fields %v)", unknownFields(rec))
 	}
+	return nil
+}
+
+func (t *tables) loadService(p *rationv1.ServiceRecord) error {
+	cfg, err := configFromRecord(p)
+	if err != nil {
+		return err
+	}
+	if _, ok := kind.Lookup(p.Kind); !ok {
+		return fmt.Errorf("service %q has kind %q, which this build does not have", p.Name, p.Kind)
+	}
+	if p.State != serviceActive && p.State != serviceRevoked {
+		return fmt.Errorf("service %q has state %v", p.Name, p.State)
+	}
+	if n := len(p.OwnerTokenHash); n != 0 && n != OwnerTokenHashSize {
+		return fmt.Errorf("service %q has a %d-byte owner token hash", p.Name, n)
+	}
+	s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters), OwnerTokenHash: p.OwnerTokenHash}
+	for _, o := range p.Open {
+		s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
+	}
+	if _, dup := t.serviceByName(s.Name); dup {
+		return fmt.Errorf("service %q twice", s.Name)
+	}
+	if _, dup := t.serviceByOrdinal(s.Ordinal); dup {
+		return fmt.Errorf("service ordinal %d twice", s.Ordinal)
+	}
+	t.putService(s)
+	return nil
+}
+
+func (t *tables) loadRegistration(p *rationv1.RegistrationRecord) error {
+	s, ok := t.serviceByOrdinal(p.Service)
+	if !ok {
+		return fmt.Errorf("registration of %q names unknown service %d", p.WorkerId, p.Service)
+	}
+	if p.State != workerActive && p.State != workerInactive {
+		return fmt.Errorf("registration of %q has state %v", p.WorkerId, p.State)
+	}
+	reg := &Registration{Service: p.Service, Worker: p.WorkerId, Name: p.Name, State: p.State, Reason: p.Reason,
+		Blocked: p.Blocked, RegisteredAt: p.RegisteredAt, LastSeen: p.LastSeen, ChangedAt: p.ChangedAt,
+		Counters: countersFromProto(p.Counters)}
+	reg.idleAt = reg.LastSeen + int64(s.Config.WorkerInactiveAfter)
+	if _, dup := t.registration(reg.Service, reg.Worker); dup {
+		return fmt.Errorf("registration %d/%q twice", reg.Service, reg.Worker)
+	}
+	t.putRegistration(nil, reg)
+	return nil
+}
+
+func (t *tables) loadBucket(p *rationv1.BucketRecord) error {
+	s, ok := t.serviceByOrdinal(p.Service)
+	if !ok {
+		return fmt.Errorf("bucket %d names unknown service %d", p.Id, p.Service)
+	}
+	if p.State < unassigned || p.State > done {
+		return fmt.Errorf("bucket %d has state %v", p.Id, p.State)
+	}
+	if len(p.Items) == 0 {
+		return fmt.Errorf("bucket %d is empty", p.Id)
+	}
+	b := &Bucket{ID: p.Id, Service: p.Service, State: p.State, Priority: p.Priority, ReadySince: p.ReadySince,
+		Items: p.Items, Holder: p.Holder, Epoch: p.Epoch, LeasedAt: p.LeasedAt, Deadline: p.Deadline, DeadAt: p.DeadAt,
+		ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq}
+	if _, dup := t.bucket(b.ID); dup {
+		return fmt.Errorf("bucket %d twice", b.ID)
+	}
+	t.putBucket(nil, b, int64(s.Config.PriorityAging))
+	return nil
+}
+
+func (t *tables) loadResults(p *rationv1.ResultRecord) error {
+	var reverted int64
+	for i, x := range p.Results {
+		if i == 0 {
+			reverted = x.RevertedAt
+		} else if x.RevertedAt != reverted {
+			return fmt.Errorf("result batch %d: results reverted at different times (%d, %d)", p.Seq, reverted, x.RevertedAt)
+		}
+	}
+	rb := newResultBatch(ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
+		RevertedAt: reverted}, p.Results, func(x *rationv1.StoredResult) (string, string, string) {
+		return x.Item, x.Verdict, x.Payload
+	})
+	if _, dup := t.results.Get(rb); dup {
+		return fmt.Errorf("result batch %d twice", rb.Seq)
+	}
+	t.putResults(rb)
 	return nil
 }
 
@@ -409,58 +425,23 @@ func unknownFields(m proto.Message) []protowire.Number {
 // derive recomputes the counts kept alongside the records and checks that
 // records point at records that exist.
 func (t *tables) derive() error {
-	items := map[uint32]*[5]int64{}
-	buckets := map[uint32]*[5]int64{}
-	held := map[regKey]uint32{}
-	var err error
-	t.buckets.Scan(func(b *Bucket) bool {
-		if buckets[b.Service] == nil {
-			buckets[b.Service] = new([5]int64)
-		}
-		buckets[b.Service][b.State]++
-		if b.Held() {
-			held[regKey{b.Service, b.Holder}]++
-		}
-		return true
-	})
-	t.items.Scan(func(it *Item) bool {
-		st := quarantined
-		if !it.Quarantined {
-			b, ok := t.bucket(it.Bucket)
-			if !ok || b.Service != it.Service {
-				err = fmt.Errorf("item %q names bucket %d, which is missing or of another service", it.ID, it.Bucket)
-				return false
-			}
-			st = itemStateOf(b)
-		}
-		if items[it.Service] == nil {
-			items[it.Service] = new([5]int64)
-		}
-		items[it.Service][st]++
-		return true
-	})
+	c, err := tallyOf(t)
 	if err != nil {
 		return err
 	}
 	for _, s := range t.ordinals.Items() {
-		c := *s
-		c.Items, c.Buckets = [5]int64{}, [5]int64{}
-		if v := items[s.Ordinal]; v != nil {
-			c.Items = *v
-		}
-		if v := buckets[s.Ordinal]; v != nil {
-			c.Buckets = *v
-		}
-		t.putService(&c)
+		d := *s
+		d.Items, d.Buckets = countsOf(c.items, s.Ordinal), countsOf(c.buckets, s.Ordinal)
+		t.putService(&d)
 	}
-	for k, n := range held {
+	for k, n := range c.held {
 		r, ok := t.registration(k.service, k.worker)
 		if !ok {
 			return fmt.Errorf("bucket held by %q, who is not registered in service %d", k.worker, k.service)
 		}
-		c := *r
-		c.Held = n
-		t.regs.Set(&c) // Held is not part of any index key
+		d := *r
+		d.Held = n
+		t.regs.Set(&d) // Held is not part of any index key
 	}
 	return nil
 }

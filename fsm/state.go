@@ -41,10 +41,13 @@ type Service struct {
 	// Open lists unassigned buckets that still take items, one per priority.
 	Open     []OpenBucket
 	Counters Counters
-	// Items counts items by ItemState; Buckets counts buckets by BucketState.
-	Items   [5]int64
-	Buckets [5]int64
+	Items    StateCounts // by ItemState
+	Buckets  StateCounts // by BucketState
 }
+
+// StateCounts counts a service's items or buckets, indexed by their
+// ItemState or BucketState value.
+type StateCounts [5]int64
 
 // OpenBucket is the unassigned, not yet full bucket of one priority.
 type OpenBucket struct {

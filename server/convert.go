@@ -28,14 +28,14 @@ func serviceInfo(s *fsm.Service) *rationv1.ServiceInfo {
 	}
 }
 
-func itemCounts(c [5]int64) *rationv1.ItemCounts {
+func itemCounts(c fsm.StateCounts) *rationv1.ItemCounts {
 	return &rationv1.ItemCounts{
 		Pending: c[rationv1.ItemState_ITEM_STATE_PENDING], Leased: c[rationv1.ItemState_ITEM_STATE_LEASED],
 		Done: c[rationv1.ItemState_ITEM_STATE_DONE], Quarantined: c[rationv1.ItemState_ITEM_STATE_QUARANTINED],
 	}
 }
 
-func bucketCounts(c [5]int64) *rationv1.BucketCounts {
+func bucketCounts(c fsm.StateCounts) *rationv1.BucketCounts {
 	return &rationv1.BucketCounts{
 		Unassigned: c[rationv1.BucketState_BUCKET_STATE_UNASSIGNED], Leased: c[rationv1.BucketState_BUCKET_STATE_LEASED],
 		Dead: c[rationv1.BucketState_BUCKET_STATE_DEAD], Done: c[rationv1.BucketState_BUCKET_STATE_DONE],

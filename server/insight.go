@@ -33,7 +33,7 @@ func (h *insightHandler) GetStats(ctx context.Context, req *connect.Request[rati
 		svcs = st.Services()
 	}
 	out := &rationv1.GetStatsResponse{Read: info}
-	var items, buckets [5]int64
+	var items, buckets fsm.StateCounts
 	for _, svc := range svcs {
 		out.Services = append(out.Services, serviceInfo(svc))
 		for i := range items {

@@ -1,0 +1,65 @@
+package fsm
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// Every operation a Command can carry has an entry in the table (a batch
+// is not an operation: it carries commands), and every entry's answer has
+// its field in CommandResult.
+func TestOps_EveryCommandFieldHasAnOperation(t *testing.T) {
+	fields := commandOps.Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if f.Name() == "batch" {
+			continue
+		}
+		o, ok := operations.byField[f.Number()]
+		if !ok {
+			t.Errorf("Command.%s has no entry in the operations table", f.Name())
+			continue
+		}
+		if o.action == "" {
+			t.Errorf("Command.%s has no activity action", f.Name())
+		}
+	}
+	if n := len(operations.byRequest); n != 18 {
+		t.Errorf("%d operations, want the 18 this test knows; update it with the table", n)
+	}
+}
+
+// NewCommand wraps every operation's request, and Answer unwraps its response.
+func TestOps_NewCommandAndAnswer(t *testing.T) {
+	for _, o := range operations.byRequest {
+		req := o.field.Message()
+		cmd, ok := NewCommand(newMessage(t, req.FullName()))
+		if !ok || cmd.ProtoReflect().WhichOneof(commandOps) != o.field {
+			t.Errorf("NewCommand(%s) = %v, %v", req.FullName(), cmd, ok)
+		}
+	}
+	if _, ok := NewCommand(&rationv1.HeartbeatRequest{}); ok {
+		t.Error("NewCommand took a HeartbeatRequest, which no command carries")
+	}
+	res := &rationv1.CommandResult{Value: &rationv1.CommandResult_Submit{Submit: &rationv1.SubmitResponse{Accepted: 3}}}
+	if a, ok := Answer(res).(*rationv1.SubmitResponse); !ok || a.Accepted != 3 {
+		t.Errorf("Answer = %v", Answer(res))
+	}
+	if a := Answer(&rationv1.CommandResult{Error: &rationv1.CommandError{Reason: "X"}}); a != nil {
+		t.Errorf("Answer of an error = %v", a)
+	}
+}
+
+func newMessage(t *testing.T, name protoreflect.FullName) proto.Message {
+	t.Helper()
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mt.New().Interface()
+}
