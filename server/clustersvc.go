@@ -37,24 +37,20 @@ func (h *clusterHandler) Status(ctx context.Context, req *connect.Request[ration
 func (h *clusterHandler) Join(ctx context.Context, req *connect.Request[rationv1.JoinRequest]) (*connect.Response[rationv1.JoinResponse], error) {
 	m := req.Msg
 	if m.GetNodeId() == "" || m.GetRaftAddress() == "" || m.GetApiAddress() == "" {
-		return nil, invalid(h.s.store.ID(), errors.New("join needs node_id, raft_address and api_address"))
+		return nil, h.s.invalid(errors.New("join needs node_id, raft_address and api_address"))
 	}
 	return onLeader(h.s, ctx, req, func() (*rationv1.JoinResponse, error) {
 		return &rationv1.JoinResponse{}, h.s.store.Join(ctx, m.GetNodeId(), m.GetRaftAddress(), m.GetApiAddress())
-	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.JoinRequest]) (*connect.Response[rationv1.JoinResponse], error) {
-		return p.cluster.Join(ctx, r)
 	})
 }
 
 func (h *clusterHandler) Remove(ctx context.Context, req *connect.Request[rationv1.RemoveRequest]) (*connect.Response[rationv1.RemoveResponse], error) {
 	if req.Msg.GetNodeId() == "" {
-		return nil, invalid(h.s.store.ID(), errors.New("node_id is required"))
+		return nil, h.s.invalid(errors.New("node_id is required"))
 	}
 	return onLeader(h.s, ctx, req, func() (*rationv1.RemoveResponse, error) {
 		removed, err := h.s.store.Remove(ctx, req.Msg.GetNodeId())
 		return &rationv1.RemoveResponse{Removed: removed}, err
-	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.RemoveRequest]) (*connect.Response[rationv1.RemoveResponse], error) {
-		return p.cluster.Remove(ctx, r)
 	})
 }
 
@@ -62,8 +58,6 @@ func (h *clusterHandler) TransferLeadership(ctx context.Context, req *connect.Re
 	return onLeader(h.s, ctx, req, func() (*rationv1.TransferLeadershipResponse, error) {
 		id, err := h.s.store.TransferLeadership(ctx, req.Msg.GetNodeId())
 		return &rationv1.TransferLeadershipResponse{LeaderId: id}, err
-	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.TransferLeadershipRequest]) (*connect.Response[rationv1.TransferLeadershipResponse], error) {
-		return p.cluster.TransferLeadership(ctx, r)
 	})
 }
 
@@ -96,7 +90,7 @@ func (h *clusterHandler) SaveSnapshot(ctx context.Context, req *connect.Request[
 			return nil
 		}
 		if err != nil {
-			return toConnect(h.s.log, h.s.store.ID(), err)
+			return h.s.rpcError(err)
 		}
 	}
 }
@@ -104,16 +98,14 @@ func (h *clusterHandler) SaveSnapshot(ctx context.Context, req *connect.Request[
 func (h *clusterHandler) Restore(ctx context.Context, req *connect.Request[rationv1.RestoreRequest]) (*connect.Response[rationv1.RestoreResponse], error) {
 	data := req.Msg.GetData()
 	if len(data) == 0 {
-		return nil, invalid(h.s.store.ID(), errors.New("data is empty: send a snapshot file from SaveSnapshot"))
+		return nil, h.s.invalid(errors.New("data is empty: send a snapshot file from SaveSnapshot"))
 	}
 	// A snapshot that does not decode is refused before Raft stores it.
 	if err := fsm.CheckSnapshot(bytes.NewReader(data)); err != nil {
-		return nil, invalid(h.s.store.ID(), err)
+		return nil, h.s.invalid(err)
 	}
 	return onLeader(h.s, ctx, req, func() (*rationv1.RestoreResponse, error) {
 		idx, err := h.s.store.Restore(bytes.NewReader(data), int64(len(data)))
 		return &rationv1.RestoreResponse{Index: idx}, err
-	}, func(p *peer, ctx context.Context, r *connect.Request[rationv1.RestoreRequest]) (*connect.Response[rationv1.RestoreResponse], error) {
-		return p.cluster.Restore(ctx, r)
 	})
 }

@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
-	"github.com/hashicorp/go-hclog"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
@@ -55,10 +55,11 @@ var codes = []struct {
 	{context.Canceled, connect.CodeCanceled, "CANCELED"},
 }
 
-// toConnect turns any error from below into a Connect error with a
+// rpcError turns any error from below into a Connect error with a
 // machine-readable reason in its details. Errors it does not know become
 // Internal with a generic message; the full error goes to the log only.
-func toConnect(log hclog.Logger, node string, err error) error {
+// Connect errors pass as they are.
+func (s *Server) rpcError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -72,16 +73,26 @@ func toConnect(log hclog.Logger, node string, err error) error {
 			if reason == "" {
 				reason = c.reason
 			}
-			return withDetail(connect.NewError(c.code, err), reason, node)
+			return withDetail(connect.NewError(c.code, err), reason, s.store.ID())
 		}
 	}
-	log.Error("internal error", "error", err)
-	return withDetail(connect.NewError(connect.CodeInternal, errors.New("internal error; see the node's log")), "INTERNAL", node)
+	s.log.Error("internal error", "error", err)
+	return withDetail(connect.NewError(connect.CodeInternal, errors.New("internal error; see the node's log")), "INTERNAL", s.store.ID())
+}
+
+// errorf is a Connect error with its reason, raised by the server itself.
+func (s *Server) errorf(code connect.Code, reason, format string, args ...any) *connect.Error {
+	return withDetail(connect.NewError(code, fmt.Errorf(format, args...)), reason, s.store.ID())
 }
 
 // invalid is an InvalidArgument error with its reason.
-func invalid(node string, err error) error {
-	return withDetail(connect.NewError(connect.CodeInvalidArgument, err), "INVALID_ARGUMENT", node)
+func (s *Server) invalid(err error) error {
+	return withDetail(connect.NewError(connect.CodeInvalidArgument, err), "INVALID_ARGUMENT", s.store.ID())
+}
+
+// notFound is a NotFound error: format names what was not found.
+func (s *Server) notFound(format string, args ...any) error {
+	return s.errorf(connect.CodeNotFound, "NOT_FOUND", format+" not found", args...)
 }
 
 func withDetail(e *connect.Error, reason, node string) *connect.Error {

@@ -69,7 +69,7 @@ func (h *insightHandler) ListWorkers(ctx context.Context, req *connect.Request[r
 func (h *insightHandler) ListBuckets(ctx context.Context, req *connect.Request[rationv1.ListBucketsRequest]) (*connect.Response[rationv1.ListBucketsResponse], error) {
 	after, err := parseUint(req.Msg.GetPageToken())
 	if err != nil {
-		return nil, invalid(h.s.store.ID(), fmt.Errorf("page_token %q: %v", req.Msg.GetPageToken(), err))
+		return nil, h.s.invalid(fmt.Errorf("page_token %q: %v", req.Msg.GetPageToken(), err))
 	}
 	n, st, info, err := h.s.listService(ctx, req.Msg.GetService(), req.Msg.GetPageSize(), req.Msg.GetConsistency())
 	if err != nil {
@@ -173,10 +173,10 @@ func (h *insightHandler) Explain(ctx context.Context, req *connect.Request[ratio
 		what = fmt.Sprintf("item %q in service %q", subj.Item, m.GetService())
 	case *rationv1.ExplainRequest_RequestId:
 		// An owner token sees only its service's records.
-		e, found = st.ExplainRequest(m.GetService(), subj.RequestId, ownerCredential(ctx) == nil)
+		e, found = st.ExplainRequest(m.GetService(), subj.RequestId, callerOf(ctx).ownerToken == nil)
 		what = fmt.Sprintf("service %q", m.GetService())
 	default:
-		return nil, invalid(h.s.store.ID(), errors.New("say what to explain: bucket_id, worker_id, item or request_id"))
+		return nil, h.s.invalid(errors.New("say what to explain: bucket_id, worker_id, item or request_id"))
 	}
 	if !found {
 		return nil, h.s.notFound("%s", what)

@@ -125,17 +125,19 @@ func DefaultLimits() Limits {
 	}
 }
 
-// limitedOp is a call with rate limits.
+// limitedOp names the rate limits a procedure is under.
 type limitedOp int
 
 const (
-	opRegister limitedOp = iota
-	opAcquire
+	noLimit limitedOp = iota
+	limitRegister
+	limitAcquire
 )
 
 var limitedOps = [...]struct{ name, workerFlag, addrFlag string }{
-	opRegister: {"Register", "--rate-register-worker", "--rate-register-addr"},
-	opAcquire:  {"Acquire", "--rate-acquire-worker", "--rate-acquire-addr"},
+	noLimit:       {},
+	limitRegister: {"Register", "--rate-register-worker", "--rate-register-addr"},
+	limitAcquire:  {"Acquire", "--rate-acquire-worker", "--rate-acquire-addr"},
 }
 
 // limiter enforces a server's Limits.
@@ -143,7 +145,7 @@ type limiter struct {
 	cfg      Limits
 	store    Store
 	seed     maphash.Seed
-	byWorker [len(limitedOps)]*keyedLimiter // nil when off
+	byWorker [len(limitedOps)]*keyedLimiter // nil when off, and for noLimit
 	byAddr   [len(limitedOps)]*keyedLimiter
 
 	streamMu sync.Mutex
@@ -175,8 +177,8 @@ func newLimiter(store Store, lim *Limits) *limiter {
 		}
 		return newKeyedLimiter(rl, cfg.MaxKeys)
 	}
-	l.byWorker[opRegister], l.byAddr[opRegister] = keyed(cfg.RegisterPerWorker), keyed(cfg.RegisterPerAddr)
-	l.byWorker[opAcquire], l.byAddr[opAcquire] = keyed(cfg.AcquirePerWorker), keyed(cfg.AcquirePerAddr)
+	l.byWorker[limitRegister], l.byAddr[limitRegister] = keyed(cfg.RegisterPerWorker), keyed(cfg.RegisterPerAddr)
+	l.byWorker[limitAcquire], l.byAddr[limitAcquire] = keyed(cfg.AcquirePerWorker), keyed(cfg.AcquirePerAddr)
 	return l
 }
 
@@ -362,14 +364,9 @@ func (s limitInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 }
 
 // limitOptions are the handler options that enforce the limits: the
-// request size and the stream count. The rate limits are called by the
-// Register and Acquire handlers.
+// request size and the stream count. The write path applies the rate
+// limits of the procedures table.
 func (s *Server) limitOptions() connect.HandlerOption {
 	return connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes),
 		connect.WithInterceptors(limitInterceptor{l: s.limits, s: s}))
-}
-
-// rateLimit applies op's rate limits to req, a call for worker id.
-func rateLimit[T any](s *Server, ctx context.Context, op limitedOp, req *connect.Request[T], id string) error {
-	return s.limits.allow(op, req.Peer().Addr, req.Header(), id, credential(ctx), s.store.ID())
 }

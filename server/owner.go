@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
@@ -27,7 +26,7 @@ func (s *Server) pageSize(n uint32) (int, error) {
 		return DefaultPageSize, nil
 	}
 	if n > MaxPageSize {
-		return 0, invalid(s.store.ID(), fmt.Errorf("page_size %d, limit %d", n, MaxPageSize))
+		return 0, s.invalid(fmt.Errorf("page_size %d, limit %d", n, MaxPageSize))
 	}
 	return int(n), nil
 }
@@ -49,129 +48,48 @@ func (s *Server) listService(ctx context.Context, service string, pageSize uint3
 	return n, st, info, nil
 }
 
-func reply[T any](s *Server, msg *T) *connect.Response[T] {
-	r := connect.NewResponse(msg)
-	r.Header().Set(ServedByHeader, s.store.ID())
-	return r
-}
-
 type ownerHandler struct{ s *Server }
 
 var _ rationv1connect.OwnerServiceHandler = (*ownerHandler)(nil)
 
-// CreateService makes the service's owner token on the node that proposes
-// the command; only its hash enters the log.
+// CreateService makes the service's owner token on the leader; only its
+// hash enters the log.
 func (h *ownerHandler) CreateService(ctx context.Context, req *connect.Request[rationv1.CreateServiceRequest]) (*connect.Response[rationv1.CreateServiceResponse], error) {
-	ctx, tok := issueToken(ctx)
-	return write(h.s, ctx, req,
-		func(r *rationv1.CreateServiceRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_CreateService{CreateService: r}}
-		},
-		func(res *rationv1.CommandResult) *rationv1.CreateServiceResponse {
-			// A copy: the state machine keeps res in its request-id record.
-			out := proto.CloneOf(res.GetCreateService())
-			if out == nil {
-				out = &rationv1.CreateServiceResponse{}
-			}
-			out.OwnerToken = tok.reveal(res)
-			return out
-		},
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.CreateServiceRequest]) (*connect.Response[rationv1.CreateServiceResponse], error) {
-			return p.owner.CreateService(ctx, r)
-		})
+	return write[rationv1.CreateServiceResponse](h.s, ctx, req)
 }
 
 // RotateOwnerToken replaces the service's owner token, as CreateService
 // makes one.
 func (h *ownerHandler) RotateOwnerToken(ctx context.Context, req *connect.Request[rationv1.RotateOwnerTokenRequest]) (*connect.Response[rationv1.RotateOwnerTokenResponse], error) {
-	ctx, tok := issueToken(ctx)
-	return write(h.s, ctx, req,
-		func(r *rationv1.RotateOwnerTokenRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_RotateOwnerToken{RotateOwnerToken: r}}
-		},
-		func(res *rationv1.CommandResult) *rationv1.RotateOwnerTokenResponse {
-			return &rationv1.RotateOwnerTokenResponse{OwnerToken: tok.reveal(res)}
-		},
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.RotateOwnerTokenRequest]) (*connect.Response[rationv1.RotateOwnerTokenResponse], error) {
-			return p.owner.RotateOwnerToken(ctx, r)
-		})
+	return write[rationv1.RotateOwnerTokenResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) UpdateService(ctx context.Context, req *connect.Request[rationv1.UpdateServiceRequest]) (*connect.Response[rationv1.UpdateServiceResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.UpdateServiceRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_UpdateService{UpdateService: r}}
-		},
-		(*rationv1.CommandResult).GetUpdateService,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.UpdateServiceRequest]) (*connect.Response[rationv1.UpdateServiceResponse], error) {
-			return p.owner.UpdateService(ctx, r)
-		})
+	return write[rationv1.UpdateServiceResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) RevokeService(ctx context.Context, req *connect.Request[rationv1.RevokeServiceRequest]) (*connect.Response[rationv1.RevokeServiceResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.RevokeServiceRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_RevokeService{RevokeService: r}}
-		},
-		(*rationv1.CommandResult).GetRevokeService,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.RevokeServiceRequest]) (*connect.Response[rationv1.RevokeServiceResponse], error) {
-			return p.owner.RevokeService(ctx, r)
-		})
+	return write[rationv1.RevokeServiceResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) ReinstateService(ctx context.Context, req *connect.Request[rationv1.ReinstateServiceRequest]) (*connect.Response[rationv1.ReinstateServiceResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.ReinstateServiceRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_ReinstateService{ReinstateService: r}}
-		},
-		(*rationv1.CommandResult).GetReinstateService,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.ReinstateServiceRequest]) (*connect.Response[rationv1.ReinstateServiceResponse], error) {
-			return p.owner.ReinstateService(ctx, r)
-		})
+	return write[rationv1.ReinstateServiceResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) AddItems(ctx context.Context, req *connect.Request[rationv1.AddItemsRequest]) (*connect.Response[rationv1.AddItemsResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.AddItemsRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_AddItems{AddItems: r}}
-		},
-		(*rationv1.CommandResult).GetAddItems,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.AddItemsRequest]) (*connect.Response[rationv1.AddItemsResponse], error) {
-			return p.owner.AddItems(ctx, r)
-		})
+	return write[rationv1.AddItemsResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) DeactivateWorker(ctx context.Context, req *connect.Request[rationv1.DeactivateWorkerRequest]) (*connect.Response[rationv1.DeactivateWorkerResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.DeactivateWorkerRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_DeactivateWorker{DeactivateWorker: r}}
-		},
-		(*rationv1.CommandResult).GetDeactivateWorker,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.DeactivateWorkerRequest]) (*connect.Response[rationv1.DeactivateWorkerResponse], error) {
-			return p.owner.DeactivateWorker(ctx, r)
-		})
+	return write[rationv1.DeactivateWorkerResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) ReactivateWorker(ctx context.Context, req *connect.Request[rationv1.ReactivateWorkerRequest]) (*connect.Response[rationv1.ReactivateWorkerResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.ReactivateWorkerRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_ReactivateWorker{ReactivateWorker: r}}
-		},
-		(*rationv1.CommandResult).GetReactivateWorker,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.ReactivateWorkerRequest]) (*connect.Response[rationv1.ReactivateWorkerResponse], error) {
-			return p.owner.ReactivateWorker(ctx, r)
-		})
+	return write[rationv1.ReactivateWorkerResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) RevertWorker(ctx context.Context, req *connect.Request[rationv1.RevertWorkerRequest]) (*connect.Response[rationv1.RevertWorkerResponse], error) {
-	return write(h.s, ctx, req,
-		func(r *rationv1.RevertWorkerRequest) *rationv1.Command {
-			return &rationv1.Command{Op: &rationv1.Command_RevertWorker{RevertWorker: r}}
-		},
-		(*rationv1.CommandResult).GetRevertWorker,
-		func(p *peer, ctx context.Context, r *connect.Request[rationv1.RevertWorkerRequest]) (*connect.Response[rationv1.RevertWorkerResponse], error) {
-			return p.owner.RevertWorker(ctx, r)
-		})
+	return write[rationv1.RevertWorkerResponse](h.s, ctx, req)
 }
 
 func (h *ownerHandler) GetService(ctx context.Context, req *connect.Request[rationv1.GetServiceRequest]) (*connect.Response[rationv1.GetServiceResponse], error) {
@@ -248,10 +166,6 @@ func (h *ownerHandler) ExportResults(ctx context.Context, req *connect.Request[r
 			return nil
 		}
 	}
-}
-
-func (s *Server) notFound(format string, args ...any) error {
-	return withDetail(connect.NewError(connect.CodeNotFound, fmt.Errorf(format+" not found", args...)), "NOT_FOUND", s.store.ID())
 }
 
 func parseUint(s string) (uint64, error) {

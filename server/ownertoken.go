@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -27,12 +28,21 @@ const OwnerTokenBytes = 32
 // ownerTokenLen is the length of every owner token.
 var ownerTokenLen = len(OwnerTokenPrefix) + base64.RawURLEncoding.EncodedLen(OwnerTokenBytes)
 
+// ownerToken is an owner token the leader made for a CreateService or
+// RotateOwnerToken command. Only its hash enters the log, and the token is
+// shown only if the state machine stored that hash.
+type ownerToken struct {
+	token string
+	hash  []byte
+}
+
 // newOwnerToken returns a fresh owner token and its SHA-256.
-func newOwnerToken() (token string, hash []byte) {
+func newOwnerToken() *ownerToken {
 	b := make([]byte, OwnerTokenBytes)
 	_, _ = rand.Read(b) // never fails since Go 1.24
-	token = OwnerTokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-	return token, hashToken(token)
+	t := &ownerToken{token: OwnerTokenPrefix + base64.RawURLEncoding.EncodeToString(b)}
+	t.hash = hashToken(t.token)
+	return t
 }
 
 func hashToken(token string) []byte {
@@ -45,60 +55,27 @@ func looksLikeOwnerToken(s string) bool {
 	return len(s) == ownerTokenLen && strings.HasPrefix(s, OwnerTokenPrefix)
 }
 
-// issued is the owner token one CreateService or RotateOwnerToken call
-// makes. It is generated when the command is stamped, which happens only on
-// the node that proposes it (the leader), and shown only if the state
-// machine stored its hash.
-type issued struct {
-	token string
-	hash  []byte
-}
-
-type issueKey struct{}
-
-// issueToken returns ctx asking write to generate an owner token for the
-// command, and the holder it will be in.
-func issueToken(ctx context.Context) (context.Context, *issued) {
-	t := &issued{}
-	return context.WithValue(ctx, issueKey{}, t), t
-}
-
 // reveal returns the token if res shows that its command stored this
 // token's hash, and "" if res replays an earlier command with the same
 // request id (whose token this node never knew).
-func (t *issued) reveal(res *rationv1.CommandResult) string {
-	if t.hash == nil || subtle.ConstantTimeCompare(res.GetOwnerTokenHash(), t.hash) != 1 {
+func (t *ownerToken) reveal(res *rationv1.CommandResult) string {
+	if subtle.ConstantTimeCompare(res.GetOwnerTokenHash(), t.hash) != 1 {
 		return ""
 	}
 	return t.token
 }
 
-type ownerCredentialKey struct{}
-
-// ownerCredential returns the hash of the owner token the call presented,
-// or nil when it came with the admin token (or none was needed).
-func ownerCredential(ctx context.Context) []byte {
-	c, _ := ctx.Value(ownerCredentialKey{}).([]byte)
-	return c
-}
-
-// stampOwner writes into a command's header what the interceptor and the
-// handler left in ctx: the owner credential the caller presented (the
-// state machine checks it again, at the command's index) and the hash of a
-// newly generated owner token.
-func stampOwner(ctx context.Context, hdr *rationv1.CommandHeader) {
-	if cred := ownerCredential(ctx); cred != nil {
-		hdr.OwnerCredential, hdr.Actor = cred, "owner"
+// withOwnerToken returns a copy of a reply with its owner_token field set
+// (CreateServiceResponse, RotateOwnerTokenResponse).
+func withOwnerToken(reply proto.Message, token string) proto.Message {
+	out := proto.Clone(reply)
+	m := out.ProtoReflect()
+	f := m.Descriptor().Fields().ByName("owner_token")
+	if f == nil {
+		panic(fmt.Sprintf("server: %s has no owner_token field", m.Descriptor().FullName()))
 	}
-	if t, ok := ctx.Value(issueKey{}).(*issued); ok {
-		t.token, t.hash = newOwnerToken()
-		hdr.NewOwnerTokenHash = t.hash
-	}
-}
-
-// isAdminToken reports, in constant time, whether token is the admin token.
-func (s *Server) isAdminToken(token string) bool {
-	return s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
+	m.Set(f, protoreflect.ValueOfString(token))
+	return out
 }
 
 // scopeOf returns the service an owner call's request names: its service
@@ -153,7 +130,7 @@ func ownerOf(st *fsm.State, hash []byte) (string, bool) {
 // the node does not know is looked up again once the node has caught up
 // with the leader: it may have been made a moment ago through another node.
 func (s *Server) authorizeOwner(ctx context.Context, token string, msg any) ([]byte, error) {
-	node, service := s.store.ID(), scopeOf(msg)
+	service := scopeOf(msg)
 	hash := hashToken(token)
 	st, caughtUp := s.store.State(), false
 	if linearizableRead(msg) {
@@ -180,11 +157,11 @@ func (s *Server) authorizeOwner(ctx context.Context, token string, msg any) ([]b
 	}
 	switch {
 	case !ok:
-		return nil, authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", node, "the token is neither the admin token nor a current owner token")
+		return nil, s.errorf(connect.CodeUnauthenticated, "BAD_CREDENTIAL", "the token is neither the admin token nor a current owner token")
 	case service == "":
-		return nil, authError(connect.CodePermissionDenied, "WRONG_SERVICE", node, "an owner token reaches its own service only: name it in the request's service field")
+		return nil, s.errorf(connect.CodePermissionDenied, "WRONG_SERVICE", "an owner token reaches its own service only: name it in the request's service field")
 	}
-	return nil, authError(connect.CodePermissionDenied, "WRONG_SERVICE", node, "the owner token is not service %q's", service)
+	return nil, s.errorf(connect.CodePermissionDenied, "WRONG_SERVICE", "the owner token is not service %q's", service)
 }
 
 // ownerStream runs the owner check of a streaming call on the first request
@@ -211,7 +188,7 @@ func (c *ownerStream) Receive(msg any) error {
 		c.checked = true
 		var ctx context.Context
 		if ctx, c.err = c.check(msg); c.err == nil {
-			c.service, c.hash = scopeOf(msg), ownerCredential(ctx)
+			c.service, c.hash = scopeOf(msg), callerOf(ctx).ownerToken
 		}
 	}
 	return c.err
@@ -219,11 +196,11 @@ func (c *ownerStream) Receive(msg any) error {
 
 func (c *ownerStream) Send(msg any) error {
 	if !c.checked {
-		return authError(connect.CodeInternal, "INTERNAL", c.s.store.ID(), "stream sent before its request was checked")
+		return c.s.errorf(connect.CodeInternal, "INTERNAL", "stream sent before its request was checked")
 	}
 	if c.hash != nil {
 		if svc, ok := c.s.store.State().Service(c.service); !ok || !svc.OwnerTokenMatches(c.hash) {
-			return authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", c.s.store.ID(), "the owner token was rotated")
+			return c.s.errorf(connect.CodeUnauthenticated, "BAD_CREDENTIAL", "the owner token was rotated")
 		}
 	}
 	return c.StreamingHandlerConn.Send(msg)

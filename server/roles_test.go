@@ -62,7 +62,7 @@ func TestRoles_EveryRPCHasARole(t *testing.T) {
 	table := server.RolesTable()
 	for p := range methods {
 		if _, ok := table[p]; !ok {
-			t.Errorf("%s has no entry in the roles table (server/server.go)", p)
+			t.Errorf("%s has no entry in the roles table (server/procedures.go)", p)
 		}
 	}
 	for p := range table {

@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
-	"fmt"
 	"io"
 
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"sync"
 	"time"
 
@@ -77,8 +74,7 @@ type Server struct {
 	cfg   Config
 	log   hclog.Logger
 
-	mu    sync.Mutex
-	peers map[string]*peer
+	peers sync.Map // peerKey -> *connect.Client, for forwarding
 	// refused counts this node's edge refusals (see precheck).
 	refused refusals
 
@@ -96,8 +92,7 @@ func New(store Store, cfg Config) *Server {
 	if cfg.PeerScheme == "" {
 		cfg.PeerScheme = "http"
 	}
-	return &Server{store: store, cfg: cfg, log: cfg.Logger.Named("server"), peers: map[string]*peer{},
-		limits: newLimiter(store, cfg.Limits)}
+	return &Server{store: store, cfg: cfg, log: cfg.Logger.Named("server"), limits: newLimiter(store, cfg.Limits)}
 }
 
 // Handler returns the HTTP handler serving every service over Connect,
@@ -135,198 +130,8 @@ func (s *Server) Handler() http.Handler {
 	return h2c.NewHandler(mux, &http2.Server{IdleTimeout: 2 * time.Minute})
 }
 
-// adminOnly requires the admin token, when one is set, on a plain HTTP handler.
-func (s *Server) adminOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
-			http.Error(w, "admin token required", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
 // CompressMinBytes is the smallest response the server compresses.
 const CompressMinBytes = 64 << 10
 
 // MaxRestoreBytes bounds a snapshot sent to Restore.
 const MaxRestoreBytes = 1 << 30
-
-// Worker secrets are between these lengths, in bytes.
-const (
-	MinSecretLength = 16
-	MaxSecretLength = 1024
-)
-
-// role says who may call a procedure.
-type role int
-
-const (
-	roleAdmin  role = iota // the admin token, when one is configured
-	roleOwner              // the admin token, or the owner token of the service the request names
-	roleWorker             // a worker's secret
-	rolePublic             // anyone
-)
-
-func (r role) String() string {
-	switch r {
-	case roleOwner:
-		return "owner"
-	case roleWorker:
-		return "worker"
-	case rolePublic:
-		return "public"
-	}
-	return "admin"
-}
-
-// roles is the one table of who may call what, by full procedure name; a
-// procedure missing from it is admin-only. Tests check that every RPC has an
-// entry, and that the protos' comments and README's table say the same.
-var roles = map[string]role{
-	rationv1connect.OwnerServiceCreateServiceProcedure:    roleAdmin,
-	rationv1connect.OwnerServiceUpdateServiceProcedure:    roleOwner,
-	rationv1connect.OwnerServiceGetServiceProcedure:       roleOwner,
-	rationv1connect.OwnerServiceListServicesProcedure:     roleAdmin,
-	rationv1connect.OwnerServiceRevokeServiceProcedure:    roleOwner,
-	rationv1connect.OwnerServiceReinstateServiceProcedure: roleOwner,
-	rationv1connect.OwnerServiceAddItemsProcedure:         roleOwner,
-	rationv1connect.OwnerServiceListItemsProcedure:        roleOwner,
-	rationv1connect.OwnerServiceDeactivateWorkerProcedure: roleOwner,
-	rationv1connect.OwnerServiceReactivateWorkerProcedure: roleOwner,
-	rationv1connect.OwnerServiceRevertWorkerProcedure:     roleOwner,
-	rationv1connect.OwnerServiceExportResultsProcedure:    roleOwner,
-	rationv1connect.OwnerServiceRotateOwnerTokenProcedure: roleOwner,
-
-	rationv1connect.WorkerServiceRegisterProcedure:      roleWorker,
-	rationv1connect.WorkerServiceUnregisterProcedure:    roleWorker,
-	rationv1connect.WorkerServiceCheckServiceProcedure:  rolePublic,
-	rationv1connect.WorkerServiceAcquireProcedure:       roleWorker,
-	rationv1connect.WorkerServiceHeartbeatProcedure:     roleWorker,
-	rationv1connect.WorkerServiceSubmitProcedure:        roleWorker,
-	rationv1connect.WorkerServiceReleaseProcedure:       roleWorker,
-	rationv1connect.WorkerServiceListMyBucketsProcedure: roleWorker,
-
-	// An owner token must name its service; without one these span all.
-	rationv1connect.InsightServiceGetStatsProcedure:      roleOwner,
-	rationv1connect.InsightServiceListWorkersProcedure:   roleOwner,
-	rationv1connect.InsightServiceListBucketsProcedure:   roleOwner,
-	rationv1connect.InsightServiceListActivityProcedure:  roleOwner,
-	rationv1connect.InsightServiceExplainProcedure:       roleOwner,
-	rationv1connect.InsightServiceWatchActivityProcedure: roleOwner,
-
-	rationv1connect.ClusterServiceStatusProcedure:             roleAdmin,
-	rationv1connect.ClusterServiceJoinProcedure:               roleAdmin,
-	rationv1connect.ClusterServiceRemoveProcedure:             roleAdmin,
-	rationv1connect.ClusterServiceTransferLeadershipProcedure: roleAdmin,
-	rationv1connect.ClusterServiceSaveSnapshotProcedure:       roleAdmin,
-	rationv1connect.ClusterServiceRestoreProcedure:            roleAdmin,
-
-	peerv1connect.PeerServiceReadIndexProcedure: roleAdmin,
-}
-
-func roleOf(procedure string) role {
-	if r, ok := roles[procedure]; ok {
-		return r
-	}
-	return roleAdmin
-}
-
-type credentialKey struct{}
-
-// credential returns the hash of the worker secret the call presented.
-func credential(ctx context.Context) []byte {
-	c, _ := ctx.Value(credentialKey{}).([]byte)
-	return c
-}
-
-// authInterceptor enforces the roles table. Owner calls are checked against
-// the service their request names, so unary calls are checked with their
-// request and streams when the handler receives it.
-type authInterceptor struct{ s *Server }
-
-func authError(code connect.Code, reason, node, format string, args ...any) error {
-	return withDetail(connect.NewError(code, fmt.Errorf(format, args...)), reason, node)
-}
-
-// authenticate checks the call's credential against procedure's role and
-// returns ctx carrying what a write stamps into its command's header. msg is
-// the request, needed by owner calls only.
-func (a *authInterceptor) authenticate(ctx context.Context, procedure string, h http.Header, msg any) (context.Context, error) {
-	s, node := a.s, a.s.store.ID()
-	token, _ := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-	r := roleOf(procedure)
-	switch r {
-	case rolePublic:
-		return ctx, nil
-	case roleWorker:
-		if token == "" {
-			return ctx, authError(connect.CodeUnauthenticated, "NO_CREDENTIAL", node, "worker calls need the worker's secret: Authorization: Bearer <secret>")
-		}
-		if len(token) < MinSecretLength || len(token) > MaxSecretLength {
-			return ctx, authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", node, "worker secret is %d bytes, want %d to %d", len(token), MinSecretLength, MaxSecretLength)
-		}
-		if s.isAdminToken(token) || looksLikeOwnerToken(token) {
-			return ctx, authError(connect.CodePermissionDenied, "WRONG_ROLE", node, "worker calls take the worker's own secret, never the admin token or an owner token")
-		}
-		return context.WithValue(ctx, credentialKey{}, hashToken(token)), nil
-	}
-	if s.cfg.AdminToken == "" {
-		return ctx, nil // a loopback development node: no credentials
-	}
-	if token == "" {
-		if r == roleOwner {
-			return ctx, authError(connect.CodeUnauthenticated, "NO_CREDENTIAL", node, "this call needs the admin token or the service's owner token: Authorization: Bearer <token>")
-		}
-		return ctx, authError(connect.CodeUnauthenticated, "NO_CREDENTIAL", node, "this call needs the admin token: Authorization: Bearer <token>")
-	}
-	if s.isAdminToken(token) {
-		return ctx, nil
-	}
-	if r == roleOwner {
-		hash, err := s.authorizeOwner(ctx, token, msg)
-		if err != nil {
-			return ctx, err
-		}
-		return context.WithValue(ctx, ownerCredentialKey{}, hash), nil
-	}
-	if _, ok := ownerOf(s.store.State(), hashToken(token)); ok {
-		return ctx, authError(connect.CodePermissionDenied, "ADMIN_ONLY", node, "this call needs the admin token; an owner token does not reach it")
-	}
-	return ctx, authError(connect.CodeUnauthenticated, "BAD_CREDENTIAL", node, "wrong admin token")
-}
-
-func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if req.Spec().IsClient {
-			return next(ctx, req)
-		}
-		ctx, err := a.authenticate(ctx, req.Spec().Procedure, req.Header(), req.Any())
-		if err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		procedure := conn.Spec().Procedure
-		if roleOf(procedure) == roleOwner {
-			// The service is in the request: check when the handler has it.
-			return next(ctx, &ownerStream{StreamingHandlerConn: conn, s: a.s, check: func(msg any) (context.Context, error) {
-				return a.authenticate(ctx, procedure, conn.RequestHeader(), msg)
-			}})
-		}
-		ctx, err := a.authenticate(ctx, procedure, conn.RequestHeader(), nil)
-		if err != nil {
-			return err
-		}
-		return next(ctx, conn)
-	}
-}

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	peerv1 "github.com/rationhq/ration/api/ration/peer/v1"
+	"github.com/rationhq/ration/api/ration/peer/v1/peerv1connect"
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/fsm"
+)
+
+// read returns state at the requested consistency. LINEARIZABLE (the
+// default) waits until this node has applied the leader's read index, asked
+// of the leader; STALE answers from local state at once.
+func (s *Server) read(ctx context.Context, c rationv1.Consistency) (*fsm.State, *rationv1.ReadInfo, error) {
+	info := &rationv1.ReadInfo{ServedBy: s.store.ID(), Consistency: c}
+	if c == rationv1.Consistency_CONSISTENCY_UNSPECIFIED {
+		info.Consistency = rationv1.Consistency_CONSISTENCY_LINEARIZABLE
+	}
+	if age := s.store.LeaderContactAge(); age >= 0 {
+		info.LeaderContactAge = durationpb.New(age)
+	}
+	var st *fsm.State
+	switch info.Consistency {
+	case rationv1.Consistency_CONSISTENCY_STALE:
+		st = s.store.State()
+	case rationv1.Consistency_CONSISTENCY_LINEARIZABLE:
+		idx, err := s.readIndex(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if st, err = s.store.WaitApplied(ctx, idx); err != nil {
+			return nil, nil, s.rpcError(err)
+		}
+	default:
+		return nil, nil, s.invalid(fmt.Errorf("consistency %v is not one of LINEARIZABLE, STALE", c))
+	}
+	info.Index = st.Index()
+	return st, info, nil
+}
+
+// readIndex returns the index a linearizable read waits for: the leader's
+// own, or one asked of the leader.
+func (s *Server) readIndex(ctx context.Context) (uint64, error) {
+	if s.store.IsLeader() {
+		idx, err := s.store.ReadIndex(ctx)
+		if !errors.Is(err, cluster.ErrNotLeader) {
+			return idx, s.rpcError(err)
+		}
+	}
+	_, addr, err := s.store.Leader()
+	if err != nil {
+		return 0, s.rpcError(err)
+	}
+	req := connect.NewRequest(&peerv1.ReadIndexRequest{})
+	if t := s.cfg.AdminToken; t != "" {
+		req.Header().Set("Authorization", "Bearer "+t)
+	}
+	res, err := peerCall[peerv1.ReadIndexResponse](s, ctx, addr, peerv1connect.PeerServiceReadIndexProcedure, req)
+	if err != nil {
+		return 0, err
+	}
+	return res.Msg.GetIndex(), nil
+}
+
+// peerHandler serves PeerService: what nodes ask of each other over the API.
+type peerHandler struct{ s *Server }
+
+func (h *peerHandler) ReadIndex(ctx context.Context, _ *connect.Request[peerv1.ReadIndexRequest]) (*connect.Response[peerv1.ReadIndexResponse], error) {
+	idx, err := h.s.store.ReadIndex(ctx)
+	if err != nil {
+		return nil, h.s.rpcError(err)
+	}
+	return connect.NewResponse(&peerv1.ReadIndexResponse{Index: idx, LeaderId: h.s.store.ID()}), nil
+}
