@@ -61,8 +61,10 @@ package main
 // within etcd's default 128 operations per Txn.
 //
 // Clients: min(workers, -conns) clientv3 connections to the leader's client
-// URL, shared round-robin by the workers (as in perf-baselines.md §3); the
-// owner and the sweeper have their own connection.
+// URL, shared round-robin by the workers; the owner and the sweeper have
+// their own connection. Going to the leader spares every Txn the hop a
+// follower would add to reach it, and a few HTTP/2 connections carry all
+// the workers' streams.
 //
 // Operator settings beyond the defaults, not durability: periodic
 // auto-compaction (retention 1m, so the tombstones of claimed buckets do not
