@@ -61,8 +61,10 @@ package main
 // within etcd's default 128 operations per Txn.
 //
 // Clients: min(workers, -conns) clientv3 connections to the leader's client
-// URL, shared round-robin by the workers (as in perf-baselines.md §3); the
-// owner and the sweeper have their own connection.
+// URL, shared round-robin by the workers; the owner and the sweeper have
+// their own connection. Going to the leader spares every Txn the hop a
+// follower would add to reach it, and a few HTTP/2 connections carry all
+// the workers' streams.
 //
 // Operator settings beyond the defaults, not durability: periodic
 // auto-compaction (retention 1m, so the tombstones of claimed buckets do not
@@ -127,57 +129,94 @@ func startEtcd(ctx context.Context, dir string, conns int) (sys *etcdSystem, err
 	if err != nil {
 		return nil, err
 	}
-	u := func(port int) url.URL { return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)} }
 	var initial []string
 	for i := range 3 {
-		pu := u(ports[2*i])
+		pu := loopbackURL(ports[2*i])
 		initial = append(initial, fmt.Sprintf("e%d=%s", i, pu.String()))
 	}
 	var endpoints []string
 	for i := range 3 {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("e%d", i)
-		cfg.Dir = filepath.Join(dir, cfg.Name)
-		pu, cu := u(ports[2*i]), u(ports[2*i+1])
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "ration-bench"
-		cfg.ClusterState = embed.ClusterStateFlagNew
-		cfg.LogLevel = "error"
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(quietCore{
-			Core:  zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.ErrorLevel),
-			quiet: &s.quiet}).With(zap.String("member", cfg.Name)))
-		cfg.AutoCompactionMode = "periodic"
-		cfg.AutoCompactionRetention = "1m"
-		cfg.QuotaBackendBytes = 8 << 30
+		cfg := s.memberConfig(dir, i, ports[2*i], ports[2*i+1], strings.Join(initial, ","))
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("start etcd member %s: %w", cfg.Name, err)
 		}
 		s.members = append(s.members, e)
-		endpoints = append(endpoints, cu.String())
+		endpoints = append(endpoints, cfg.AdvertiseClientUrls[0].String())
 	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if s.leaderEP, err = findEtcdLeader(ctx, endpoints); err != nil {
+		return nil, err
+	}
+	for range conns {
+		c, err := newEtcdClient(s.leaderEP)
+		if err != nil {
+			return nil, err
+		}
+		s.clients = append(s.clients, c)
+	}
+	if s.owner, err = newEtcdClient(s.leaderEP); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loopbackURL is the http URL of port on 127.0.0.1, where every member listens.
+func loopbackURL(port int) url.URL {
+	return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)}
+}
+
+// memberConfig is member e<i>'s configuration: etcd's defaults but for
+// logging (errors only, silenced once s closes), auto-compaction and the
+// backend quota (see the comment at the top of this file).
+func (s *etcdSystem) memberConfig(dir string, i, peerPort, clientPort int, initialCluster string) *embed.Config {
+	cfg := embed.NewConfig()
+	cfg.Name = fmt.Sprintf("e%d", i)
+	cfg.Dir = filepath.Join(dir, cfg.Name)
+	pu, cu := loopbackURL(peerPort), loopbackURL(clientPort)
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.InitialCluster = initialCluster
+	cfg.InitialClusterToken = "ration-bench"
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(quietCore{
+		Core:  zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.ErrorLevel),
+		quiet: &s.quiet}).With(zap.String("member", cfg.Name)))
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "1m"
+	cfg.QuotaBackendBytes = 8 << 30
+	return cfg
+}
+
+// waitReady waits until every member is ready to serve.
+func (s *etcdSystem) waitReady(ctx context.Context) error {
 	for _, e := range s.members {
 		select {
 		case <-e.Server.ReadyNotify():
 		case err := <-e.Err():
-			return nil, fmt.Errorf("etcd member failed: %w", err)
+			return fmt.Errorf("etcd member failed: %w", err)
 		case <-time.After(60 * time.Second):
-			return nil, errors.New("etcd did not become ready within 60s")
+			return errors.New("etcd did not become ready within 60s")
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	newClient := func(eps ...string) (*clientv3.Client, error) {
-		return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	}
-	probe, err := newClient(endpoints...)
+	return nil
+}
+
+// findEtcdLeader asks each member's status until one says it leads, and
+// returns that member's client URL.
+func findEtcdLeader(ctx context.Context, endpoints []string) (string, error) {
+	probe, err := newEtcdClient(endpoints...)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer probe.Close()
-	if err := waitFor(ctx, 30*time.Second, func() error {
+	var leader string
+	err = waitFor(ctx, 30*time.Second, func() error {
 		for _, ep := range endpoints {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			st, err := probe.Status(sctx, ep)
@@ -186,25 +225,19 @@ func startEtcd(ctx context.Context, dir string, conns int) (sys *etcdSystem, err
 				return err
 			}
 			if st.Leader != 0 && st.Leader == st.Header.MemberId {
-				s.leaderEP = ep
+				leader = ep
 				return nil
 			}
 		}
 		return errors.New("no etcd leader")
-	}); err != nil {
-		return nil, err
-	}
-	for range conns {
-		c, err := newClient(s.leaderEP)
-		if err != nil {
-			return nil, err
-		}
-		s.clients = append(s.clients, c)
-	}
-	if s.owner, err = newClient(s.leaderEP); err != nil {
-		return nil, err
-	}
-	return s, nil
+	})
+	return leader, err
+}
+
+// newEtcdClient connects to eps with clientv3's own logging off, so that
+// only the bench's lines reach stderr.
+func newEtcdClient(eps ...string) (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 }
 
 func freePorts(n int) ([]int, error) {

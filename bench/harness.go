@@ -115,191 +115,291 @@ func runRound(ctx context.Context, sys system, p roundParams, rc runConfig, labe
 	}
 	defer r.Close()
 
-	// The owner keeps the pool at least this many buckets ahead of the
-	// workers, with up to ownerAdders adds in flight when it falls behind.
-	lowWater := int64(4*p.Workers*p.PerAcquire + 200)
-	perChunk := int64((p.Chunk + p.BucketSize - 1) / p.BucketSize)
-	var added, inflight, acquired, ownerErrs atomic.Int64
-	var idMu sync.Mutex
-	var nextID int64 = 1_000_000_000_000
-	chunk := func() []string {
-		idMu.Lock()
-		defer idMu.Unlock()
-		ids := make([]string, p.Chunk)
-		for i := range ids {
-			ids[i] = strconv.FormatInt(nextID, 10)
-			nextID++
-		}
-		return ids
-	}
-	var addMu sync.Mutex
-	var addLat []time.Duration
-	addOne := func(ctx context.Context) error {
-		inflight.Add(perChunk)
-		defer inflight.Add(-perChunk)
-		t0 := time.Now()
-		n, err := r.Add(ctx, chunk())
-		if err != nil {
-			return err
-		}
-		addMu.Lock()
-		addLat = append(addLat, time.Since(t0))
-		addMu.Unlock()
-		added.Add(int64(n))
-		return nil
-	}
-	pending := func() int64 { return added.Load() + inflight.Load() - acquired.Load() }
-	for added.Load() < lowWater {
-		if err := addOne(ctx); err != nil {
-			return res, fmt.Errorf("%s: fill the pool: %w", sys.Name(), err)
-		}
+	s := newRoundState(r, p, rc, label)
+	if err := s.fill(ctx); err != nil {
+		return res, fmt.Errorf("%s: fill the pool: %w", sys.Name(), err)
 	}
 
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	start := time.Now()
-	mStart := start.Add(rc.Warmup)
-	mEnd := mStart.Add(rc.Duration)
-	var measuring atomic.Bool
-	var items, buckets, empty, errCount atomic.Int64
-	var acqSum, acqN, subSum, subN atomic.Int64 // for progress lines
-
+	s.mStart = time.Now().Add(rc.Warmup)
+	s.mEnd = s.mStart.Add(rc.Duration)
 	var wg sync.WaitGroup
-	// The owner: untimed, keeps up with demand.
-	var poolMin atomic.Int64
-	poolMin.Store(1 << 62)
-	for range ownerAdders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for wctx.Err() == nil {
-				if measuring.Load() {
-					if v := added.Load() - acquired.Load(); v < poolMin.Load() {
-						poolMin.Store(v) // racy minimum: good enough for a gauge
-					}
-				}
-				if pending() >= lowWater {
-					time.Sleep(2 * time.Millisecond)
-					continue
-				}
-				if err := addOne(wctx); err != nil && wctx.Err() == nil {
-					ownerErrs.Add(1)
-					fmt.Fprintf(rc.Log, "  %s: owner add: %v\n", label, err)
-					time.Sleep(50 * time.Millisecond)
-				}
-			}
-		}()
-	}
-
-	stats := make([]*workerStats, p.Workers)
-	for i := range p.Workers {
-		ws := &workerStats{errs: map[string]int64{}}
-		stats[i] = ws
-		w := r.Worker(i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fail := func(err error) {
-				if measuring.Load() {
-					ws.errs[r.ErrClass(err)]++
-					errCount.Add(1)
-				}
-			}
-			for wctx.Err() == nil {
-				t0 := time.Now()
-				bs, err := w.Acquire(wctx, p.PerAcquire)
-				t1 := time.Now()
-				acquired.Add(int64(len(bs)))
-				if wctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					fail(err)
-					if len(bs) == 0 {
-						time.Sleep(10 * time.Millisecond)
-						continue
-					}
-				} else if !t0.Before(mStart) {
-					ws.acq = append(ws.acq, t1.Sub(t0))
-					acqSum.Add(int64(t1.Sub(t0)))
-					acqN.Add(1)
-				}
-				if len(bs) == 0 {
-					if measuring.Load() {
-						empty.Add(1)
-					}
-					time.Sleep(2 * time.Millisecond)
-					continue
-				}
-				for _, b := range bs {
-					t2 := time.Now()
-					err := w.Submit(wctx, b)
-					t3 := time.Now()
-					if wctx.Err() != nil {
-						return
-					}
-					if err != nil {
-						fail(err)
-						continue
-					}
-					if !t2.Before(mStart) {
-						ws.sub = append(ws.sub, t3.Sub(t2))
-						subSum.Add(int64(t3.Sub(t2)))
-						subN.Add(1)
-					}
-					if !t3.Before(mStart) && t3.Before(mEnd) {
-						items.Add(int64(len(b.items)))
-						buckets.Add(1)
-					}
-				}
-			}
-		}()
-	}
+	s.startOwners(wctx, &wg)
+	stats := s.startWorkers(wctx, &wg)
 
 	// Wait for the warm-up, then measure, printing progress.
-	if !sleepCtx(ctx, time.Until(mStart)) {
+	if !sleepCtx(ctx, time.Until(s.mStart)) {
 		stop()
 		wg.Wait()
 		return res, ctx.Err()
 	}
-	measuring.Store(true)
-	cpu0 := cpuTime()
-	counters0 := r.Counters()
-	added0 := added.Load()
-	tick := time.NewTicker(rc.Progress)
-	last, lastItems, lastBuckets := mStart, int64(0), int64(0)
-	var lastAcq, lastAcqN, lastSub, lastSubN int64
-	for interrupted := false; !interrupted && time.Now().Before(mEnd); {
-		select {
-		case <-ctx.Done():
-			interrupted = true
-		case <-time.After(time.Until(mEnd)):
-		case now := <-tick.C:
-			it, bk := items.Load(), buckets.Load()
-			as, an, ss, sn := acqSum.Load(), acqN.Load(), subSum.Load(), subN.Load()
-			dt := now.Sub(last).Seconds()
-			fmt.Fprintf(rc.Log, "  %-22s t=%4.1fs items/s=%8.0f buckets/s=%7.1f acquire=%6.2fms submit=%6.2fms errors=%d empty=%d pool=%d\n",
-				label, now.Sub(mStart).Seconds(), float64(it-lastItems)/dt, float64(bk-lastBuckets)/dt,
-				meanMS(as-lastAcq, an-lastAcqN), meanMS(ss-lastSub, sn-lastSubN), errCount.Load(), empty.Load(),
-				added.Load()-acquired.Load())
-			last, lastItems, lastBuckets = now, it, bk
-			lastAcq, lastAcqN, lastSub, lastSubN = as, an, ss, sn
-		}
-	}
-	tick.Stop()
-	end := time.Now()
-	measuring.Store(false)
-	cpu1 := cpuTime()
-	counters1 := r.Counters()
+	win := s.measure(ctx)
 	stop()
 	wg.Wait()
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
+	s.fillResult(&res, win, stats)
+	return res, nil
+}
 
-	secs := end.Sub(mStart).Seconds()
+// roundState is what the owner, the workers and the measuring loop of one
+// round share; the counters are atomics because all of them run at once.
+type roundState struct {
+	r     round
+	p     roundParams
+	rc    runConfig
+	label string
+
+	// The owner keeps the pool at least lowWater buckets ahead of the
+	// workers, with up to ownerAdders adds in flight when it falls behind.
+	lowWater int64
+	perChunk int64 // buckets per owner add
+	idMu     sync.Mutex
+	nextID   int64
+	addMu    sync.Mutex
+	addLat   []time.Duration
+
+	added, inflight, acquired, ownerErrs atomic.Int64
+	poolMin                              atomic.Int64
+
+	// Throughput counts submits completed in [mStart, mEnd); latencies are
+	// sampled from mStart on, errors and empty acquires while measuring.
+	mStart, mEnd time.Time
+	measuring    atomic.Bool
+
+	items, buckets, empty, errs atomic.Int64
+	acqSum, acqN, subSum, subN  atomic.Int64 // for progress lines
+}
+
+// newRoundState sizes the owner's low-water mark to four acquires per worker
+// plus a margin, so that the workers, not the owner, set the pace.
+func newRoundState(r round, p roundParams, rc runConfig, label string) *roundState {
+	s := &roundState{r: r, p: p, rc: rc, label: label,
+		lowWater: int64(4*p.Workers*p.PerAcquire + 200),
+		perChunk: int64((p.Chunk + p.BucketSize - 1) / p.BucketSize),
+		nextID:   1_000_000_000_000,
+	}
+	s.poolMin.Store(1 << 62)
+	return s
+}
+
+// chunk returns the next p.Chunk ids, unique within the round.
+func (s *roundState) chunk() []string {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	ids := make([]string, s.p.Chunk)
+	for i := range ids {
+		ids[i] = strconv.FormatInt(s.nextID, 10)
+		s.nextID++
+	}
+	return ids
+}
+
+// addOne makes the owner add one chunk, counting it as in flight meanwhile
+// so that concurrent adders do not overshoot the low-water mark.
+func (s *roundState) addOne(ctx context.Context) error {
+	s.inflight.Add(s.perChunk)
+	defer s.inflight.Add(-s.perChunk)
+	t0 := time.Now()
+	n, err := s.r.Add(ctx, s.chunk())
+	if err != nil {
+		return err
+	}
+	s.addMu.Lock()
+	s.addLat = append(s.addLat, time.Since(t0))
+	s.addMu.Unlock()
+	s.added.Add(int64(n))
+	return nil
+}
+
+// pending is the pool's size as the owner plans it: added or being added,
+// not yet acquired.
+func (s *roundState) pending() int64 { return s.added.Load() + s.inflight.Load() - s.acquired.Load() }
+
+// fill adds chunks until the pool reaches the low-water mark, before any
+// worker starts.
+func (s *roundState) fill(ctx context.Context) error {
+	for s.added.Load() < s.lowWater {
+		if err := s.addOne(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startOwners starts the owner's ownerAdders goroutines: untimed, they keep
+// up with demand until ctx ends.
+func (s *roundState) startOwners(ctx context.Context, wg *sync.WaitGroup) {
+	for range ownerAdders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.own(ctx)
+		}()
+	}
+}
+
+// own is one owner goroutine's loop; it also samples the pool's minimum
+// while measuring.
+func (s *roundState) own(ctx context.Context) {
+	for ctx.Err() == nil {
+		if s.measuring.Load() {
+			if v := s.added.Load() - s.acquired.Load(); v < s.poolMin.Load() {
+				s.poolMin.Store(v) // racy minimum: good enough for a gauge
+			}
+		}
+		if s.pending() >= s.lowWater {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		if err := s.addOne(ctx); err != nil && ctx.Err() == nil {
+			s.ownerErrs.Add(1)
+			fmt.Fprintf(s.rc.Log, "  %s: owner add: %v\n", s.label, err)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// startWorkers starts p.Workers goroutines running the bucket cycle until
+// ctx ends; each records into its own workerStats.
+func (s *roundState) startWorkers(ctx context.Context, wg *sync.WaitGroup) []*workerStats {
+	stats := make([]*workerStats, s.p.Workers)
+	for i := range s.p.Workers {
+		ws := &workerStats{errs: map[string]int64{}}
+		stats[i] = ws
+		w := s.r.Worker(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.work(ctx, w, ws)
+		}()
+	}
+	return stats
+}
+
+// work is one worker's bucket cycle: acquire, then submit every bucket got.
+func (s *roundState) work(ctx context.Context, w worker, ws *workerStats) {
+	for ctx.Err() == nil {
+		t0 := time.Now()
+		bs, err := w.Acquire(ctx, s.p.PerAcquire)
+		t1 := time.Now()
+		s.acquired.Add(int64(len(bs)))
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.fail(ws, err)
+			if len(bs) == 0 {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+		} else if !t0.Before(s.mStart) {
+			ws.acq = append(ws.acq, t1.Sub(t0))
+			s.acqSum.Add(int64(t1.Sub(t0)))
+			s.acqN.Add(1)
+		}
+		if len(bs) == 0 {
+			if s.measuring.Load() {
+				s.empty.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		if !s.submitAll(ctx, w, ws, bs) {
+			return
+		}
+	}
+}
+
+// submitAll submits bs one by one; it reports false once ctx has ended.
+// A bucket counts if its submit completed inside the measured window.
+func (s *roundState) submitAll(ctx context.Context, w worker, ws *workerStats, bs []bucket) bool {
+	for _, b := range bs {
+		t2 := time.Now()
+		err := w.Submit(ctx, b)
+		t3 := time.Now()
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			s.fail(ws, err)
+			continue
+		}
+		if !t2.Before(s.mStart) {
+			ws.sub = append(ws.sub, t3.Sub(t2))
+			s.subSum.Add(int64(t3.Sub(t2)))
+			s.subN.Add(1)
+		}
+		if !t3.Before(s.mStart) && t3.Before(s.mEnd) {
+			s.items.Add(int64(len(b.items)))
+			s.buckets.Add(1)
+		}
+	}
+	return true
+}
+
+// fail counts a worker's error by class, while measuring.
+func (s *roundState) fail(ws *workerStats, err error) {
+	if s.measuring.Load() {
+		ws.errs[s.r.ErrClass(err)]++
+		s.errs.Add(1)
+	}
+}
+
+// window is what measure read at the two ends of the measured window.
+type window struct {
+	end                  time.Time
+	cpu0, cpu1           time.Duration
+	counters0, counters1 map[string]int64
+	added0               int64
+}
+
+// measure runs the measured window, from now (mStart) to mEnd or until
+// ctx ends, printing progress lines.
+func (s *roundState) measure(ctx context.Context) window {
+	s.measuring.Store(true)
+	w := window{cpu0: cpuTime(), counters0: s.r.Counters(), added0: s.added.Load()}
+	s.progress(ctx)
+	w.end = time.Now()
+	s.measuring.Store(false)
+	w.cpu1 = cpuTime()
+	w.counters1 = s.r.Counters()
+	return w
+}
+
+// progress prints, every rc.Progress until mEnd or until ctx ends, the
+// rates and mean latencies since the previous line.
+func (s *roundState) progress(ctx context.Context) {
+	tick := time.NewTicker(s.rc.Progress)
+	defer tick.Stop()
+	last, lastItems, lastBuckets := s.mStart, int64(0), int64(0)
+	var lastAcq, lastAcqN, lastSub, lastSubN int64
+	for interrupted := false; !interrupted && time.Now().Before(s.mEnd); {
+		select {
+		case <-ctx.Done():
+			interrupted = true
+		case <-time.After(time.Until(s.mEnd)):
+		case now := <-tick.C:
+			it, bk := s.items.Load(), s.buckets.Load()
+			as, an, ss, sn := s.acqSum.Load(), s.acqN.Load(), s.subSum.Load(), s.subN.Load()
+			dt := now.Sub(last).Seconds()
+			fmt.Fprintf(s.rc.Log, "  %-22s t=%4.1fs items/s=%8.0f buckets/s=%7.1f acquire=%6.2fms submit=%6.2fms errors=%d empty=%d pool=%d\n",
+				s.label, now.Sub(s.mStart).Seconds(), float64(it-lastItems)/dt, float64(bk-lastBuckets)/dt,
+				meanMS(as-lastAcq, an-lastAcqN), meanMS(ss-lastSub, sn-lastSubN), s.errs.Load(), s.empty.Load(),
+				s.added.Load()-s.acquired.Load())
+			last, lastItems, lastBuckets = now, it, bk
+			lastAcq, lastAcqN, lastSub, lastSubN = as, an, ss, sn
+		}
+	}
+}
+
+// fillResult puts the round's measurements into res.
+func (s *roundState) fillResult(res *roundResult, win window, stats []*workerStats) {
+	secs := win.end.Sub(s.mStart).Seconds()
 	res.Seconds = secs
-	res.Items, res.Buckets = items.Load(), buckets.Load()
+	res.Items, res.Buckets = s.items.Load(), s.buckets.Load()
 	res.ItemsPerSec, res.BucketsPerSec = float64(res.Items)/secs, float64(res.Buckets)/secs
 	var acq, sub []time.Duration
 	res.Errors = map[string]int64{}
@@ -311,19 +411,18 @@ func runRound(ctx context.Context, sys system, p roundParams, rc runConfig, labe
 		}
 	}
 	res.Acquire, res.Submit = percentiles(acq), percentiles(sub)
-	res.EmptyAcquires = empty.Load()
-	res.AddedBuckets = added.Load() - added0
-	res.OwnerErrors = ownerErrs.Load()
-	res.PoolMin = poolMin.Load()
-	res.OwnerAdd = percentiles(addLat)
-	res.CPUPercent = 100 * (cpu1 - cpu0).Seconds() / secs
-	if len(counters1) > 0 {
+	res.EmptyAcquires = s.empty.Load()
+	res.AddedBuckets = s.added.Load() - win.added0
+	res.OwnerErrors = s.ownerErrs.Load()
+	res.PoolMin = s.poolMin.Load()
+	res.OwnerAdd = percentiles(s.addLat)
+	res.CPUPercent = 100 * (win.cpu1 - win.cpu0).Seconds() / secs
+	if len(win.counters1) > 0 {
 		res.Counters = map[string]int64{}
-		for k, v := range counters1 {
-			res.Counters[k] = v - counters0[k]
+		for k, v := range win.counters1 {
+			res.Counters[k] = v - win.counters0[k]
 		}
 	}
-	return res, nil
 }
 
 func meanMS(sum, n int64) float64 {

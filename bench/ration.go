@@ -55,53 +55,78 @@ func startRation(ctx context.Context, dir, proto string, conns int) (sys *ration
 		logger.Warn("raft metrics unavailable", "error", err)
 	}
 	for i := range 3 {
-		id := fmt.Sprintf("n%d", i+1)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if err := s.startNode(dir, i, logger); err != nil {
 			return nil, err
 		}
-		cfg := cluster.DefaultConfig()
-		cfg.NodeID = id
-		cfg.RaftAddr = "127.0.0.1:0"
-		cfg.APIAddr = ln.Addr().String()
-		cfg.DataDir = filepath.Join(dir, id)
-		cfg.Bootstrap = i == 0
-		cfg.Logger = logger.Named(id)
-		node, err := cluster.New(cfg)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("start ration node %s: %w", id, err)
-		}
-		// rationd's default limits, but for the per-worker Acquire rate: a
-		// lone worker cycling flat out on loopback reaches it, and etcd has
-		// no such limit, so it would measure the limit, not the system.
-		limits := server.DefaultLimits()
-		limits.AcquirePerWorker = server.RateLimit{}
-		srv := &http.Server{Handler: server.New(node, server.Config{Logger: cfg.Logger, Limits: &limits}).Handler(),
-			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-		go srv.Serve(ln)
-		s.nodes = append(s.nodes, node)
-		s.servers = append(s.servers, srv)
-		s.addrs = append(s.addrs, cfg.APIAddr)
 	}
+	leader, err := s.formCluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Clients try the leader first (the client then sticks to the node that
+	// answered last), as the etcd clients talk to the etcd leader.
+	s.addrs[0], s.addrs[leader] = s.addrs[leader], s.addrs[0]
+	if err := s.dial(proto, conns); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// startNode starts node n<i+1> as rationd would, serving its API on a free
+// loopback port; node n1 bootstraps.
+func (s *rationSystem) startNode(dir string, i int, logger hclog.Logger) error {
+	id := fmt.Sprintf("n%d", i+1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	cfg := cluster.DefaultConfig()
+	cfg.NodeID = id
+	cfg.RaftAddr = "127.0.0.1:0"
+	cfg.APIAddr = ln.Addr().String()
+	cfg.DataDir = filepath.Join(dir, id)
+	cfg.Bootstrap = i == 0
+	cfg.Logger = logger.Named(id)
+	node, err := cluster.New(cfg)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("start ration node %s: %w", id, err)
+	}
+	// rationd's default limits, but for the per-worker Acquire rate: a
+	// lone worker cycling flat out on loopback reaches it, and etcd has
+	// no such limit, so it would measure the limit, not the system.
+	limits := server.DefaultLimits()
+	limits.AcquirePerWorker = server.RateLimit{}
+	srv := &http.Server{Handler: server.New(node, server.Config{Logger: cfg.Logger, Limits: &limits}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go srv.Serve(ln)
+	s.nodes = append(s.nodes, node)
+	s.servers = append(s.servers, srv)
+	s.addrs = append(s.addrs, cfg.APIAddr)
+	return nil
+}
+
+// formCluster waits for n1 to lead, joins the other nodes through it and
+// waits until every node sees 3 members and the same leader, whose index it
+// returns: a round must not start while the cluster is still settling.
+func (s *rationSystem) formCluster(ctx context.Context) (leader int, err error) {
 	if err := waitFor(ctx, 30*time.Second, func() error {
 		if !s.nodes[0].IsLeader() {
 			return errors.New("n1 has not bootstrapped into leadership")
 		}
 		return nil
 	}); err != nil {
-		return nil, err
+		return -1, err
 	}
-	for i := 1; i < 3; i++ {
+	for i := 1; i < len(s.nodes); i++ {
 		n := s.nodes[i]
 		if err := waitFor(ctx, 30*time.Second, func() error {
 			return s.nodes[0].Join(ctx, n.ID(), n.RaftAddr(), s.addrs[i])
 		}); err != nil {
-			return nil, fmt.Errorf("join %s: %w", n.ID(), err)
+			return -1, fmt.Errorf("join %s: %w", n.ID(), err)
 		}
 	}
-	leader := -1
-	if err := waitFor(ctx, 30*time.Second, func() error {
+	err = waitFor(ctx, 30*time.Second, func() error {
 		leader = -1
 		for i, n := range s.nodes {
 			if len(n.Members()) != 3 {
@@ -120,13 +145,12 @@ func startRation(ctx context.Context, dir, proto string, conns int) (sys *ration
 			}
 		}
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	// Clients try the leader first (the client then sticks to the node that
-	// answered last), as the etcd clients talk to the etcd leader.
-	s.addrs[0], s.addrs[leader] = s.addrs[leader], s.addrs[0]
+	})
+	return leader, err
+}
 
+// dial makes the workers' HTTP clients for proto and the owner's client.
+func (s *rationSystem) dial(proto string, conns int) error {
 	switch proto {
 	case "connect":
 		s.hcs = []*http.Client{{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}}
@@ -138,13 +162,11 @@ func startRation(ctx context.Context, dir, proto string, conns int) (sys *ration
 		}
 		s.opts = []connect.ClientOption{connect.WithGRPC()}
 	default:
-		return nil, fmt.Errorf("-ration-proto %q: want connect or grpc", proto)
+		return fmt.Errorf("-ration-proto %q: want connect or grpc", proto)
 	}
+	var err error
 	s.owner, err = client.New(client.Config{Addrs: s.addrs})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
+	return err
 }
 
 func (s *rationSystem) Name() string { return "ration" }

@@ -292,7 +292,8 @@ func TestServer_UnavailableWithoutLeader(t *testing.T) {
 }
 
 // TestServer_JSONWorkerLoop drives the worker loop the way curl does:
-// plain HTTP/1.1 POSTs of JSON with DESIGN.md's field names.
+// plain HTTP/1.1 POSTs of JSON with the proto field names (snake_case), as
+// README's curl examples spell them.
 func TestServer_JSONWorkerLoop(t *testing.T) {
 	c := newTestCluster(t, 1, "tok")
 	base := "http://" + c.addrs[0]

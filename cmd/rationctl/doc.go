@@ -20,6 +20,7 @@
 // (RATION_ADDR).
 //
 // Output is a table by default; -o json prints the response message as
-// protobuf JSON with the proto field names (snake_case), as DESIGN.md spells
-// them. Streams (results export, activity --follow) print JSON lines.
+// protobuf JSON with the proto field names (snake_case) of api/ration/v1,
+// as README's curl examples spell them. Streams (results export, activity
+// --follow) print JSON lines.
 package main

@@ -22,8 +22,8 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
-// jsonOptions print messages with the proto field names (snake_case), as
-// DESIGN.md names them, and leave out zero fields.
+// jsonOptions print messages with the proto field names (snake_case), the
+// names README's curl examples send, and leave out zero fields.
 var jsonOptions = protojson.MarshalOptions{Multiline: true, UseProtoNames: true}
 
 // print writes msg as JSON with -o json, else calls table with a tabwriter
