@@ -50,8 +50,6 @@ type Config struct {
 	// FailoverGrace is how long a new leader waits before it expires any
 	// lease, so workers can heartbeat after an election.
 	FailoverGrace time.Duration
-	// HeartbeatCoalesce is how long the leader gathers heartbeats into one command.
-	HeartbeatCoalesce time.Duration
 	// ActivityRetention and ActivityMax bound the activity log.
 	ActivityRetention time.Duration
 	ActivityMax       uint64
@@ -91,7 +89,6 @@ func DefaultConfig() Config {
 		TrailingLogs:          10240,
 		TickInterval:          time.Second,
 		FailoverGrace:         15 * time.Second,
-		HeartbeatCoalesce:     20 * time.Millisecond,
 		ActivityRetention:     7 * 24 * time.Hour,
 		ActivityMax:           1_000_000,
 		RequestRetention:      time.Hour,

@@ -59,7 +59,6 @@ type Node struct {
 
 	notify      chan bool
 	leaderReady atomic.Bool
-	hb          *coalescer
 	prop        *proposer
 
 	stop      chan struct{}
@@ -187,11 +186,9 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.log.Info("bootstrapped a new cluster", "node-id", cfg.NodeID, "cluster-id", id.clusterID())
 	}
-	n.hb = newCoalescer(n, cfg.HeartbeatCoalesce)
 	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
-	n.wg.Add(3)
+	n.wg.Add(2)
 	go n.watchLeadership()
-	go n.hb.run(n.stop, &n.wg)
 	go n.prop.run(n.stop, &n.wg)
 	return n, nil
 }
@@ -324,14 +321,25 @@ func raftError(err error) error {
 	return err
 }
 
-// Heartbeat extends one worker's leases. On the leader, heartbeats arriving
-// together are coalesced into one command, so ten thousand workers do not
-// cost ten thousand log entries.
+// Heartbeat extends one worker's leases and returns the entry's own
+// result: an error result or a heartbeat_entry. It is an ordinary command
+// through Apply, so heartbeats arriving together share log entries through
+// the group commit, as every command does. The header carries no request
+// id: the state machine keeps no request-id record for a heartbeat.
 func (n *Node) Heartbeat(ctx context.Context, e *rationv1.HeartbeatEntry) (*rationv1.CommandResult, error) {
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	return n.hb.submit(ctx, e)
+	res, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
+		Op: &rationv1.Command_Heartbeat{Heartbeat: &rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{e}}}})
+	if err != nil {
+		return nil, err
+	}
+	entries := res.GetHeartbeat().GetEntries()
+	if len(entries) == 0 {
+		return nil, errors.New("heartbeat answered with no entry")
+	}
+	return entries[0], nil
 }
 
 // ReadIndex returns an index that a linearizable read must wait for: the

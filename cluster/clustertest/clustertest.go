@@ -45,7 +45,6 @@ func FastConfig(t testing.TB, id string) cluster.Config {
 	c.CommitTimeout = 5 * time.Millisecond
 	c.TickInterval = 50 * time.Millisecond
 	c.FailoverGrace = 300 * time.Millisecond
-	c.HeartbeatCoalesce = 2 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	c.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}})
 	return c
