@@ -42,18 +42,6 @@ const (
 	DataDirLockTimeout = time.Second
 )
 
-// Data dir errors.
-var (
-	// ErrCorrupt: the data dir holds data the node cannot read. The node
-	// refuses to start and leaves the data as it found it.
-	ErrCorrupt = errors.New("data dir holds data this node cannot read")
-	// ErrOtherNode: the data dir belongs to a node with another id.
-	ErrOtherNode = errors.New("data dir belongs to another node")
-	// ErrOtherCluster: a peer, or the data dir of a node asked to join,
-	// belongs to another cluster.
-	ErrOtherCluster = errors.New("belongs to another cluster")
-)
-
 // identity is the node's record of whose data its data dir holds. The
 // cluster id is random, made by the node that bootstraps the cluster; other
 // nodes learn it from the first Raft connection they take part in (see the

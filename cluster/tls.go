@@ -13,11 +13,6 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// ErrUnreachable: a node asked to join does not answer over Raft: it is
-// down or at another address, its certificate is not from the peer CA, or
-// its data dir belongs to another cluster. The membership is unchanged.
-var ErrUnreachable = errors.New("the joining node cannot be reached over Raft")
-
 // raftTimeout bounds a Raft connection's dial, hello and each RPC's I/O.
 const raftTimeout = 10 * time.Second
 
