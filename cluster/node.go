@@ -48,26 +48,67 @@ func New(cfg Config) (*Node, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
 	n := &Node{cfg: cfg, log: log.Named("cluster"), fsm: fsm.New(log.Named("fsm")), notify: make(chan bool, 16), stop: make(chan struct{})}
-
-	// The data dir is checked before anything opens it for writing: it must
-	// be this node's, and whole (datadir.go).
-	id, err := loadIdentity(cfg.DataDir, cfg.NodeID, n.log)
+	started := false
+	defer func() {
+		if !started {
+			n.Close() // the one cleanup: Close releases whatever was opened
+		}
+	}()
+	newestSnap, err := n.checkDataDir()
 	if err != nil {
 		return nil, err
+	}
+	snaps, existing, err := n.openStores(log)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.recordIdentity(existing); err != nil {
+		return nil, err
+	}
+	if err := n.openTransport(log); err != nil {
+		return nil, err
+	}
+	if err := n.startRaft(log, snaps, newestSnap); err != nil {
+		return nil, err
+	}
+	if cfg.Bootstrap && !existing {
+		if err := n.bootstrap(); err != nil {
+			return nil, err
+		}
+	}
+	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.prop.run(n.stop, &n.wg)
+	started = true
+	return n, nil
+}
+
+// checkDataDir creates the data dir and checks it before anything opens it
+// for writing: it must be this node's, and whole (datadir.go). It returns
+// the newest snapshot's directory, "" if none.
+func (n *Node) checkDataDir() (string, error) {
+	dir := n.cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	id, err := loadIdentity(dir, n.cfg.NodeID, n.log)
+	if err != nil {
+		return "", err
 	}
 	n.id = id
-	dbPath := filepath.Join(cfg.DataDir, RaftDBFile)
-	if err := checkRaftDB(dbPath); err != nil {
-		return nil, err
+	if err := checkRaftDB(filepath.Join(dir, RaftDBFile)); err != nil {
+		return "", err
 	}
-	newestSnap, err := checkSnapshots(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
+	return checkSnapshots(dir)
+}
+
+// openStores opens the Raft log and stable store (raft.db) and the
+// snapshot store, and reports whether they hold any state.
+func (n *Node) openStores(log hclog.Logger) (raft.SnapshotStore, bool, error) {
+	dir := n.cfg.DataDir
+	dbPath := filepath.Join(dir, RaftDBFile)
 	if err := safely(dbPath, func() error {
 		// As etcd's backend: the freelist is not written on every commit
 		// (it is rebuilt when the file opens), and kept as a hash map.
@@ -76,48 +117,57 @@ func New(cfg Config) (*Node, error) {
 		n.store = store
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("open raft log %s: %w", dbPath, err)
+		return nil, false, fmt.Errorf("open raft log %s: %w", dbPath, err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, log.Named("snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, log.Named("snapshot"))
 	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
+		return nil, false, fmt.Errorf("open snapshot store in %s: %w", dir, err)
 	}
 	var existing bool
 	if err := safely(dbPath, func() (err error) {
 		existing, err = raft.HasExistingState(n.store, n.store, snaps)
 		return err
 	}); err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("read raft state in %s: %w", cfg.DataDir, err)
+		return nil, false, fmt.Errorf("read raft state in %s: %w", dir, err)
 	}
-	switch {
-	case cfg.Bootstrap && !existing:
-		err = id.newCluster() // a new cluster is born here
-	case !id.recorded():
-		if existing {
-			n.log.Warn("data dir has no identity file: recording this node's id", "file", id.path, "node-id", cfg.NodeID)
-		}
-		err = id.save()
-	}
-	if err != nil {
-		n.closeStores()
-		return nil, err
-	}
+	return snaps, existing, nil
+}
 
-	stream, err := newStreamLayer(cfg.RaftAddr, cfg.PeerTLS, id)
+// recordIdentity gives a node that bootstraps a new cluster its cluster
+// id, and writes the identity file of a data dir that has none.
+func (n *Node) recordIdentity(existing bool) error {
+	switch {
+	case n.cfg.Bootstrap && !existing:
+		return n.id.newCluster() // a new cluster is born here
+	case !n.id.recorded():
+		if existing {
+			n.log.Warn("data dir has no identity file: recording this node's id", "file", n.id.path, "node-id", n.cfg.NodeID)
+		}
+		return n.id.save()
+	}
+	return nil
+}
+
+// openTransport listens on RaftAddr: Raft's network transport over the
+// stream layer (tls.go).
+func (n *Node) openTransport(log hclog.Logger) error {
+	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.PeerTLS, n.id)
 	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+		return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
 	}
 	n.stream = stream
 	tc := &raft.NetworkTransportConfig{Stream: stream, Logger: log.Named("transport"), MaxPool: 3, Timeout: raftTimeout}
-	if len(cfg.PeerDialAddrs) > 0 {
+	if len(n.cfg.PeerDialAddrs) > 0 {
 		// Raft warns on every dial the provider has no answer for.
-		tc.ServerAddressProvider = dialOverrides(cfg.PeerDialAddrs)
+		tc.ServerAddressProvider = dialOverrides(n.cfg.PeerDialAddrs)
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(tc)
+	return nil
+}
 
+// raftConfig is Raft's configuration for this node.
+func (n *Node) raftConfig(log hclog.Logger) *raft.Config {
+	cfg := n.cfg
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = log.Named("raft")
@@ -129,39 +179,41 @@ func New(cfg Config) (*Node, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.NotifyCh = n.notify
+	return rc
+}
 
+// startRaft starts Raft on the stores. Raft restores the newest snapshot as
+// it starts; if that fails it would go on from an older one without a
+// word, so the node refuses to start instead (startGuard).
+func (n *Node) startRaft(log hclog.Logger, snaps raft.SnapshotStore, newestSnap string) error {
 	guard := &startGuard{FSM: n.fsm}
 	guard.starting.Store(true)
 	var logs raft.LogStore = n.store
-	if cfg.LogCacheEntries > 0 && cfg.LogCacheBytes > 0 {
-		logs = newLogCache(n.store, cfg.LogCacheEntries, cfg.LogCacheBytes)
+	if n.cfg.LogCacheEntries > 0 && n.cfg.LogCacheBytes > 0 {
+		logs = newLogCache(n.store, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
 	}
-	r, err := raft.NewRaft(rc, guard, logs, n.store, snaps, n.trans)
+	r, err := raft.NewRaft(n.raftConfig(log), guard, logs, n.store, snaps, n.trans)
 	guard.starting.Store(false)
 	if err == nil {
 		n.raft = r
 	}
 	if gerr := guard.failed(); gerr != nil {
-		n.Close()
-		return nil, corrupt(filepath.Join(newestSnap, "state.bin"), "does not restore (%v)", gerr)
+		return corrupt(filepath.Join(newestSnap, "state.bin"), "does not restore (%v)", gerr)
 	}
 	if err != nil {
-		n.Close()
-		return nil, fmt.Errorf("start raft: %w", err)
+		return fmt.Errorf("start raft: %w", err)
 	}
-	if cfg.Bootstrap && !existing {
-		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr()}}}
-		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			n.Close()
-			return nil, fmt.Errorf("bootstrap: %w", err)
-		}
-		n.log.Info("bootstrapped a new cluster", "node-id", cfg.NodeID, "cluster-id", id.clusterID())
+	return nil
+}
+
+// bootstrap forms a one-member cluster of this node.
+func (n *Node) bootstrap() error {
+	boot := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(n.cfg.NodeID), Address: n.trans.LocalAddr()}}}
+	if err := n.raft.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap: %w", err)
 	}
-	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
-	n.wg.Add(2)
-	go n.watchLeadership()
-	go n.prop.run(n.stop, &n.wg)
-	return n, nil
+	n.log.Info("bootstrapped a new cluster", "node-id", n.cfg.NodeID, "cluster-id", n.id.clusterID())
+	return nil
 }
 
 // Close stops the node: Raft, its transport and its stores.
