@@ -101,7 +101,7 @@ func (n *Node) checkDataDir() (string, error) {
 	if err := checkRaftDB(filepath.Join(dir, RaftDBFile)); err != nil {
 		return "", err
 	}
-	return checkSnapshots(dir)
+	return checkSnapshots(dir, n.log.Named("snapshot"))
 }
 
 // openStores opens the Raft log and stable store (raft.db) and the
@@ -198,7 +198,7 @@ func (n *Node) startRaft(log hclog.Logger, snaps raft.SnapshotStore, newestSnap 
 		n.raft = r
 	}
 	if gerr := guard.failed(); gerr != nil {
-		return corrupt(filepath.Join(newestSnap, "state.bin"), "does not restore (%v)", gerr)
+		return damaged(filepath.Join(newestSnap, "state.bin"), "does not restore (%v)", gerr)
 	}
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
