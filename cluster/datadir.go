@@ -78,6 +78,11 @@ func loadIdentity(dir, nodeID string, log hclog.Logger) (*identity, error) {
 	return id, nil
 }
 
+// memIdentity is the identity of an in-memory node: no file, never saved.
+func memIdentity(nodeID string, log hclog.Logger) *identity {
+	return &identity{log: log, rec: identityRecord{NodeID: nodeID}}
+}
+
 // newCluster gives the identity a fresh random cluster id: only the node
 // that bootstraps a new cluster calls it.
 func (id *identity) newCluster() error {
@@ -138,6 +143,9 @@ func (id *identity) save() error {
 // saveLocked writes the record atomically: a temporary file, synced, then
 // renamed over the old one, and the directory synced.
 func (id *identity) saveLocked() error {
+	if id.path == "" {
+		return nil // in memory
+	}
 	data, err := json.Marshal(id.rec)
 	if err != nil {
 		return err

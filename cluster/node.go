@@ -23,9 +23,9 @@ type Node struct {
 	log    hclog.Logger
 	fsm    *fsm.FSM
 	raft   *raft.Raft
-	trans  *raft.NetworkTransport
-	stream *streamLayer
-	store  *raftboltdb.BoltStore
+	trans  raft.Transport
+	stream *streamLayer          // nil in memory
+	store  *raftboltdb.BoltStore // nil in memory
 	id     *identity
 
 	notify      chan bool
@@ -39,7 +39,8 @@ type Node struct {
 
 // New opens (or creates) the node's data dir and starts Raft. With
 // cfg.Bootstrap and an empty data dir it forms a one-member cluster; with
-// existing state it rejoins the cluster it was part of.
+// existing state it rejoins the cluster it was part of. With cfg.InMemory
+// it forms a one-member cluster held in memory.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -59,20 +60,20 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	snaps, existing, err := n.openStores(log)
+	st, err := n.openStores(log)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.recordIdentity(existing); err != nil {
+	if err := n.recordIdentity(st.existing); err != nil {
 		return nil, err
 	}
 	if err := n.openTransport(log); err != nil {
 		return nil, err
 	}
-	if err := n.startRaft(log, snaps, newestSnap); err != nil {
+	if err := n.startRaft(log, st, newestSnap); err != nil {
 		return nil, err
 	}
-	if cfg.Bootstrap && !existing {
+	if cfg.Bootstrap && !st.existing {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
 		}
@@ -87,8 +88,13 @@ func New(cfg Config) (*Node, error) {
 
 // checkDataDir creates the data dir and checks it before anything opens it
 // for writing: it must be this node's, and whole (datadir.go). It returns
-// the newest snapshot's directory, "" if none.
+// the newest snapshot's directory, "" if none. An in-memory node has no
+// data dir, and keeps its identity in memory.
 func (n *Node) checkDataDir() (string, error) {
+	if n.cfg.InMemory {
+		n.id = memIdentity(n.cfg.NodeID, n.log)
+		return "", nil
+	}
 	dir := n.cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create data dir: %w", err)
@@ -104,9 +110,21 @@ func (n *Node) checkDataDir() (string, error) {
 	return checkSnapshots(dir, n.log.Named("snapshot"))
 }
 
+// stores are where Raft keeps its log, its stable state and its snapshots.
+type stores struct {
+	logs     raft.LogStore
+	stable   raft.StableStore
+	snaps    raft.SnapshotStore
+	existing bool // they hold state already
+}
+
 // openStores opens the Raft log and stable store (raft.db) and the
-// snapshot store, and reports whether they hold any state.
-func (n *Node) openStores(log hclog.Logger) (raft.SnapshotStore, bool, error) {
+// snapshot store, or makes Raft's in-memory ones.
+func (n *Node) openStores(log hclog.Logger) (stores, error) {
+	if n.cfg.InMemory {
+		mem := raft.NewInmemStore()
+		return stores{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore()}, nil
+	}
 	dir := n.cfg.DataDir
 	dbPath := filepath.Join(dir, RaftDBFile)
 	if err := safely(dbPath, func() error {
@@ -117,20 +135,20 @@ func (n *Node) openStores(log hclog.Logger) (raft.SnapshotStore, bool, error) {
 		n.store = store
 		return err
 	}); err != nil {
-		return nil, false, fmt.Errorf("open raft log %s: %w", dbPath, err)
+		return stores{}, fmt.Errorf("open raft log %s: %w", dbPath, err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, log.Named("snapshot"))
 	if err != nil {
-		return nil, false, fmt.Errorf("open snapshot store in %s: %w", dir, err)
+		return stores{}, fmt.Errorf("open snapshot store in %s: %w", dir, err)
 	}
 	var existing bool
 	if err := safely(dbPath, func() (err error) {
 		existing, err = raft.HasExistingState(n.store, n.store, snaps)
 		return err
 	}); err != nil {
-		return nil, false, fmt.Errorf("read raft state in %s: %w", dir, err)
+		return stores{}, fmt.Errorf("read raft state in %s: %w", dir, err)
 	}
-	return snaps, existing, nil
+	return stores{logs: n.store, stable: n.store, snaps: snaps, existing: existing}, nil
 }
 
 // recordIdentity gives a node that bootstraps a new cluster its cluster
@@ -149,8 +167,13 @@ func (n *Node) recordIdentity(existing bool) error {
 }
 
 // openTransport listens on RaftAddr: Raft's network transport over the
-// stream layer (tls.go).
+// stream layer (tls.go). An in-memory node has Raft's in-memory transport,
+// connected to nothing.
 func (n *Node) openTransport(log hclog.Logger) error {
+	if n.cfg.InMemory {
+		_, n.trans = raft.NewInmemTransport("")
+		return nil
+	}
 	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.PeerTLS, n.id)
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
@@ -185,14 +208,14 @@ func (n *Node) raftConfig(log hclog.Logger) *raft.Config {
 // startRaft starts Raft on the stores. Raft restores the newest snapshot as
 // it starts; if that fails it would go on from an older one without a
 // word, so the node refuses to start instead (startGuard).
-func (n *Node) startRaft(log hclog.Logger, snaps raft.SnapshotStore, newestSnap string) error {
+func (n *Node) startRaft(log hclog.Logger, st stores, newestSnap string) error {
 	guard := &startGuard{FSM: n.fsm}
 	guard.starting.Store(true)
-	var logs raft.LogStore = n.store
+	logs := st.logs
 	if n.cfg.LogCacheEntries > 0 && n.cfg.LogCacheBytes > 0 {
-		logs = newLogCache(n.store, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
+		logs = newLogCache(st.logs, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
 	}
-	r, err := raft.NewRaft(n.raftConfig(log), guard, logs, n.store, snaps, n.trans)
+	r, err := raft.NewRaft(n.raftConfig(log), guard, logs, st.stable, st.snaps, n.trans)
 	guard.starting.Store(false)
 	if err == nil {
 		n.raft = r
@@ -225,8 +248,8 @@ func (n *Node) Close() error {
 			err = n.raft.Shutdown().Error()
 		}
 		n.wg.Wait()
-		if n.trans != nil {
-			n.trans.Close()
+		if t, ok := n.trans.(raft.WithClose); ok {
+			t.Close()
 		}
 		if n.stream != nil && !n.stream.drain(raftTimeout) {
 			n.log.Warn("raft connections still busy at shutdown")

@@ -154,6 +154,9 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 // hangs up: TLS and the hello must succeed before it becomes a member. A
 // node that does not know its cluster yet learns it here.
 func (n *Node) probe(ctx context.Context, id, raftAddr string) error {
+	if n.stream == nil {
+		return fmt.Errorf("%w: %s: an in-memory node has no network", ErrUnreachable, id)
+	}
 	addr := raftAddr
 	if a, ok := n.cfg.PeerDialAddrs[id]; ok {
 		addr = a

@@ -1,7 +1,8 @@
 // Package clustertest starts real ration clusters inside a test: n nodes on
 // 127.0.0.1 ephemeral ports, real TCP and real BoltDB files in temporary
-// directories, short Raft timeouts, and shutdown in t.Cleanup. Every wait
-// polls a condition through WaitFor; nothing sleeps a fixed time.
+// directories, short Raft timeouts, and shutdown in t.Cleanup; or a single
+// node held in memory (Options.InMemory). Every wait polls a condition
+// through WaitFor; nothing sleeps a fixed time.
 package clustertest
 
 import (
@@ -30,6 +31,10 @@ type Cluster struct {
 type Options struct {
 	// Config, if set, edits node i's config.
 	Config func(i int, c *cluster.Config)
+	// InMemory starts the one node of a cluster of one in memory
+	// (cluster.Config.InMemory): no files, no network, and an election
+	// within milliseconds. Kill loses its state; it cannot Restart.
+	InMemory bool
 }
 
 // FastConfig returns a config with timeouts short enough for tests.
@@ -50,6 +55,16 @@ func FastConfig(t testing.TB, id string) cluster.Config {
 	return c
 }
 
+// inMemory turns a FastConfig into an in-memory node's. With no other
+// voter to wait for, Raft's shortest timeouts are safe.
+func inMemory(c *cluster.Config) {
+	c.InMemory = true
+	c.DataDir, c.RaftAddr = "", ""
+	c.HeartbeatTimeout = 10 * time.Millisecond
+	c.ElectionTimeout = 10 * time.Millisecond
+	c.LeaderLeaseTimeout = 10 * time.Millisecond
+}
+
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -62,11 +77,17 @@ func (w testWriter) Write(p []byte) (int, error) {
 // leader. It returns once all n are voters and agree on a leader.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
+	if opts.InMemory && n != 1 {
+		t.Fatalf("clustertest: an in-memory cluster has one node, not %d", n)
+	}
 	c := &Cluster{t: t, Nodes: make([]*cluster.Node, n), cfgs: make([]cluster.Config, n)}
 	t.Cleanup(c.Close)
 	for i := range n {
 		cfg := FastConfig(t, fmt.Sprintf("n%d", i+1))
 		cfg.Bootstrap = i == 0
+		if opts.InMemory {
+			inMemory(&cfg)
+		}
 		if opts.Config != nil {
 			opts.Config(i, &cfg)
 		}
