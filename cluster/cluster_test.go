@@ -275,8 +275,8 @@ func TestCluster_FailoverGraceKeepsLeasesAlive(t *testing.T) {
 		t.Fatal("a lease expired because of the election")
 	}
 	// Without heartbeats, the lease expires once the grace is over.
-	clustertest.WaitFor(t, 10*time.Second, func() error {
-		if len(nl.State().Activity(fsm.ActivityQuery{Action: fsm.ActLeaseExpired, Limit: 10})) == 0 {
+	clustertest.WaitState(t, nl, 10*time.Second, func(st *fsm.State) error {
+		if len(st.Activity(fsm.ActivityQuery{Action: fsm.ActLeaseExpired, Limit: 10})) == 0 {
 			return errors.New("not expired yet")
 		}
 		return nil

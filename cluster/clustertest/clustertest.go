@@ -1,8 +1,9 @@
 // Package clustertest starts real ration clusters inside a test: n nodes on
 // 127.0.0.1 ephemeral ports, real TCP and real BoltDB files in temporary
 // directories, short Raft timeouts, and shutdown in t.Cleanup; or a single
-// node held in memory (Options.InMemory). Every wait polls a condition
-// through WaitFor; nothing sleeps a fixed time.
+// node held in memory (Options.InMemory). A wait for a node's applied
+// state (WaitState) is woken by each state the node applies; every other
+// wait polls a condition through WaitFor; nothing sleeps a fixed time.
 package clustertest
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/fsm"
 )
 
 // Cluster is a set of nodes under test.
@@ -248,14 +250,18 @@ func (c *Cluster) WaitForNewLeader(old string) *cluster.Node {
 // WaitApplied waits until every live node has applied index.
 func (c *Cluster) WaitApplied(index uint64) {
 	c.t.Helper()
-	WaitFor(c.t, 10*time.Second, func() error {
-		for _, n := range c.Nodes {
-			if n != nil && n.State().Index() < index {
-				return fmt.Errorf("%s applied %d of %d", n.ID(), n.State().Index(), index)
-			}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range c.Nodes {
+		if n == nil {
+			continue
 		}
-		return nil
-	})
+		WaitState(c.t, n, time.Until(deadline), func(st *fsm.State) error {
+			if st.Index() < index {
+				return fmt.Errorf("%s applied %d of %d", n.ID(), st.Index(), index)
+			}
+			return nil
+		})
+	}
 }
 
 // EnsureSame waits until every live node has applied the leader's last index
@@ -285,6 +291,29 @@ func (c *Cluster) EnsureSame() {
 		}
 		return nil
 	})
+}
+
+// WaitState waits until node's applied state satisfies cond, failing the
+// test with cond's last error after timeout. It does not poll: it checks
+// each state the node applies, woken by Node.Changed.
+func WaitState(t testing.TB, node *cluster.Node, timeout time.Duration, cond func(*fsm.State) error) *fsm.State {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		changed := node.Changed() // before State, so no change is missed
+		st := node.State()
+		err := cond(st)
+		if err == nil {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("state of %s not reached after %s: %v", node.ID(), timeout, err)
+			return nil
+		}
+	}
 }
 
 // WaitFor polls cond until it returns nil, failing the test with the last
