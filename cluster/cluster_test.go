@@ -206,10 +206,16 @@ func TestCluster_RestartFromDataDirs(t *testing.T) {
 		c.Restart(i)
 	}
 	l := c.Leader()
-	st, err := l.LinearizableState(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A new leader answers reads once it has applied its predecessors'
+	// entries; until then it says ErrNotReady.
+	var st *fsm.State
+	clustertest.WaitFor(t, 5*time.Second, func() (err error) {
+		st, err = l.LinearizableState(context.Background())
+		if err != nil && !errors.Is(err, cluster.ErrNotReady) {
+			t.Fatal(err)
+		}
+		return err
+	})
 	if s, ok := st.Service("dm"); !ok || s.Items[rationv1.ItemState_ITEM_STATE_PENDING] != 3 {
 		t.Fatalf("after restart: %+v", s)
 	}
