@@ -6,6 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
@@ -54,4 +57,58 @@ func BenchmarkCluster_Apply(b *testing.B) {
 			b.ReportMetric(float64(l.State().Index())/float64(b.N), "entries/command")
 		})
 	}
+}
+
+// BenchmarkCluster_Heartbeat measures heartbeats through a 1-node cluster
+// with 64 workers heartbeating at once, each its own leased bucket: the
+// leader's batching decides how many log entries they cost.
+func BenchmarkCluster_Heartbeat(b *testing.B) {
+	const workers = 64
+	c := clustertest.New(b, 1, clustertest.Options{})
+	l := c.Leader()
+	ctx := context.Background()
+	must := func(op *rationv1.Command, worker string) *rationv1.CommandResult {
+		op.Header = &rationv1.CommandHeader{Actor: "admin"}
+		if worker != "" {
+			op.Header.Actor, op.Header.Credential = worker, secret(worker)
+		}
+		res, err := l.Apply(ctx, op)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res
+	}
+	must(&rationv1.Command{Op: &rationv1.Command_CreateService{CreateService: &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: durationpb.New(time.Hour)}}}}, "")
+	items := make([]string, workers)
+	for i := range items {
+		items[i] = fmt.Sprintf("i%d", i)
+	}
+	must(&rationv1.Command{Op: &rationv1.Command_AddItems{AddItems: &rationv1.AddItemsRequest{Service: "dm", Items: items}}}, "")
+	beats := make([]*rationv1.HeartbeatEntry, workers)
+	for i := range beats {
+		w := fmt.Sprintf("w%d", i)
+		must(&rationv1.Command{Op: &rationv1.Command_Register{Register: &rationv1.RegisterRequest{Service: "dm", WorkerId: w}}}, w)
+		bk := must(&rationv1.Command{Op: &rationv1.Command_Acquire{Acquire: &rationv1.AcquireRequest{Service: "dm", WorkerId: w}}}, w).GetAcquire().GetBuckets()[0]
+		beats[i] = &rationv1.HeartbeatEntry{Credential: secret(w),
+			Request: &rationv1.HeartbeatRequest{WorkerId: w, Buckets: []*rationv1.BucketRef{{Id: bk.Id, Epoch: bk.Lease.Epoch}}}}
+	}
+	start := l.State().Index()
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for _, e := range beats {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				res, err := l.Heartbeat(ctx, e)
+				if err != nil || res.GetHeartbeatEntry().GetBuckets()[0].GetLease() == nil {
+					b.Errorf("heartbeat: %v %v", res, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "heartbeats/s")
+	b.ReportMetric(float64(l.State().Index()-start)/float64(b.N), "entries/heartbeat")
 }

@@ -206,10 +206,16 @@ func TestCluster_RestartFromDataDirs(t *testing.T) {
 		c.Restart(i)
 	}
 	l := c.Leader()
-	st, err := l.LinearizableState(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A new leader answers reads once it has applied its predecessors'
+	// entries; until then it says ErrNotReady.
+	var st *fsm.State
+	clustertest.WaitFor(t, 5*time.Second, func() (err error) {
+		st, err = l.LinearizableState(context.Background())
+		if err != nil && !errors.Is(err, cluster.ErrNotReady) {
+			t.Fatal(err)
+		}
+		return err
+	})
 	if s, ok := st.Service("dm"); !ok || s.Items[rationv1.ItemState_ITEM_STATE_PENDING] != 3 {
 		t.Fatalf("after restart: %+v", s)
 	}
@@ -275,8 +281,8 @@ func TestCluster_FailoverGraceKeepsLeasesAlive(t *testing.T) {
 		t.Fatal("a lease expired because of the election")
 	}
 	// Without heartbeats, the lease expires once the grace is over.
-	clustertest.WaitFor(t, 10*time.Second, func() error {
-		if len(nl.State().Activity(fsm.ActivityQuery{Action: fsm.ActLeaseExpired, Limit: 10})) == 0 {
+	clustertest.WaitState(t, nl, 10*time.Second, func(st *fsm.State) error {
+		if len(st.Activity(fsm.ActivityQuery{Action: fsm.ActLeaseExpired, Limit: 10})) == 0 {
 			return errors.New("not expired yet")
 		}
 		return nil

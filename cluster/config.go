@@ -15,7 +15,8 @@ import (
 type Config struct {
 	// NodeID names the node in the cluster; it must stay the same across restarts.
 	NodeID string
-	// RaftAddr is the address Raft listens on and advertises (host:port).
+	// RaftAddr is the address Raft listens on and advertises (host:port);
+	// an in-memory node ignores it.
 	RaftAddr string
 	// APIAddr is the address other nodes reach this node's API on.
 	APIAddr string
@@ -23,6 +24,13 @@ type Config struct {
 	DataDir string
 	// Bootstrap makes this node a one-member cluster if it has no state yet.
 	Bootstrap bool
+	// InMemory, for tests, keeps the whole node in memory: Raft's in-memory
+	// log, stable and snapshot stores and its in-memory transport, no data
+	// dir and no network. It is a one-member cluster (Bootstrap), with no
+	// DataDir, PeerTLS or PeerDialAddrs; otherwise the node is the same
+	// (Apply, group commit, the leader's loop, read indexes). Its state is
+	// gone when it closes.
+	InMemory bool
 	// PeerDialAddrs, by node id, overrides the Raft address this node dials
 	// to reach a member (behind a proxy or NAT; the chaos tests use it to
 	// cut single links). Members not listed are dialed at their address.
@@ -50,8 +58,6 @@ type Config struct {
 	// FailoverGrace is how long a new leader waits before it expires any
 	// lease, so workers can heartbeat after an election.
 	FailoverGrace time.Duration
-	// HeartbeatCoalesce is how long the leader gathers heartbeats into one command.
-	HeartbeatCoalesce time.Duration
 	// ActivityRetention and ActivityMax bound the activity log.
 	ActivityRetention time.Duration
 	ActivityMax       uint64
@@ -91,7 +97,6 @@ func DefaultConfig() Config {
 		TrailingLogs:          10240,
 		TickInterval:          time.Second,
 		FailoverGrace:         15 * time.Second,
-		HeartbeatCoalesce:     20 * time.Millisecond,
 		ActivityRetention:     7 * 24 * time.Hour,
 		ActivityMax:           1_000_000,
 		RequestRetention:      time.Hour,
@@ -111,7 +116,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.NodeID == "":
 		return errors.New("cluster config: NodeID is empty")
-	case c.DataDir == "":
+	case c.DataDir == "" && !c.InMemory:
 		return errors.New("cluster config: DataDir is empty")
 	case c.Now == nil:
 		return errors.New("cluster config: Now is nil")
@@ -121,6 +126,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cluster config: FailoverGrace %s is shorter than ElectionTimeout %s", c.FailoverGrace, c.ElectionTimeout)
 	case c.MaxCommandBytes <= 0:
 		return errors.New("cluster config: MaxCommandBytes must be positive")
+	}
+	if c.InMemory {
+		return c.validateInMemory()
 	}
 	if t := c.PeerTLS; t != nil {
 		switch {
@@ -132,6 +140,22 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return fmt.Errorf("cluster config: RaftAddr %q: %v", c.RaftAddr, err)
+	}
+	return nil
+}
+
+// validateInMemory refuses what an in-memory node cannot do: it has no
+// data dir, no network and no other member.
+func (c *Config) validateInMemory() error {
+	switch {
+	case !c.Bootstrap:
+		return errors.New("cluster config: InMemory needs Bootstrap: an in-memory node is a one-member cluster")
+	case c.DataDir != "":
+		return errors.New("cluster config: InMemory takes no DataDir")
+	case c.PeerTLS != nil:
+		return errors.New("cluster config: InMemory takes no PeerTLS: an in-memory node has no network")
+	case len(c.PeerDialAddrs) > 0:
+		return errors.New("cluster config: InMemory takes no PeerDialAddrs: an in-memory node has no peers")
 	}
 	return nil
 }

@@ -1,21 +1,16 @@
 package cluster
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc64"
-	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,18 +35,6 @@ const (
 	// DataDirLockTimeout is how long a node waits for another process to
 	// release raft.db before it refuses to start.
 	DataDirLockTimeout = time.Second
-)
-
-// Data dir errors.
-var (
-	// ErrCorrupt: the data dir holds data the node cannot read. The node
-	// refuses to start and leaves the data as it found it.
-	ErrCorrupt = errors.New("data dir holds data this node cannot read")
-	// ErrOtherNode: the data dir belongs to a node with another id.
-	ErrOtherNode = errors.New("data dir belongs to another node")
-	// ErrOtherCluster: a peer, or the data dir of a node asked to join,
-	// belongs to another cluster.
-	ErrOtherCluster = errors.New("belongs to another cluster")
 )
 
 // identity is the node's record of whose data its data dir holds. The
@@ -93,6 +76,11 @@ func loadIdentity(dir, nodeID string, log hclog.Logger) (*identity, error) {
 			ErrOtherNode, id.path, id.rec.NodeID, nodeID)
 	}
 	return id, nil
+}
+
+// memIdentity is the identity of an in-memory node: no file, never saved.
+func memIdentity(nodeID string, log hclog.Logger) *identity {
+	return &identity{log: log, rec: identityRecord{NodeID: nodeID}}
 }
 
 // newCluster gives the identity a fresh random cluster id: only the node
@@ -155,6 +143,9 @@ func (id *identity) save() error {
 // saveLocked writes the record atomically: a temporary file, synced, then
 // renamed over the old one, and the directory synced.
 func (id *identity) saveLocked() error {
+	if id.path == "" {
+		return nil // in memory
+	}
 	data, err := json.Marshal(id.rec)
 	if err != nil {
 		return err
@@ -217,8 +208,8 @@ func (g *startGuard) failed() error {
 	return g.err
 }
 
-// corrupt builds the error a node returns for data it cannot read.
-func corrupt(path, format string, args ...any) error {
+// damaged builds the error a node returns for data it cannot read.
+func damaged(path, format string, args ...any) error {
 	return fmt.Errorf("%w: %s %s; the node has not changed it: restore the data dir from a backup, or move it aside and add the node to the cluster again",
 		ErrCorrupt, path, fmt.Sprintf(format, args...))
 }
@@ -233,7 +224,7 @@ func safely(path string, fn func() error) error {
 		debug.SetPanicOnFault(true)
 		defer func() {
 			if r := recover(); r != nil {
-				done <- corrupt(path, "cannot be read (%v)", r)
+				done <- damaged(path, "cannot be read (%v)", r)
 			}
 		}()
 		done <- fn()
@@ -241,126 +232,70 @@ func safely(path string, fn func() error) error {
 	return <-done
 }
 
-// BoltDB's file header: two meta pages, each a 16-byte page header then the
-// meta fields in the machine's byte order, the last being an FNV-64a
-// checksum of the ones before it (go.etcd.io/bbolt, db.go).
-const (
-	boltMagic      = 0xED0CDAED
-	boltVersion    = 2
-	boltPageHeader = 16
-	boltMetaSum    = 56 // bytes of meta covered by the checksum
-	boltNoFreelist = ^uint64(0)
-)
+// boltFirstRead is how much of raft.db bbolt reads to learn its page
+// size; of a shorter file it says only "invalid database" (bbolt v1.3.5,
+// Open).
+const boltFirstRead = 0x1000
 
-type boltMeta struct {
-	pageSize                   uint32
-	root, freelist, pgid, txid uint64
-}
-
-func readBoltMeta(b []byte) (boltMeta, bool) {
-	if len(b) < boltMetaSum+8 {
-		return boltMeta{}, false
-	}
-	e := binary.NativeEndian
-	h := fnv.New64a()
-	h.Write(b[:boltMetaSum])
-	if e.Uint32(b[0:]) != boltMagic || e.Uint32(b[4:]) != boltVersion || h.Sum64() != e.Uint64(b[boltMetaSum:]) {
-		return boltMeta{}, false
-	}
-	return boltMeta{pageSize: e.Uint32(b[8:]), root: e.Uint64(b[16:]), freelist: e.Uint64(b[32:]),
-		pgid: e.Uint64(b[40:]), txid: e.Uint64(b[48:])}, true
-}
-
-// checkRaftDB makes sure raft.db is a whole BoltDB file before BoltDB opens
-// it for writing: its header must be valid, the file as long as the header
-// says, and the buckets' first and last pages readable. A missing file is
-// fine (a new node); an empty one is not, since BoltDB would initialize it.
+// checkRaftDB makes sure raft.db is a whole BoltDB file before raft-boltdb
+// opens it for writing, and leaves it as it is. bbolt does the checking:
+// its read-only open validates the meta pages (magic, version, checksum),
+// the newest meta's size must fit in the file, and every page of every
+// bucket is read once. A missing file is fine (a new node).
 func checkRaftDB(path string) error {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil
+		return nil // and bbolt would create it
 	case err != nil:
 		return fmt.Errorf("raft log %s: %w", path, err)
 	case !fi.Mode().IsRegular():
-		return corrupt(path, "is not a regular file")
+		return damaged(path, "is not a regular file")
 	case fi.Size() == 0:
-		return corrupt(path, "is empty")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("raft log %s: %w", path, err)
-	}
-	head := make([]byte, 64<<10)
-	n, err := io.ReadFull(f, head)
-	f.Close()
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("raft log %s: %w", path, err)
-	}
-	head = head[:n]
-	m0, ok0 := readBoltMeta(head[min(len(head), boltPageHeader):])
-	pageSize := os.Getpagesize()
-	if ok0 {
-		pageSize = int(m0.pageSize)
-	}
-	var m1 boltMeta
-	ok1 := false
-	if off := pageSize + boltPageHeader; pageSize >= 512 && off < len(head) {
-		m1, ok1 = readBoltMeta(head[off:])
-	}
-	var m boltMeta
-	switch {
-	case ok0 && (!ok1 || m0.txid >= m1.txid):
-		m = m0
-	case ok1:
-		m = m1
-	default:
-		return corrupt(path, "is not a BoltDB file, or both its meta pages are damaged")
-	}
-	if m.pageSize < 512 || m.pageSize&(m.pageSize-1) != 0 {
-		return corrupt(path, "has a page size of %d", m.pageSize)
-	}
-	if need := int64(m.pgid) * int64(m.pageSize); m.pgid < 2 || fi.Size() < need {
-		return corrupt(path, "is truncated: it holds %d bytes, its header says %d", fi.Size(), need)
-	}
-	if m.root < 2 || m.root >= m.pgid || (m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.pgid)) {
-		return corrupt(path, "has a header pointing outside the file")
+		// bbolt would initialize it (read-only, it fails to write).
+		return damaged(path, "is empty")
+	case fi.Size() < boltFirstRead:
+		return damaged(path, "is truncated: it holds %d bytes, less than BoltDB's first page", fi.Size())
 	}
 	return safely(path, func() error {
 		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DataDirLockTimeout})
-		if errors.Is(err, bolt.ErrTimeout) {
+		switch {
+		case errors.Is(err, bolt.ErrTimeout):
 			return fmt.Errorf("raft log %s is locked by another process (is another node running on this data dir?)", path)
-		}
-		if err != nil {
-			return corrupt(path, "cannot be opened: %v", err)
+		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+			return damaged(path, "is not a BoltDB file, or both its meta pages are damaged (%v)", err)
+		case err != nil:
+			return damaged(path, "cannot be opened: %v", err)
 		}
 		defer db.Close()
-		if err := db.View(func(tx *bolt.Tx) error {
+		return db.View(func(tx *bolt.Tx) error {
+			// Before any page past the end of the file is touched: bbolt
+			// maps the file and does not compare its length with the meta.
+			if tx.Size() > fi.Size() {
+				return damaged(path, "is truncated: it holds %d bytes, its header says %d", fi.Size(), tx.Size())
+			}
+			// Every page of every bucket is read here, where a fault or a
+			// panic becomes an error. Not tx.Check: it runs in a goroutine
+			// of bbolt's own, out of safely's reach, and on a file written
+			// without freelist syncs (raft.db, see openStores) it first
+			// rebuilds the freelist by a walk that panics, in yet another
+			// goroutine, on the very inconsistencies Check would report:
+			// on raft.db it can only pass or end the process.
 			return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
-				c := b.Cursor()
-				c.First()
-				c.Last()
+				b.Stats()
 				return nil
 			})
-		}); err != nil {
-			return corrupt(path, "cannot be read: %v", err)
-		}
-		return nil
+		})
 	})
 }
 
-// fileSnapshotMeta is raft.FileSnapshotStore's meta.json.
-type fileSnapshotMeta struct {
-	raft.SnapshotMeta
-	CRC []byte
-}
-
-// checkSnapshots verifies every snapshot in the data dir as Raft's file
-// snapshot store would when it opens one: meta.json must decode and
-// state.bin must match its checksum. Raft itself skips a snapshot whose
-// meta it cannot read and falls back to an older one; a node here refuses
-// to start instead. It returns the newest snapshot's directory, "" if none.
-func checkSnapshots(dir string) (string, error) {
+// checkSnapshots has Raft's file snapshot store read every snapshot in the
+// data dir: List reads the meta.json files, Open checks a state.bin against
+// the CRC in its meta. List leaves out, with a log line only, a snapshot
+// whose meta.json it cannot read or whose version it does not know, and
+// Raft would start from an older snapshot, or none; the node refuses to
+// start instead. It returns the newest snapshot's directory, "" if none.
+func checkSnapshots(dir string, log hclog.Logger) (string, error) {
 	sdir := filepath.Join(dir, SnapshotsDir)
 	entries, err := os.ReadDir(sdir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -369,52 +304,54 @@ func checkSnapshots(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("snapshots %s: %w", sdir, err)
 	}
-	var metas []*fileSnapshotMeta
+	// The store's retain count bounds what List returns: here, all of them.
+	store, err := raft.NewFileSnapshotStoreWithLogger(dir, max(len(entries), 1), log)
+	if err != nil {
+		return "", fmt.Errorf("open snapshot store in %s: %w", dir, err)
+	}
+	metas, err := store.List()
+	if err != nil {
+		return "", fmt.Errorf("snapshots %s: %w", sdir, err)
+	}
+	listed := make(map[string]bool, len(metas))
+	for _, m := range metas {
+		listed[m.ID] = true
+	}
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
 			continue // raft ignores files, and snapshots it did not finish
 		}
-		metaPath := filepath.Join(sdir, e.Name(), "meta.json")
-		data, err := os.ReadFile(metaPath)
-		if err != nil {
-			return "", corrupt(metaPath, "cannot be read: %v", err)
+		if err := checkSnapshot(store, filepath.Join(sdir, e.Name()), listed[e.Name()]); err != nil {
+			return "", err
 		}
-		var m fileSnapshotMeta
-		if err := json.Unmarshal(data, &m); err != nil {
-			return "", corrupt(metaPath, "does not decode: %v", err)
-		}
-		if m.Version < raft.SnapshotVersionMin || m.Version > raft.SnapshotVersionMax {
-			return "", corrupt(metaPath, "has snapshot version %d", m.Version)
-		}
-		statePath := filepath.Join(sdir, e.Name(), "state.bin")
-		f, err := os.Open(statePath)
-		if err != nil {
-			return "", corrupt(statePath, "cannot be read: %v", err)
-		}
-		h := crc64.New(crc64.MakeTable(crc64.ECMA))
-		n, err := io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return "", corrupt(statePath, "cannot be read: %v", err)
-		}
-		if !bytes.Equal(h.Sum(nil), m.CRC) {
-			return "", corrupt(statePath, "does not match its checksum in meta.json (%d bytes, %d expected)", n, m.Size)
-		}
-		metas = append(metas, &m)
 	}
 	if len(metas) == 0 {
 		return "", nil
 	}
-	// Raft's order: newest term, then index, then id.
-	sort.Slice(metas, func(i, j int) bool {
-		a, b := metas[i], metas[j]
-		if a.Term != b.Term {
-			return a.Term > b.Term
-		}
-		if a.Index != b.Index {
-			return a.Index > b.Index
-		}
-		return a.ID > b.ID
-	})
-	return filepath.Join(sdir, metas[0].ID), nil
+	return filepath.Join(sdir, metas[0].ID), nil // List puts the newest first
+}
+
+// checkSnapshot opens the snapshot in dir as Raft would, which reads its
+// meta.json and checks state.bin against its CRC. listed says whether List
+// read its meta.json; one it left out is refused, naming the file.
+func checkSnapshot(store *raft.FileSnapshotStore, dir string, listed bool) error {
+	metaPath, statePath := filepath.Join(dir, "meta.json"), filepath.Join(dir, "state.bin")
+	meta, rc, err := store.Open(filepath.Base(dir))
+	if err == nil {
+		rc.Close()
+	}
+	var pathErr *fs.PathError
+	switch {
+	case !listed && err != nil:
+		return damaged(metaPath, "cannot be read by Raft (%v)", err)
+	case !listed && (meta.Version < raft.SnapshotVersionMin || meta.Version > raft.SnapshotVersionMax):
+		return damaged(metaPath, "has snapshot version %d", meta.Version)
+	case !listed:
+		return damaged(metaPath, "names snapshot %q, not its directory", meta.ID)
+	case errors.As(err, &pathErr):
+		return damaged(statePath, "cannot be read: %v", err)
+	case err != nil:
+		return damaged(statePath, "does not match its checksum in meta.json (%v)", err)
+	}
+	return nil
 }

@@ -13,11 +13,6 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// ErrUnreachable: a node asked to join does not answer over Raft: it is
-// down or at another address, its certificate is not from the peer CA, or
-// its data dir belongs to another cluster. The membership is unchanged.
-var ErrUnreachable = errors.New("the joining node cannot be reached over Raft")
-
 // raftTimeout bounds a Raft connection's dial, hello and each RPC's I/O.
 const raftTimeout = 10 * time.Second
 
@@ -159,6 +154,9 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 // hangs up: TLS and the hello must succeed before it becomes a member. A
 // node that does not know its cluster yet learns it here.
 func (n *Node) probe(ctx context.Context, id, raftAddr string) error {
+	if n.stream == nil {
+		return fmt.Errorf("%w: %s: an in-memory node has no network", ErrUnreachable, id)
+	}
 	addr := raftAddr
 	if a, ok := n.cfg.PeerDialAddrs[id]; ok {
 		addr = a

@@ -1,7 +1,9 @@
 // Package clustertest starts real ration clusters inside a test: n nodes on
 // 127.0.0.1 ephemeral ports, real TCP and real BoltDB files in temporary
-// directories, short Raft timeouts, and shutdown in t.Cleanup. Every wait
-// polls a condition through WaitFor; nothing sleeps a fixed time.
+// directories, short Raft timeouts, and shutdown in t.Cleanup; or a single
+// node held in memory (Options.InMemory). A wait for a node's applied
+// state (WaitState) is woken by each state the node applies; every other
+// wait polls a condition through WaitFor; nothing sleeps a fixed time.
 package clustertest
 
 import (
@@ -15,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/fsm"
 )
 
 // Cluster is a set of nodes under test.
@@ -30,6 +33,10 @@ type Cluster struct {
 type Options struct {
 	// Config, if set, edits node i's config.
 	Config func(i int, c *cluster.Config)
+	// InMemory starts the one node of a cluster of one in memory
+	// (cluster.Config.InMemory): no files, no network, and an election
+	// within milliseconds. Kill loses its state; it cannot Restart.
+	InMemory bool
 }
 
 // FastConfig returns a config with timeouts short enough for tests.
@@ -45,10 +52,19 @@ func FastConfig(t testing.TB, id string) cluster.Config {
 	c.CommitTimeout = 5 * time.Millisecond
 	c.TickInterval = 50 * time.Millisecond
 	c.FailoverGrace = 300 * time.Millisecond
-	c.HeartbeatCoalesce = 2 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	c.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}})
 	return c
+}
+
+// inMemory turns a FastConfig into an in-memory node's. With no other
+// voter to wait for, Raft's shortest timeouts are safe.
+func inMemory(c *cluster.Config) {
+	c.InMemory = true
+	c.DataDir, c.RaftAddr = "", ""
+	c.HeartbeatTimeout = 10 * time.Millisecond
+	c.ElectionTimeout = 10 * time.Millisecond
+	c.LeaderLeaseTimeout = 10 * time.Millisecond
 }
 
 type testWriter struct{ t testing.TB }
@@ -63,11 +79,17 @@ func (w testWriter) Write(p []byte) (int, error) {
 // leader. It returns once all n are voters and agree on a leader.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
+	if opts.InMemory && n != 1 {
+		t.Fatalf("clustertest: an in-memory cluster has one node, not %d", n)
+	}
 	c := &Cluster{t: t, Nodes: make([]*cluster.Node, n), cfgs: make([]cluster.Config, n)}
 	t.Cleanup(c.Close)
 	for i := range n {
 		cfg := FastConfig(t, fmt.Sprintf("n%d", i+1))
 		cfg.Bootstrap = i == 0
+		if opts.InMemory {
+			inMemory(&cfg)
+		}
 		if opts.Config != nil {
 			opts.Config(i, &cfg)
 		}
@@ -228,14 +250,18 @@ func (c *Cluster) WaitForNewLeader(old string) *cluster.Node {
 // WaitApplied waits until every live node has applied index.
 func (c *Cluster) WaitApplied(index uint64) {
 	c.t.Helper()
-	WaitFor(c.t, 10*time.Second, func() error {
-		for _, n := range c.Nodes {
-			if n != nil && n.State().Index() < index {
-				return fmt.Errorf("%s applied %d of %d", n.ID(), n.State().Index(), index)
-			}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range c.Nodes {
+		if n == nil {
+			continue
 		}
-		return nil
-	})
+		WaitState(c.t, n, time.Until(deadline), func(st *fsm.State) error {
+			if st.Index() < index {
+				return fmt.Errorf("%s applied %d of %d", n.ID(), st.Index(), index)
+			}
+			return nil
+		})
+	}
 }
 
 // EnsureSame waits until every live node has applied the leader's last index
@@ -265,6 +291,29 @@ func (c *Cluster) EnsureSame() {
 		}
 		return nil
 	})
+}
+
+// WaitState waits until node's applied state satisfies cond, failing the
+// test with cond's last error after timeout. It does not poll: it checks
+// each state the node applies, woken by Node.Changed.
+func WaitState(t testing.TB, node *cluster.Node, timeout time.Duration, cond func(*fsm.State) error) *fsm.State {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		changed := node.Changed() // before State, so no change is missed
+		st := node.State()
+		err := cond(st)
+		if err == nil {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("state of %s not reached after %s: %v", node.ID(), timeout, err)
+			return nil
+		}
+	}
 }
 
 // WaitFor polls cond until it returns nil, failing the test with the last

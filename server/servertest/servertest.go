@@ -41,6 +41,10 @@ type Options struct {
 	// trace level, instead of the test log. It must be safe for
 	// concurrent use.
 	Log io.Writer
+	// InMemory starts the one node of a cluster of one in memory
+	// (clustertest.Options.InMemory): no files, no Raft network, a quick
+	// election. The API is served over loopback as usual.
+	InMemory bool
 }
 
 // StartWith starts n nodes serving the API, as opts says.
@@ -64,7 +68,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
 	}
-	c := clustertest.New(t, n, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
+	c := clustertest.New(t, n, clustertest.Options{InMemory: opts.InMemory, Config: func(i int, cfg *cluster.Config) {
 		cfg.APIAddr = addrs[i]
 		if opts.Log != nil {
 			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Level: hclog.Trace, Output: opts.Log})

@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// watchLeadership starts the leader's loop when this node gains leadership
+// and stops it when it loses it. NotifyCh delivers every change in order.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	var running *leaderRun
+	stopLoop := func() {
+		if running != nil {
+			running.stop()
+			running = nil
+		}
+		n.leaderReady.Store(false)
+	}
+	defer stopLoop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-n.notify:
+			stopLoop()
+			if !leader {
+				n.log.Info("lost leadership")
+				continue
+			}
+			n.log.Info("gained leadership")
+			running = startLeaderRun(n.leaderLoop)
+		}
+	}
+}
+
+// leaderRun is one term's leader loop.
+type leaderRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startLeaderRun(loop func(context.Context)) *leaderRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &leaderRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		loop(ctx)
+	}()
+	return r
+}
+
+func (r *leaderRun) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// leaderLoop is the leader's housekeeping: it waits until every earlier
+// entry is applied, publishes this node's API address, then proposes a Tick
+// every TickInterval. Leases expire only after FailoverGrace has passed since
+// leadership began, so workers can reach the new leader first.
+func (n *Node) leaderLoop(ctx context.Context) {
+	if err := n.raft.Barrier(0).Error(); err != nil {
+		n.log.Warn("barrier after election failed", "error", err)
+		return
+	}
+	// Raft's no-op and barrier entries never reach the state machine, so
+	// its applied index would stay behind the commit index until the next
+	// command, and reads waiting for the commit index would wait with it.
+	// An empty tick closes the gap before reads are served.
+	if _, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
+		Op: &rationv1.Command_Tick{Tick: &rationv1.Tick{}}}); err != nil {
+		n.log.Warn("first entry after election failed", "error", err)
+		return
+	}
+	n.leaderReady.Store(true)
+	since := n.cfg.Now()
+	if node, ok := n.fsm.State().NodeAddress(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
+		cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
+			Op: &rationv1.Command_SetNode{SetNode: &rationv1.SetNode{NodeId: n.cfg.NodeID, ApiAddress: n.cfg.APIAddr}}}
+		if _, err := n.Apply(ctx, cmd); err != nil {
+			n.log.Warn("cannot publish API address", "error", err)
+		}
+	}
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		grace := n.cfg.Now().Sub(since) >= n.cfg.FailoverGrace
+		for more := true; more && ctx.Err() == nil; {
+			tick := &rationv1.Tick{
+				ExpireLeases:      grace,
+				DeactivateIdle:    grace,
+				ActivityRetention: int64(n.cfg.ActivityRetention),
+				ActivityMax:       n.cfg.ActivityMax,
+				RequestRetention:  int64(n.cfg.RequestRetention),
+				MaxTransitions:    n.cfg.MaxTransitionsPerTick,
+			}
+			// An idle cluster writes nothing: a tick with nothing due is skipped.
+			if !n.fsm.State().TickDue(n.cfg.Now().UnixNano(), tick) {
+				break
+			}
+			res, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"}, Op: &rationv1.Command_Tick{Tick: tick}})
+			if err != nil {
+				if ctx.Err() == nil {
+					n.log.Warn("tick failed", "error", err)
+				}
+				break
+			}
+			more = res.GetTick().GetMore()
+		}
+	}
+}
