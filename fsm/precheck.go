@@ -57,7 +57,7 @@ func (s *State) Precheck(cmd *rationv1.Command) error {
 }
 
 // PrecheckHeartbeat is Precheck for one worker's heartbeat entry, as the
-// leader's coalescer would propose it. It returns the refusal Apply would
+// leader would propose it. It returns the refusal Apply would
 // give the entry as a whole; or, when none of the leases it names could be
 // extended, the answer Apply would give (each lease's refusal), since
 // applying it would change nothing but the activity log; or neither, when

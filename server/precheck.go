@@ -36,8 +36,8 @@ func (s *Server) precheck(ctx context.Context, cmd *rationv1.Command) error {
 	return perr
 }
 
-// precheckHeartbeat is precheck for a heartbeat, which the leader's
-// coalescer proposes. It returns the refusal of an entry the state machine
+// precheckHeartbeat is precheck for a heartbeat, which the leader proposes
+// as a HeartbeatBatch of one entry. It returns the refusal of an entry the state machine
 // would refuse whole, or the answer for one that would extend none of its
 // leases (each lease's refusal), confirmed as precheck confirms; or neither,
 // when the heartbeat must be proposed.

@@ -543,8 +543,10 @@ func (x *CommandHeader) GetNewOwnerTokenHash() []byte {
 	return nil
 }
 
-// HeartbeatBatch extends leases for one or more workers (the leader may
-// coalesce many heartbeats into one command).
+// HeartbeatBatch extends leases for one or more workers. The leader
+// proposes each worker's heartbeat as a batch of one entry (group commit
+// puts many in one log entry); earlier builds proposed several workers'
+// heartbeats in one batch, which still applies.
 type HeartbeatBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entries       []*HeartbeatEntry      `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
