@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestDeps_FSMImportsNoNetworkOrClock keeps the layering of DESIGN.md: the
+// TestDeps_FSMImportsNoNetworkOrClock keeps the layering README's Layout states: the
 // state machine imports no networking, RPC, cluster or server code, and
 // nothing that reads the environment or true randomness directly.
 func TestDeps_FSMImportsNoNetworkOrClock(t *testing.T) {
