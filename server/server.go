@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"io"
-
 	"net/http"
 	"net/http/pprof"
 	"sync"
@@ -48,7 +47,8 @@ var _ Store = (*cluster.Node)(nil)
 // Config configures a Server.
 type Config struct {
 	// AdminToken, when set, is required (Authorization: Bearer) on admin
-	// calls; owner calls take it or the service's owner token (see roles).
+	// calls; owner calls take it or the service's owner token (see the
+	// procedures table).
 	// Unset, neither kind of call needs a credential.
 	AdminToken string
 	Logger     hclog.Logger
