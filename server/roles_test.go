@@ -526,7 +526,7 @@ func TestRoles_OwnerTokenAtWork(t *testing.T) {
 // development node) owner and admin calls need no credential, as before,
 // and CreateService still hands out an owner token.
 func TestRoles_NoAdminTokenNoCredentials(t *testing.T) {
-	c := newTestCluster(t, 1, "")
+	c := newNode(t, "")
 	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", "")
 	r, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dev", Kind: "dmcheck"}))
 	if err != nil || !strings.HasPrefix(r.Msg.GetOwnerToken(), server.OwnerTokenPrefix) {

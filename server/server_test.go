@@ -112,7 +112,7 @@ func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
 // TestServer_ErrorCodes checks that each failure comes back with its
 // documented code and reason, over each protocol.
 func TestServer_ErrorCodes(t *testing.T) {
-	c := newTestCluster(t, 1, "")
+	c := newNode(t, "")
 	addr := c.addrs[0]
 	setup := newClients(http.DefaultClient, addr, nil, "", workerSecret)
 	if _, err := setup.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
@@ -235,7 +235,7 @@ func TestServer_ErrorCodes(t *testing.T) {
 }
 
 func TestServer_AdminToken(t *testing.T) {
-	c := newTestCluster(t, 1, "the-admin-token")
+	c := newNode(t, "the-admin-token")
 	for _, tc := range []struct {
 		token string
 		code  connect.Code
@@ -295,7 +295,7 @@ func TestServer_UnavailableWithoutLeader(t *testing.T) {
 // plain HTTP/1.1 POSTs of JSON with the proto field names (snake_case), as
 // README's curl examples spell them.
 func TestServer_JSONWorkerLoop(t *testing.T) {
-	c := newTestCluster(t, 1, "tok")
+	c := newNode(t, "tok")
 	base := "http://" + c.addrs[0]
 	post := func(path, auth, body string) map[string]any {
 		t.Helper()
@@ -386,7 +386,7 @@ func TestServer_SnapshotSaveAndRestore(t *testing.T) {
 }
 
 func TestServer_Explain(t *testing.T) {
-	c := newTestCluster(t, 1, "")
+	c := newNode(t, "")
 	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", workerSecret)
 	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})); err != nil {
 		t.Fatal(err)
