@@ -22,7 +22,8 @@ const workerSecret = "a-worker-secret-of-some-length"
 
 // TestServer_WorkerLoopThroughFollowers runs the whole loop against
 // followers only, over each protocol: writes are forwarded to the leader,
-// linearizable reads on a follower see them.
+// linearizable reads on a follower see them, and a watch on a follower
+// follows them as that follower applies them.
 func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
 	c := newTestCluster(t, 3, "")
 	leader := c.Leader()
@@ -104,6 +105,42 @@ func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
 			ws, err := a.insight.ListWorkers(ctx(t), connect.NewRequest(&rationv1.ListWorkersRequest{Service: svc}))
 			if err != nil || len(ws.Msg.Workers) != 1 || ws.Msg.Workers[0].Counters.BucketsDone != 1 {
 				t.Fatalf("workers: %v %v", ws, err)
+			}
+			// A watch on a follower serves from that follower's own state:
+			// resumed after w1's first record it replays the others, then
+			// follows a release made through the other follower as b
+			// applies it.
+			wctx, cancel := context.WithCancel(ctx(t))
+			defer cancel()
+			watch, err := b.insight.WatchActivity(wctx, connect.NewRequest(&rationv1.WatchActivityRequest{Service: svc, WorkerId: "w1",
+				AfterSeq: acts.Msg.Activity[0].Seq}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var watched []*rationv1.ActivityInfo
+			for len(watched) < len(acts.Msg.Activity)-1 && watch.Receive() {
+				watched = append(watched, watch.Msg().Activity...)
+			}
+			if got := watch.ResponseHeader().Get(server.ServedByHeader); got != fs[1].ID() {
+				t.Fatalf("watch served by %q, want the follower %s", got, fs[1].ID())
+			}
+			if len(watched) != len(acts.Msg.Activity)-1 {
+				t.Fatalf("watch replayed %d records, want %d (%v)", len(watched), len(acts.Msg.Activity)-1, watch.Err())
+			}
+			for i, r := range watched {
+				if want := acts.Msg.Activity[i+1]; r.Seq != want.Seq || r.Action != want.Action {
+					t.Fatalf("replayed record %d: %v, want %v", i, r, want)
+				}
+			}
+			rel := acq.Msg.Buckets[1]
+			if _, err := a.worker.Release(ctx(t), connect.NewRequest(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: rel.Id, Epoch: rel.Lease.Epoch})); err != nil {
+				t.Fatal(err)
+			}
+			if !watch.Receive() {
+				t.Fatalf("watch ended: %v", watch.Err())
+			}
+			if got := watch.Msg().Activity; len(got) != 1 || got[0].Action != "release" || got[0].BucketId != rel.Id {
+				t.Fatalf("watch followed %v, want the release of bucket %d", got, rel.Id)
 			}
 		})
 	}
@@ -427,10 +464,11 @@ func TestServer_Explain(t *testing.T) {
 }
 
 // TestServer_ActivityPagingAndWatch pages the activity log and follows it
-// with WatchActivity, resuming after a sequence number.
+// with WatchActivity, resuming after a sequence number, on one node (a
+// watch on a follower: TestServer_WorkerLoopThroughFollowers).
 func TestServer_ActivityPagingAndWatch(t *testing.T) {
-	c := newTestCluster(t, 3, "")
-	cl := newClients(http.DefaultClient, c.addrOf(c.Followers()[0]), nil, "", workerSecret)
+	c := newNode(t, "")
+	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", workerSecret)
 	for i := range 5 {
 		if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: fmt.Sprintf("s%d", i), Kind: "dmcheck"})); err != nil {
 			t.Fatal(err)
