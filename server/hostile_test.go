@@ -215,31 +215,53 @@ func TestServer_HostileRequestsChangeNothing(t *testing.T) {
 	}
 }
 
-// fsmSnapshots waits until every node has applied the same index, then
-// returns each node's state machine snapshot, after checking they agree.
+// fsmSnapshots waits until every node has applied the same index, the
+// leader's (woken by each state a node applies), then returns each node's
+// state machine snapshot, after checking they agree.
 func fsmSnapshots(t *testing.T, c *clustertest.Cluster) [][]byte {
 	t.Helper()
-	var out [][]byte
-	clustertest.WaitFor(t, 10*time.Second, func() error {
-		out = out[:0]
-		want := c.Leader().State().Index()
-		for _, n := range c.Nodes {
-			st := n.State()
-			if st.Index() != want {
-				return fmt.Errorf("%s applied %d, leader %d", n.ID(), st.Index(), want)
-			}
-			var buf bytes.Buffer
-			if err := st.WriteSnapshot(&buf); err != nil {
-				return err
-			}
-			out = append(out, buf.Bytes())
+	deadline := time.Now().Add(10 * time.Second)
+	var sts []*fsm.State
+	for settled := false; !settled; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes applied different indexes until the end: %v", indexes(sts))
 		}
-		return nil
-	})
+		want := c.Leader().State().Index()
+		sts = sts[:0]
+		settled = true
+		for _, n := range c.Nodes {
+			st := clustertest.WaitState(t, n, time.Until(deadline), func(st *fsm.State) error {
+				if st.Index() < want {
+					return fmt.Errorf("%s applied %d, leader %d", n.ID(), st.Index(), want)
+				}
+				return nil
+			})
+			sts = append(sts, st)
+			// Past the leader's index read above: the leader moved on; read it again.
+			settled = settled && st.Index() == want
+		}
+	}
+	var out [][]byte
+	for _, st := range sts {
+		var buf bytes.Buffer
+		if err := st.WriteSnapshot(&buf); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf.Bytes())
+	}
 	for i := range out {
 		if !bytes.Equal(out[0], out[i]) {
 			t.Fatalf("%s and %s hold different states at one index", c.Nodes[0].ID(), c.Nodes[i].ID())
 		}
+	}
+	return out
+}
+
+// indexes are the states' applied indexes.
+func indexes(sts []*fsm.State) []uint64 {
+	out := make([]uint64, len(sts))
+	for i, st := range sts {
+		out[i] = st.Index()
 	}
 	return out
 }
