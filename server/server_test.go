@@ -15,6 +15,7 @@ import (
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/fsm"
 	"github.com/rationhq/ration/server"
 )
 
@@ -409,16 +410,21 @@ func TestServer_SnapshotSaveAndRestore(t *testing.T) {
 	if _, err := cl.cluster.Restore(ctx(t), connect.NewRequest(&rationv1.RestoreRequest{Data: snap.Bytes()})); err != nil {
 		t.Fatal(err)
 	}
-	clustertest.WaitFor(t, 10*time.Second, func() error {
-		r, err := cl.owner.ListServices(ctx(t), connect.NewRequest(&rationv1.ListServicesRequest{}))
-		if err != nil {
-			return err
-		}
-		if len(r.Msg.Services) != 1 || r.Msg.Services[0].Name != "keep" {
-			return fmt.Errorf("services after restore: %v", r.Msg.Services)
+	// Once the follower has applied the restored state, a linearizable
+	// read through it sees that state.
+	clustertest.WaitState(t, f, 10*time.Second, func(st *fsm.State) error {
+		if svcs := st.Services(); len(svcs) != 1 || svcs[0].Name != "keep" {
+			return fmt.Errorf("%s holds %d services after the restore", f.ID(), len(svcs))
 		}
 		return nil
 	})
+	r, err := cl.owner.ListServices(ctx(t), connect.NewRequest(&rationv1.ListServicesRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Msg.Services) != 1 || r.Msg.Services[0].Name != "keep" {
+		t.Fatalf("services after restore: %v", r.Msg.Services)
+	}
 	c.EnsureSame()
 }
 
