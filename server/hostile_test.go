@@ -135,10 +135,17 @@ func pbOf(m proto.Message) []byte {
 // kept on the message but never read): such a request is judged on the
 // fields this version knows. The rows below pair them with refusals.
 func TestServer_HostileRequestsChangeNothing(t *testing.T) {
+	// A stable leader: an election in the middle would add entries. Under
+	// the race detector, decoding the 16 MiB rows stalls a 2-core machine
+	// for over a second, longer than these timeouts: the leader stepped
+	// down mid-test. There they are three times as long.
+	stable := time.Second
+	if raceEnabled {
+		stable = 3 * time.Second
+	}
 	c := servertest.StartWith(t, 3, servertest.Options{Token: hAdmin, Config: func(_ int, cfg *cluster.Config) {
-		// A stable leader: an election in the middle would add entries.
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
-		cfg.FailoverGrace = 2 * time.Second
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = stable, stable, stable/2
+		cfg.FailoverGrace = 2 * stable
 	}})
 	leader := c.Leader()
 	follower := c.Followers()[0]
