@@ -10,7 +10,7 @@ import (
 // The dashboard is served at / by every node, needs no build step, and
 // calls only RPCs the node serves.
 func TestServer_Dashboard(t *testing.T) {
-	c := newTestCluster(t, 1, "")
+	c := newNode(t, "")
 	resp, err := http.Get("http://" + c.addrs[0] + "/")
 	if err != nil {
 		t.Fatal(err)

@@ -100,7 +100,7 @@ func (b *syncBuffer) Reset() {
 func FuzzHandlerDecode(f *testing.F) {
 	procs := fuzzProcedures(f)
 	const secret = "fuzz-worker-secret-0123456789"
-	c := servertest.Start(f, 1, "")
+	c := servertest.StartWith(f, 1, servertest.Options{InMemory: true})
 	node := c.Nodes[0]
 	var log syncBuffer
 	// The handler under test: the node's own server, without rate limits

@@ -30,6 +30,15 @@ func newTestCluster(t *testing.T, n int, token string) *testCluster {
 	return &testCluster{Cluster: c, addrs: c.Addrs, token: token}
 }
 
+// newNode starts one node held in memory (servertest.Options.InMemory: no
+// files, no Raft network, a quick election), serving the API on its own
+// loopback port: for what a single node shows.
+func newNode(t *testing.T, token string) *testCluster {
+	t.Helper()
+	c := servertest.StartWith(t, 1, servertest.Options{Token: token, InMemory: true})
+	return &testCluster{Cluster: c, addrs: c.Addrs, token: token}
+}
+
 // addrOf returns the API address of node.
 func (c *testCluster) addrOf(node *cluster.Node) string { return c.addrs[c.Index(node)] }
 

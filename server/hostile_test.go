@@ -135,10 +135,17 @@ func pbOf(m proto.Message) []byte {
 // kept on the message but never read): such a request is judged on the
 // fields this version knows. The rows below pair them with refusals.
 func TestServer_HostileRequestsChangeNothing(t *testing.T) {
+	// A stable leader: an election in the middle would add entries. Under
+	// the race detector, decoding the 16 MiB rows stalls a 2-core machine
+	// for over a second, longer than these timeouts: the leader stepped
+	// down mid-test. There they are three times as long.
+	stable := time.Second
+	if raceEnabled {
+		stable = 3 * time.Second
+	}
 	c := servertest.StartWith(t, 3, servertest.Options{Token: hAdmin, Config: func(_ int, cfg *cluster.Config) {
-		// A stable leader: an election in the middle would add entries.
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
-		cfg.FailoverGrace = 2 * time.Second
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = stable, stable, stable/2
+		cfg.FailoverGrace = 2 * stable
 	}})
 	leader := c.Leader()
 	follower := c.Followers()[0]
@@ -215,31 +222,53 @@ func TestServer_HostileRequestsChangeNothing(t *testing.T) {
 	}
 }
 
-// fsmSnapshots waits until every node has applied the same index, then
-// returns each node's state machine snapshot, after checking they agree.
+// fsmSnapshots waits until every node has applied the same index, the
+// leader's (woken by each state a node applies), then returns each node's
+// state machine snapshot, after checking they agree.
 func fsmSnapshots(t *testing.T, c *clustertest.Cluster) [][]byte {
 	t.Helper()
-	var out [][]byte
-	clustertest.WaitFor(t, 10*time.Second, func() error {
-		out = out[:0]
-		want := c.Leader().State().Index()
-		for _, n := range c.Nodes {
-			st := n.State()
-			if st.Index() != want {
-				return fmt.Errorf("%s applied %d, leader %d", n.ID(), st.Index(), want)
-			}
-			var buf bytes.Buffer
-			if err := st.WriteSnapshot(&buf); err != nil {
-				return err
-			}
-			out = append(out, buf.Bytes())
+	deadline := time.Now().Add(10 * time.Second)
+	var sts []*fsm.State
+	for settled := false; !settled; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes applied different indexes until the end: %v", indexes(sts))
 		}
-		return nil
-	})
+		want := c.Leader().State().Index()
+		sts = sts[:0]
+		settled = true
+		for _, n := range c.Nodes {
+			st := clustertest.WaitState(t, n, time.Until(deadline), func(st *fsm.State) error {
+				if st.Index() < want {
+					return fmt.Errorf("%s applied %d, leader %d", n.ID(), st.Index(), want)
+				}
+				return nil
+			})
+			sts = append(sts, st)
+			// Past the leader's index read above: the leader moved on; read it again.
+			settled = settled && st.Index() == want
+		}
+	}
+	var out [][]byte
+	for _, st := range sts {
+		var buf bytes.Buffer
+		if err := st.WriteSnapshot(&buf); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf.Bytes())
+	}
 	for i := range out {
 		if !bytes.Equal(out[0], out[i]) {
 			t.Fatalf("%s and %s hold different states at one index", c.Nodes[0].ID(), c.Nodes[i].ID())
 		}
+	}
+	return out
+}
+
+// indexes are the states' applied indexes.
+func indexes(sts []*fsm.State) []uint64 {
+	out := make([]uint64, len(sts))
+	for i, st := range sts {
+		out[i] = st.Index()
 	}
 	return out
 }

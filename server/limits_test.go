@@ -48,6 +48,24 @@ func startLimited(t *testing.T, n int, lim server.Limits) *limitedCluster {
 // by edit, if not nil.
 func startLimitedWith(t *testing.T, n int, lim server.Limits, edit func(*cluster.Config)) *limitedCluster {
 	t.Helper()
+	return startLimitedOpts(t, n, lim, clustertest.Options{Config: func(_ int, cfg *cluster.Config) {
+		if edit != nil {
+			edit(cfg)
+		}
+	}})
+}
+
+// startLimitedInMemory starts one node held in memory
+// (clustertest.Options.InMemory), whose server enforces lim. With no
+// other voter it cannot lose leadership, so it needs no tolerant timeouts.
+func startLimitedInMemory(t *testing.T, lim server.Limits) *limitedCluster {
+	t.Helper()
+	return startLimitedOpts(t, 1, lim, clustertest.Options{InMemory: true})
+}
+
+// startLimitedOpts starts n nodes as opts says, whose servers enforce lim.
+func startLimitedOpts(t *testing.T, n int, lim server.Limits, opts clustertest.Options) *limitedCluster {
+	t.Helper()
 	c := &limitedCluster{addrs: make([]string, n), srvs: make([]*server.Server, n)}
 	handlers := make([]*atomic.Pointer[http.Handler], n)
 	for i := range n {
@@ -68,12 +86,14 @@ func startLimitedWith(t *testing.T, n int, lim server.Limits, edit func(*cluster
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
 	}
-	c.Cluster = clustertest.New(t, n, clustertest.Options{Config: func(i int, cfg *cluster.Config) {
+	edit := opts.Config
+	opts.Config = func(i int, cfg *cluster.Config) {
 		cfg.APIAddr = c.addrs[i]
 		if edit != nil {
-			edit(cfg)
+			edit(i, cfg)
 		}
-	}})
+	}
+	c.Cluster = clustertest.New(t, n, opts)
 	for i, node := range c.Nodes {
 		l := lim
 		c.srvs[i] = server.New(node, server.Config{Logger: clustertest.FastConfig(t, node.ID()).Logger, Limits: &l})
@@ -256,9 +276,10 @@ func TestLimits_RequestsAtTheEdge(t *testing.T) {
 }
 
 // TestLimits_RequestBytes checks MaxRequestBytes at its boundary, on a
-// lone node (a 16 MiB log entry is slow to replicate on a loaded machine).
+// lone node held in memory (a 16 MiB log entry is slow to replicate on a
+// loaded machine).
 func TestLimits_RequestBytes(t *testing.T) {
-	c := startLimitedWith(t, 1, server.DefaultLimits(), tolerant)
+	c := startLimitedInMemory(t, server.DefaultLimits())
 	n := c.Leader()
 	cl, err := client.New(client.Config{Addrs: c.addrs, WorkerSecret: workerSecret})
 	if err != nil {
@@ -494,7 +515,7 @@ func TestRateLimit_PerAddressOnTheFirstNode(t *testing.T) {
 // from one address, one more refused (whichever procedure), one more
 // again once one closes; another address is not held back.
 func TestLimits_StreamsPerAddress(t *testing.T) {
-	c := startLimitedWith(t, 1, server.DefaultLimits(), tolerant)
+	c := startLimitedInMemory(t, server.DefaultLimits())
 	n := c.Leader()
 	bg := context.Background()
 	owner, err := client.New(client.Config{Addrs: c.addrs})
@@ -588,7 +609,7 @@ func TestLimits_StreamsPerAddress(t *testing.T) {
 func TestRateLimit_KeysBounded(t *testing.T) {
 	const maxKeys = 50
 	lim := server.Limits{RegisterPerWorker: server.RateLimit{Rate: 1, Burst: 1}, AcquirePerWorker: server.RateLimit{Rate: 1, Burst: 1}, MaxKeys: maxKeys}
-	c := startLimitedWith(t, 1, lim, tolerant)
+	c := startLimitedInMemory(t, lim)
 	n := c.Leader()
 	w := newClients(http.DefaultClient, c.addrOf(n), nil, "", workerSecret).worker
 	for i := range 20 * maxKeys {

@@ -15,6 +15,7 @@ import (
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/fsm"
 	"github.com/rationhq/ration/server"
 )
 
@@ -22,7 +23,8 @@ const workerSecret = "a-worker-secret-of-some-length"
 
 // TestServer_WorkerLoopThroughFollowers runs the whole loop against
 // followers only, over each protocol: writes are forwarded to the leader,
-// linearizable reads on a follower see them.
+// linearizable reads on a follower see them, and a watch on a follower
+// follows them as that follower applies them.
 func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
 	c := newTestCluster(t, 3, "")
 	leader := c.Leader()
@@ -105,6 +107,42 @@ func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
 			if err != nil || len(ws.Msg.Workers) != 1 || ws.Msg.Workers[0].Counters.BucketsDone != 1 {
 				t.Fatalf("workers: %v %v", ws, err)
 			}
+			// A watch on a follower serves from that follower's own state:
+			// resumed after w1's first record it replays the others, then
+			// follows a release made through the other follower as b
+			// applies it.
+			wctx, cancel := context.WithCancel(ctx(t))
+			defer cancel()
+			watch, err := b.insight.WatchActivity(wctx, connect.NewRequest(&rationv1.WatchActivityRequest{Service: svc, WorkerId: "w1",
+				AfterSeq: acts.Msg.Activity[0].Seq}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var watched []*rationv1.ActivityInfo
+			for len(watched) < len(acts.Msg.Activity)-1 && watch.Receive() {
+				watched = append(watched, watch.Msg().Activity...)
+			}
+			if got := watch.ResponseHeader().Get(server.ServedByHeader); got != fs[1].ID() {
+				t.Fatalf("watch served by %q, want the follower %s", got, fs[1].ID())
+			}
+			if len(watched) != len(acts.Msg.Activity)-1 {
+				t.Fatalf("watch replayed %d records, want %d (%v)", len(watched), len(acts.Msg.Activity)-1, watch.Err())
+			}
+			for i, r := range watched {
+				if want := acts.Msg.Activity[i+1]; r.Seq != want.Seq || r.Action != want.Action {
+					t.Fatalf("replayed record %d: %v, want %v", i, r, want)
+				}
+			}
+			rel := acq.Msg.Buckets[1]
+			if _, err := a.worker.Release(ctx(t), connect.NewRequest(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: rel.Id, Epoch: rel.Lease.Epoch})); err != nil {
+				t.Fatal(err)
+			}
+			if !watch.Receive() {
+				t.Fatalf("watch ended: %v", watch.Err())
+			}
+			if got := watch.Msg().Activity; len(got) != 1 || got[0].Action != "release" || got[0].BucketId != rel.Id {
+				t.Fatalf("watch followed %v, want the release of bucket %d", got, rel.Id)
+			}
 		})
 	}
 }
@@ -112,7 +150,7 @@ func TestServer_WorkerLoopThroughFollowers(t *testing.T) {
 // TestServer_ErrorCodes checks that each failure comes back with its
 // documented code and reason, over each protocol.
 func TestServer_ErrorCodes(t *testing.T) {
-	c := newTestCluster(t, 1, "")
+	c := newNode(t, "")
 	addr := c.addrs[0]
 	setup := newClients(http.DefaultClient, addr, nil, "", workerSecret)
 	if _, err := setup.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
@@ -235,7 +273,7 @@ func TestServer_ErrorCodes(t *testing.T) {
 }
 
 func TestServer_AdminToken(t *testing.T) {
-	c := newTestCluster(t, 1, "the-admin-token")
+	c := newNode(t, "the-admin-token")
 	for _, tc := range []struct {
 		token string
 		code  connect.Code
@@ -295,7 +333,7 @@ func TestServer_UnavailableWithoutLeader(t *testing.T) {
 // plain HTTP/1.1 POSTs of JSON with the proto field names (snake_case), as
 // README's curl examples spell them.
 func TestServer_JSONWorkerLoop(t *testing.T) {
-	c := newTestCluster(t, 1, "tok")
+	c := newNode(t, "tok")
 	base := "http://" + c.addrs[0]
 	post := func(path, auth, body string) map[string]any {
 		t.Helper()
@@ -372,21 +410,26 @@ func TestServer_SnapshotSaveAndRestore(t *testing.T) {
 	if _, err := cl.cluster.Restore(ctx(t), connect.NewRequest(&rationv1.RestoreRequest{Data: snap.Bytes()})); err != nil {
 		t.Fatal(err)
 	}
-	clustertest.WaitFor(t, 10*time.Second, func() error {
-		r, err := cl.owner.ListServices(ctx(t), connect.NewRequest(&rationv1.ListServicesRequest{}))
-		if err != nil {
-			return err
-		}
-		if len(r.Msg.Services) != 1 || r.Msg.Services[0].Name != "keep" {
-			return fmt.Errorf("services after restore: %v", r.Msg.Services)
+	// Once the follower has applied the restored state, a linearizable
+	// read through it sees that state.
+	clustertest.WaitState(t, f, 10*time.Second, func(st *fsm.State) error {
+		if svcs := st.Services(); len(svcs) != 1 || svcs[0].Name != "keep" {
+			return fmt.Errorf("%s holds %d services after the restore", f.ID(), len(svcs))
 		}
 		return nil
 	})
+	r, err := cl.owner.ListServices(ctx(t), connect.NewRequest(&rationv1.ListServicesRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Msg.Services) != 1 || r.Msg.Services[0].Name != "keep" {
+		t.Fatalf("services after restore: %v", r.Msg.Services)
+	}
 	c.EnsureSame()
 }
 
 func TestServer_Explain(t *testing.T) {
-	c := newTestCluster(t, 1, "")
+	c := newNode(t, "")
 	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", workerSecret)
 	if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})); err != nil {
 		t.Fatal(err)
@@ -427,10 +470,11 @@ func TestServer_Explain(t *testing.T) {
 }
 
 // TestServer_ActivityPagingAndWatch pages the activity log and follows it
-// with WatchActivity, resuming after a sequence number.
+// with WatchActivity, resuming after a sequence number, on one node (a
+// watch on a follower: TestServer_WorkerLoopThroughFollowers).
 func TestServer_ActivityPagingAndWatch(t *testing.T) {
-	c := newTestCluster(t, 3, "")
-	cl := newClients(http.DefaultClient, c.addrOf(c.Followers()[0]), nil, "", workerSecret)
+	c := newNode(t, "")
+	cl := newClients(http.DefaultClient, c.addrs[0], nil, "", workerSecret)
 	for i := range 5 {
 		if _, err := cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: fmt.Sprintf("s%d", i), Kind: "dmcheck"})); err != nil {
 			t.Fatal(err)

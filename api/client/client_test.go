@@ -12,6 +12,7 @@ import (
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/fsm"
 	"github.com/rationhq/ration/server/servertest"
 )
 
@@ -51,8 +52,10 @@ func TestClient_FailsOverAndRetriesWrites(t *testing.T) {
 	}
 }
 
+// TestWorker_ProcessesEverything runs two worker loops under one id
+// against one in-memory node until every item is done.
 func TestWorker_ProcessesEverything(t *testing.T) {
-	c := servertest.Start(t, 3, "")
+	c := servertest.StartWith(t, 1, servertest.Options{InMemory: true})
 	owner, _ := client.New(client.Config{Addrs: c.Addrs})
 	ctx := context.Background()
 	if _, err := owner.CreateService(ctx, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
@@ -91,16 +94,19 @@ func TestWorker_ProcessesEverything(t *testing.T) {
 		}
 		go func() { done <- worker.Run(wctx) }()
 	}
-	clustertest.WaitFor(t, 30*time.Second, func() error {
-		s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
-		if err != nil {
-			return err
+	clustertest.WaitState(t, c.Nodes[0], 30*time.Second, func(st *fsm.State) error {
+		s, ok := st.Service("dm")
+		if !ok {
+			return fmt.Errorf("no service dm")
 		}
-		if s.Service.Items.Done != 50 {
-			return fmt.Errorf("items %v", s.Service.Items)
+		if done := s.Items[rationv1.ItemState_ITEM_STATE_DONE]; done != 50 {
+			return fmt.Errorf("%d items done, items %v", done, s.Items)
 		}
 		return nil
 	})
+	if s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"}); err != nil || s.Service.Items.Done != 50 {
+		t.Fatalf("service once the node holds 50 done: %v %v", s, err)
+	}
 	stop()
 	for range 2 {
 		if err := <-done; err != nil {

@@ -16,10 +16,10 @@ import (
 	"github.com/rationhq/ration/server"
 )
 
-// startLimited starts a lone node whose server enforces lim.
+// startLimited starts a lone node, held in memory, whose server enforces lim.
 func startLimited(t *testing.T, lim server.Limits) string {
 	t.Helper()
-	c := clustertest.New(t, 1, clustertest.Options{})
+	c := clustertest.New(t, 1, clustertest.Options{InMemory: true})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

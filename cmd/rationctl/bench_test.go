@@ -8,9 +8,10 @@ import (
 )
 
 // TestBench_AgainstARealNode runs the load generator for a moment against a
-// real single-node cluster and checks that it moved work and said so.
+// real single node, held in memory, and checks that it moved work and said
+// so.
 func TestBench_AgainstARealNode(t *testing.T) {
-	c := servertest.Start(t, 1, "")
+	c := servertest.StartWith(t, 1, servertest.Options{InMemory: true})
 	out := mustRun(t, nil, "", "--addr", c.Addrs[0], "-o", "json", "bench", "--workers", "2", "--bucket-size", "20",
 		"--duration", "1s", "--warmup", "200ms", "--progress", "0")
 	var res benchResult

@@ -69,7 +69,7 @@ func TestAuth_TokenEnvironmentPrecedence(t *testing.T) {
 // ends it.
 func TestOwnerToken_AgainstARealNode(t *testing.T) {
 	const admin = "admin-token-of-the-rationctl-test"
-	c := servertest.Start(t, 1, admin)
+	c := servertest.StartWith(t, 1, servertest.Options{Token: admin, InMemory: true})
 	env := map[string]string{envAddr: c.Addrs[0], envAdminToken: admin}
 	tokenOf := func(out string) string {
 		for _, line := range strings.Split(out, "\n") {
