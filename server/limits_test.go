@@ -38,14 +38,8 @@ func (c *limitedCluster) srvOf(n *cluster.Node) *server.Server {
 	return c.srvs[c.Index(n)]
 }
 
-// startLimited starts n nodes, as servertest.Start does, whose servers
-// enforce lim.
-func startLimited(t *testing.T, n int, lim server.Limits) *limitedCluster {
-	return startLimitedWith(t, n, lim, nil)
-}
-
-// startLimitedWith is startLimited with each node's cluster config edited
-// by edit, if not nil.
+// startLimitedWith starts n nodes, as servertest.Start does, whose servers
+// enforce lim, with each node's cluster config edited by edit, if not nil.
 func startLimitedWith(t *testing.T, n int, lim server.Limits, edit func(*cluster.Config)) *limitedCluster {
 	t.Helper()
 	return startLimitedOpts(t, n, lim, clustertest.Options{Config: func(_ int, cfg *cluster.Config) {

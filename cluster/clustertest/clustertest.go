@@ -39,19 +39,20 @@ type Options struct {
 	InMemory bool
 }
 
-// FastConfig returns a config with timeouts short enough for tests.
+// FastConfig returns a config with timeouts short enough for tests (three
+// times as long under the race detector).
 func FastConfig(t testing.TB, id string) cluster.Config {
 	c := cluster.DefaultConfig()
 	c.NodeID = id
 	c.RaftAddr = "127.0.0.1:0"
 	c.APIAddr = "api-" + id
 	c.DataDir = filepath.Join(t.TempDir(), id)
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.HeartbeatTimeout = raceSlack * 100 * time.Millisecond
+	c.ElectionTimeout = raceSlack * 100 * time.Millisecond
+	c.LeaderLeaseTimeout = raceSlack * 50 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.TickInterval = 50 * time.Millisecond
-	c.FailoverGrace = 300 * time.Millisecond
+	c.FailoverGrace = raceSlack * 300 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	c.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}})
 	return c
