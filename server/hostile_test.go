@@ -137,14 +137,15 @@ func pbOf(m proto.Message) []byte {
 func TestServer_HostileRequestsChangeNothing(t *testing.T) {
 	// A stable leader: an election in the middle would add entries. Under
 	// the race detector, decoding the 16 MiB rows stalls a 2-core machine
-	// for over a second, longer than these timeouts: the leader stepped
-	// down mid-test. There they are three times as long.
+	// for over a second (1.5 s seen), longer than these timeouts: the leader
+	// stepped down mid-test. There they are three times as long, and the
+	// leader's lease is as long as Raft allows (the heartbeat timeout).
 	stable := time.Second
 	if raceEnabled {
 		stable = 3 * time.Second
 	}
 	c := servertest.StartWith(t, 3, servertest.Options{Token: hAdmin, Config: func(_ int, cfg *cluster.Config) {
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = stable, stable, stable/2
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = stable, stable, stable
 		cfg.FailoverGrace = 2 * stable
 	}})
 	leader := c.Leader()
