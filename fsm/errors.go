@@ -57,6 +57,9 @@ var (
 	ErrInvalidResult = newError("INVALID_RESULT", "invalid result")
 	// ErrRequestIDReused: a request id came back with a different body.
 	ErrRequestIDReused = newError("REQUEST_ID_REUSED", "request id reused with a different request")
+	// ErrAckBeyondResults: an acknowledgment names a seq past the service's
+	// last result.
+	ErrAckBeyondResults = newError("ACK_BEYOND_RESULTS", "acknowledgment beyond the last result")
 	// ErrNodeNotFound: no cluster node has the id.
 	ErrNodeNotFound = newError("NODE_NOT_FOUND", "node not found")
 )

@@ -32,12 +32,20 @@ func (s *State) CheckInvariants() error {
 type tally struct {
 	items, buckets map[uint32]*StateCounts
 	held           map[regKey]uint32
+	results        map[uint32]resultTally
+}
+
+// resultTally is what a service's result batches imply: the last seq, and
+// the results (and bytes) past its export position.
+type resultTally struct {
+	last, unacked, unackedBytes uint64
 }
 
 // tallyOf counts the records. An item in a missing bucket (or one of
 // another service) is left out, and the first such is the error.
 func tallyOf(t *tables) (*tally, error) {
-	c := &tally{items: map[uint32]*StateCounts{}, buckets: map[uint32]*StateCounts{}, held: map[regKey]uint32{}}
+	c := &tally{items: map[uint32]*StateCounts{}, buckets: map[uint32]*StateCounts{}, held: map[regKey]uint32{},
+		results: map[uint32]resultTally{}}
 	add := func(m map[uint32]*StateCounts, svc uint32, state int32) {
 		if m[svc] == nil {
 			m[svc] = new(StateCounts)
@@ -49,6 +57,16 @@ func tallyOf(t *tables) (*tally, error) {
 		if b.Held() {
 			c.held[regKey{b.Service, b.Holder}]++
 		}
+		return true
+	})
+	t.results.Scan(func(rb *ResultBatch) bool {
+		r := c.results[rb.Service]
+		r.last = rb.Seq // batches scan in seq order
+		if s, ok := t.serviceByOrdinal(rb.Service); ok && rb.Seq > s.AckedThrough {
+			r.unacked += uint64(rb.Len())
+			r.unackedBytes += uint64(rb.Size())
+		}
+		c.results[rb.Service] = r
 		return true
 	})
 	var err error
@@ -255,6 +273,14 @@ func (c *checker) checkServices() {
 		}
 		if want := countsOf(c.tally.buckets, s.Ordinal); s.Buckets != want {
 			c.fail("service %q: bucket counts %v, actual %v", s.Name, s.Buckets, want)
+		}
+		r := c.tally.results[s.Ordinal]
+		if s.LastResultSeq != r.last || s.UnackedResults != r.unacked || s.UnackedBytes != r.unackedBytes {
+			c.fail("service %q: last result %d, unacked %d (%d B); the batches say %d, %d (%d B)", s.Name,
+				s.LastResultSeq, s.UnackedResults, s.UnackedBytes, r.last, r.unacked, r.unackedBytes)
+		}
+		if s.AckedThrough > s.LastResultSeq {
+			c.fail("service %q: acknowledged through %d, past its last result batch %d", s.Name, s.AckedThrough, s.LastResultSeq)
 		}
 		prios := map[int32]bool{}
 		for _, o := range s.Open {

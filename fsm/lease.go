@@ -301,6 +301,9 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 		verdicts = countKey(verdicts, in.GetVerdict())
 	}
 	x.t.putResults(rb)
+	ms.LastResultSeq = rb.Seq
+	ms.UnackedResults += uint64(rb.Len())
+	ms.UnackedBytes += uint64(rb.Size())
 	ms.Buckets[b.State]--
 	ms.Buckets[done]++
 	nb.State, nb.ClosedAt, nb.ResultSeq = done, x.now, rb.Seq

@@ -165,7 +165,13 @@ func (m *modelRun) step() {
 			h.apply(&rationv1.ReinstateServiceRequest{Name: svc})
 		}
 	case n < 91:
-		h.apply(&rationv1.RevertWorkerRequest{Service: svc, WorkerId: w, Since: ts(h.now.Add(-time.Duration(m.r.IntN(60)) * time.Minute))})
+		if m.r.IntN(2) == 0 {
+			h.apply(&rationv1.RevertWorkerRequest{Service: svc, WorkerId: w, Since: ts(h.now.Add(-time.Duration(m.r.IntN(60)) * time.Minute))})
+			return
+		}
+		// The owner acknowledges a random seq, now and then past the last batch.
+		s, _ := h.f.State().Service(svc)
+		h.apply(&rationv1.AckResultsRequest{Service: svc, ThroughSeq: uint64(m.r.IntN(int(s.LastResultSeq) + 3))})
 	case n < 94:
 		// An impostor presents the wrong secret.
 		h.applyAs(&rationv1.AcquireRequest{Service: svc, WorkerId: w}, w, secret("impostor"), "")

@@ -104,6 +104,11 @@ var operations = newOpTable(
 		},
 		apply: (*txn).release,
 	},
+	op[*rationv1.AckResultsRequest, *rationv1.AckResultsResponse]{
+		action: ActAckResults, owner: true, validate: validateAckResults,
+		check: func(x *txn, r *rationv1.AckResultsRequest) error { _, err := x.checkAckResults(r); return err },
+		apply: (*txn).ackResults,
+	},
 	// Housekeeping the leader proposes: never refused as a whole.
 	op[*rationv1.Tick, *rationv1.TickResult]{action: ActTick, scope: unscoped, apply: infallible((*txn).tick)},
 	// Cluster metadata.

@@ -51,6 +51,9 @@ func writeString(buf *strings.Builder, s string) {
 // Len returns the number of results in the batch.
 func (rb *ResultBatch) Len() int { return rb.n }
 
+// Size returns the bytes the batch's results take, encoded.
+func (rb *ResultBatch) Size() int { return len(rb.encoded) }
+
 // All yields the batch's results in the order they were submitted.
 func (rb *ResultBatch) All() iter.Seq2[int, Result] {
 	return func(yield func(int, Result) bool) {

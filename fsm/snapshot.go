@@ -123,7 +123,7 @@ func (t *tables) encode(w io.Writer) error {
 	t.ordinals.Scan(func(s *Service) bool {
 		rec := &rationv1.ServiceRecord{Ordinal: s.Ordinal, Name: s.Name, Kind: s.Kind, Config: s.Config.Proto(),
 			State: s.State, Reason: s.Reason, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Counters: s.Counters.Proto(),
-			OwnerTokenHash: s.OwnerTokenHash}
+			OwnerTokenHash: s.OwnerTokenHash, AckedThrough: s.AckedThrough}
 		for _, o := range s.Open {
 			rec.Open = append(rec.Open, &rationv1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
 		}
@@ -334,7 +334,8 @@ func (t *tables) loadService(p *rationv1.ServiceRecord) error {
 		return fmt.Errorf("service %q has a %d-byte owner token hash", p.Name, n)
 	}
 	s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters), OwnerTokenHash: p.OwnerTokenHash}
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters), OwnerTokenHash: p.OwnerTokenHash,
+		AckedThrough: p.AckedThrough}
 	for _, o := range p.Open {
 		s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
 	}
@@ -432,6 +433,11 @@ func (t *tables) derive() error {
 	for _, s := range t.ordinals.Items() {
 		d := *s
 		d.Items, d.Buckets = countsOf(c.items, s.Ordinal), countsOf(c.buckets, s.Ordinal)
+		r := c.results[s.Ordinal]
+		d.LastResultSeq, d.UnackedResults, d.UnackedBytes = r.last, r.unacked, r.unackedBytes
+		if d.AckedThrough > d.LastResultSeq {
+			return fmt.Errorf("service %q acknowledged through %d, past its last result batch %d", s.Name, d.AckedThrough, d.LastResultSeq)
+		}
 		t.putService(&d)
 	}
 	for k, n := range c.held {

@@ -43,6 +43,14 @@ type Service struct {
 	Counters Counters
 	Items    StateCounts // by ItemState
 	Buckets  StateCounts // by BucketState
+	// AckedThrough is the owner's export position: every result batch with
+	// a seq at or below it is acknowledged (AckResults).
+	AckedThrough uint64
+	// Derived from the result batches, not stored in a snapshot: the seq
+	// of the last one, and the results (and their bytes) past AckedThrough.
+	LastResultSeq  uint64
+	UnackedResults uint64
+	UnackedBytes   uint64
 }
 
 // StateCounts counts a service's items or buckets, indexed by their
@@ -226,6 +234,7 @@ const (
 	ActIdle             = "worker-idle"
 	ActSetNode          = "set-node"
 	ActRemoveNode       = "remove-node"
+	ActAckResults       = "ack-results"
 	// ActTick names a refused Tick; an applied one records each transition
 	// under its own action (lease-expired, dead-released, worker-idle).
 	ActTick = "tick"

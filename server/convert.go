@@ -25,6 +25,7 @@ func serviceInfo(s *fsm.Service) *rationv1.ServiceInfo {
 		Counters: s.Counters.Proto(),
 		// Only whether there is one: the hash never leaves the state machine.
 		HasOwnerToken: len(s.OwnerTokenHash) > 0,
+		Export:        s.ExportPosition(),
 	}
 }
 

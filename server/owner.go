@@ -92,6 +92,10 @@ func (h *ownerHandler) RevertWorker(ctx context.Context, req *connect.Request[ra
 	return write[rationv1.RevertWorkerResponse](h.s, ctx, req)
 }
 
+func (h *ownerHandler) AckResults(ctx context.Context, req *connect.Request[rationv1.AckResultsRequest]) (*connect.Response[rationv1.AckResultsResponse], error) {
+	return write[rationv1.AckResultsResponse](h.s, ctx, req)
+}
+
 func (h *ownerHandler) GetService(ctx context.Context, req *connect.Request[rationv1.GetServiceRequest]) (*connect.Response[rationv1.GetServiceResponse], error) {
 	st, info, err := h.s.read(ctx, req.Msg.GetConsistency())
 	if err != nil {

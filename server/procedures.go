@@ -35,6 +35,7 @@ var procedures = map[string]procedure{
 	rationv1connect.OwnerServiceReactivateWorkerProcedure: {role: roleOwner},
 	rationv1connect.OwnerServiceRevertWorkerProcedure:     {role: roleOwner},
 	rationv1connect.OwnerServiceExportResultsProcedure:    {role: roleOwner},
+	rationv1connect.OwnerServiceAckResultsProcedure:       {role: roleOwner},
 	rationv1connect.OwnerServiceRotateOwnerTokenProcedure: {role: roleOwner, issuesOwnerToken: true},
 
 	rationv1connect.WorkerServiceRegisterProcedure:      {role: roleWorker, limit: limitRegister},

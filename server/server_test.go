@@ -185,6 +185,10 @@ func TestServer_ErrorCodes(t *testing.T) {
 			_, err := c.owner.GetService(ctx(t), connect.NewRequest(&rationv1.GetServiceRequest{Name: "nope"}))
 			return err
 		}, connect.CodeNotFound, "NOT_FOUND"},
+		{"ack beyond the last result", "", func(c clients) error {
+			_, err := c.owner.AckResults(ctx(t), connect.NewRequest(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: 1 << 40}))
+			return err
+		}, connect.CodeOutOfRange, "ACK_BEYOND_RESULTS"},
 		{"bad service name", "", func(c clients) error {
 			_, err := c.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "Bad Name", Kind: "dmcheck"}))
 			return err
@@ -378,6 +382,15 @@ func TestServer_JSONWorkerLoop(t *testing.T) {
 	st := post("/ration.v1.InsightService/GetStats", "tok", `{"service":"dm","worker_id":"42"}`)
 	if st["items"].(map[string]any)["done"] != "2" {
 		t.Fatalf("stats: %v", st)
+	}
+	// The owner acknowledges what it exported: the export position moves.
+	export := post("/ration.v1.OwnerService/GetService", "tok", `{"name":"dm"}`)["service"].(map[string]any)["export"].(map[string]any)
+	if export["unackedResults"] != "2" || export["lastSeq"] == nil || export["ackedThrough"] != nil {
+		t.Fatalf("export position before the ack: %v", export)
+	}
+	ack := post("/ration.v1.OwnerService/AckResults", "tok", fmt.Sprintf(`{"service":"dm","through_seq":%q}`, export["lastSeq"]))
+	if got := ack["export"].(map[string]any); got["ackedThrough"] != export["lastSeq"] || got["unackedResults"] != nil {
+		t.Fatalf("export position after the ack: %v", got)
 	}
 }
 

@@ -100,6 +100,14 @@ func (c *Client) ExportResults(ctx context.Context, r *rationv1.ExportResultsReq
 	}, each)
 }
 
+// AckResults records that the owner has stored the service's results
+// through a seq (from ExportResults); retried, it is the same request.
+func (c *Client) AckResults(ctx context.Context, r *rationv1.AckResultsRequest) (*rationv1.AckResultsResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.AckResultsRequest, rationv1.AckResultsResponse] {
+		return n.owner.AckResults
+	})
+}
+
 // Register registers the worker for a service.
 func (c *Client) Register(ctx context.Context, r *rationv1.RegisterRequest) (*rationv1.RegisterResponse, error) {
 	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.RegisterRequest, rationv1.RegisterResponse] { return n.worker.Register })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -474,9 +475,43 @@ func pageSize(limit, have int) uint32 {
 func limitReached(limit, have int) bool { return limit > 0 && have >= limit }
 
 func (a *app) resultsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "results", Short: "Read a service's results (OwnerService)"}
-	cmd.AddCommand(a.resultsExportCommand())
+	cmd := &cobra.Command{Use: "results", Short: "Export and acknowledge a service's results (OwnerService)"}
+	cmd.AddCommand(a.resultsExportCommand(), a.resultsAckCommand())
 	return cmd
+}
+
+func (a *app) resultsAckCommand() *cobra.Command {
+	var reqID string
+	cmd := &cobra.Command{
+		Use:   "ack SERVICE SEQ",
+		Short: "Record that every result through SEQ is stored (the export position)",
+		Long: `Record, through the log, that the owner has stored every result of the
+service through SEQ, the "seq" of the last line export wrote. Acknowledging
+less than before changes nothing; past the service's last result is refused
+(ACK_BEYOND_RESULTS).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			seq, err := strconv.ParseUint(args[1], 10, 64)
+			if err != nil {
+				return fmt.Errorf("SEQ %q: want a whole number: %w", args[1], err)
+			}
+			req := &rationv1.AckResultsRequest{Service: args[0], ThroughSeq: seq, RequestId: requestID(reqID)}
+			resp, err := a.api.AckResults(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) { exportRows(w, resp.GetExport()) })
+		},
+	}
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+// exportRows prints a service's export position.
+func exportRows(w io.Writer, p *rationv1.ExportPosition) {
+	row(w, "acked_through", p.GetAckedThrough())
+	row(w, "last_seq", p.GetLastSeq())
+	row(w, "unacked", fmt.Sprintf("results=%d bytes=%d", p.GetUnackedResults(), p.GetUnackedBytes()))
 }
 
 func (a *app) resultsExportCommand() *cobra.Command {
@@ -549,6 +584,7 @@ func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {
 		b.GetUnassigned(), b.GetLeased(), b.GetDead(), b.GetDone()))
 	configRows(w, s.GetConfig())
 	counterRows(w, c)
+	exportRows(w, s.GetExport())
 }
 
 func counterRows(w io.Writer, c *rationv1.Counters) {

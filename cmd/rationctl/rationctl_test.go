@@ -512,6 +512,7 @@ func TestCommands_ReachEveryRPC(t *testing.T) {
 		{"items", "add", "s", "a"},
 		{"items", "list", "s", "--state", "done"},
 		{"results", "export", "s"},
+		{"results", "ack", "s", "7"},
 		{"worker", "register", "s", "w", "--name", "n"},
 		{"worker", "unregister", "s", "w"},
 		{"worker", "check", "s"},

@@ -44,6 +44,7 @@ type Command struct {
 	//	*Command_Heartbeat
 	//	*Command_Submit
 	//	*Command_Release
+	//	*Command_AckResults
 	//	*Command_Tick
 	//	*Command_SetNode
 	//	*Command_RemoveNode
@@ -234,6 +235,15 @@ func (x *Command) GetRelease() *ReleaseRequest {
 	return nil
 }
 
+func (x *Command) GetAckResults() *AckResultsRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AckResults); ok {
+			return x.AckResults
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetTick() *Tick {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Tick); ok {
@@ -355,6 +365,11 @@ type Command_Release struct {
 	Release *ReleaseRequest `protobuf:"bytes,34,opt,name=release,proto3,oneof"`
 }
 
+type Command_AckResults struct {
+	// 35 is CommandResult's heartbeat_entry.
+	AckResults *AckResultsRequest `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
+}
+
 type Command_Tick struct {
 	// 40-49: housekeeping proposed by the leader.
 	Tick *Tick `protobuf:"bytes,40,opt,name=tick,proto3,oneof"`
@@ -414,6 +429,8 @@ func (*Command_Heartbeat) isCommand_Op() {}
 func (*Command_Submit) isCommand_Op() {}
 
 func (*Command_Release) isCommand_Op() {}
+
+func (*Command_AckResults) isCommand_Op() {}
 
 func (*Command_Tick) isCommand_Op() {}
 
@@ -905,6 +922,7 @@ type CommandResult struct {
 	//	*CommandResult_Submit
 	//	*CommandResult_Release
 	//	*CommandResult_HeartbeatEntry
+	//	*CommandResult_AckResults
 	//	*CommandResult_Tick
 	//	*CommandResult_Batch
 	Value         isCommandResult_Value `protobuf_oneof:"value"`
@@ -1107,6 +1125,15 @@ func (x *CommandResult) GetHeartbeatEntry() *HeartbeatResponse {
 	return nil
 }
 
+func (x *CommandResult) GetAckResults() *AckResultsResponse {
+	if x != nil {
+		if x, ok := x.Value.(*CommandResult_AckResults); ok {
+			return x.AckResults
+		}
+	}
+	return nil
+}
+
 func (x *CommandResult) GetTick() *TickResult {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Tick); ok {
@@ -1194,6 +1221,10 @@ type CommandResult_HeartbeatEntry struct {
 	HeartbeatEntry *HeartbeatResponse `protobuf:"bytes,35,opt,name=heartbeat_entry,json=heartbeatEntry,proto3,oneof"`
 }
 
+type CommandResult_AckResults struct {
+	AckResults *AckResultsResponse `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
+}
+
 type CommandResult_Tick struct {
 	Tick *TickResult `protobuf:"bytes,40,opt,name=tick,proto3,oneof"`
 }
@@ -1233,6 +1264,8 @@ func (*CommandResult_Submit) isCommandResult_Value() {}
 func (*CommandResult_Release) isCommandResult_Value() {}
 
 func (*CommandResult_HeartbeatEntry) isCommandResult_Value() {}
+
+func (*CommandResult_AckResults) isCommandResult_Value() {}
 
 func (*CommandResult_Tick) isCommandResult_Value() {}
 
@@ -1479,7 +1512,7 @@ var File_ration_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x17ration/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\x95\v\n" +
+	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x17ration/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xd6\v\n" +
 	"\aCommand\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.ration.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
@@ -1499,7 +1532,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\aacquire\x18\x1f \x01(\v2\x19.ration.v1.AcquireRequestH\x00R\aacquire\x129\n" +
 	"\theartbeat\x18  \x01(\v2\x19.ration.v1.HeartbeatBatchH\x00R\theartbeat\x122\n" +
 	"\x06submit\x18! \x01(\v2\x18.ration.v1.SubmitRequestH\x00R\x06submit\x125\n" +
-	"\arelease\x18\" \x01(\v2\x19.ration.v1.ReleaseRequestH\x00R\arelease\x12%\n" +
+	"\arelease\x18\" \x01(\v2\x19.ration.v1.ReleaseRequestH\x00R\arelease\x12?\n" +
+	"\vack_results\x18$ \x01(\v2\x1c.ration.v1.AckResultsRequestH\x00R\n" +
+	"ackResults\x12%\n" +
 	"\x04tick\x18( \x01(\v2\x0f.ration.v1.TickH\x00R\x04tick\x12/\n" +
 	"\bset_node\x182 \x01(\v2\x12.ration.v1.SetNodeH\x00R\asetNode\x128\n" +
 	"\vremove_node\x183 \x01(\v2\x15.ration.v1.RemoveNodeH\x00R\n" +
@@ -1543,7 +1578,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"RemoveNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\">\n" +
 	"\fCommandBatch\x12.\n" +
-	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xaf\n" +
+	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xf1\n" +
 	"\n" +
 	"\rCommandResult\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.ration.v1.CommandErrorR\x05error\x12(\n" +
@@ -1566,7 +1601,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\theartbeat\x18  \x01(\v2\x1f.ration.v1.HeartbeatBatchResultH\x00R\theartbeat\x123\n" +
 	"\x06submit\x18! \x01(\v2\x19.ration.v1.SubmitResponseH\x00R\x06submit\x126\n" +
 	"\arelease\x18\" \x01(\v2\x1a.ration.v1.ReleaseResponseH\x00R\arelease\x12G\n" +
-	"\x0fheartbeat_entry\x18# \x01(\v2\x1c.ration.v1.HeartbeatResponseH\x00R\x0eheartbeatEntry\x12+\n" +
+	"\x0fheartbeat_entry\x18# \x01(\v2\x1c.ration.v1.HeartbeatResponseH\x00R\x0eheartbeatEntry\x12@\n" +
+	"\vack_results\x18$ \x01(\v2\x1d.ration.v1.AckResultsResponseH\x00R\n" +
+	"ackResults\x12+\n" +
 	"\x04tick\x18( \x01(\v2\x15.ration.v1.TickResultH\x00R\x04tick\x12.\n" +
 	"\x05batch\x18< \x01(\v2\x16.ration.v1.BatchResultH\x00R\x05batchB\a\n" +
 	"\x05value\"@\n" +
@@ -1628,24 +1665,26 @@ var file_ration_v1_command_proto_goTypes = []any{
 	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
 	(*SubmitRequest)(nil),            // 25: ration.v1.SubmitRequest
 	(*ReleaseRequest)(nil),           // 26: ration.v1.ReleaseRequest
-	(*CompactAddItems)(nil),          // 27: ration.v1.CompactAddItems
-	(*CompactSubmit)(nil),            // 28: ration.v1.CompactSubmit
-	(*HeartbeatRequest)(nil),         // 29: ration.v1.HeartbeatRequest
-	(*CreateServiceResponse)(nil),    // 30: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 31: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 32: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 33: ration.v1.ReinstateServiceResponse
-	(*RotateOwnerTokenResponse)(nil), // 34: ration.v1.RotateOwnerTokenResponse
-	(*RegisterResponse)(nil),         // 35: ration.v1.RegisterResponse
-	(*UnregisterResponse)(nil),       // 36: ration.v1.UnregisterResponse
-	(*DeactivateWorkerResponse)(nil), // 37: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 38: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 39: ration.v1.RevertWorkerResponse
-	(*AddItemsResponse)(nil),         // 40: ration.v1.AddItemsResponse
-	(*AcquireResponse)(nil),          // 41: ration.v1.AcquireResponse
-	(*SubmitResponse)(nil),           // 42: ration.v1.SubmitResponse
-	(*ReleaseResponse)(nil),          // 43: ration.v1.ReleaseResponse
-	(*HeartbeatResponse)(nil),        // 44: ration.v1.HeartbeatResponse
+	(*AckResultsRequest)(nil),        // 27: ration.v1.AckResultsRequest
+	(*CompactAddItems)(nil),          // 28: ration.v1.CompactAddItems
+	(*CompactSubmit)(nil),            // 29: ration.v1.CompactSubmit
+	(*HeartbeatRequest)(nil),         // 30: ration.v1.HeartbeatRequest
+	(*CreateServiceResponse)(nil),    // 31: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 32: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 33: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 34: ration.v1.ReinstateServiceResponse
+	(*RotateOwnerTokenResponse)(nil), // 35: ration.v1.RotateOwnerTokenResponse
+	(*RegisterResponse)(nil),         // 36: ration.v1.RegisterResponse
+	(*UnregisterResponse)(nil),       // 37: ration.v1.UnregisterResponse
+	(*DeactivateWorkerResponse)(nil), // 38: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 39: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 40: ration.v1.RevertWorkerResponse
+	(*AddItemsResponse)(nil),         // 41: ration.v1.AddItemsResponse
+	(*AcquireResponse)(nil),          // 42: ration.v1.AcquireResponse
+	(*SubmitResponse)(nil),           // 43: ration.v1.SubmitResponse
+	(*ReleaseResponse)(nil),          // 44: ration.v1.ReleaseResponse
+	(*HeartbeatResponse)(nil),        // 45: ration.v1.HeartbeatResponse
+	(*AckResultsResponse)(nil),       // 46: ration.v1.AckResultsResponse
 }
 var file_ration_v1_command_proto_depIdxs = []int32{
 	1,  // 0: ration.v1.Command.header:type_name -> ration.v1.CommandHeader
@@ -1664,41 +1703,43 @@ var file_ration_v1_command_proto_depIdxs = []int32{
 	2,  // 13: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
 	25, // 14: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
 	26, // 15: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
-	4,  // 16: ration.v1.Command.tick:type_name -> ration.v1.Tick
-	5,  // 17: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
-	6,  // 18: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
-	7,  // 19: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
-	27, // 20: ration.v1.Command.compact_add_items:type_name -> ration.v1.CompactAddItems
-	28, // 21: ration.v1.Command.compact_submit:type_name -> ration.v1.CompactSubmit
-	3,  // 22: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
-	29, // 23: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 24: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
-	9,  // 25: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
-	30, // 26: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	31, // 27: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	32, // 28: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	33, // 29: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	34, // 30: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
-	35, // 31: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	36, // 32: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	37, // 33: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	38, // 34: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	39, // 35: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	40, // 36: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	41, // 37: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	10, // 38: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
-	42, // 39: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	43, // 40: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	44, // 41: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	11, // 42: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
-	12, // 43: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
-	8,  // 44: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
-	8,  // 45: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	27, // 16: ration.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
+	4,  // 17: ration.v1.Command.tick:type_name -> ration.v1.Tick
+	5,  // 18: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
+	6,  // 19: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
+	7,  // 20: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
+	28, // 21: ration.v1.Command.compact_add_items:type_name -> ration.v1.CompactAddItems
+	29, // 22: ration.v1.Command.compact_submit:type_name -> ration.v1.CompactSubmit
+	3,  // 23: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
+	30, // 24: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 25: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
+	9,  // 26: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
+	31, // 27: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	32, // 28: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	33, // 29: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	34, // 30: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	35, // 31: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	36, // 32: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	37, // 33: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	38, // 34: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	39, // 35: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	40, // 36: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	41, // 37: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	42, // 38: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	10, // 39: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
+	43, // 40: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	44, // 41: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	45, // 42: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	46, // 43: ration.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
+	11, // 44: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
+	12, // 45: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
+	8,  // 46: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
+	8,  // 47: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_command_proto_init() }
@@ -1724,6 +1765,7 @@ func file_ration_v1_command_proto_init() {
 		(*Command_Heartbeat)(nil),
 		(*Command_Submit)(nil),
 		(*Command_Release)(nil),
+		(*Command_AckResults)(nil),
 		(*Command_Tick)(nil),
 		(*Command_SetNode)(nil),
 		(*Command_RemoveNode)(nil),
@@ -1748,6 +1790,7 @@ func file_ration_v1_command_proto_init() {
 		(*CommandResult_Submit)(nil),
 		(*CommandResult_Release)(nil),
 		(*CommandResult_HeartbeatEntry)(nil),
+		(*CommandResult_AckResults)(nil),
 		(*CommandResult_Tick)(nil),
 		(*CommandResult_Batch)(nil),
 	}

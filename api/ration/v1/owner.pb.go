@@ -174,6 +174,8 @@ type ServiceInfo struct {
 	// The service has an owner token. Services created before owner tokens
 	// existed have none until RotateOwnerToken.
 	HasOwnerToken bool `protobuf:"varint,11,opt,name=has_owner_token,json=hasOwnerToken,proto3" json:"has_owner_token,omitempty"`
+	// Where its results stand with their owner.
+	Export        *ExportPosition `protobuf:"bytes,12,opt,name=export,proto3" json:"export,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,6 +285,13 @@ func (x *ServiceInfo) GetHasOwnerToken() bool {
 		return x.HasOwnerToken
 	}
 	return false
+}
+
+func (x *ServiceInfo) GetExport() *ExportPosition {
+	if x != nil {
+		return x.Export
+	}
+	return nil
 }
 
 type GetServiceRequest struct {
@@ -960,7 +969,7 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"unassigned\x12\x16\n" +
 	"\x06leased\x18\x02 \x01(\x03R\x06leased\x12\x12\n" +
 	"\x04dead\x18\x03 \x01(\x03R\x04dead\x12\x12\n" +
-	"\x04done\x18\x04 \x01(\x03R\x04done\"\xdd\x03\n" +
+	"\x04done\x18\x04 \x01(\x03R\x04done\"\x90\x04\n" +
 	"\vServiceInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
@@ -975,7 +984,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\abuckets\x18\t \x01(\v2\x17.ration.v1.BucketCountsR\abuckets\x12/\n" +
 	"\bcounters\x18\n" +
 	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12&\n" +
-	"\x0fhas_owner_token\x18\v \x01(\bR\rhasOwnerToken\"a\n" +
+	"\x0fhas_owner_token\x18\v \x01(\bR\rhasOwnerToken\x121\n" +
+	"\x06export\x18\f \x01(\v2\x19.ration.v1.ExportPositionR\x06export\"a\n" +
 	"\x11GetServiceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
 	"\vconsistency\x18\x0f \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\"o\n" +
@@ -1024,7 +1034,7 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x15ExportResultsResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.ration.v1.ResultInfoR\aresults\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\xe2\b\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\xad\t\n" +
 	"\fOwnerService\x12R\n" +
 	"\rCreateService\x12\x1f.ration.v1.CreateServiceRequest\x1a .ration.v1.CreateServiceResponse\x12R\n" +
 	"\rUpdateService\x12\x1f.ration.v1.UpdateServiceRequest\x1a .ration.v1.UpdateServiceResponse\x12N\n" +
@@ -1038,7 +1048,9 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x10DeactivateWorker\x12\".ration.v1.DeactivateWorkerRequest\x1a#.ration.v1.DeactivateWorkerResponse\x12[\n" +
 	"\x10ReactivateWorker\x12\".ration.v1.ReactivateWorkerRequest\x1a#.ration.v1.ReactivateWorkerResponse\x12O\n" +
 	"\fRevertWorker\x12\x1e.ration.v1.RevertWorkerRequest\x1a\x1f.ration.v1.RevertWorkerResponse\x12Y\n" +
-	"\rExportResults\x12\x1f.ration.v1.ExportResultsRequest\x1a .ration.v1.ExportResultsResponse\"\x03\x90\x02\x010\x01\x12[\n" +
+	"\rExportResults\x12\x1f.ration.v1.ExportResultsRequest\x1a .ration.v1.ExportResultsResponse\"\x03\x90\x02\x010\x01\x12I\n" +
+	"\n" +
+	"AckResults\x12\x1c.ration.v1.AckResultsRequest\x1a\x1d.ration.v1.AckResultsResponse\x12[\n" +
 	"\x10RotateOwnerToken\x12\".ration.v1.RotateOwnerTokenRequest\x1a#.ration.v1.RotateOwnerTokenResponseB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 
 var (
@@ -1072,27 +1084,30 @@ var file_ration_v1_owner_proto_goTypes = []any{
 	(ServiceState)(0),                // 14: ration.v1.ServiceState
 	(*timestamppb.Timestamp)(nil),    // 15: google.protobuf.Timestamp
 	(*Counters)(nil),                 // 16: ration.v1.Counters
-	(Consistency)(0),                 // 17: ration.v1.Consistency
-	(*ReadInfo)(nil),                 // 18: ration.v1.ReadInfo
-	(ItemState)(0),                   // 19: ration.v1.ItemState
-	(*CreateServiceRequest)(nil),     // 20: ration.v1.CreateServiceRequest
-	(*UpdateServiceRequest)(nil),     // 21: ration.v1.UpdateServiceRequest
-	(*RevokeServiceRequest)(nil),     // 22: ration.v1.RevokeServiceRequest
-	(*ReinstateServiceRequest)(nil),  // 23: ration.v1.ReinstateServiceRequest
-	(*AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
-	(*DeactivateWorkerRequest)(nil),  // 25: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 26: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 27: ration.v1.RevertWorkerRequest
-	(*RotateOwnerTokenRequest)(nil),  // 28: ration.v1.RotateOwnerTokenRequest
-	(*CreateServiceResponse)(nil),    // 29: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 30: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 31: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 32: ration.v1.ReinstateServiceResponse
-	(*AddItemsResponse)(nil),         // 33: ration.v1.AddItemsResponse
-	(*DeactivateWorkerResponse)(nil), // 34: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 35: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 36: ration.v1.RevertWorkerResponse
-	(*RotateOwnerTokenResponse)(nil), // 37: ration.v1.RotateOwnerTokenResponse
+	(*ExportPosition)(nil),           // 17: ration.v1.ExportPosition
+	(Consistency)(0),                 // 18: ration.v1.Consistency
+	(*ReadInfo)(nil),                 // 19: ration.v1.ReadInfo
+	(ItemState)(0),                   // 20: ration.v1.ItemState
+	(*CreateServiceRequest)(nil),     // 21: ration.v1.CreateServiceRequest
+	(*UpdateServiceRequest)(nil),     // 22: ration.v1.UpdateServiceRequest
+	(*RevokeServiceRequest)(nil),     // 23: ration.v1.RevokeServiceRequest
+	(*ReinstateServiceRequest)(nil),  // 24: ration.v1.ReinstateServiceRequest
+	(*AddItemsRequest)(nil),          // 25: ration.v1.AddItemsRequest
+	(*DeactivateWorkerRequest)(nil),  // 26: ration.v1.DeactivateWorkerRequest
+	(*ReactivateWorkerRequest)(nil),  // 27: ration.v1.ReactivateWorkerRequest
+	(*RevertWorkerRequest)(nil),      // 28: ration.v1.RevertWorkerRequest
+	(*AckResultsRequest)(nil),        // 29: ration.v1.AckResultsRequest
+	(*RotateOwnerTokenRequest)(nil),  // 30: ration.v1.RotateOwnerTokenRequest
+	(*CreateServiceResponse)(nil),    // 31: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 32: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 33: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 34: ration.v1.ReinstateServiceResponse
+	(*AddItemsResponse)(nil),         // 35: ration.v1.AddItemsResponse
+	(*DeactivateWorkerResponse)(nil), // 36: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 37: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 38: ration.v1.RevertWorkerResponse
+	(*AckResultsResponse)(nil),       // 39: ration.v1.AckResultsResponse
+	(*RotateOwnerTokenResponse)(nil), // 40: ration.v1.RotateOwnerTokenResponse
 }
 var file_ration_v1_owner_proto_depIdxs = []int32{
 	13, // 0: ration.v1.ServiceInfo.config:type_name -> ration.v1.ServiceConfig
@@ -1102,55 +1117,58 @@ var file_ration_v1_owner_proto_depIdxs = []int32{
 	0,  // 4: ration.v1.ServiceInfo.items:type_name -> ration.v1.ItemCounts
 	1,  // 5: ration.v1.ServiceInfo.buckets:type_name -> ration.v1.BucketCounts
 	16, // 6: ration.v1.ServiceInfo.counters:type_name -> ration.v1.Counters
-	17, // 7: ration.v1.GetServiceRequest.consistency:type_name -> ration.v1.Consistency
-	2,  // 8: ration.v1.GetServiceResponse.service:type_name -> ration.v1.ServiceInfo
-	18, // 9: ration.v1.GetServiceResponse.read:type_name -> ration.v1.ReadInfo
-	17, // 10: ration.v1.ListServicesRequest.consistency:type_name -> ration.v1.Consistency
-	2,  // 11: ration.v1.ListServicesResponse.services:type_name -> ration.v1.ServiceInfo
-	18, // 12: ration.v1.ListServicesResponse.read:type_name -> ration.v1.ReadInfo
-	15, // 13: ration.v1.ResultInfo.at:type_name -> google.protobuf.Timestamp
-	15, // 14: ration.v1.ResultInfo.reverted_at:type_name -> google.protobuf.Timestamp
-	19, // 15: ration.v1.ItemInfo.state:type_name -> ration.v1.ItemState
-	15, // 16: ration.v1.ItemInfo.since:type_name -> google.protobuf.Timestamp
-	7,  // 17: ration.v1.ItemInfo.result:type_name -> ration.v1.ResultInfo
-	19, // 18: ration.v1.ListItemsRequest.state:type_name -> ration.v1.ItemState
-	17, // 19: ration.v1.ListItemsRequest.consistency:type_name -> ration.v1.Consistency
-	8,  // 20: ration.v1.ListItemsResponse.items:type_name -> ration.v1.ItemInfo
-	18, // 21: ration.v1.ListItemsResponse.read:type_name -> ration.v1.ReadInfo
-	17, // 22: ration.v1.ExportResultsRequest.consistency:type_name -> ration.v1.Consistency
-	7,  // 23: ration.v1.ExportResultsResponse.results:type_name -> ration.v1.ResultInfo
-	18, // 24: ration.v1.ExportResultsResponse.read:type_name -> ration.v1.ReadInfo
-	20, // 25: ration.v1.OwnerService.CreateService:input_type -> ration.v1.CreateServiceRequest
-	21, // 26: ration.v1.OwnerService.UpdateService:input_type -> ration.v1.UpdateServiceRequest
-	3,  // 27: ration.v1.OwnerService.GetService:input_type -> ration.v1.GetServiceRequest
-	5,  // 28: ration.v1.OwnerService.ListServices:input_type -> ration.v1.ListServicesRequest
-	22, // 29: ration.v1.OwnerService.RevokeService:input_type -> ration.v1.RevokeServiceRequest
-	23, // 30: ration.v1.OwnerService.ReinstateService:input_type -> ration.v1.ReinstateServiceRequest
-	24, // 31: ration.v1.OwnerService.AddItems:input_type -> ration.v1.AddItemsRequest
-	9,  // 32: ration.v1.OwnerService.ListItems:input_type -> ration.v1.ListItemsRequest
-	25, // 33: ration.v1.OwnerService.DeactivateWorker:input_type -> ration.v1.DeactivateWorkerRequest
-	26, // 34: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
-	27, // 35: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
-	11, // 36: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
-	28, // 37: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
-	29, // 38: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
-	30, // 39: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
-	4,  // 40: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
-	6,  // 41: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
-	31, // 42: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
-	32, // 43: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
-	33, // 44: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
-	10, // 45: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
-	34, // 46: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
-	35, // 47: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
-	36, // 48: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
-	12, // 49: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
-	37, // 50: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
-	38, // [38:51] is the sub-list for method output_type
-	25, // [25:38] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 7: ration.v1.ServiceInfo.export:type_name -> ration.v1.ExportPosition
+	18, // 8: ration.v1.GetServiceRequest.consistency:type_name -> ration.v1.Consistency
+	2,  // 9: ration.v1.GetServiceResponse.service:type_name -> ration.v1.ServiceInfo
+	19, // 10: ration.v1.GetServiceResponse.read:type_name -> ration.v1.ReadInfo
+	18, // 11: ration.v1.ListServicesRequest.consistency:type_name -> ration.v1.Consistency
+	2,  // 12: ration.v1.ListServicesResponse.services:type_name -> ration.v1.ServiceInfo
+	19, // 13: ration.v1.ListServicesResponse.read:type_name -> ration.v1.ReadInfo
+	15, // 14: ration.v1.ResultInfo.at:type_name -> google.protobuf.Timestamp
+	15, // 15: ration.v1.ResultInfo.reverted_at:type_name -> google.protobuf.Timestamp
+	20, // 16: ration.v1.ItemInfo.state:type_name -> ration.v1.ItemState
+	15, // 17: ration.v1.ItemInfo.since:type_name -> google.protobuf.Timestamp
+	7,  // 18: ration.v1.ItemInfo.result:type_name -> ration.v1.ResultInfo
+	20, // 19: ration.v1.ListItemsRequest.state:type_name -> ration.v1.ItemState
+	18, // 20: ration.v1.ListItemsRequest.consistency:type_name -> ration.v1.Consistency
+	8,  // 21: ration.v1.ListItemsResponse.items:type_name -> ration.v1.ItemInfo
+	19, // 22: ration.v1.ListItemsResponse.read:type_name -> ration.v1.ReadInfo
+	18, // 23: ration.v1.ExportResultsRequest.consistency:type_name -> ration.v1.Consistency
+	7,  // 24: ration.v1.ExportResultsResponse.results:type_name -> ration.v1.ResultInfo
+	19, // 25: ration.v1.ExportResultsResponse.read:type_name -> ration.v1.ReadInfo
+	21, // 26: ration.v1.OwnerService.CreateService:input_type -> ration.v1.CreateServiceRequest
+	22, // 27: ration.v1.OwnerService.UpdateService:input_type -> ration.v1.UpdateServiceRequest
+	3,  // 28: ration.v1.OwnerService.GetService:input_type -> ration.v1.GetServiceRequest
+	5,  // 29: ration.v1.OwnerService.ListServices:input_type -> ration.v1.ListServicesRequest
+	23, // 30: ration.v1.OwnerService.RevokeService:input_type -> ration.v1.RevokeServiceRequest
+	24, // 31: ration.v1.OwnerService.ReinstateService:input_type -> ration.v1.ReinstateServiceRequest
+	25, // 32: ration.v1.OwnerService.AddItems:input_type -> ration.v1.AddItemsRequest
+	9,  // 33: ration.v1.OwnerService.ListItems:input_type -> ration.v1.ListItemsRequest
+	26, // 34: ration.v1.OwnerService.DeactivateWorker:input_type -> ration.v1.DeactivateWorkerRequest
+	27, // 35: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
+	28, // 36: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
+	11, // 37: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
+	29, // 38: ration.v1.OwnerService.AckResults:input_type -> ration.v1.AckResultsRequest
+	30, // 39: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
+	31, // 40: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
+	32, // 41: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
+	4,  // 42: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
+	6,  // 43: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
+	33, // 44: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
+	34, // 45: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
+	35, // 46: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
+	10, // 47: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
+	36, // 48: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
+	37, // 49: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
+	38, // 50: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
+	12, // 51: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
+	39, // 52: ration.v1.OwnerService.AckResults:output_type -> ration.v1.AckResultsResponse
+	40, // 53: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
+	40, // [40:54] is the sub-list for method output_type
+	26, // [26:40] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_owner_proto_init() }

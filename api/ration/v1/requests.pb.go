@@ -1096,6 +1096,113 @@ func (x *RevertWorkerResponse) GetRequeued() uint32 {
 	return 0
 }
 
+type AckResultsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The seq of the last result batch the owner has stored (from
+	// ExportResults); every batch at or below it is acknowledged.
+	ThroughSeq    uint64 `protobuf:"varint,2,opt,name=through_seq,json=throughSeq,proto3" json:"through_seq,omitempty"`
+	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResultsRequest) Reset() {
+	*x = AckResultsRequest{}
+	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResultsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResultsRequest) ProtoMessage() {}
+
+func (x *AckResultsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResultsRequest.ProtoReflect.Descriptor instead.
+func (*AckResultsRequest) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AckResultsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *AckResultsRequest) GetThroughSeq() uint64 {
+	if x != nil {
+		return x.ThroughSeq
+	}
+	return 0
+}
+
+func (x *AckResultsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type AckResultsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service's export position after the call.
+	Export        *ExportPosition `protobuf:"bytes,1,opt,name=export,proto3" json:"export,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResultsResponse) Reset() {
+	*x = AckResultsResponse{}
+	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResultsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResultsResponse) ProtoMessage() {}
+
+func (x *AckResultsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResultsResponse.ProtoReflect.Descriptor instead.
+func (*AckResultsResponse) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AckResultsResponse) GetExport() *ExportPosition {
+	if x != nil {
+		return x.Export
+	}
+	return nil
+}
+
 type AddItemsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1111,7 +1218,7 @@ type AddItemsRequest struct {
 
 func (x *AddItemsRequest) Reset() {
 	*x = AddItemsRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	mi := &file_ration_v1_requests_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1230,7 @@ func (x *AddItemsRequest) String() string {
 func (*AddItemsRequest) ProtoMessage() {}
 
 func (x *AddItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	mi := &file_ration_v1_requests_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1243,7 @@ func (x *AddItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemsRequest.ProtoReflect.Descriptor instead.
 func (*AddItemsRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{20}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddItemsRequest) GetService() string {
@@ -1190,7 +1297,7 @@ type AddItemsResponse struct {
 
 func (x *AddItemsResponse) Reset() {
 	*x = AddItemsResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	mi := &file_ration_v1_requests_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1309,7 @@ func (x *AddItemsResponse) String() string {
 func (*AddItemsResponse) ProtoMessage() {}
 
 func (x *AddItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	mi := &file_ration_v1_requests_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1322,7 @@ func (x *AddItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemsResponse.ProtoReflect.Descriptor instead.
 func (*AddItemsResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{21}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AddItemsResponse) GetAdded() uint32 {
@@ -1259,7 +1366,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[22]
+	mi := &file_ration_v1_requests_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1378,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[22]
+	mi := &file_ration_v1_requests_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1391,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{22}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AcquireRequest) GetService() string {
@@ -1329,7 +1436,7 @@ type LeasedBucket struct {
 
 func (x *LeasedBucket) Reset() {
 	*x = LeasedBucket{}
-	mi := &file_ration_v1_requests_proto_msgTypes[23]
+	mi := &file_ration_v1_requests_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1448,7 @@ func (x *LeasedBucket) String() string {
 func (*LeasedBucket) ProtoMessage() {}
 
 func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[23]
+	mi := &file_ration_v1_requests_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1461,7 @@ func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasedBucket.ProtoReflect.Descriptor instead.
 func (*LeasedBucket) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{23}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeasedBucket) GetId() uint64 {
@@ -1402,7 +1509,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[24]
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1521,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[24]
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1534,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{24}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AcquireResponse) GetBuckets() []*LeasedBucket {
@@ -1448,7 +1555,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[25]
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1567,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[25]
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1580,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{25}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -1511,7 +1618,7 @@ type HeartbeatOutcome struct {
 
 func (x *HeartbeatOutcome) Reset() {
 	*x = HeartbeatOutcome{}
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1630,7 @@ func (x *HeartbeatOutcome) String() string {
 func (*HeartbeatOutcome) ProtoMessage() {}
 
 func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1643,7 @@ func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatOutcome.ProtoReflect.Descriptor instead.
 func (*HeartbeatOutcome) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HeartbeatOutcome) GetBucketId() uint64 {
@@ -1576,7 +1683,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1695,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1708,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HeartbeatResponse) GetBuckets() []*HeartbeatOutcome {
@@ -1624,7 +1731,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1743,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1756,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubmitRequest) GetWorkerId() string {
@@ -1701,7 +1808,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1820,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1833,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubmitResponse) GetAccepted() uint32 {
@@ -1762,7 +1869,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[30]
+	mi := &file_ration_v1_requests_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1881,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[30]
+	mi := &file_ration_v1_requests_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1894,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReleaseRequest) GetWorkerId() string {
@@ -1829,7 +1936,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[31]
+	mi := &file_ration_v1_requests_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1948,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[31]
+	mi := &file_ration_v1_requests_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1961,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReleaseResponse) GetRequeued() uint32 {
@@ -1949,7 +2056,15 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"request_id\x18\x0f \x01(\tR\trequestId\"N\n" +
 	"\x14RevertWorkerResponse\x12\x1a\n" +
 	"\breverted\x18\x01 \x01(\rR\breverted\x12\x1a\n" +
-	"\brequeued\x18\x02 \x01(\rR\brequeued\"\x92\x01\n" +
+	"\brequeued\x18\x02 \x01(\rR\brequeued\"m\n" +
+	"\x11AckResultsRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1f\n" +
+	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
+	"throughSeq\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"G\n" +
+	"\x12AckResultsResponse\x121\n" +
+	"\x06export\x18\x01 \x01(\v2\x19.ration.v1.ExportPositionR\x06export\"\x92\x01\n" +
 	"\x0fAddItemsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
 	"\x05items\x18\x02 \x03(\tR\x05items\x12\x1a\n" +
@@ -2022,7 +2137,7 @@ func file_ration_v1_requests_proto_rawDescGZIP() []byte {
 	return file_ration_v1_requests_proto_rawDescData
 }
 
-var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_ration_v1_requests_proto_goTypes = []any{
 	(*CreateServiceRequest)(nil),     // 0: ration.v1.CreateServiceRequest
 	(*CreateServiceResponse)(nil),    // 1: ration.v1.CreateServiceResponse
@@ -2044,43 +2159,47 @@ var file_ration_v1_requests_proto_goTypes = []any{
 	(*ReactivateWorkerResponse)(nil), // 17: ration.v1.ReactivateWorkerResponse
 	(*RevertWorkerRequest)(nil),      // 18: ration.v1.RevertWorkerRequest
 	(*RevertWorkerResponse)(nil),     // 19: ration.v1.RevertWorkerResponse
-	(*AddItemsRequest)(nil),          // 20: ration.v1.AddItemsRequest
-	(*AddItemsResponse)(nil),         // 21: ration.v1.AddItemsResponse
-	(*AcquireRequest)(nil),           // 22: ration.v1.AcquireRequest
-	(*LeasedBucket)(nil),             // 23: ration.v1.LeasedBucket
-	(*AcquireResponse)(nil),          // 24: ration.v1.AcquireResponse
-	(*HeartbeatRequest)(nil),         // 25: ration.v1.HeartbeatRequest
-	(*HeartbeatOutcome)(nil),         // 26: ration.v1.HeartbeatOutcome
-	(*HeartbeatResponse)(nil),        // 27: ration.v1.HeartbeatResponse
-	(*SubmitRequest)(nil),            // 28: ration.v1.SubmitRequest
-	(*SubmitResponse)(nil),           // 29: ration.v1.SubmitResponse
-	(*ReleaseRequest)(nil),           // 30: ration.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),          // 31: ration.v1.ReleaseResponse
-	(*ServiceConfig)(nil),            // 32: ration.v1.ServiceConfig
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
-	(*Lease)(nil),                    // 34: ration.v1.Lease
-	(BucketState)(0),                 // 35: ration.v1.BucketState
-	(*BucketRef)(nil),                // 36: ration.v1.BucketRef
-	(*ResultInput)(nil),              // 37: ration.v1.ResultInput
+	(*AckResultsRequest)(nil),        // 20: ration.v1.AckResultsRequest
+	(*AckResultsResponse)(nil),       // 21: ration.v1.AckResultsResponse
+	(*AddItemsRequest)(nil),          // 22: ration.v1.AddItemsRequest
+	(*AddItemsResponse)(nil),         // 23: ration.v1.AddItemsResponse
+	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
+	(*LeasedBucket)(nil),             // 25: ration.v1.LeasedBucket
+	(*AcquireResponse)(nil),          // 26: ration.v1.AcquireResponse
+	(*HeartbeatRequest)(nil),         // 27: ration.v1.HeartbeatRequest
+	(*HeartbeatOutcome)(nil),         // 28: ration.v1.HeartbeatOutcome
+	(*HeartbeatResponse)(nil),        // 29: ration.v1.HeartbeatResponse
+	(*SubmitRequest)(nil),            // 30: ration.v1.SubmitRequest
+	(*SubmitResponse)(nil),           // 31: ration.v1.SubmitResponse
+	(*ReleaseRequest)(nil),           // 32: ration.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),          // 33: ration.v1.ReleaseResponse
+	(*ServiceConfig)(nil),            // 34: ration.v1.ServiceConfig
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
+	(*ExportPosition)(nil),           // 36: ration.v1.ExportPosition
+	(*Lease)(nil),                    // 37: ration.v1.Lease
+	(BucketState)(0),                 // 38: ration.v1.BucketState
+	(*BucketRef)(nil),                // 39: ration.v1.BucketRef
+	(*ResultInput)(nil),              // 40: ration.v1.ResultInput
 }
 var file_ration_v1_requests_proto_depIdxs = []int32{
-	32, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	32, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	32, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	32, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	33, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 5: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
-	35, // 6: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
-	23, // 7: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
-	36, // 8: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
-	34, // 9: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
-	26, // 10: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
-	37, // 11: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	34, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	34, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	34, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	34, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	35, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
+	36, // 5: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
+	37, // 6: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
+	38, // 7: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
+	25, // 8: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
+	39, // 9: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
+	37, // 10: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
+	28, // 11: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
+	40, // 12: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_requests_proto_init() }
@@ -2095,7 +2214,7 @@ func file_ration_v1_requests_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_requests_proto_rawDesc), len(file_ration_v1_requests_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

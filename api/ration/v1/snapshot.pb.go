@@ -503,8 +503,10 @@ type ServiceRecord struct {
 	Counters  *Counters              `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
 	// SHA-256 of the service's owner token; empty when it has none.
 	OwnerTokenHash []byte `protobuf:"bytes,11,opt,name=owner_token_hash,json=ownerTokenHash,proto3" json:"owner_token_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Every result with a seq at or below this is acknowledged (AckResults).
+	AckedThrough  uint64 `protobuf:"varint,12,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceRecord) Reset() {
@@ -612,6 +614,13 @@ func (x *ServiceRecord) GetOwnerTokenHash() []byte {
 		return x.OwnerTokenHash
 	}
 	return nil
+}
+
+func (x *ServiceRecord) GetAckedThrough() uint64 {
+	if x != nil {
+		return x.AckedThrough
+	}
+	return 0
 }
 
 type WorkerRecord struct {
@@ -1452,7 +1461,7 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"OpenBucket\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
-	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\x8e\x03\n" +
+	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\xb3\x03\n" +
 	"\rServiceRecord\x12\x18\n" +
 	"\aordinal\x18\x01 \x01(\rR\aordinal\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1467,7 +1476,8 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\x04open\x18\t \x03(\v2\x15.ration.v1.OpenBucketR\x04open\x12/\n" +
 	"\bcounters\x18\n" +
 	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12(\n" +
-	"\x10owner_token_hash\x18\v \x01(\fR\x0eownerTokenHash\"^\n" +
+	"\x10owner_token_hash\x18\v \x01(\fR\x0eownerTokenHash\x12#\n" +
+	"\racked_through\x18\f \x01(\x04R\fackedThrough\"^\n" +
 	"\fWorkerRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsecret_hash\x18\x02 \x01(\fR\n" +

@@ -839,6 +839,81 @@ func (x *ReasonCount) GetCount() uint64 {
 	return 0
 }
 
+// ExportPosition is where a service's results stand with their owner, who
+// exports them (ExportResults) and acknowledges what it has stored
+// (AckResults).
+type ExportPosition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every result batch with a seq at or below this is acknowledged.
+	AckedThrough uint64 `protobuf:"varint,1,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
+	// The seq of the service's last accepted result batch; 0 when none.
+	LastSeq uint64 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// Results accepted and not yet acknowledged.
+	UnackedResults uint64 `protobuf:"varint,3,opt,name=unacked_results,json=unackedResults,proto3" json:"unacked_results,omitempty"`
+	// Their size in bytes (item, verdict and payload of each).
+	UnackedBytes  uint64 `protobuf:"varint,4,opt,name=unacked_bytes,json=unackedBytes,proto3" json:"unacked_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportPosition) Reset() {
+	*x = ExportPosition{}
+	mi := &file_ration_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportPosition) ProtoMessage() {}
+
+func (x *ExportPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportPosition.ProtoReflect.Descriptor instead.
+func (*ExportPosition) Descriptor() ([]byte, []int) {
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExportPosition) GetAckedThrough() uint64 {
+	if x != nil {
+		return x.AckedThrough
+	}
+	return 0
+}
+
+func (x *ExportPosition) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *ExportPosition) GetUnackedResults() uint64 {
+	if x != nil {
+		return x.UnackedResults
+	}
+	return 0
+}
+
+func (x *ExportPosition) GetUnackedBytes() uint64 {
+	if x != nil {
+		return x.UnackedBytes
+	}
+	return 0
+}
+
 var File_ration_v1_types_proto protoreflect.FileDescriptor
 
 const file_ration_v1_types_proto_rawDesc = "" +
@@ -894,7 +969,12 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x12rejected_by_reason\x18\x10 \x03(\v2\x16.ration.v1.ReasonCountR\x10rejectedByReason\";\n" +
 	"\vReasonCount\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count*b\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9e\x01\n" +
+	"\x0eExportPosition\x12#\n" +
+	"\racked_through\x18\x01 \x01(\x04R\fackedThrough\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12'\n" +
+	"\x0funacked_results\x18\x03 \x01(\x04R\x0eunackedResults\x12#\n" +
+	"\runacked_bytes\x18\x04 \x01(\x04R\funackedBytes*b\n" +
 	"\fServiceState\x12\x1d\n" +
 	"\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SERVICE_STATE_ACTIVE\x10\x01\x12\x19\n" +
@@ -929,7 +1009,7 @@ func file_ration_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_ration_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ration_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_ration_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ration_v1_types_proto_goTypes = []any{
 	(ServiceState)(0),             // 0: ration.v1.ServiceState
 	(ItemState)(0),                // 1: ration.v1.ItemState
@@ -942,15 +1022,16 @@ var file_ration_v1_types_proto_goTypes = []any{
 	(*VerdictCount)(nil),          // 8: ration.v1.VerdictCount
 	(*Counters)(nil),              // 9: ration.v1.Counters
 	(*ReasonCount)(nil),           // 10: ration.v1.ReasonCount
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*ExportPosition)(nil),        // 11: ration.v1.ExportPosition
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_ration_v1_types_proto_depIdxs = []int32{
-	11, // 0: ration.v1.ServiceConfig.lease_ttl:type_name -> google.protobuf.Duration
-	11, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
-	11, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
-	11, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
-	12, // 4: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
+	12, // 0: ration.v1.ServiceConfig.lease_ttl:type_name -> google.protobuf.Duration
+	12, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
+	12, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
+	12, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
+	13, // 4: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
 	8,  // 5: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
 	10, // 6: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
 	7,  // [7:7] is the sub-list for method output_type
@@ -971,7 +1052,7 @@ func file_ration_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_types_proto_rawDesc), len(file_ration_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -66,6 +66,8 @@ const (
 	// OwnerServiceExportResultsProcedure is the fully-qualified name of the OwnerService's
 	// ExportResults RPC.
 	OwnerServiceExportResultsProcedure = "/ration.v1.OwnerService/ExportResults"
+	// OwnerServiceAckResultsProcedure is the fully-qualified name of the OwnerService's AckResults RPC.
+	OwnerServiceAckResultsProcedure = "/ration.v1.OwnerService/AckResults"
 	// OwnerServiceRotateOwnerTokenProcedure is the fully-qualified name of the OwnerService's
 	// RotateOwnerToken RPC.
 	OwnerServiceRotateOwnerTokenProcedure = "/ration.v1.OwnerService/RotateOwnerToken"
@@ -107,6 +109,12 @@ type OwnerServiceClient interface {
 	// ExportResults streams a service's results in the order they were accepted.
 	// Role: owner.
 	ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest]) (*connect.ServerStreamForClient[v1.ExportResultsResponse], error)
+	// AckResults records that the owner has stored every result of the
+	// service through a seq: the service's export position moves there.
+	// Acknowledging less than before changes nothing; beyond the service's
+	// last result is refused (ACK_BEYOND_RESULTS).
+	// Role: owner.
+	AckResults(context.Context, *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error)
 	// RotateOwnerToken gives the service a new owner token and returns it;
 	// the old one stops working at once.
 	// Role: owner.
@@ -200,6 +208,12 @@ func NewOwnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		ackResults: connect.NewClient[v1.AckResultsRequest, v1.AckResultsResponse](
+			httpClient,
+			baseURL+OwnerServiceAckResultsProcedure,
+			connect.WithSchema(ownerServiceMethods.ByName("AckResults")),
+			connect.WithClientOptions(opts...),
+		),
 		rotateOwnerToken: connect.NewClient[v1.RotateOwnerTokenRequest, v1.RotateOwnerTokenResponse](
 			httpClient,
 			baseURL+OwnerServiceRotateOwnerTokenProcedure,
@@ -223,6 +237,7 @@ type ownerServiceClient struct {
 	reactivateWorker *connect.Client[v1.ReactivateWorkerRequest, v1.ReactivateWorkerResponse]
 	revertWorker     *connect.Client[v1.RevertWorkerRequest, v1.RevertWorkerResponse]
 	exportResults    *connect.Client[v1.ExportResultsRequest, v1.ExportResultsResponse]
+	ackResults       *connect.Client[v1.AckResultsRequest, v1.AckResultsResponse]
 	rotateOwnerToken *connect.Client[v1.RotateOwnerTokenRequest, v1.RotateOwnerTokenResponse]
 }
 
@@ -286,6 +301,11 @@ func (c *ownerServiceClient) ExportResults(ctx context.Context, req *connect.Req
 	return c.exportResults.CallServerStream(ctx, req)
 }
 
+// AckResults calls ration.v1.OwnerService.AckResults.
+func (c *ownerServiceClient) AckResults(ctx context.Context, req *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error) {
+	return c.ackResults.CallUnary(ctx, req)
+}
+
 // RotateOwnerToken calls ration.v1.OwnerService.RotateOwnerToken.
 func (c *ownerServiceClient) RotateOwnerToken(ctx context.Context, req *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error) {
 	return c.rotateOwnerToken.CallUnary(ctx, req)
@@ -327,6 +347,12 @@ type OwnerServiceHandler interface {
 	// ExportResults streams a service's results in the order they were accepted.
 	// Role: owner.
 	ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest], *connect.ServerStream[v1.ExportResultsResponse]) error
+	// AckResults records that the owner has stored every result of the
+	// service through a seq: the service's export position moves there.
+	// Acknowledging less than before changes nothing; beyond the service's
+	// last result is refused (ACK_BEYOND_RESULTS).
+	// Role: owner.
+	AckResults(context.Context, *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error)
 	// RotateOwnerToken gives the service a new owner token and returns it;
 	// the old one stops working at once.
 	// Role: owner.
@@ -416,6 +442,12 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	ownerServiceAckResultsHandler := connect.NewUnaryHandler(
+		OwnerServiceAckResultsProcedure,
+		svc.AckResults,
+		connect.WithSchema(ownerServiceMethods.ByName("AckResults")),
+		connect.WithHandlerOptions(opts...),
+	)
 	ownerServiceRotateOwnerTokenHandler := connect.NewUnaryHandler(
 		OwnerServiceRotateOwnerTokenProcedure,
 		svc.RotateOwnerToken,
@@ -448,6 +480,8 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 			ownerServiceRevertWorkerHandler.ServeHTTP(w, r)
 		case OwnerServiceExportResultsProcedure:
 			ownerServiceExportResultsHandler.ServeHTTP(w, r)
+		case OwnerServiceAckResultsProcedure:
+			ownerServiceAckResultsHandler.ServeHTTP(w, r)
 		case OwnerServiceRotateOwnerTokenProcedure:
 			ownerServiceRotateOwnerTokenHandler.ServeHTTP(w, r)
 		default:
@@ -505,6 +539,10 @@ func (UnimplementedOwnerServiceHandler) RevertWorker(context.Context, *connect.R
 
 func (UnimplementedOwnerServiceHandler) ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest], *connect.ServerStream[v1.ExportResultsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.ExportResults is not implemented"))
+}
+
+func (UnimplementedOwnerServiceHandler) AckResults(context.Context, *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.AckResults is not implemented"))
 }
 
 func (UnimplementedOwnerServiceHandler) RotateOwnerToken(context.Context, *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error) {
