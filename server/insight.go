@@ -142,10 +142,8 @@ func (h *insightHandler) WatchActivity(ctx context.Context, req *connect.Request
 			after = acts[len(acts)-1].Seq
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
+		if more, err := h.s.awaitChange(ctx, changed); !more {
+			return err
 		}
 	}
 }

@@ -151,6 +151,8 @@ func (h *ownerHandler) ExportResults(ctx context.Context, req *connect.Request[r
 	after := req.Msg.GetAfterSeq()
 	first := true
 	for {
+		// Taken before the state is read, so no result applied after it is missed.
+		changed := h.s.store.Changed()
 		batches := st.Results(req.Msg.GetService(), after, exportBatch)
 		for _, rb := range batches {
 			msg := &rationv1.ExportResultsResponse{Seq: rb.Seq}
@@ -166,9 +168,18 @@ func (h *ownerHandler) ExportResults(ctx context.Context, req *connect.Request[r
 			}
 			after = rb.Seq
 		}
-		if len(batches) < exportBatch {
+		if len(batches) == exportBatch {
+			continue
+		}
+		if !req.Msg.GetFollow() {
 			return nil
 		}
+		// Following: new results as this node applies them, from its own
+		// state (as WatchActivity), so an export never loads the leader.
+		if more, err := h.s.awaitChange(ctx, changed); !more {
+			return err
+		}
+		st = h.s.store.State()
 	}
 }
 

@@ -66,6 +66,11 @@ type Config struct {
 	// Limits are the per-client rate and stream limits (see Limits); nil
 	// means DefaultLimits().
 	Limits *Limits
+	// StaleStreamAfter ends a following stream (WatchActivity, a followed
+	// ExportResults) once this node has not heard from a leader for this
+	// long, so its client resumes elsewhere; 0 means
+	// DefaultStaleStreamAfter.
+	StaleStreamAfter time.Duration
 }
 
 // Server implements the ration.v1 services on top of a Store.

@@ -45,6 +45,8 @@ type Options struct {
 	// (clustertest.Options.InMemory): no files, no Raft network, a quick
 	// election. The API is served over loopback as usual.
 	InMemory bool
+	// Server, if set, edits node i's server config before it starts.
+	Server func(i int, c *server.Config)
 }
 
 // StartWith starts n nodes serving the API, as opts says.
@@ -82,7 +84,11 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 		if opts.Log == nil {
 			log = clustertest.FastConfig(t, node.ID()).Logger
 		}
-		handlers[i].set(server.New(node, server.Config{AdminToken: opts.Token, Logger: log}).Handler())
+		cfg := server.Config{AdminToken: opts.Token, Logger: log}
+		if opts.Server != nil {
+			opts.Server(i, &cfg)
+		}
+		handlers[i].set(server.New(node, cfg).Handler())
 	}
 	return &Cluster{Cluster: c, Addrs: addrs}
 }

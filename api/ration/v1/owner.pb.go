@@ -833,7 +833,11 @@ type ExportResultsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	// Resume after this result batch sequence number (from a previous message).
-	AfterSeq      uint64      `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// After the results that exist, keep streaming new ones as this node
+	// applies them, until the caller ends the stream. Resume after any
+	// disconnect or failover with after_seq.
+	Follow        bool        `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
 	Consistency   Consistency `protobuf:"varint,15,opt,name=consistency,proto3,enum=ration.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -881,6 +885,13 @@ func (x *ExportResultsRequest) GetAfterSeq() uint64 {
 		return x.AfterSeq
 	}
 	return 0
+}
+
+func (x *ExportResultsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
 }
 
 func (x *ExportResultsRequest) GetConsistency() Consistency {
@@ -1026,10 +1037,11 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x11ListItemsResponse\x12)\n" +
 	"\x05items\x18\x01 \x03(\v2\x13.ration.v1.ItemInfoR\x05items\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\x87\x01\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\x9f\x01\n" +
 	"\x14ExportResultsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
-	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x128\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x128\n" +
 	"\vconsistency\x18\x0f \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\"\x83\x01\n" +
 	"\x15ExportResultsResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.ration.v1.ResultInfoR\aresults\x12\x10\n" +

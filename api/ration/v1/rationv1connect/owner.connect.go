@@ -106,7 +106,8 @@ type OwnerServiceClient interface {
 	// re-queues the items they completed.
 	// Role: owner.
 	RevertWorker(context.Context, *connect.Request[v1.RevertWorkerRequest]) (*connect.Response[v1.RevertWorkerResponse], error)
-	// ExportResults streams a service's results in the order they were accepted.
+	// ExportResults streams a service's results in the order they were
+	// accepted; with follow, new ones too, as they are.
 	// Role: owner.
 	ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest]) (*connect.ServerStreamForClient[v1.ExportResultsResponse], error)
 	// AckResults records that the owner has stored every result of the
@@ -344,7 +345,8 @@ type OwnerServiceHandler interface {
 	// re-queues the items they completed.
 	// Role: owner.
 	RevertWorker(context.Context, *connect.Request[v1.RevertWorkerRequest]) (*connect.Response[v1.RevertWorkerResponse], error)
-	// ExportResults streams a service's results in the order they were accepted.
+	// ExportResults streams a service's results in the order they were
+	// accepted; with follow, new ones too, as they are.
 	// Role: owner.
 	ExportResults(context.Context, *connect.Request[v1.ExportResultsRequest], *connect.ServerStream[v1.ExportResultsResponse]) error
 	// AckResults records that the owner has stored every result of the
