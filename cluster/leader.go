@@ -101,6 +101,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 				ActivityMax:       n.cfg.ActivityMax,
 				RequestRetention:  int64(n.cfg.RequestRetention),
 				MaxTransitions:    n.cfg.MaxTransitionsPerTick,
+				TrimResults:       true,
 			}
 			// An idle cluster writes nothing: a tick with nothing due is skipped.
 			if !n.fsm.State().TickDue(n.cfg.Now().UnixNano(), tick) {

@@ -24,6 +24,8 @@ const (
 	DefaultWorkerInactiveAfter  = 24 * time.Hour
 	DefaultPriorityAging        = time.Minute
 	DefaultMaxLeasesPerWorker   = 100
+	DefaultResultRetention      = 24 * time.Hour
+	DefaultMaxUnackedResults    = 1_000_000
 
 	MaxBucketSize         = 10000
 	MaxBucketsPerAcquire  = 1000
@@ -37,6 +39,9 @@ const (
 	MinPriorityAging      = time.Second
 	MaxPriorityAging      = 30 * 24 * time.Hour
 	MaxLeasesPerWorkerCap = 100000
+	MaxResultRetention    = 3650 * 24 * time.Hour
+	MinUnackedRetention   = time.Minute
+	MaxUnackedResultsCap  = 1_000_000_000
 
 	// MinPriority and MaxPriority bound an item's priority.
 	MinPriority = -1000000
@@ -172,6 +177,9 @@ func configFromProto(k kind.Kind, pc *rationv1.ServiceConfig) (Config, error) {
 			return c, fmt.Errorf("config.%s is %d, want %d to %d: %w", l.name, l.v, l.min, l.max, ErrInvalidConfig)
 		}
 	}
+	if err := retentionFromProto(pc, &c); err != nil {
+		return c, err
+	}
 	s := k.Defaults(kind.Settings{MaxPayloadBytes: pc.GetMaxPayloadBytes(), Verdicts: pc.GetVerdicts()})
 	if err := k.Check(s); err != nil {
 		return c, fmt.Errorf("config: %v: %w", err, ErrInvalidConfig)
@@ -179,6 +187,39 @@ func configFromProto(k kind.Kind, pc *rationv1.ServiceConfig) (Config, error) {
 	c.MaxPayloadBytes = s.MaxPayloadBytes
 	c.Verdicts = append([]string(nil), s.Verdicts...)
 	return c, nil
+}
+
+// retentionFromProto fills and checks the settings that bound what a
+// service keeps. Unlike the other durations, 0s is a value here:
+// result_retention 0s trims at acknowledgment; unset is the default.
+func retentionFromProto(pc *rationv1.ServiceConfig, c *Config) error {
+	c.ResultRetention = DefaultResultRetention
+	if d := pc.GetResultRetention(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fmt.Errorf("config.result_retention: %v: %w", err, ErrInvalidConfig)
+		}
+		if c.ResultRetention = d.AsDuration(); c.ResultRetention < 0 || c.ResultRetention > MaxResultRetention {
+			return fmt.Errorf("config.result_retention is %s, want 0s to %s: %w", c.ResultRetention, MaxResultRetention, ErrInvalidConfig)
+		}
+	}
+	if d := pc.GetUnackedResultRetention(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fmt.Errorf("config.unacked_result_retention: %v: %w", err, ErrInvalidConfig)
+		}
+		v := d.AsDuration()
+		if v != 0 && (v < MinUnackedRetention || v > MaxResultRetention) {
+			return fmt.Errorf("config.unacked_result_retention is %s, want %s to %s, or 0s for never: %w", v, MinUnackedRetention, MaxResultRetention, ErrInvalidConfig)
+		}
+		c.UnackedResultRetention = v
+	}
+	c.MaxUnackedResults = pc.GetMaxUnackedResults()
+	if c.MaxUnackedResults == 0 {
+		c.MaxUnackedResults = DefaultMaxUnackedResults
+	}
+	if c.MaxUnackedResults > MaxUnackedResultsCap {
+		return fmt.Errorf("config.max_unacked_results is %d, want 1 to %d: %w", c.MaxUnackedResults, MaxUnackedResultsCap, ErrInvalidConfig)
+	}
+	return nil
 }
 
 func orU32(v, def uint32) uint32 {
@@ -190,7 +231,7 @@ func orU32(v, def uint32) uint32 {
 
 // Proto returns the config as its API message.
 func (c Config) Proto() *rationv1.ServiceConfig {
-	return &rationv1.ServiceConfig{
+	p := &rationv1.ServiceConfig{
 		BucketSize:           c.BucketSize,
 		MaxBucketsPerAcquire: c.MaxBucketsPerAcquire,
 		LeaseTtl:             durationpb.New(c.LeaseTTL),
@@ -202,7 +243,13 @@ func (c Config) Proto() *rationv1.ServiceConfig {
 		MaxPayloadBytes:      c.MaxPayloadBytes,
 		Verdicts:             append([]string(nil), c.Verdicts...),
 		MaxLeasesPerWorker:   c.MaxLeasesPerWorker,
+		ResultRetention:      durationpb.New(c.ResultRetention),
+		MaxUnackedResults:    c.MaxUnackedResults,
 	}
+	if c.UnackedResultRetention > 0 {
+		p.UnackedResultRetention = durationpb.New(c.UnackedResultRetention)
+	}
+	return p
 }
 
 func (c Config) settings() kind.Settings {

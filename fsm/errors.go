@@ -41,6 +41,9 @@ var (
 	ErrWorkerDeactivated = newError("WORKER_DEACTIVATED", "worker deactivated by the owner")
 	// ErrLeaseLimit: the worker holds max_leases_per_worker buckets already.
 	ErrLeaseLimit = newError("LEASE_LIMIT", "worker holds its maximum of leases")
+	// ErrResultsBacklog: the service holds max_unacked_results results not
+	// yet acknowledged; work waits until the owner acknowledges some.
+	ErrResultsBacklog = newError("RESULTS_BACKLOG", "too many results not yet acknowledged")
 	// ErrBucketNotFound: no bucket has the id.
 	ErrBucketNotFound = newError("BUCKET_NOT_FOUND", "bucket not found")
 	// ErrNotHolder: the bucket is not leased to this worker.

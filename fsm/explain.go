@@ -136,6 +136,11 @@ func (s *State) ExplainItem(service, id string) (*Explanation, bool) {
 		b, _ := s.t.bucket(v.Bucket)
 		e.say("item %s is in bucket %d, held by %s (epoch %d)", id, v.Bucket, b.Holder, b.Epoch)
 	case itemDone:
+		if v.Result == nil {
+			e.say("item %s is done; its result was trimmed (results are kept for result_retention, %s, after they are accepted, once acknowledged)",
+				id, svc.Config.ResultRetention)
+			break
+		}
 		e.say("item %s is done in bucket %d: verdict %s", id, v.Bucket, v.Result.Verdict)
 	}
 	if v.State == pending || v.State == itemLeased {

@@ -34,6 +34,11 @@ func (x *txn) checkAcquire(op *rationv1.AcquireRequest) (*Service, *Registration
 		return nil, nil, fmt.Errorf("worker %q holds %d buckets of service %q, limit %d (max_leases_per_worker): %w",
 			r.Worker, r.Held, s.Name, s.Config.MaxLeasesPerWorker, ErrLeaseLimit)
 	}
+	if s.UnackedResults >= s.Config.MaxUnackedResults {
+		return nil, nil, fmt.Errorf("service %q holds %d results its owner has not acknowledged, limit %d (max_unacked_results): "+
+			"work waits until the owner exports and acknowledges them (ExportResults, AckResults): %w",
+			s.Name, s.UnackedResults, s.Config.MaxUnackedResults, ErrResultsBacklog)
+	}
 	return s, r, nil
 }
 

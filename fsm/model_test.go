@@ -48,9 +48,10 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	m := &modelRun{h: h, r: rand.New(rand.NewPCG(seed, 99)), held: map[string][]*rationv1.LeasedBucket{}}
 	h.createService("dm", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(10 * time.Minute),
 		ReleaseGrace: dur(2 * time.Minute), MaxAttempts: 3, MaxBucketsPerAcquire: 4, MaxLeasesPerWorker: 6,
-		WorkerInactiveAfter: dur(40 * time.Minute)})
+		WorkerInactiveAfter: dur(40 * time.Minute), ResultRetention: dur(10 * time.Minute)})
+	// gen's owner lets results nobody acknowledged go after half an hour.
 	h.createService("gen", "generic", &rationv1.ServiceConfig{BucketSize: 5, Verdicts: []string{"A", "B", "C"},
-		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2})
+		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2, UnackedResultRetention: dur(30 * time.Minute)})
 	m.services = []string{"dm", "gen"}
 	for i := range 6 {
 		m.workers = append(m.workers, fmt.Sprintf("w%d", i))
@@ -61,14 +62,21 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			t.Fatalf("step %d: %v", i, err)
 		}
 	}
-	var stored uint64
+	// Every result a submit acknowledged is stored, or was trimmed: dm's
+	// only once its owner acknowledged it, gen's perhaps without.
+	var stored, trimmed uint64
 	for _, s := range m.services {
 		for _, rb := range h.f.State().Results(s, 0, 1<<30) {
 			stored += uint64(rb.Len())
 		}
+		svc, _ := h.f.State().Service(s)
+		trimmed += svc.Counters.ResultsTrimmed
 	}
-	if stored != m.acked {
-		t.Fatalf("%d results acknowledged, %d stored", m.acked, stored)
+	if stored+trimmed != m.acked {
+		t.Fatalf("%d results acknowledged, %d stored and %d trimmed", m.acked, stored, trimmed)
+	}
+	if dm, _ := h.f.State().Service("dm"); dm.Counters.ResultsDropped != 0 {
+		t.Fatalf("dm dropped %d results nobody acknowledged", dm.Counters.ResultsDropped)
 	}
 	st := h.f.State()
 	dm, _ := st.Service("dm")
@@ -149,7 +157,7 @@ func (m *modelRun) step() {
 		}
 	case n < 78:
 		h.advance(time.Duration(m.r.IntN(180)) * time.Second)
-		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour)})
+		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour), TrimResults: true})
 	case n < 84:
 		h.apply(&rationv1.RegisterRequest{Service: svc, WorkerId: w})
 	case n < 86:

@@ -50,6 +50,10 @@ func (s *State) view(it *Item) ItemView {
 	if it.Quarantined {
 		return v
 	}
+	if it.Bucket == 0 {
+		v.State = itemDone // its result was trimmed
+		return v
+	}
 	b, _ := s.t.bucket(it.Bucket)
 	v.State = itemStateOf(b)
 	if v.State == itemDone {
@@ -333,6 +337,14 @@ func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
 		if r := tick.GetRequestRetention(); r > 0 && k.at < now-r {
 			return true
 		}
+	}
+	if tick.GetTrimResults() {
+		due := false
+		t.ordinals.Scan(func(s *Service) bool {
+			due = len(t.trimDue(s, now, 1)) > 0
+			return !due
+		})
+		return due
 	}
 	return false
 }

@@ -3,6 +3,8 @@ package fsm
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -70,12 +72,18 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 			resp.Requeued++
 		}
 	}
+	if s.TrimmedThrough > 0 && since <= s.TrimmedThrough {
+		resp.TrimmedBefore = timestamppb.New(unixTime(s.TrimmedThrough))
+	}
 	ms.Counters.ResultsReverted += uint64(resp.Reverted)
 	if r := x.reg(s.Ordinal, worker); r != nil {
 		r.Counters.ResultsReverted += uint64(resp.Reverted)
 	}
-	x.record(&Activity{Action: ActRevert, Service: s.Name, Worker: worker, Count: uint64(resp.Reverted),
-		Message: fmt.Sprintf("since %s, requeued %d", op.GetSince().AsTime().UTC().Format("2006-01-02T15:04:05Z"), resp.Requeued)})
+	msg := fmt.Sprintf("since %s, requeued %d", op.GetSince().AsTime().UTC().Format("2006-01-02T15:04:05Z"), resp.Requeued)
+	if resp.TrimmedBefore != nil {
+		msg += fmt.Sprintf("; results accepted before %s were trimmed and stay", resp.TrimmedBefore.AsTime().UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	x.record(&Activity{Action: ActRevert, Service: s.Name, Worker: worker, Count: uint64(resp.Reverted), Message: msg})
 	return resp, nil
 }
 

@@ -21,8 +21,9 @@ import (
 const (
 	snapshotMagic = "RATNSNAP"
 	// SnapshotVersion is the format Persist writes. Restore reads it and
-	// every earlier version kept in testdata.
-	SnapshotVersion = 2
+	// every earlier version kept in testdata. Format 3 added the services'
+	// retention settings and export position.
+	SnapshotVersion = 3
 	// oldestSnapshotVersion is the oldest format Restore reads.
 	oldestSnapshotVersion = 1
 	// maxRecord bounds one record, so a corrupt length cannot make Restore
@@ -123,7 +124,8 @@ func (t *tables) encode(w io.Writer) error {
 	t.ordinals.Scan(func(s *Service) bool {
 		rec := &rationv1.ServiceRecord{Ordinal: s.Ordinal, Name: s.Name, Kind: s.Kind, Config: s.Config.Proto(),
 			State: s.State, Reason: s.Reason, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Counters: s.Counters.Proto(),
-			OwnerTokenHash: s.OwnerTokenHash, AckedThrough: s.AckedThrough}
+			OwnerTokenHash: s.OwnerTokenHash, AckedThrough: s.AckedThrough, LastResultSeq: s.LastResultSeq,
+			TrimmedThrough: s.TrimmedThrough}
 		for _, o := range s.Open {
 			rec.Open = append(rec.Open, &rationv1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
 		}
@@ -335,7 +337,7 @@ func (t *tables) loadService(p *rationv1.ServiceRecord) error {
 	}
 	s := &Service{Ordinal: p.Ordinal, Name: p.Name, Kind: p.Kind, Config: cfg, State: p.State, Reason: p.Reason,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Counters: countersFromProto(p.Counters), OwnerTokenHash: p.OwnerTokenHash,
-		AckedThrough: p.AckedThrough}
+		AckedThrough: p.AckedThrough, LastResultSeq: p.LastResultSeq, TrimmedThrough: p.TrimmedThrough}
 	for _, o := range p.Open {
 		s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
 	}
@@ -434,7 +436,13 @@ func (t *tables) derive() error {
 		d := *s
 		d.Items, d.Buckets = countsOf(c.items, s.Ordinal), countsOf(c.buckets, s.Ordinal)
 		r := c.results[s.Ordinal]
-		d.LastResultSeq, d.UnackedResults, d.UnackedBytes = r.last, r.unacked, r.unackedBytes
+		d.UnackedResults, d.UnackedBytes = r.unacked, r.unackedBytes
+		if d.LastResultSeq == 0 {
+			d.LastResultSeq = r.last // formats before 3 do not keep it
+		}
+		if d.LastResultSeq < r.last {
+			return fmt.Errorf("service %q's last result batch is %d, but it holds batch %d", s.Name, d.LastResultSeq, r.last)
+		}
 		if d.AckedThrough > d.LastResultSeq {
 			return fmt.Errorf("service %q acknowledged through %d, past its last result batch %d", s.Name, d.AckedThrough, d.LastResultSeq)
 		}
@@ -464,6 +472,10 @@ func configFromRecord(p *rationv1.ServiceRecord) (Config, error) {
 	if c.BucketSize == 0 || c.PriorityAging < MinPriorityAging || c.MaxAttempts == 0 {
 		return c, fmt.Errorf("service %q has an incomplete config", p.Name)
 	}
+	// Formats before 3 have no retention settings: the defaults apply.
+	if err := retentionFromProto(pc, &c); err != nil {
+		return c, fmt.Errorf("service %q: %v", p.Name, err)
+	}
 	return c, nil
 }
 
@@ -475,6 +487,7 @@ func (c Counters) Proto() *rationv1.Counters {
 		ItemsRequeued: c.ItemsRequeued, ResultsReverted: c.ResultsReverted, Rejected: c.Rejected,
 		Heartbeats: c.Heartbeats, ItemsAdded: c.ItemsAdded, ItemsQuarantined: c.ItemsQuarantined,
 		LateSubmits: c.LateSubmits, DeadReleased: c.DeadReleased,
+		ResultsTrimmed: c.ResultsTrimmed, ResultsDropped: c.ResultsDropped,
 	}
 	for _, v := range c.Verdicts {
 		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Key, Count: v.Count})
@@ -492,6 +505,7 @@ func countersFromProto(p *rationv1.Counters) Counters {
 		ItemsRequeued: p.GetItemsRequeued(), ResultsReverted: p.GetResultsReverted(), Rejected: p.GetRejected(),
 		Heartbeats: p.GetHeartbeats(), ItemsAdded: p.GetItemsAdded(), ItemsQuarantined: p.GetItemsQuarantined(),
 		LateSubmits: p.GetLateSubmits(), DeadReleased: p.GetDeadReleased(),
+		ResultsTrimmed: p.GetResultsTrimmed(), ResultsDropped: p.GetResultsDropped(),
 	}
 	for _, v := range p.GetVerdicts() {
 		c.Verdicts = append(c.Verdicts, KeyCount{Key: v.GetVerdict(), Count: v.GetCount()})

@@ -23,6 +23,15 @@ type Config struct {
 	MaxPayloadBytes      uint32
 	Verdicts             []string
 	MaxLeasesPerWorker   uint32
+	// ResultRetention keeps a result this long after it was accepted, and
+	// never before it is acknowledged; 0 trims it at acknowledgment.
+	ResultRetention time.Duration
+	// UnackedResultRetention drops a result nobody acknowledged this long
+	// after it was accepted; 0 never does.
+	UnackedResultRetention time.Duration
+	// MaxUnackedResults refuses Acquire while the service holds this many
+	// results not yet acknowledged.
+	MaxUnackedResults uint64
 }
 
 // Service is a kind of work with its own item pool.
@@ -46,9 +55,14 @@ type Service struct {
 	// AckedThrough is the owner's export position: every result batch with
 	// a seq at or below it is acknowledged (AckResults).
 	AckedThrough uint64
-	// Derived from the result batches, not stored in a snapshot: the seq
-	// of the last one, and the results (and their bytes) past AckedThrough.
-	LastResultSeq  uint64
+	// LastResultSeq is the seq of the last accepted result batch, which
+	// trimming may have removed.
+	LastResultSeq uint64
+	// TrimmedThrough is when the newest result batch trimmed so far was
+	// accepted (0: none): results accepted at or before it may be gone.
+	TrimmedThrough int64
+	// Derived from the result batches, not stored in a snapshot: the
+	// results (and their bytes) past AckedThrough.
 	UnackedResults uint64
 	UnackedBytes   uint64
 }
@@ -85,6 +99,10 @@ type Counters struct {
 	DeadReleased     uint64
 	// RejectedBy counts refused commands by reason.
 	RejectedBy []KeyCount
+	// ResultsTrimmed counts results trimmed after their retention;
+	// ResultsDropped those of them dropped without an acknowledgment.
+	ResultsTrimmed uint64
+	ResultsDropped uint64
 }
 
 // KeyCount is one entry of a count kept by key (a verdict, a reason).
@@ -122,8 +140,9 @@ type Registration struct {
 // Active reports whether the worker may acquire and submit.
 func (r *Registration) Active() bool { return r.State == rationv1.WorkerState_WORKER_STATE_ACTIVE }
 
-// Item is one unit of work. Its state follows from its bucket's state unless
-// it is quarantined; State on a read view computes it.
+// Item is one unit of work. Its state follows from its bucket's state,
+// unless it is in none (Bucket 0): then it is quarantined, or done with its
+// result trimmed; State on a read view computes it.
 type Item struct {
 	// Fields are ordered so that the struct packs into 48 bytes.
 	ID          string
@@ -235,6 +254,7 @@ const (
 	ActSetNode          = "set-node"
 	ActRemoveNode       = "remove-node"
 	ActAckResults       = "ack-results"
+	ActResultsTrimmed   = "results-trimmed"
 	// ActTick names a refused Tick; an applied one records each transition
 	// under its own action (lease-expired, dead-released, worker-idle).
 	ActTick = "tick"

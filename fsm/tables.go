@@ -258,6 +258,12 @@ func (t *tables) putResults(rb *ResultBatch) {
 	t.resWkr.Set(wkrSeq{rb.Service, rb.Worker, rb.Seq})
 }
 
+func (t *tables) dropResults(rb *ResultBatch) {
+	t.results.Delete(rb)
+	t.resSvc.Delete(svcSeq{rb.Service, rb.Seq})
+	t.resWkr.Delete(wkrSeq{rb.Service, rb.Worker, rb.Seq})
+}
+
 func (t *tables) putActivity(a *Activity) {
 	t.activity.Set(a)
 	if a.Service != "" {

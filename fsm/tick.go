@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/tidwall/btree"
 
@@ -23,6 +24,9 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 	}
 	if op.GetDeactivateIdle() {
 		budget = x.deactivateIdle(res, budget)
+	}
+	if op.GetTrimResults() {
+		budget = x.trimResults(res, budget)
 	}
 	if budget <= 0 {
 		res.More = true
@@ -188,4 +192,99 @@ func (x *txn) trimRequests(retention int64) uint32 {
 		n++
 	}
 	return n
+}
+
+// trimResults trims result batches past their service's retention, each
+// service's oldest first: an acknowledged batch result_retention after it
+// was accepted, one nobody acknowledged unacked_result_retention after
+// (when set). A trimmed batch's done bucket goes with it; its items stay
+// done, in no bucket. One batch is one transition of the budget; each
+// service that trimmed gets one activity record.
+func (x *txn) trimResults(res *rationv1.TickResult, budget int) int {
+	var svcs []uint32
+	x.t.ordinals.Scan(func(s *Service) bool {
+		svcs = append(svcs, s.Ordinal)
+		return true
+	})
+	for _, ord := range svcs {
+		if budget <= 0 {
+			break
+		}
+		due := x.t.trimDue(x.peekSvc(ord), x.now, budget)
+		if len(due) == 0 {
+			continue
+		}
+		var results, dropped uint64
+		for _, rb := range due {
+			n, unacked := x.trimBatch(rb)
+			results += n
+			if unacked {
+				dropped += n
+				res.ResultsDropped++
+			}
+		}
+		res.ResultsTrimmed += uint32(len(due))
+		budget -= len(due)
+		msg := fmt.Sprintf("%d batches, seq %d to %d", len(due), due[0].Seq, due[len(due)-1].Seq)
+		if dropped > 0 {
+			msg += fmt.Sprintf("; %d results never acknowledged (unacked_result_retention)", dropped)
+		}
+		x.record(&Activity{Action: ActResultsTrimmed, Actor: "system", Service: x.peekSvc(ord).Name, Count: results, Message: msg})
+	}
+	return budget
+}
+
+// trimDue returns up to n result batches of s that are past their
+// retention at now: first the acknowledged ones, then the others, each in
+// seq order. Batches are in acceptance order within each range, so a range
+// ends at its first batch not yet due.
+func (t *tables) trimDue(s *Service, now int64, n int) []*ResultBatch {
+	var due []*ResultBatch
+	scan := func(from, through uint64, retention time.Duration) {
+		t.resSvc.Ascend(svcSeq{service: s.Ordinal, seq: from}, func(k svcSeq) bool {
+			if k.service != s.Ordinal || k.seq > through || len(due) >= n {
+				return false
+			}
+			rb, _ := t.results.Get(&ResultBatch{Seq: k.seq})
+			if rb.At+int64(retention) > now {
+				return false
+			}
+			due = append(due, rb)
+			return true
+		})
+	}
+	scan(0, s.AckedThrough, s.Config.ResultRetention)
+	if s.Config.UnackedResultRetention > 0 {
+		scan(s.AckedThrough+1, ^uint64(0), s.Config.UnackedResultRetention)
+	}
+	return due
+}
+
+// trimBatch removes one result batch, and its bucket when the batch is
+// what closed it. It returns the results trimmed and whether they were
+// never acknowledged.
+func (x *txn) trimBatch(rb *ResultBatch) (uint64, bool) {
+	s := x.svc(rb.Service)
+	n := uint64(rb.Len())
+	x.t.dropResults(rb)
+	s.Counters.ResultsTrimmed += n
+	s.TrimmedThrough = max(s.TrimmedThrough, rb.At)
+	unacked := rb.Seq > s.AckedThrough
+	if unacked {
+		s.UnackedResults -= n
+		s.UnackedBytes -= uint64(rb.Size())
+		s.Counters.ResultsDropped += n
+	}
+	if b := x.peekBucket(rb.Bucket); b != nil && b.State == done && b.ResultSeq == rb.Seq {
+		for _, id := range b.Items {
+			if it, ok := x.item(s.Ordinal, id); ok && !it.Quarantined && it.Bucket == b.ID {
+				c := *it
+				c.Bucket, c.Since = 0, b.ClosedAt
+				x.setItem(&c)
+			}
+		}
+		x.dropBucket(b.ID)
+		s.Buckets[done]--
+	}
+	return n, unacked
 }

@@ -42,6 +42,7 @@ var codes = []struct {
 	{fsm.ErrBadCredential, connect.CodeUnauthenticated, ""},
 	{fsm.ErrBadOwnerToken, connect.CodeUnauthenticated, ""},
 	{fsm.ErrLeaseLimit, connect.CodeResourceExhausted, ""},
+	{fsm.ErrResultsBacklog, connect.CodeResourceExhausted, ""},
 	{fsm.ErrAckBeyondResults, connect.CodeOutOfRange, ""},
 	{cluster.ErrTooLarge, connect.CodeInvalidArgument, "TOO_LARGE"},
 	{cluster.ErrNotLeader, connect.CodeUnavailable, "NOT_LEADER"},

@@ -127,6 +127,7 @@ type nodeCollector struct {
 	appliedIndex, commitIndex, term, isLeader, leaderKnown, contactAge, members *prometheus.Desc
 
 	services, items, buckets, workers *prometheus.Desc
+	unacked, unackedBytes             *prometheus.Desc
 	counters                          []counterDesc
 	resultsAccepted                   *prometheus.Desc
 	rejectedByReason                  *prometheus.Desc
@@ -161,6 +162,9 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 		items:    prometheus.NewDesc("ration_items", "Items by service and state.", []string{"service", "state"}, nil),
 		buckets:  prometheus.NewDesc("ration_buckets", "Buckets by service and state.", []string{"service", "state"}, nil),
 		workers:  prometheus.NewDesc("ration_workers", "Registered workers by service and state (active, inactive).", []string{"service", "state"}, nil),
+		unacked: prometheus.NewDesc("ration_results_unacked", "Results the service holds that its owner has not acknowledged (AckResults); at max_unacked_results, Acquire waits.",
+			[]string{"service"}, nil),
+		unackedBytes: prometheus.NewDesc("ration_results_unacked_bytes", "Bytes of those results (item, verdict and payload).", []string{"service"}, nil),
 		counters: []counterDesc{
 			counter("leases_granted", "Buckets leased.", func(c *fsm.Counters) uint64 { return c.LeasesGranted }),
 			counter("leases_expired", "Leases whose deadline passed without a heartbeat (the bucket turned dead).", func(c *fsm.Counters) uint64 { return c.LeasesExpired }),
@@ -168,6 +172,8 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 			counter("leases_ended", "Leases cut by revocation, deactivation or unregistration.", func(c *fsm.Counters) uint64 { return c.LeasesEnded }),
 			counter("buckets_done", "Buckets closed by a submit.", func(c *fsm.Counters) uint64 { return c.BucketsDone }),
 			counter("dead_released", "Dead buckets released back to the pool.", func(c *fsm.Counters) uint64 { return c.DeadReleased }),
+			counter("results_trimmed", "Results trimmed after their retention.", func(c *fsm.Counters) uint64 { return c.ResultsTrimmed }),
+			counter("results_dropped", "Results dropped without an acknowledgment (unacked_result_retention).", func(c *fsm.Counters) uint64 { return c.ResultsDropped }),
 			counter("late_submits", "Submits accepted after the lease deadline (before release).", func(c *fsm.Counters) uint64 { return c.LateSubmits }),
 			counter("commands_rejected", "Commands on the service refused (wrong holder or epoch, invalid results, inactive worker...), submits among them: those the state machine refused, plus those this node refused before proposing them.", func(c *fsm.Counters) uint64 { return c.Rejected }),
 			counter("heartbeats", "Lease extensions.", func(c *fsm.Counters) uint64 { return c.Heartbeats }),
@@ -184,7 +190,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
-		c.members, c.services, c.items, c.buckets, c.workers, c.resultsAccepted, c.rejectedByReason} {
+		c.members, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.resultsAccepted, c.rejectedByReason} {
 		ch <- d
 	}
 	for _, cd := range c.counters {
@@ -265,6 +271,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		active, inactive := countWorkers(state, name)
 		gauge(c.workers, float64(active), name, "active")
+		gauge(c.unacked, float64(svc.UnackedResults), name)
+		gauge(c.unackedBytes, float64(svc.UnackedBytes), name)
 		gauge(c.workers, float64(inactive), name, "inactive")
 	}
 	for l, n := range byState {

@@ -34,6 +34,9 @@ type configFlags struct {
 	maxPayloadBytes      uint32
 	verdicts             []string
 	maxLeasesPerWorker   uint32
+	resultRetention      time.Duration
+	unackedRetention     time.Duration
+	maxUnackedResults    uint64
 }
 
 func (f *configFlags) register(fs *pflag.FlagSet) {
@@ -48,6 +51,9 @@ func (f *configFlags) register(fs *pflag.FlagSet) {
 	fs.Uint32Var(&f.maxPayloadBytes, "max-payload-bytes", 0, "largest payload of one result (default set by the kind)")
 	fs.StringSliceVar(&f.verdicts, "verdicts", nil, "allowed verdicts, comma-separated (kind generic only)")
 	fs.Uint32Var(&f.maxLeasesPerWorker, "max-leases-per-worker", 0, "buckets one worker may hold at once (server default 100)")
+	fs.DurationVar(&f.resultRetention, "result-retention", 0, "how long a result is kept after it was accepted, once acknowledged; 0s trims at acknowledgment (server default 24h)")
+	fs.DurationVar(&f.unackedRetention, "unacked-result-retention", 0, "drop results nobody acknowledged this long after they were accepted (server default: never)")
+	fs.Uint64Var(&f.maxUnackedResults, "max-unacked-results", 0, "results not yet acknowledged at which Acquire waits (server default 1000000)")
 }
 
 // apply copies the flags given on the command line into cfg.
@@ -91,6 +97,15 @@ func (f *configFlags) apply(fs *pflag.FlagSet, cfg *rationv1.ServiceConfig) {
 	}
 	if set("max-leases-per-worker") {
 		cfg.MaxLeasesPerWorker = f.maxLeasesPerWorker
+	}
+	if set("result-retention") {
+		cfg.ResultRetention = durationpb.New(f.resultRetention) // 0s is a value here
+	}
+	if set("unacked-result-retention") {
+		cfg.UnackedResultRetention = dur(f.unackedRetention)
+	}
+	if set("max-unacked-results") {
+		cfg.MaxUnackedResults = f.maxUnackedResults
 	}
 }
 
@@ -614,6 +629,9 @@ func configRows(w io.Writer, c *rationv1.ServiceConfig) {
 	row(w, "max_payload_bytes", c.GetMaxPayloadBytes())
 	row(w, "verdicts", fmtStr(strings.Join(c.GetVerdicts(), ",")))
 	row(w, "max_leases_per_worker", c.GetMaxLeasesPerWorker())
+	row(w, "result_retention", fmtDur(c.GetResultRetention()))
+	row(w, "unacked_result_retention", fmtDur(c.GetUnackedResultRetention()))
+	row(w, "max_unacked_results", c.GetMaxUnackedResults())
 }
 
 func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {

@@ -196,7 +196,7 @@ func TestServiceCreate_ConfigFlagsReachRequest(t *testing.T) {
 	addr := startFake(t, f)
 	out := mustRun(t, nil, "", "--addr", addr, "service", "create", "dm", "--kind", "generic",
 		"--bucket-size", "50", "--lease-ttl", "30m", "--max-attempts", "3", "--verdicts", "ok,bad",
-		"--request-id", "r-1")
+		"--result-retention", "0s", "--max-unacked-results", "5000", "--request-id", "r-1")
 
 	if len(f.creates) != 1 {
 		t.Fatalf("CreateService calls = %d, want 1", len(f.creates))
@@ -214,6 +214,12 @@ func TestServiceCreate_ConfigFlagsReachRequest(t *testing.T) {
 	}
 	if !slices.Equal(cfg.GetVerdicts(), []string{"ok", "bad"}) {
 		t.Errorf("verdicts = %v", cfg.GetVerdicts())
+	}
+	if cfg.GetResultRetention() == nil || cfg.GetResultRetention().AsDuration() != 0 || cfg.GetMaxUnackedResults() != 5000 {
+		t.Errorf("result_retention (want an explicit 0s), max_unacked_results = %v, %d", cfg.GetResultRetention(), cfg.GetMaxUnackedResults())
+	}
+	if cfg.GetUnackedResultRetention() != nil {
+		t.Errorf("unacked_result_retention reached the config unset: %v", cfg.GetUnackedResultRetention())
 	}
 	if cfg.GetReleaseGrace() != nil || cfg.GetMaxBucketsPerAcquire() != 0 {
 		t.Errorf("unset flags reached the config: %v", cfg)

@@ -678,8 +678,12 @@ type Tick struct {
 	// At most this many buckets change state in one tick (0: no limit), so one
 	// tick never stalls the log; the rest wait for the next tick.
 	MaxTransitions uint32 `protobuf:"varint,5,opt,name=max_transitions,json=maxTransitions,proto3" json:"max_transitions,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Trim result batches past their service's retention (result_retention
+	// once acknowledged, unacked_result_retention otherwise). It counts
+	// against max_transitions, a batch for a transition.
+	TrimResults   bool `protobuf:"varint,7,opt,name=trim_results,json=trimResults,proto3" json:"trim_results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tick) Reset() {
@@ -752,6 +756,13 @@ func (x *Tick) GetMaxTransitions() uint32 {
 		return x.MaxTransitions
 	}
 	return 0
+}
+
+func (x *Tick) GetTrimResults() bool {
+	if x != nil {
+		return x.TrimResults
+	}
+	return false
 }
 
 type SetNode struct {
@@ -1380,9 +1391,12 @@ type TickResult struct {
 	ActivityTrimmed uint32                 `protobuf:"varint,5,opt,name=activity_trimmed,json=activityTrimmed,proto3" json:"activity_trimmed,omitempty"`
 	RequestsTrimmed uint32                 `protobuf:"varint,6,opt,name=requests_trimmed,json=requestsTrimmed,proto3" json:"requests_trimmed,omitempty"`
 	// More transitions were due than max_transitions allowed.
-	More          bool `protobuf:"varint,7,opt,name=more,proto3" json:"more,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	More bool `protobuf:"varint,7,opt,name=more,proto3" json:"more,omitempty"`
+	// Result batches trimmed, and of those dropped before acknowledgment.
+	ResultsTrimmed uint32 `protobuf:"varint,8,opt,name=results_trimmed,json=resultsTrimmed,proto3" json:"results_trimmed,omitempty"`
+	ResultsDropped uint32 `protobuf:"varint,9,opt,name=results_dropped,json=resultsDropped,proto3" json:"results_dropped,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TickResult) Reset() {
@@ -1462,6 +1476,20 @@ func (x *TickResult) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *TickResult) GetResultsTrimmed() uint32 {
+	if x != nil {
+		return x.ResultsTrimmed
+	}
+	return 0
+}
+
+func (x *TickResult) GetResultsDropped() uint32 {
+	if x != nil {
+		return x.ResultsDropped
+	}
+	return 0
 }
 
 type BatchResult struct {
@@ -1562,14 +1590,15 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2\x1b.ration.v1.HeartbeatRequestR\arequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x02 \x01(\fR\n" +
-	"credential\"\xfc\x01\n" +
+	"credential\"\x9f\x02\n" +
 	"\x04Tick\x12#\n" +
 	"\rexpire_leases\x18\x01 \x01(\bR\fexpireLeases\x12'\n" +
 	"\x0fdeactivate_idle\x18\x02 \x01(\bR\x0edeactivateIdle\x12-\n" +
 	"\x12activity_retention\x18\x03 \x01(\x03R\x11activityRetention\x12+\n" +
 	"\x11request_retention\x18\x04 \x01(\x03R\x10requestRetention\x12!\n" +
 	"\factivity_max\x18\x06 \x01(\x04R\vactivityMax\x12'\n" +
-	"\x0fmax_transitions\x18\x05 \x01(\rR\x0emaxTransitions\"C\n" +
+	"\x0fmax_transitions\x18\x05 \x01(\rR\x0emaxTransitions\x12!\n" +
+	"\ftrim_results\x18\a \x01(\bR\vtrimResults\"C\n" +
 	"\aSetNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1f\n" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
@@ -1611,7 +1640,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
 	"\x14HeartbeatBatchResult\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\xf0\x01\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\xc2\x02\n" +
 	"\n" +
 	"TickResult\x12\x18\n" +
 	"\aexpired\x18\x01 \x01(\rR\aexpired\x12\x1a\n" +
@@ -1620,7 +1649,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\vdeactivated\x18\x04 \x01(\rR\vdeactivated\x12)\n" +
 	"\x10activity_trimmed\x18\x05 \x01(\rR\x0factivityTrimmed\x12)\n" +
 	"\x10requests_trimmed\x18\x06 \x01(\rR\x0frequestsTrimmed\x12\x12\n" +
-	"\x04more\x18\a \x01(\bR\x04more\"A\n" +
+	"\x04more\x18\a \x01(\bR\x04more\x12'\n" +
+	"\x0fresults_trimmed\x18\b \x01(\rR\x0eresultsTrimmed\x12'\n" +
+	"\x0fresults_dropped\x18\t \x01(\rR\x0eresultsDropped\"A\n" +
 	"\vBatchResult\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aresultsB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 

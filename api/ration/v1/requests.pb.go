@@ -1047,7 +1047,10 @@ type RevertWorkerResponse struct {
 	// Results marked reverted.
 	Reverted uint32 `protobuf:"varint,1,opt,name=reverted,proto3" json:"reverted,omitempty"`
 	// Items put back in the pool.
-	Requeued      uint32 `protobuf:"varint,2,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	Requeued uint32 `protobuf:"varint,2,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	// Set when results accepted before this time were already trimmed
+	// (result_retention): those could not be reverted.
+	TrimmedBefore *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=trimmed_before,json=trimmedBefore,proto3" json:"trimmed_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1094,6 +1097,13 @@ func (x *RevertWorkerResponse) GetRequeued() uint32 {
 		return x.Requeued
 	}
 	return 0
+}
+
+func (x *RevertWorkerResponse) GetTrimmedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TrimmedBefore
+	}
+	return nil
 }
 
 type AckResultsRequest struct {
@@ -2053,10 +2063,11 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x120\n" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\tR\trequestId\"N\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"\x91\x01\n" +
 	"\x14RevertWorkerResponse\x12\x1a\n" +
 	"\breverted\x18\x01 \x01(\rR\breverted\x12\x1a\n" +
-	"\brequeued\x18\x02 \x01(\rR\brequeued\"m\n" +
+	"\brequeued\x18\x02 \x01(\rR\brequeued\x12A\n" +
+	"\x0etrimmed_before\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rtrimmedBefore\"m\n" +
 	"\x11AckResultsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1f\n" +
 	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
@@ -2187,19 +2198,20 @@ var file_ration_v1_requests_proto_depIdxs = []int32{
 	34, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
 	34, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
 	35, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
-	36, // 5: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
-	37, // 6: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
-	38, // 7: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
-	25, // 8: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
-	39, // 9: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
-	37, // 10: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
-	28, // 11: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
-	40, // 12: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	35, // 5: ration.v1.RevertWorkerResponse.trimmed_before:type_name -> google.protobuf.Timestamp
+	36, // 6: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
+	37, // 7: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
+	38, // 8: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
+	25, // 9: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
+	39, // 10: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
+	37, // 11: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
+	28, // 12: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
+	40, // 13: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_requests_proto_init() }

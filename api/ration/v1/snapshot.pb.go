@@ -504,9 +504,14 @@ type ServiceRecord struct {
 	// SHA-256 of the service's owner token; empty when it has none.
 	OwnerTokenHash []byte `protobuf:"bytes,11,opt,name=owner_token_hash,json=ownerTokenHash,proto3" json:"owner_token_hash,omitempty"`
 	// Every result with a seq at or below this is acknowledged (AckResults).
-	AckedThrough  uint64 `protobuf:"varint,12,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AckedThrough uint64 `protobuf:"varint,12,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
+	// The seq of the service's last accepted result batch (kept, since
+	// trimming may have removed the batch itself).
+	LastResultSeq uint64 `protobuf:"varint,13,opt,name=last_result_seq,json=lastResultSeq,proto3" json:"last_result_seq,omitempty"`
+	// When the newest result batch trimmed so far was accepted; 0 if none.
+	TrimmedThrough int64 `protobuf:"varint,14,opt,name=trimmed_through,json=trimmedThrough,proto3" json:"trimmed_through,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceRecord) Reset() {
@@ -619,6 +624,20 @@ func (x *ServiceRecord) GetOwnerTokenHash() []byte {
 func (x *ServiceRecord) GetAckedThrough() uint64 {
 	if x != nil {
 		return x.AckedThrough
+	}
+	return 0
+}
+
+func (x *ServiceRecord) GetLastResultSeq() uint64 {
+	if x != nil {
+		return x.LastResultSeq
+	}
+	return 0
+}
+
+func (x *ServiceRecord) GetTrimmedThrough() int64 {
+	if x != nil {
+		return x.TrimmedThrough
 	}
 	return 0
 }
@@ -1461,7 +1480,7 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"OpenBucket\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
-	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\xb3\x03\n" +
+	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\x84\x04\n" +
 	"\rServiceRecord\x12\x18\n" +
 	"\aordinal\x18\x01 \x01(\rR\aordinal\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1477,7 +1496,9 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\bcounters\x18\n" +
 	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12(\n" +
 	"\x10owner_token_hash\x18\v \x01(\fR\x0eownerTokenHash\x12#\n" +
-	"\racked_through\x18\f \x01(\x04R\fackedThrough\"^\n" +
+	"\racked_through\x18\f \x01(\x04R\fackedThrough\x12&\n" +
+	"\x0flast_result_seq\x18\r \x01(\x04R\rlastResultSeq\x12'\n" +
+	"\x0ftrimmed_through\x18\x0e \x01(\x03R\x0etrimmedThrough\"^\n" +
 	"\fWorkerRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsecret_hash\x18\x02 \x01(\fR\n" +

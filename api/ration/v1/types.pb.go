@@ -271,8 +271,21 @@ type ServiceConfig struct {
 	Verdicts []string `protobuf:"bytes,10,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
 	// Buckets one worker id may hold at once in this service (default 100).
 	MaxLeasesPerWorker uint32 `protobuf:"varint,11,opt,name=max_leases_per_worker,json=maxLeasesPerWorker,proto3" json:"max_leases_per_worker,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// How long a result is kept after it was accepted, and never before it
+	// is acknowledged (AckResults): default 24h; 0s trims each result as soon
+	// as it is acknowledged. At most 3650 days.
+	ResultRetention *durationpb.Duration `protobuf:"bytes,12,opt,name=result_retention,json=resultRetention,proto3" json:"result_retention,omitempty"`
+	// How long after it was accepted a result nobody acknowledged is
+	// dropped anyway: the owner's explicit choice to lose what it did not
+	// export. Unset (or 0s) never drops one. At least 1m, at most 3650 days.
+	UnackedResultRetention *durationpb.Duration `protobuf:"bytes,13,opt,name=unacked_result_retention,json=unackedResultRetention,proto3" json:"unacked_result_retention,omitempty"`
+	// Results not yet acknowledged the service holds at most: at the limit,
+	// Acquire is refused (RESOURCE_EXHAUSTED, RESULTS_BACKLOG) until the
+	// owner acknowledges some. Default 1000000 (about 130 MB of state on
+	// each node with short payloads); 1 to 1000000000.
+	MaxUnackedResults uint64 `protobuf:"varint,14,opt,name=max_unacked_results,json=maxUnackedResults,proto3" json:"max_unacked_results,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ServiceConfig) Reset() {
@@ -378,6 +391,27 @@ func (x *ServiceConfig) GetVerdicts() []string {
 func (x *ServiceConfig) GetMaxLeasesPerWorker() uint32 {
 	if x != nil {
 		return x.MaxLeasesPerWorker
+	}
+	return 0
+}
+
+func (x *ServiceConfig) GetResultRetention() *durationpb.Duration {
+	if x != nil {
+		return x.ResultRetention
+	}
+	return nil
+}
+
+func (x *ServiceConfig) GetUnackedResultRetention() *durationpb.Duration {
+	if x != nil {
+		return x.UnackedResultRetention
+	}
+	return nil
+}
+
+func (x *ServiceConfig) GetMaxUnackedResults() uint64 {
+	if x != nil {
+		return x.MaxUnackedResults
 	}
 	return 0
 }
@@ -640,8 +674,12 @@ type Counters struct {
 	DeadReleased uint64 `protobuf:"varint,15,opt,name=dead_released,json=deadReleased,proto3" json:"dead_released,omitempty"`
 	// Refused commands by reason (e.g. LEASE_LOST), sorted by reason.
 	RejectedByReason []*ReasonCount `protobuf:"bytes,16,rep,name=rejected_by_reason,json=rejectedByReason,proto3" json:"rejected_by_reason,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Results trimmed after their retention (acknowledged ones).
+	ResultsTrimmed uint64 `protobuf:"varint,17,opt,name=results_trimmed,json=resultsTrimmed,proto3" json:"results_trimmed,omitempty"`
+	// Results dropped without an acknowledgment (unacked_result_retention).
+	ResultsDropped uint64 `protobuf:"varint,18,opt,name=results_dropped,json=resultsDropped,proto3" json:"results_dropped,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -786,6 +824,20 @@ func (x *Counters) GetRejectedByReason() []*ReasonCount {
 	return nil
 }
 
+func (x *Counters) GetResultsTrimmed() uint64 {
+	if x != nil {
+		return x.ResultsTrimmed
+	}
+	return 0
+}
+
+func (x *Counters) GetResultsDropped() uint64 {
+	if x != nil {
+		return x.ResultsDropped
+	}
+	return 0
+}
+
 // ReasonCount counts refusals with one reason.
 type ReasonCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -918,7 +970,7 @@ var File_ration_v1_types_proto protoreflect.FileDescriptor
 
 const file_ration_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x04\n" +
+	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x06\n" +
 	"\rServiceConfig\x12\x1f\n" +
 	"\vbucket_size\x18\x01 \x01(\rR\n" +
 	"bucketSize\x125\n" +
@@ -932,7 +984,10 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x11max_payload_bytes\x18\t \x01(\rR\x0fmaxPayloadBytes\x12\x1a\n" +
 	"\bverdicts\x18\n" +
 	" \x03(\tR\bverdicts\x121\n" +
-	"\x15max_leases_per_worker\x18\v \x01(\rR\x12maxLeasesPerWorker\"U\n" +
+	"\x15max_leases_per_worker\x18\v \x01(\rR\x12maxLeasesPerWorker\x12D\n" +
+	"\x10result_retention\x18\f \x01(\v2\x19.google.protobuf.DurationR\x0fresultRetention\x12S\n" +
+	"\x18unacked_result_retention\x18\r \x01(\v2\x19.google.protobuf.DurationR\x16unackedResultRetention\x12.\n" +
+	"\x13max_unacked_results\x18\x0e \x01(\x04R\x11maxUnackedResults\"U\n" +
 	"\x05Lease\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"U\n" +
@@ -945,7 +1000,7 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\">\n" +
 	"\fVerdictCount\x12\x18\n" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\x91\x05\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xe3\x05\n" +
 	"\bCounters\x12%\n" +
 	"\x0eleases_granted\x18\x01 \x01(\x04R\rleasesGranted\x12%\n" +
 	"\x0eleases_expired\x18\x02 \x01(\x04R\rleasesExpired\x12'\n" +
@@ -966,7 +1021,9 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x11items_quarantined\x18\r \x01(\x04R\x10itemsQuarantined\x12!\n" +
 	"\flate_submits\x18\x0e \x01(\x04R\vlateSubmits\x12#\n" +
 	"\rdead_released\x18\x0f \x01(\x04R\fdeadReleased\x12D\n" +
-	"\x12rejected_by_reason\x18\x10 \x03(\v2\x16.ration.v1.ReasonCountR\x10rejectedByReason\";\n" +
+	"\x12rejected_by_reason\x18\x10 \x03(\v2\x16.ration.v1.ReasonCountR\x10rejectedByReason\x12'\n" +
+	"\x0fresults_trimmed\x18\x11 \x01(\x04R\x0eresultsTrimmed\x12'\n" +
+	"\x0fresults_dropped\x18\x12 \x01(\x04R\x0eresultsDropped\";\n" +
 	"\vReasonCount\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9e\x01\n" +
@@ -1031,14 +1088,16 @@ var file_ration_v1_types_proto_depIdxs = []int32{
 	12, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
 	12, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
 	12, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
-	13, // 4: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
-	8,  // 5: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
-	10, // 6: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 4: ration.v1.ServiceConfig.result_retention:type_name -> google.protobuf.Duration
+	12, // 5: ration.v1.ServiceConfig.unacked_result_retention:type_name -> google.protobuf.Duration
+	13, // 6: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
+	8,  // 7: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
+	10, // 8: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_types_proto_init() }

@@ -1,0 +1,199 @@
+package fsm
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
+)
+
+// retentionFixture: service "dm" (buckets of one item) with cfg, worker w1,
+// and results for items, one batch each, accepted a minute apart.
+func retentionFixture(t *testing.T, cfg *rationv1.ServiceConfig, items ...string) (*harness, []uint64) {
+	t.Helper()
+	cfg.BucketSize = 1
+	h := setup(t, cfg, 0, "w1")
+	h.add("dm", 0, items...)
+	var seqs []uint64
+	for range items {
+		h.advance(time.Minute)
+		b := h.acquire("dm", "w1", 1)[0]
+		h.submitAll("w1", b, "DM")
+		seqs = append(seqs, h.f.State().Results("dm", 0, 1000)[len(seqs)].Seq)
+	}
+	return h, seqs
+}
+
+func trim(h *harness) *rationv1.TickResult {
+	h.t.Helper()
+	return h.must(&rationv1.Tick{TrimResults: true}).GetTick()
+}
+
+func retained(h *harness) int { return len(h.f.State().Results("dm", 0, 1000)) }
+
+// Nothing is trimmed before it is acknowledged and its retention has
+// passed; then it is, with its bucket, and its item stays done.
+func TestFSM_ResultRetention(t *testing.T) {
+	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{}, "a", "b", "c") // default: 24h
+	// Unacknowledged results stay, however old.
+	h.advance(400 * 24 * time.Hour)
+	if r := trim(h); r.ResultsTrimmed != 0 || retained(h) != 3 {
+		t.Fatalf("trimmed unacknowledged results: %v", r)
+	}
+	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]})
+	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{TrimResults: true}) {
+		t.Fatal("TickDue says nothing to trim")
+	}
+	r := trim(h)
+	if r.ResultsTrimmed != 2 || r.ResultsDropped != 0 || retained(h) != 1 {
+		t.Fatalf("after acknowledging two old batches: %v, %d retained", r, retained(h))
+	}
+	if h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{TrimResults: true}) {
+		t.Fatal("TickDue says there is more to trim")
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		v, _ := h.f.State().Item("dm", id)
+		if v.State != itemDone {
+			t.Fatalf("item %s is %v after trimming", id, v.State)
+		}
+	}
+	s, _ := h.f.State().Service("dm")
+	if s.Items[itemDone] != 3 || s.Buckets[done] != 1 || s.Counters.ResultsTrimmed != 2 || s.Counters.ResultsAccepted != 3 {
+		t.Fatalf("service after trimming: items %v buckets %v counters %+v", s.Items, s.Buckets, s.Counters)
+	}
+	// A trimmed item (buckets are granted in random order: find one) is
+	// remembered: adding it again skips it, rerun re-queues it.
+	var trimmed string
+	for _, v := range h.f.State().Items("dm", itemDone, "", 10) {
+		if v.Result == nil && v.Bucket == 0 {
+			trimmed = v.ID
+		}
+	}
+	if n := len(h.f.State().Items("dm", itemDone, "", 10)); trimmed == "" || n != 3 {
+		t.Fatalf("%d done items, trimmed one %q", n, trimmed)
+	}
+	if r := h.add("dm", 0, trimmed); r.Added != 0 || r.Skipped != 1 {
+		t.Fatalf("adding a done item again: %v", r)
+	}
+	e, _ := h.f.State().ExplainItem("dm", trimmed)
+	if !strings.Contains(strings.Join(e.Lines, "\n"), "result was trimmed") {
+		t.Fatalf("explain of a trimmed item: %v", e.Lines)
+	}
+	if r := h.must(&rationv1.AddItemsRequest{Service: "dm", Items: []string{trimmed}, Rerun: true}).GetAddItems(); r.Added != 1 {
+		t.Fatalf("rerun of a trimmed item: %v", r)
+	}
+	// A revert says what it could not reach.
+	rv := h.must(&rationv1.RevertWorkerRequest{Service: "dm", WorkerId: "w1", Since: ts(t0)}).GetRevertWorker()
+	if rv.Reverted != 1 || rv.TrimmedBefore == nil {
+		t.Fatalf("revert after trimming: %v", rv)
+	}
+}
+
+// A retention of 0s trims a result at its acknowledgment's next tick.
+func TestFSM_ResultRetentionZero(t *testing.T) {
+	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{ResultRetention: dur(0)}, "a", "b")
+	if s, _ := h.f.State().Service("dm"); s.Config.ResultRetention != 0 || s.Config.Proto().GetResultRetention() == nil {
+		t.Fatalf("result_retention 0s became %v", s.Config.ResultRetention)
+	}
+	if r := trim(h); r.ResultsTrimmed != 0 {
+		t.Fatalf("trimmed before any ack: %v", r)
+	}
+	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[0]})
+	if r := trim(h); r.ResultsTrimmed != 1 || retained(h) != 1 {
+		t.Fatalf("after the ack: %v", r)
+	}
+}
+
+// unacked_result_retention drops what nobody acknowledged, counted and
+// recorded as such.
+func TestFSM_UnackedResultRetention(t *testing.T) {
+	h, _ := retentionFixture(t, &rationv1.ServiceConfig{UnackedResultRetention: dur(time.Hour)}, "a", "b", "c")
+	h.advance(time.Hour - 2*time.Minute) // the first batch is an hour old, the others younger
+	if r := trim(h); r.ResultsTrimmed != 1 || r.ResultsDropped != 1 {
+		t.Fatalf("an hour after the first result: %v", r)
+	}
+	s, _ := h.f.State().Service("dm")
+	if s.Counters.ResultsDropped != 1 || s.UnackedResults != 2 || s.TrimmedThrough == 0 {
+		t.Fatalf("service after dropping: unacked %d, counters %+v", s.UnackedResults, s.Counters)
+	}
+	acts := h.f.State().Activity(ActivityQuery{Service: "dm", Action: ActResultsTrimmed, Limit: 10})
+	if len(acts) != 1 || !strings.Contains(acts[0].Message, "never acknowledged") || acts[0].Count != 1 {
+		t.Fatalf("activity of the drop: %+v", acts)
+	}
+}
+
+// At max_unacked_results, Acquire waits; an acknowledgment lets it go on.
+func TestFSM_ResultsBacklog(t *testing.T) {
+	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{MaxUnackedResults: 3}, "a", "b")
+	h.add("dm", 0, "c", "d")
+	b := h.acquire("dm", "w1", 1)[0] // two unacknowledged: below the limit
+	h.submitAll("w1", b, "DM")
+	before := h.stateBytes()
+	r := h.refuse(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1", MaxBuckets: 1}, ErrResultsBacklog)
+	if !strings.Contains(r.GetError().GetMessage(), "max_unacked_results") {
+		t.Fatalf("refusal message: %q", r.GetError().GetMessage())
+	}
+	h.assertOnlyActivityChanged(before)
+	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[0]})
+	if got := h.acquire("dm", "w1", 1); len(got) != 1 {
+		t.Fatalf("after an ack: %v", got)
+	}
+}
+
+func TestFSM_RetentionConfigLimits(t *testing.T) {
+	h := newHarness(t)
+	for _, tt := range []struct {
+		name string
+		cfg  *rationv1.ServiceConfig
+		ok   bool
+	}{
+		{"defaults", &rationv1.ServiceConfig{}, true},
+		{"unacked at its minimum", &rationv1.ServiceConfig{UnackedResultRetention: dur(time.Minute)}, true},
+		{"unacked below it", &rationv1.ServiceConfig{UnackedResultRetention: dur(time.Minute - time.Second)}, false},
+		{"unacked 0s is never", &rationv1.ServiceConfig{UnackedResultRetention: dur(0)}, true},
+		{"retention at its maximum", &rationv1.ServiceConfig{ResultRetention: dur(MaxResultRetention)}, true},
+		{"retention past it", &rationv1.ServiceConfig{ResultRetention: dur(MaxResultRetention + time.Second)}, false},
+		{"negative retention", &rationv1.ServiceConfig{ResultRetention: dur(-time.Second)}, false},
+		{"backlog at its cap", &rationv1.ServiceConfig{MaxUnackedResults: MaxUnackedResultsCap}, true},
+		{"backlog past it", &rationv1.ServiceConfig{MaxUnackedResults: MaxUnackedResultsCap + 1}, false},
+	} {
+		err := CheckRequest(&rationv1.CreateServiceRequest{Name: "x", Kind: "dmcheck", Config: tt.cfg})
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	h.createService("d", "dmcheck", nil)
+	s, _ := h.f.State().Service("d")
+	if s.Config.ResultRetention != DefaultResultRetention || s.Config.MaxUnackedResults != DefaultMaxUnackedResults || s.Config.UnackedResultRetention != 0 {
+		t.Fatalf("defaults: %+v", s.Config)
+	}
+}
+
+// Trimmed state survives a snapshot: the export position, what was
+// trimmed, and items done without their results.
+func TestFSM_RetentionSurvivesRestore(t *testing.T) {
+	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{ResultRetention: dur(0)}, "a", "b", "c")
+	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]})
+	trim(h)
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(h.snapshot()))); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.State().CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := f.State().WriteSnapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again.Bytes(), h.snapshot()) {
+		t.Fatal("a trimmed state changed through a snapshot")
+	}
+	s, _ := f.State().Service("dm")
+	if s.LastResultSeq != seqs[2] || s.AckedThrough != seqs[1] || s.UnackedResults != 1 || s.TrimmedThrough == 0 {
+		t.Fatalf("restored service: %+v", s)
+	}
+}
