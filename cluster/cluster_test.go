@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
@@ -18,7 +19,7 @@ import (
 
 func secret(w string) []byte { s := sha256.Sum256([]byte(w)); return s[:] }
 
-func apply(t *testing.T, n *cluster.Node, op any, worker string) *rationv1.CommandResult {
+func apply(t *testing.T, n *cluster.Node, op proto.Message, worker string) *rationv1.CommandResult {
 	t.Helper()
 	res, err := tryApply(n, op, worker)
 	if err != nil {
@@ -27,24 +28,14 @@ func apply(t *testing.T, n *cluster.Node, op any, worker string) *rationv1.Comma
 	return res
 }
 
-func tryApply(n *cluster.Node, op any, worker string) (*rationv1.CommandResult, error) {
-	cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"}}
+func tryApply(n *cluster.Node, op proto.Message, worker string) (*rationv1.CommandResult, error) {
+	cmd, ok := fsm.NewCommand(op)
+	if !ok {
+		panic(fmt.Sprintf("unknown op %T", op))
+	}
+	cmd.Header = &rationv1.CommandHeader{Actor: "admin"}
 	if worker != "" {
 		cmd.Header.Actor, cmd.Header.Credential = worker, secret(worker)
-	}
-	switch op := op.(type) {
-	case *rationv1.CreateServiceRequest:
-		cmd.Op = &rationv1.Command_CreateService{CreateService: op}
-	case *rationv1.RegisterRequest:
-		cmd.Op = &rationv1.Command_Register{Register: op}
-	case *rationv1.AddItemsRequest:
-		cmd.Op = &rationv1.Command_AddItems{AddItems: op}
-	case *rationv1.AcquireRequest:
-		cmd.Op = &rationv1.Command_Acquire{Acquire: op}
-	case *rationv1.SubmitRequest:
-		cmd.Op = &rationv1.Command_Submit{Submit: op}
-	default:
-		panic(fmt.Sprintf("unknown op %T", op))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
