@@ -102,6 +102,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 				RequestRetention:  int64(n.cfg.RequestRetention),
 				MaxTransitions:    n.cfg.MaxTransitionsPerTick,
 				TrimResults:       true,
+				ForgetDone:        true,
 			}
 			// An idle cluster writes nothing: a tick with nothing due is skipped.
 			if !n.fsm.State().TickDue(n.cfg.Now().UnixNano(), tick) {

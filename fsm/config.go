@@ -212,6 +212,15 @@ func retentionFromProto(pc *rationv1.ServiceConfig, c *Config) error {
 		}
 		c.UnackedResultRetention = v
 	}
+	c.DoneRetention = RememberForever
+	if d := pc.GetDoneRetention(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fmt.Errorf("config.done_retention: %v: %w", err, ErrInvalidConfig)
+		}
+		if c.DoneRetention = d.AsDuration(); c.DoneRetention < 0 || c.DoneRetention > MaxResultRetention {
+			return fmt.Errorf("config.done_retention is %s, want 0s to %s: %w", c.DoneRetention, MaxResultRetention, ErrInvalidConfig)
+		}
+	}
 	c.MaxUnackedResults = pc.GetMaxUnackedResults()
 	if c.MaxUnackedResults == 0 {
 		c.MaxUnackedResults = DefaultMaxUnackedResults
@@ -248,6 +257,9 @@ func (c Config) Proto() *rationv1.ServiceConfig {
 	}
 	if c.UnackedResultRetention > 0 {
 		p.UnackedResultRetention = durationpb.New(c.UnackedResultRetention)
+	}
+	if c.DoneRetention != RememberForever {
+		p.DoneRetention = durationpb.New(c.DoneRetention)
 	}
 	return p
 }

@@ -72,9 +72,7 @@ func tallyOf(t *tables) (*tally, error) {
 	var err error
 	t.items.Scan(func(it *Item) bool {
 		st := quarantined
-		if !it.Quarantined && it.Bucket == 0 {
-			st = itemDone // its result was trimmed
-		} else if !it.Quarantined {
+		if !it.Quarantined {
 			b, ok := t.bucket(it.Bucket)
 			if !ok || b.Service != it.Service {
 				if err == nil {
@@ -107,6 +105,7 @@ type checker struct {
 	inBucket map[string]uint64 // service/item -> the live bucket listing it
 
 	ready, leases, dead int // buckets by index they must be in
+	trimmed             int // done buckets whose results were trimmed
 	active              int // active registrations
 }
 
@@ -167,7 +166,12 @@ func (c *checker) checkBucketIndex(svc *Service, b *Bucket) {
 			c.fail("bucket %d: dead but not in the dead index", b.ID)
 		}
 	case done:
-		if _, ok := t.results.Get(&ResultBatch{Seq: b.ResultSeq}); !ok {
+		if b.ResultSeq == 0 { // its results were trimmed
+			c.trimmed++
+			if _, ok := t.trimmed.Get(svcTimeKey{b.Service, b.ClosedAt, b.ID}); !ok {
+				c.fail("bucket %d: done with its results trimmed, but not in the trimmed index", b.ID)
+			}
+		} else if _, ok := t.results.Get(&ResultBatch{Seq: b.ResultSeq}); !ok {
 			c.fail("bucket %d: done without its result batch %d", b.ID, b.ResultSeq)
 		}
 	default:
@@ -228,20 +232,17 @@ func (c *checker) checkItems() {
 			}
 			return true
 		}
-		if it.Bucket == 0 {
-			return true // done, its result trimmed
-		}
 		b, ok := t.bucket(it.Bucket)
 		if !ok {
 			c.fail("item %q: in missing bucket %d", it.ID, it.Bucket)
 			return true
 		}
-		if itemStateOf(b) == itemDone {
+		if itemStateOf(b) == itemDone && b.ResultSeq != 0 {
 			rb, _ := t.results.Get(&ResultBatch{Seq: b.ResultSeq})
 			if r, ok := findResult(rb, it.ID); !ok || r.RevertedAt != 0 {
 				c.fail("item %q: done in bucket %d without a standing result", it.ID, b.ID)
 			}
-		} else if c.inBucket[fmt.Sprintf("%d/%s", it.Service, it.ID)] != b.ID {
+		} else if itemStateOf(b) != itemDone && c.inBucket[fmt.Sprintf("%d/%s", it.Service, it.ID)] != b.ID {
 			c.fail("item %q: names bucket %d, which does not list it", it.ID, b.ID)
 		}
 		return true
@@ -314,6 +315,9 @@ func (c *checker) checkIndexSizes() {
 	}
 	if n := t.dead.Len(); n != c.dead {
 		c.fail("dead index has %d entries for %d dead buckets", n, c.dead)
+	}
+	if n := t.trimmed.Len(); n != c.trimmed {
+		c.fail("trimmed index has %d entries for %d done buckets with their results trimmed", n, c.trimmed)
 	}
 	if n := t.held.Len(); n != c.leases+c.dead {
 		c.fail("holder index has %d entries for %d held buckets", n, c.leases+c.dead)

@@ -12,9 +12,6 @@ func (x *txn) itemState(it *Item) rationv1.ItemState {
 	if it.Quarantined {
 		return quarantined
 	}
-	if it.Bucket == 0 {
-		return itemDone // its result was trimmed
-	}
 	b := x.peekBucket(it.Bucket)
 	if b == nil {
 		panic(fmt.Sprintf("fsm: item %q points at missing bucket %d", it.ID, it.Bucket))

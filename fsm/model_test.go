@@ -48,7 +48,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	m := &modelRun{h: h, r: rand.New(rand.NewPCG(seed, 99)), held: map[string][]*rationv1.LeasedBucket{}}
 	h.createService("dm", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(10 * time.Minute),
 		ReleaseGrace: dur(2 * time.Minute), MaxAttempts: 3, MaxBucketsPerAcquire: 4, MaxLeasesPerWorker: 6,
-		WorkerInactiveAfter: dur(40 * time.Minute), ResultRetention: dur(10 * time.Minute)})
+		WorkerInactiveAfter: dur(40 * time.Minute), ResultRetention: dur(10 * time.Minute), DoneRetention: dur(20 * time.Minute)})
 	// gen's owner lets results nobody acknowledged go after half an hour.
 	h.createService("gen", "generic", &rationv1.ServiceConfig{BucketSize: 5, Verdicts: []string{"A", "B", "C"},
 		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2, UnackedResultRetention: dur(30 * time.Minute)})
@@ -157,7 +157,7 @@ func (m *modelRun) step() {
 		}
 	case n < 78:
 		h.advance(time.Duration(m.r.IntN(180)) * time.Second)
-		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour), TrimResults: true})
+		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour), TrimResults: true, ForgetDone: true})
 	case n < 84:
 		h.apply(&rationv1.RegisterRequest{Service: svc, WorkerId: w})
 	case n < 86:

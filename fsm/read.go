@@ -50,10 +50,6 @@ func (s *State) view(it *Item) ItemView {
 	if it.Quarantined {
 		return v
 	}
-	if it.Bucket == 0 {
-		v.State = itemDone // its result was trimmed
-		return v
-	}
 	b, _ := s.t.bucket(it.Bucket)
 	v.State = itemStateOf(b)
 	if v.State == itemDone {
@@ -338,15 +334,13 @@ func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
 			return true
 		}
 	}
-	if tick.GetTrimResults() {
-		due := false
-		t.ordinals.Scan(func(s *Service) bool {
-			due = len(t.trimDue(s, now, 1)) > 0
-			return !due
-		})
-		return due
-	}
-	return false
+	due := false
+	t.ordinals.Scan(func(s *Service) bool {
+		due = (tick.GetTrimResults() && len(t.trimDue(s, now, 1)) > 0) ||
+			(tick.GetForgetDone() && len(t.forgetDue(s, now, 1)) > 0)
+		return !due
+	})
+	return due
 }
 
 // Thresholds of Suspicions.

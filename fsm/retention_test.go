@@ -61,14 +61,14 @@ func TestFSM_ResultRetention(t *testing.T) {
 		}
 	}
 	s, _ := h.f.State().Service("dm")
-	if s.Items[itemDone] != 3 || s.Buckets[done] != 1 || s.Counters.ResultsTrimmed != 2 || s.Counters.ResultsAccepted != 3 {
+	if s.Items[itemDone] != 3 || s.Buckets[done] != 3 || s.Counters.ResultsTrimmed != 2 || s.Counters.ResultsAccepted != 3 {
 		t.Fatalf("service after trimming: items %v buckets %v counters %+v", s.Items, s.Buckets, s.Counters)
 	}
 	// A trimmed item (buckets are granted in random order: find one) is
 	// remembered: adding it again skips it, rerun re-queues it.
 	var trimmed string
 	for _, v := range h.f.State().Items("dm", itemDone, "", 10) {
-		if v.Result == nil && v.Bucket == 0 {
+		if v.Result == nil {
 			trimmed = v.ID
 		}
 	}
@@ -195,5 +195,85 @@ func TestFSM_RetentionSurvivesRestore(t *testing.T) {
 	s, _ := f.State().Service("dm")
 	if s.LastResultSeq != seqs[2] || s.AckedThrough != seqs[1] || s.UnackedResults != 1 || s.TrimmedThrough == 0 {
 		t.Fatalf("restored service: %+v", s)
+	}
+}
+
+// done_retention forgets a done item, once its result is trimmed, that long
+// after the result was accepted; an AddItems of it then queues it as new.
+// An item re-run meanwhile is not forgotten.
+func TestFSM_DoneRetention(t *testing.T) {
+	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{ResultRetention: dur(0), DoneRetention: dur(time.Hour)}, "a", "b", "c")
+	forget := func() *rationv1.TickResult {
+		t.Helper()
+		return h.must(&rationv1.Tick{TrimResults: true, ForgetDone: true}).GetTick()
+	}
+	if r := forget(); r.ItemsForgotten != 0 {
+		t.Fatalf("forgot items whose results are not trimmed: %v", r)
+	}
+	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[2]})
+	if r := forget(); r.ResultsTrimmed != 3 || r.ItemsForgotten != 0 {
+		t.Fatalf("at the trim: %v", r)
+	}
+	// One item is re-run before its done bucket is forgotten: it stays.
+	var rerun string
+	for _, v := range h.f.State().Items("dm", itemDone, "", 10) {
+		rerun = v.ID
+	}
+	h.must(&rationv1.AddItemsRequest{Service: "dm", Items: []string{rerun}, Rerun: true})
+	// The results were accepted a minute apart, the first two minutes ago:
+	// a second before its done_retention, nothing goes; past the last's,
+	// all three buckets go.
+	h.advance(time.Hour - 2*time.Minute - time.Second)
+	if r := forget(); r.ItemsForgotten != 0 {
+		t.Fatalf("forgot before done_retention: %v", r)
+	}
+	h.advance(2*time.Minute + time.Second)
+	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ForgetDone: true}) {
+		t.Fatal("TickDue sees nothing to forget")
+	}
+	if r := forget(); r.ItemsForgotten != 2 {
+		t.Fatalf("at done_retention: %v", r)
+	}
+	s, _ := h.f.State().Service("dm")
+	if s.Items[itemDone] != 0 || s.Items[pending] != 1 || s.Buckets[done] != 0 || s.Counters.ItemsForgotten != 2 {
+		t.Fatalf("after forgetting: items %v buckets %v counters %+v", s.Items, s.Buckets, s.Counters)
+	}
+	if _, ok := h.f.State().Item("dm", rerun); !ok {
+		t.Fatal("the re-run item was forgotten")
+	}
+	// A forgotten id is new again.
+	var forgotten []string
+	for _, id := range []string{"a", "b", "c"} {
+		if _, ok := h.f.State().Item("dm", id); !ok {
+			forgotten = append(forgotten, id)
+		}
+	}
+	if r := h.add("dm", 0, forgotten...); len(forgotten) != 2 || r.Added != 2 {
+		t.Fatalf("adding forgotten ids %v again: %v", forgotten, r)
+	}
+}
+
+// Unset, done_retention remembers done items for ever; 0s forgets them at
+// the tick after their results are trimmed.
+func TestFSM_DoneRetentionBounds(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		keep   *rationv1.ServiceConfig
+		forgot uint32
+	}{
+		{"unset", &rationv1.ServiceConfig{ResultRetention: dur(0)}, 0},
+		{"0s", &rationv1.ServiceConfig{ResultRetention: dur(0), DoneRetention: dur(0)}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, seqs := retentionFixture(t, tt.keep, "a", "b")
+			h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]})
+			h.advance(400 * 24 * time.Hour)
+			if r := h.must(&rationv1.Tick{TrimResults: true, ForgetDone: true}).GetTick(); r.ResultsTrimmed != 2 || r.ItemsForgotten != 0 {
+				t.Fatalf("the tick that trims: %v", r)
+			}
+			if r := h.must(&rationv1.Tick{TrimResults: true, ForgetDone: true}).GetTick(); r.ItemsForgotten != tt.forgot {
+				t.Fatalf("forgot %d, want %d", r.ItemsForgotten, tt.forgot)
+			}
+		})
 	}
 }

@@ -487,7 +487,7 @@ func (c Counters) Proto() *rationv1.Counters {
 		ItemsRequeued: c.ItemsRequeued, ResultsReverted: c.ResultsReverted, Rejected: c.Rejected,
 		Heartbeats: c.Heartbeats, ItemsAdded: c.ItemsAdded, ItemsQuarantined: c.ItemsQuarantined,
 		LateSubmits: c.LateSubmits, DeadReleased: c.DeadReleased,
-		ResultsTrimmed: c.ResultsTrimmed, ResultsDropped: c.ResultsDropped,
+		ResultsTrimmed: c.ResultsTrimmed, ResultsDropped: c.ResultsDropped, ItemsForgotten: c.ItemsForgotten,
 	}
 	for _, v := range c.Verdicts {
 		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Key, Count: v.Count})
@@ -505,7 +505,7 @@ func countersFromProto(p *rationv1.Counters) Counters {
 		ItemsRequeued: p.GetItemsRequeued(), ResultsReverted: p.GetResultsReverted(), Rejected: p.GetRejected(),
 		Heartbeats: p.GetHeartbeats(), ItemsAdded: p.GetItemsAdded(), ItemsQuarantined: p.GetItemsQuarantined(),
 		LateSubmits: p.GetLateSubmits(), DeadReleased: p.GetDeadReleased(),
-		ResultsTrimmed: p.GetResultsTrimmed(), ResultsDropped: p.GetResultsDropped(),
+		ResultsTrimmed: p.GetResultsTrimmed(), ResultsDropped: p.GetResultsDropped(), ItemsForgotten: p.GetItemsForgotten(),
 	}
 	for _, v := range p.GetVerdicts() {
 		c.Verdicts = append(c.Verdicts, KeyCount{Key: v.GetVerdict(), Count: v.GetCount()})

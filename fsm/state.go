@@ -32,7 +32,13 @@ type Config struct {
 	// MaxUnackedResults refuses Acquire while the service holds this many
 	// results not yet acknowledged.
 	MaxUnackedResults uint64
+	// DoneRetention forgets a done item whose result was trimmed this long
+	// after the result was accepted; RememberForever never does.
+	DoneRetention time.Duration
 }
+
+// RememberForever is a DoneRetention that never forgets.
+const RememberForever time.Duration = -1
 
 // Service is a kind of work with its own item pool.
 type Service struct {
@@ -103,6 +109,8 @@ type Counters struct {
 	// ResultsDropped those of them dropped without an acknowledgment.
 	ResultsTrimmed uint64
 	ResultsDropped uint64
+	// ItemsForgotten counts done items forgotten after done_retention.
+	ItemsForgotten uint64
 }
 
 // KeyCount is one entry of a count kept by key (a verdict, a reason).
@@ -140,9 +148,8 @@ type Registration struct {
 // Active reports whether the worker may acquire and submit.
 func (r *Registration) Active() bool { return r.State == rationv1.WorkerState_WORKER_STATE_ACTIVE }
 
-// Item is one unit of work. Its state follows from its bucket's state,
-// unless it is in none (Bucket 0): then it is quarantined, or done with its
-// result trimmed; State on a read view computes it.
+// Item is one unit of work. Its state follows from its bucket's state unless
+// it is quarantined; State on a read view computes it.
 type Item struct {
 	// Fields are ordered so that the struct packs into 48 bytes.
 	ID          string
@@ -169,7 +176,9 @@ type Bucket struct {
 	DeadAt     int64
 	ReleaseAt  int64
 	ClosedAt   int64
-	ResultSeq  uint64
+	// ResultSeq is the result batch that closed a done bucket; 0 once it
+	// was trimmed (the bucket stays, for its items' done_retention).
+	ResultSeq uint64
 }
 
 // Held reports whether a worker holds the bucket (leased or dead).
@@ -255,6 +264,7 @@ const (
 	ActRemoveNode       = "remove-node"
 	ActAckResults       = "ack-results"
 	ActResultsTrimmed   = "results-trimmed"
+	ActItemsForgotten   = "items-forgotten"
 	// ActTick names a refused Tick; an applied one records each transition
 	// under its own action (lease-expired, dead-released, worker-idle).
 	ActTick = "tick"

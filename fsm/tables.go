@@ -24,6 +24,7 @@ type tables struct {
 	leases   *btree.BTreeG[timeKey]       // leased buckets by deadline
 	dead     *btree.BTreeG[timeKey]       // dead buckets by release time
 	held     *btree.BTreeG[heldKey]       // leased and dead buckets by holder
+	trimmed  *btree.BTreeG[svcTimeKey]    // done buckets whose results were trimmed, by service and close time
 	results  *btree.BTreeG[*ResultBatch]  // by seq
 	resSvc   *btree.BTreeG[svcSeq]        // result batches by service
 	resWkr   *btree.BTreeG[wkrSeq]        // result batches by service and worker
@@ -64,6 +65,12 @@ type timeKey struct {
 type heldKey struct {
 	service uint32
 	holder  string
+	id      uint64
+}
+
+type svcTimeKey struct {
+	service uint32
+	at      int64
 	id      uint64
 }
 
@@ -120,6 +127,9 @@ func newTables() *tables {
 		held: newTree(func(a, b heldKey) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), strings.Compare(a.holder, b.holder), cmp.Compare(a.id, b.id)) < 0
 		}),
+		trimmed: newTree(func(a, b svcTimeKey) bool {
+			return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) < 0
+		}),
 		results: newTree(func(a, b *ResultBatch) bool { return a.Seq < b.Seq }),
 		resSvc: newTree(func(a, b svcSeq) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.seq, b.seq)) < 0
@@ -159,6 +169,7 @@ func (t *tables) copy() *tables {
 		leases:   t.leases.Copy(),
 		dead:     t.dead.Copy(),
 		held:     t.held.Copy(),
+		trimmed:  t.trimmed.Copy(),
 		results:  t.results.Copy(),
 		resSvc:   t.resSvc.Copy(),
 		resWkr:   t.resWkr.Copy(),
@@ -222,6 +233,8 @@ func (t *tables) putBucket(old, b *Bucket, aging int64) {
 		t.leases.Set(timeKey{b.Deadline, b.ID})
 	case b.State == dead:
 		t.dead.Set(timeKey{b.ReleaseAt, b.ID})
+	case b.State == done && b.ResultSeq == 0:
+		t.trimmed.Set(svcTimeKey{b.Service, b.ClosedAt, b.ID})
 	}
 	if b.Held() {
 		t.held.Set(heldKey{b.Service, b.Holder, b.ID})
@@ -236,6 +249,10 @@ func (t *tables) unindexBucket(b *Bucket, aging int64) {
 		t.leases.Delete(timeKey{b.Deadline, b.ID})
 	case dead:
 		t.dead.Delete(timeKey{b.ReleaseAt, b.ID})
+	case done:
+		if b.ResultSeq == 0 {
+			t.trimmed.Delete(svcTimeKey{b.Service, b.ClosedAt, b.ID})
+		}
 	}
 	if b.Held() {
 		t.held.Delete(heldKey{b.Service, b.Holder, b.ID})

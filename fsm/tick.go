@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/tidwall/btree"
@@ -27,6 +28,9 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 	}
 	if op.GetTrimResults() {
 		budget = x.trimResults(res, budget)
+	}
+	if op.GetForgetDone() {
+		budget = x.forgetDone(res, budget)
 	}
 	if budget <= 0 {
 		res.More = true
@@ -197,9 +201,10 @@ func (x *txn) trimRequests(retention int64) uint32 {
 // trimResults trims result batches past their service's retention, each
 // service's oldest first: an acknowledged batch result_retention after it
 // was accepted, one nobody acknowledged unacked_result_retention after
-// (when set). A trimmed batch's done bucket goes with it; its items stay
-// done, in no bucket. One batch is one transition of the budget; each
-// service that trimmed gets one activity record.
+// (when set). A trimmed batch's done bucket stays, its results gone, and
+// its items stay done in it until done_retention. One batch is one
+// transition of the budget; each service that trimmed gets one activity
+// record.
 func (x *txn) trimResults(res *rationv1.TickResult, budget int) int {
 	var svcs []uint32
 	x.t.ordinals.Scan(func(s *Service) bool {
@@ -276,15 +281,75 @@ func (x *txn) trimBatch(rb *ResultBatch) (uint64, bool) {
 		s.Counters.ResultsDropped += n
 	}
 	if b := x.peekBucket(rb.Bucket); b != nil && b.State == done && b.ResultSeq == rb.Seq {
-		for _, id := range b.Items {
-			if it, ok := x.item(s.Ordinal, id); ok && !it.Quarantined && it.Bucket == b.ID {
-				c := *it
-				c.Bucket, c.Since = 0, b.ClosedAt
-				x.setItem(&c)
-			}
-		}
-		x.dropBucket(b.ID)
-		s.Buckets[done]--
+		x.bkt(b.ID).ResultSeq = 0 // the bucket stays, for its items' done_retention
 	}
 	return n, unacked
+}
+
+// forgetDone forgets done items whose results were trimmed, done_retention
+// after the results were accepted (the bucket's close), a bucket at a time,
+// each service's oldest first: the bucket goes,
+// and with it every item still done in it. An AddItems of a forgotten id
+// queues it as new. One bucket is one transition of the budget; each
+// service that forgot gets one activity record.
+func (x *txn) forgetDone(res *rationv1.TickResult, budget int) int {
+	var svcs []uint32
+	x.t.ordinals.Scan(func(s *Service) bool {
+		svcs = append(svcs, s.Ordinal)
+		return true
+	})
+	for _, ord := range svcs {
+		if budget <= 0 {
+			break
+		}
+		due := x.t.forgetDue(x.peekSvc(ord), x.now, budget)
+		if len(due) == 0 {
+			continue
+		}
+		s := x.svc(ord)
+		var forgotten uint64
+		for _, id := range due {
+			forgotten += x.forgetBucket(s, id)
+		}
+		res.ItemsForgotten += uint32(forgotten)
+		budget -= len(due)
+		x.record(&Activity{Action: ActItemsForgotten, Actor: "system", Service: s.Name, Count: forgotten,
+			Message: fmt.Sprintf("%d done buckets, results trimmed, done_retention %s", len(due), s.Config.DoneRetention)})
+	}
+	return budget
+}
+
+// forgetDue returns up to n done buckets of s, their results trimmed, that
+// have passed done_retention at now, oldest first.
+func (t *tables) forgetDue(s *Service, now int64, n int) []uint64 {
+	if s.Config.DoneRetention == RememberForever {
+		return nil
+	}
+	var due []uint64
+	t.trimmed.Ascend(svcTimeKey{service: s.Ordinal, at: math.MinInt64}, func(k svcTimeKey) bool {
+		if k.service != s.Ordinal || k.at+int64(s.Config.DoneRetention) > now || len(due) >= n {
+			return false
+		}
+		due = append(due, k.id)
+		return true
+	})
+	return due
+}
+
+// forgetBucket deletes a done bucket and the items still done in it, and
+// returns how many items it forgot.
+func (x *txn) forgetBucket(s *Service, id uint64) uint64 {
+	b := x.peekBucket(id)
+	var n uint64
+	for _, itemID := range b.Items {
+		if it, ok := x.item(s.Ordinal, itemID); ok && !it.Quarantined && it.Bucket == id {
+			x.t.items.Delete(it)
+			n++
+		}
+	}
+	x.dropBucket(id)
+	s.Buckets[done]--
+	s.Items[itemDone] -= int64(n)
+	s.Counters.ItemsForgotten += n
+	return n
 }

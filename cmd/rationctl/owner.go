@@ -35,6 +35,7 @@ type configFlags struct {
 	resultRetention      time.Duration
 	unackedRetention     time.Duration
 	maxUnackedResults    uint64
+	doneRetention        time.Duration
 }
 
 func (f *configFlags) register(fs *pflag.FlagSet) {
@@ -52,6 +53,7 @@ func (f *configFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.resultRetention, "result-retention", 0, "how long a result is kept after it was accepted, once acknowledged; 0s trims at acknowledgment (server default 24h)")
 	fs.DurationVar(&f.unackedRetention, "unacked-result-retention", 0, "drop results nobody acknowledged this long after they were accepted (server default: never)")
 	fs.Uint64Var(&f.maxUnackedResults, "max-unacked-results", 0, "results not yet acknowledged at which Acquire waits (server default 1000000)")
+	fs.DurationVar(&f.doneRetention, "done-retention", 0, "forget a done item, once its result is trimmed, this long after the result was accepted; 0s: right after the trim (server default: never)")
 }
 
 // apply copies the flags given on the command line into cfg.
@@ -104,6 +106,9 @@ func (f *configFlags) apply(fs *pflag.FlagSet, cfg *rationv1.ServiceConfig) {
 	}
 	if set("max-unacked-results") {
 		cfg.MaxUnackedResults = f.maxUnackedResults
+	}
+	if set("done-retention") {
+		cfg.DoneRetention = durationpb.New(f.doneRetention) // 0s is a value here
 	}
 }
 
@@ -519,6 +524,7 @@ func configRows(w io.Writer, c *rationv1.ServiceConfig) {
 	row(w, "result_retention", fmtDur(c.GetResultRetention()))
 	row(w, "unacked_result_retention", fmtDur(c.GetUnackedResultRetention()))
 	row(w, "max_unacked_results", c.GetMaxUnackedResults())
+	row(w, "done_retention", fmtDur(c.GetDoneRetention()))
 }
 
 func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {

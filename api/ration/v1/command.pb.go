@@ -681,7 +681,10 @@ type Tick struct {
 	// Trim result batches past their service's retention (result_retention
 	// once acknowledged, unacked_result_retention otherwise). It counts
 	// against max_transitions, a batch for a transition.
-	TrimResults   bool `protobuf:"varint,7,opt,name=trim_results,json=trimResults,proto3" json:"trim_results,omitempty"`
+	TrimResults bool `protobuf:"varint,7,opt,name=trim_results,json=trimResults,proto3" json:"trim_results,omitempty"`
+	// Forget done items whose results were trimmed done_retention ago. It
+	// counts against max_transitions, a bucket for a transition.
+	ForgetDone    bool `protobuf:"varint,8,opt,name=forget_done,json=forgetDone,proto3" json:"forget_done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -761,6 +764,13 @@ func (x *Tick) GetMaxTransitions() uint32 {
 func (x *Tick) GetTrimResults() bool {
 	if x != nil {
 		return x.TrimResults
+	}
+	return false
+}
+
+func (x *Tick) GetForgetDone() bool {
+	if x != nil {
+		return x.ForgetDone
 	}
 	return false
 }
@@ -1395,6 +1405,8 @@ type TickResult struct {
 	// Result batches trimmed, and of those dropped before acknowledgment.
 	ResultsTrimmed uint32 `protobuf:"varint,8,opt,name=results_trimmed,json=resultsTrimmed,proto3" json:"results_trimmed,omitempty"`
 	ResultsDropped uint32 `protobuf:"varint,9,opt,name=results_dropped,json=resultsDropped,proto3" json:"results_dropped,omitempty"`
+	// Done items forgotten (done_retention).
+	ItemsForgotten uint32 `protobuf:"varint,10,opt,name=items_forgotten,json=itemsForgotten,proto3" json:"items_forgotten,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1488,6 +1500,13 @@ func (x *TickResult) GetResultsTrimmed() uint32 {
 func (x *TickResult) GetResultsDropped() uint32 {
 	if x != nil {
 		return x.ResultsDropped
+	}
+	return 0
+}
+
+func (x *TickResult) GetItemsForgotten() uint32 {
+	if x != nil {
+		return x.ItemsForgotten
 	}
 	return 0
 }
@@ -1590,7 +1609,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2\x1b.ration.v1.HeartbeatRequestR\arequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x02 \x01(\fR\n" +
-	"credential\"\x9f\x02\n" +
+	"credential\"\xc0\x02\n" +
 	"\x04Tick\x12#\n" +
 	"\rexpire_leases\x18\x01 \x01(\bR\fexpireLeases\x12'\n" +
 	"\x0fdeactivate_idle\x18\x02 \x01(\bR\x0edeactivateIdle\x12-\n" +
@@ -1598,7 +1617,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x11request_retention\x18\x04 \x01(\x03R\x10requestRetention\x12!\n" +
 	"\factivity_max\x18\x06 \x01(\x04R\vactivityMax\x12'\n" +
 	"\x0fmax_transitions\x18\x05 \x01(\rR\x0emaxTransitions\x12!\n" +
-	"\ftrim_results\x18\a \x01(\bR\vtrimResults\"C\n" +
+	"\ftrim_results\x18\a \x01(\bR\vtrimResults\x12\x1f\n" +
+	"\vforget_done\x18\b \x01(\bR\n" +
+	"forgetDone\"C\n" +
 	"\aSetNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1f\n" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
@@ -1640,7 +1661,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
 	"\x14HeartbeatBatchResult\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\xc2\x02\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\xeb\x02\n" +
 	"\n" +
 	"TickResult\x12\x18\n" +
 	"\aexpired\x18\x01 \x01(\rR\aexpired\x12\x1a\n" +
@@ -1651,7 +1672,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x10requests_trimmed\x18\x06 \x01(\rR\x0frequestsTrimmed\x12\x12\n" +
 	"\x04more\x18\a \x01(\bR\x04more\x12'\n" +
 	"\x0fresults_trimmed\x18\b \x01(\rR\x0eresultsTrimmed\x12'\n" +
-	"\x0fresults_dropped\x18\t \x01(\rR\x0eresultsDropped\"A\n" +
+	"\x0fresults_dropped\x18\t \x01(\rR\x0eresultsDropped\x12'\n" +
+	"\x0fitems_forgotten\x18\n" +
+	" \x01(\rR\x0eitemsForgotten\"A\n" +
 	"\vBatchResult\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aresultsB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 

@@ -284,8 +284,14 @@ type ServiceConfig struct {
 	// owner acknowledges some. Default 1000000 (about 130 MB of state on
 	// each node with short payloads); 1 to 1000000000.
 	MaxUnackedResults uint64 `protobuf:"varint,14,opt,name=max_unacked_results,json=maxUnackedResults,proto3" json:"max_unacked_results,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// How long after its result was accepted a done item is remembered, for
+	// de-duplication, once the result is trimmed: after it, the item is
+	// forgotten, and an AddItems of its id queues it again. Unset remembers
+	// it for ever; 0s forgets it at the tick after its result is trimmed.
+	// At most 3650 days.
+	DoneRetention *durationpb.Duration `protobuf:"bytes,15,opt,name=done_retention,json=doneRetention,proto3" json:"done_retention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceConfig) Reset() {
@@ -414,6 +420,13 @@ func (x *ServiceConfig) GetMaxUnackedResults() uint64 {
 		return x.MaxUnackedResults
 	}
 	return 0
+}
+
+func (x *ServiceConfig) GetDoneRetention() *durationpb.Duration {
+	if x != nil {
+		return x.DoneRetention
+	}
+	return nil
 }
 
 // Lease is a worker's hold on a bucket.
@@ -678,6 +691,8 @@ type Counters struct {
 	ResultsTrimmed uint64 `protobuf:"varint,17,opt,name=results_trimmed,json=resultsTrimmed,proto3" json:"results_trimmed,omitempty"`
 	// Results dropped without an acknowledgment (unacked_result_retention).
 	ResultsDropped uint64 `protobuf:"varint,18,opt,name=results_dropped,json=resultsDropped,proto3" json:"results_dropped,omitempty"`
+	// Done items forgotten after done_retention.
+	ItemsForgotten uint64 `protobuf:"varint,19,opt,name=items_forgotten,json=itemsForgotten,proto3" json:"items_forgotten,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -838,6 +853,13 @@ func (x *Counters) GetResultsDropped() uint64 {
 	return 0
 }
 
+func (x *Counters) GetItemsForgotten() uint64 {
+	if x != nil {
+		return x.ItemsForgotten
+	}
+	return 0
+}
+
 // ReasonCount counts refusals with one reason.
 type ReasonCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -970,7 +992,7 @@ var File_ration_v1_types_proto protoreflect.FileDescriptor
 
 const file_ration_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x06\n" +
+	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x06\n" +
 	"\rServiceConfig\x12\x1f\n" +
 	"\vbucket_size\x18\x01 \x01(\rR\n" +
 	"bucketSize\x125\n" +
@@ -987,7 +1009,8 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x15max_leases_per_worker\x18\v \x01(\rR\x12maxLeasesPerWorker\x12D\n" +
 	"\x10result_retention\x18\f \x01(\v2\x19.google.protobuf.DurationR\x0fresultRetention\x12S\n" +
 	"\x18unacked_result_retention\x18\r \x01(\v2\x19.google.protobuf.DurationR\x16unackedResultRetention\x12.\n" +
-	"\x13max_unacked_results\x18\x0e \x01(\x04R\x11maxUnackedResults\"U\n" +
+	"\x13max_unacked_results\x18\x0e \x01(\x04R\x11maxUnackedResults\x12@\n" +
+	"\x0edone_retention\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\rdoneRetention\"U\n" +
 	"\x05Lease\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"U\n" +
@@ -1000,7 +1023,7 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\">\n" +
 	"\fVerdictCount\x12\x18\n" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\xe3\x05\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x8c\x06\n" +
 	"\bCounters\x12%\n" +
 	"\x0eleases_granted\x18\x01 \x01(\x04R\rleasesGranted\x12%\n" +
 	"\x0eleases_expired\x18\x02 \x01(\x04R\rleasesExpired\x12'\n" +
@@ -1023,7 +1046,8 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\rdead_released\x18\x0f \x01(\x04R\fdeadReleased\x12D\n" +
 	"\x12rejected_by_reason\x18\x10 \x03(\v2\x16.ration.v1.ReasonCountR\x10rejectedByReason\x12'\n" +
 	"\x0fresults_trimmed\x18\x11 \x01(\x04R\x0eresultsTrimmed\x12'\n" +
-	"\x0fresults_dropped\x18\x12 \x01(\x04R\x0eresultsDropped\";\n" +
+	"\x0fresults_dropped\x18\x12 \x01(\x04R\x0eresultsDropped\x12'\n" +
+	"\x0fitems_forgotten\x18\x13 \x01(\x04R\x0eitemsForgotten\";\n" +
 	"\vReasonCount\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9e\x01\n" +
@@ -1090,14 +1114,15 @@ var file_ration_v1_types_proto_depIdxs = []int32{
 	12, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
 	12, // 4: ration.v1.ServiceConfig.result_retention:type_name -> google.protobuf.Duration
 	12, // 5: ration.v1.ServiceConfig.unacked_result_retention:type_name -> google.protobuf.Duration
-	13, // 6: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
-	8,  // 7: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
-	10, // 8: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 6: ration.v1.ServiceConfig.done_retention:type_name -> google.protobuf.Duration
+	13, // 7: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
+	8,  // 8: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
+	10, // 9: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_types_proto_init() }
