@@ -29,6 +29,11 @@ type benchConfig struct {
 	duration   time.Duration
 	warmup     time.Duration
 	progress   time.Duration
+	// A soak: export (and acknowledge) beside the load, report memory.
+	export      bool
+	reportEvery time.Duration
+	// Retention of a service bench creates (unset: the server's defaults).
+	resultRetention, doneRetention *time.Duration
 }
 
 func (a *app) benchCommand() *cobra.Command {
@@ -41,7 +46,13 @@ cycle (acquire up to --per-acquire buckets, submit a result for every item,
 repeat) on a service that an owner keeps fed. It reports items/s, buckets/s,
 acquire and submit latency percentiles, and errors by code; a progress line
 goes to stderr while it runs. The service is created if it does not exist
-(needs the admin token when the cluster has one).`,
+(needs the admin token when the cluster has one).
+
+As a soak: --export runs the owner's export loop beside the load, following
+the results and acknowledging them every second, and --report-every prints,
+per interval, items/s, what was exported, and each node's heap in use and
+resident memory (from its /metrics). --result-retention and
+--done-retention set those of a service bench creates.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.workers < 1 || cfg.perAcquire < 1 || cfg.bucketSize < 1 || cfg.duration <= 0 {
@@ -59,6 +70,19 @@ goes to stderr while it runs. The service is created if it does not exist
 	f.DurationVar(&cfg.duration, "duration", 30*time.Second, "measured time")
 	f.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "unmeasured time before")
 	f.DurationVar(&cfg.progress, "progress", 2*time.Second, "progress line interval (0: none)")
+	f.BoolVar(&cfg.export, "export", false, "export and acknowledge the results beside the load")
+	f.DurationVar(&cfg.reportEvery, "report-every", 0, "report items/s and each node's memory at this interval (0: none)")
+	var resultRetention, doneRetention time.Duration
+	f.DurationVar(&resultRetention, "result-retention", 0, "result_retention of a service bench creates")
+	f.DurationVar(&doneRetention, "done-retention", 0, "done_retention of a service bench creates")
+	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
+		if cmd.Flags().Changed("result-retention") {
+			cfg.resultRetention = &resultRetention
+		}
+		if cmd.Flags().Changed("done-retention") {
+			cfg.doneRetention = &doneRetention
+		}
+	}
 	return cmd
 }
 
@@ -73,6 +97,8 @@ type benchResult struct {
 	AcquireMs     map[string]float64 `json:"acquire_ms"`
 	SubmitMs      map[string]float64 `json:"submit_ms"`
 	Errors        map[string]int64   `json:"errors"`
+	Exported      int64              `json:"exported,omitempty"`
+	Report        []benchReportRow   `json:"report,omitempty"`
 }
 
 type benchStats struct {
@@ -102,14 +128,7 @@ func (a *app) runBench(ctx context.Context, cfg benchConfig) error {
 	if err != nil {
 		return err
 	}
-	if _, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: cfg.service}); connect.CodeOf(err) == connect.CodeNotFound {
-		_, err = owner.CreateService(ctx, &rationv1.CreateServiceRequest{Name: cfg.service, Kind: "dmcheck", Config: &rationv1.ServiceConfig{
-			BucketSize: cfg.bucketSize, MaxLeasesPerWorker: 100000, LeaseTtl: durationpb.New(10 * time.Minute),
-			MaxBucketsPerAcquire: max(cfg.perAcquire, 10)}})
-		if err != nil {
-			return fmt.Errorf("create service %s: %w", cfg.service, err)
-		}
-	} else if err != nil {
+	if err := benchService(ctx, owner, cfg); err != nil {
 		return err
 	}
 	// Fresh worker ids per run: an id stays bound to the secret it first used.
@@ -123,6 +142,10 @@ func (a *app) runBench(ctx context.Context, cfg benchConfig) error {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { a.benchFeed(run, owner, cfg) })
+	var exported atomic.Int64
+	if cfg.export {
+		wg.Go(func() { benchExport(run, owner, cfg.service, &exported) })
+	}
 	payload := strings.Repeat("p", cfg.payload)
 	for i := range cfg.workers {
 		w, err := client.New(client.Config{Addrs: a.addrs, WorkerSecret: secret, HTTPClient: a.httpClient})
@@ -139,7 +162,18 @@ func (a *app) runBench(ctx context.Context, cfg benchConfig) error {
 	st.measured.Store(true)
 	start := time.Now()
 	items0, buckets0 := st.items.Load(), st.buckets.Load()
+	var report []benchReportRow
+	reported := make(chan struct{})
+	measure, endMeasure := context.WithCancel(run)
+	go func() {
+		defer close(reported)
+		if cfg.reportEvery > 0 {
+			report = a.benchReport(measure, cfg.reportEvery, st, &exported, start)
+		}
+	}()
 	a.benchProgress(run, cfg, st, start, items0)
+	endMeasure()
+	<-reported
 	elapsed := time.Since(start)
 	items, buckets := st.items.Load()-items0, st.buckets.Load()-buckets0
 	st.measured.Store(false)
@@ -150,7 +184,35 @@ func (a *app) runBench(ctx context.Context, cfg benchConfig) error {
 	defer st.mu.Unlock()
 	res := benchResult{Workers: cfg.workers, Seconds: elapsed.Seconds(), Items: items, Buckets: buckets,
 		ItemsPerSec: float64(items) / elapsed.Seconds(), BucketsPerSec: float64(buckets) / elapsed.Seconds(),
-		AcquireMs: percentiles(st.acquire), SubmitMs: percentiles(st.submit), Errors: st.errors}
+		AcquireMs: percentiles(st.acquire), SubmitMs: percentiles(st.submit), Errors: st.errors,
+		Exported: exported.Load(), Report: report}
+	return a.printBench(res, cfg)
+}
+
+// benchService creates the service to load, unless it exists.
+func benchService(ctx context.Context, owner *client.Client, cfg benchConfig) error {
+	if _, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: cfg.service}); connect.CodeOf(err) == connect.CodeNotFound {
+		sc := &rationv1.ServiceConfig{BucketSize: cfg.bucketSize, MaxLeasesPerWorker: 100000, LeaseTtl: durationpb.New(10 * time.Minute),
+			MaxBucketsPerAcquire: max(cfg.perAcquire, 10)}
+		if cfg.resultRetention != nil {
+			sc.ResultRetention = durationpb.New(*cfg.resultRetention)
+		}
+		if cfg.doneRetention != nil {
+			sc.DoneRetention = durationpb.New(*cfg.doneRetention)
+		}
+		_, err = owner.CreateService(ctx, &rationv1.CreateServiceRequest{Name: cfg.service, Kind: "dmcheck", Config: sc})
+		if err != nil {
+			return fmt.Errorf("create service %s: %w", cfg.service, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// printBench prints what bench measured: JSON with -o json, else a table
+// and the report's rows.
+func (a *app) printBench(res benchResult, cfg benchConfig) error {
 	if a.output == "json" {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
@@ -160,7 +222,16 @@ func (a *app) runBench(ctx context.Context, cfg benchConfig) error {
 	row(w, "WORKERS", "SECONDS", "ITEMS/S", "BUCKETS/S", "ACQUIRE P50/P99/P999 MS", "SUBMIT P50/P99/P999 MS", "ERRORS")
 	row(w, res.Workers, fmt.Sprintf("%.1f", res.Seconds), fmt.Sprintf("%.0f", res.ItemsPerSec), fmt.Sprintf("%.1f", res.BucketsPerSec),
 		fmtPct(res.AcquireMs), fmtPct(res.SubmitMs), fmtErrors(res.Errors))
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, r := range res.Report {
+		fmt.Fprintln(a.stdout, fmtReportRow(r))
+	}
+	if cfg.export {
+		fmt.Fprintf(a.stdout, "exported and acknowledged %d results\n", res.Exported)
+	}
+	return nil
 }
 
 // benchWorker runs the bucket cycle.
