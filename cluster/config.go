@@ -61,8 +61,10 @@ type Config struct {
 	// ActivityRetention and ActivityMax bound the activity log.
 	ActivityRetention time.Duration
 	ActivityMax       uint64
-	// RequestRetention is how long request ids are remembered for retries.
+	// RequestRetention and RequestMaxBytes bound the request ids remembered
+	// for retries: by age, and by what they cost (their answers mostly).
 	RequestRetention time.Duration
+	RequestMaxBytes  uint64
 	// MaxTransitionsPerTick bounds the work of one Tick.
 	MaxTransitionsPerTick uint32
 	// MaxCommandBytes caps one proposed command, and one log entry.
@@ -100,6 +102,7 @@ func DefaultConfig() Config {
 		ActivityRetention:     7 * 24 * time.Hour,
 		ActivityMax:           1_000_000,
 		RequestRetention:      time.Hour,
+		RequestMaxBytes:       128 << 20,
 		MaxTransitionsPerTick: 5000,
 		MaxCommandBytes:       16 << 20,
 		MaxEntriesInFlight:    2,

@@ -100,6 +100,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 				ActivityRetention: int64(n.cfg.ActivityRetention),
 				ActivityMax:       n.cfg.ActivityMax,
 				RequestRetention:  int64(n.cfg.RequestRetention),
+				RequestMaxBytes:   n.cfg.RequestMaxBytes,
 				MaxTransitions:    n.cfg.MaxTransitionsPerTick,
 				TrimResults:       true,
 				ForgetDone:        true,

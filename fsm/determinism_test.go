@@ -253,3 +253,42 @@ func TestFSM_RestoreRefusesCutAtRecordBoundary(t *testing.T) {
 		t.Fatalf("only %d record boundaries tried", cuts)
 	}
 }
+
+// Past request_max_bytes the tick forgets the oldest request ids first, and
+// at exactly the limit it forgets none.
+func TestFSM_RequestIDsBoundedByBytes(t *testing.T) {
+	h := setup(t, &rationv1.ServiceConfig{BucketSize: 2}, 10, "w1")
+	acq := &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1", MaxBuckets: 1}
+	for _, id := range []string{"a", "b", "c"} {
+		if r := h.applyAs(acq, "w1", secret("w1"), id); len(r.GetAcquire().GetBuckets()) != 1 {
+			t.Fatalf("acquire %s: %v", id, r)
+		}
+	}
+	costs := map[string]uint64{}
+	var total uint64
+	h.f.t.requests.Scan(func(r *request) bool {
+		costs[r.Key[len(r.Key)-1:]] = r.cost()
+		total += r.cost()
+		return true
+	})
+	if len(costs) != 3 || total != h.f.t.meta.requestBytes {
+		t.Fatalf("remembered %v, %d bytes counted, %d summed", costs, h.f.t.meta.requestBytes, total)
+	}
+	if r := h.must(&rationv1.Tick{RequestMaxBytes: total}).GetTick(); r.RequestsTrimmed != 0 {
+		t.Fatalf("at the limit the tick forgot %d request ids", r.RequestsTrimmed)
+	}
+	if r := h.must(&rationv1.Tick{RequestMaxBytes: total - 1}).GetTick(); r.RequestsTrimmed != 1 {
+		t.Fatalf("one byte past the limit the tick forgot %d request ids, want 1", r.RequestsTrimmed)
+	}
+	var left []string
+	h.f.t.requests.Scan(func(r *request) bool {
+		left = append(left, r.Key[len(r.Key)-1:])
+		return true
+	})
+	if fmt.Sprint(left) != "[b c]" || h.f.t.meta.requestBytes != total-costs["a"] {
+		t.Fatalf("left %v costing %d, want [b c] costing %d", left, h.f.t.meta.requestBytes, total-costs["a"])
+	}
+	if err := h.f.State().CheckInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}

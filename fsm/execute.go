@@ -41,12 +41,12 @@ func (x *txn) execute(cmd *rationv1.Command, sum []byte) *rationv1.CommandResult
 	}
 	if prev, ok := x.t.requests.Get(&request{Key: key}); ok {
 		if string(prev.BodyHash) == string(sum) {
-			return prev.Result
+			return prev.result()
 		}
 		return x.refuse(o, req, reusedID(x.hdr, prev))
 	}
 	res := x.run(o, req)
-	x.t.putRequest(&request{Key: key, BodyHash: sum, At: x.now, Index: x.index, Result: res})
+	x.t.putRequest(&request{Key: key, BodyHash: sum, At: x.now, Index: x.index, Answer: encodeAnswer(res)})
 	return res
 }
 
@@ -64,4 +64,31 @@ func (x *txn) run(o *operation, req proto.Message) *rationv1.CommandResult {
 // reusedID is the refusal of a request id that first came with another body.
 func reusedID(hdr *rationv1.CommandHeader, prev *request) error {
 	return fmt.Errorf("request id %q was first used at index %d for another request: %w", hdr.GetRequestId(), prev.Index, ErrRequestIDReused)
+}
+
+// requestOverhead approximates a remembered request's memory beyond its
+// key, hash and answer: the struct and its two index entries.
+const requestOverhead = 128
+
+// cost is what a remembered request counts against request_max_bytes.
+func (r *request) cost() uint64 {
+	return uint64(len(r.Key)+len(r.BodyHash)+len(r.Answer)) + requestOverhead
+}
+
+// result decodes the remembered answer.
+func (r *request) result() *rationv1.CommandResult {
+	res := &rationv1.CommandResult{}
+	if err := proto.Unmarshal(r.Answer, res); err != nil {
+		panic(fmt.Sprintf("fsm: request %q: remembered answer does not decode: %v", r.Key, err))
+	}
+	return res
+}
+
+// encodeAnswer encodes a command's answer for a request record.
+func encodeAnswer(res *rationv1.CommandResult) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode answer: %v", err))
+	}
+	return b
 }

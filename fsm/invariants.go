@@ -334,6 +334,14 @@ func (c *checker) checkIndexSizes() {
 	if t.requests.Len() != t.reqAge.Len() {
 		c.fail("request indexes out of step: %d, %d", t.requests.Len(), t.reqAge.Len())
 	}
+	var cost uint64
+	t.requests.Scan(func(r *request) bool {
+		cost += r.cost()
+		return true
+	})
+	if cost != t.meta.requestBytes {
+		c.fail("request ids cost %d bytes, counted %d", cost, t.meta.requestBytes)
+	}
 }
 
 func (c *checker) checkActivity() {

@@ -333,6 +333,9 @@ func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
 		if r := tick.GetRequestRetention(); r > 0 && k.at < now-r {
 			return true
 		}
+		if m := tick.GetRequestMaxBytes(); m > 0 && t.meta.requestBytes > m {
+			return true
+		}
 	}
 	due := false
 	t.ordinals.Scan(func(s *Service) bool {

@@ -178,7 +178,7 @@ func (t *tables) encode(w io.Writer) error {
 	})
 	t.requests.Scan(func(r *request) bool {
 		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Request{Request: &rationv1.RequestRecord{
-			Key: r.Key, BodyHash: r.BodyHash, At: r.At, Index: r.Index, Result: r.Result}}})
+			Key: r.Key, BodyHash: r.BodyHash, At: r.At, Index: r.Index, Result: r.Answer}}})
 		return rw.err == nil
 	})
 	rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_End{End: &rationv1.SnapshotEnd{Records: rw.n}}})
@@ -314,7 +314,10 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 		if _, dup := t.requests.Get(&request{Key: p.Key}); dup {
 			return fmt.Errorf("request %q twice", p.Key)
 		}
-		t.putRequest(&request{Key: p.Key, BodyHash: p.BodyHash, At: p.At, Index: p.Index, Result: proto.CloneOf(p.Result)})
+		if err := proto.Unmarshal(p.Result, &rationv1.CommandResult{}); err != nil {
+			return fmt.Errorf("request %q: answer: %v", p.Key, err)
+		}
+		t.putRequest(&request{Key: p.Key, BodyHash: p.BodyHash, At: p.At, Index: p.Index, Answer: p.Result})
 	default:
 		return fmt.Errorf("unknown record type (fields %v)", unknownFields(rec))
 	}

@@ -232,13 +232,16 @@ type NodeAddress struct {
 	APIAddress string
 }
 
-// request remembers a command's answer under its request id.
+// request remembers a command's answer under its request id. The answer
+// is kept encoded: its size is what the tick's request_max_bytes counts,
+// and it holds on to nothing else in the state (an Acquire's answer would
+// otherwise keep its buckets' item lists alive after they are forgotten).
 type request struct {
 	Key      string
 	BodyHash []byte
 	At       int64
 	Index    uint64
-	Result   *rationv1.CommandResult
+	Answer   []byte // a CommandResult, encoded deterministically
 }
 
 // Actions recorded in the activity log.

@@ -43,6 +43,9 @@ type meta struct {
 	nextEpoch   uint64
 	nextBucket  uint64
 	nextService uint32
+	// requestBytes is what the remembered request ids cost (requestCost),
+	// derived from them: snapshots do not carry it.
+	requestBytes uint64
 }
 
 type idleKey struct {
@@ -304,9 +307,11 @@ func (t *tables) dropActivity(a *Activity) {
 func (t *tables) putRequest(r *request) {
 	t.requests.Set(r)
 	t.reqAge.Set(ageKey{r.At, r.Key})
+	t.meta.requestBytes += r.cost()
 }
 
 func (t *tables) dropRequest(r *request) {
 	t.requests.Delete(r)
 	t.reqAge.Delete(ageKey{r.At, r.Key})
+	t.meta.requestBytes -= r.cost()
 }

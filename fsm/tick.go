@@ -38,8 +38,8 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 	if ret := op.GetActivityRetention(); ret > 0 || op.GetActivityMax() > 0 {
 		res.ActivityTrimmed = x.trimActivity(ret, op.GetActivityMax())
 	}
-	if ret := op.GetRequestRetention(); ret > 0 {
-		res.RequestsTrimmed = x.trimRequests(ret)
+	if ret, max := op.GetRequestRetention(), op.GetRequestMaxBytes(); ret > 0 || max > 0 {
+		res.RequestsTrimmed = x.trimRequests(ret, max)
 	}
 	return res
 }
@@ -180,18 +180,25 @@ func (x *txn) trimActivity(retention int64, max uint64) uint32 {
 	return n
 }
 
-// trimRequests forgets request ids older than retention.
-func (x *txn) trimRequests(retention int64) uint32 {
+// trimRequests forgets request ids older than retention and, beyond that,
+// the oldest while the rest cost more than maxBytes.
+func (x *txn) trimRequests(retention int64, maxBytes uint64) uint32 {
 	cut := x.now - retention
 	var n uint32
 	for {
 		k, ok := x.t.reqAge.Min()
-		if !ok || k.at >= cut {
+		if !ok {
 			break
 		}
-		x.t.reqAge.Delete(k)
+		old := retention > 0 && k.at < cut
+		over := maxBytes > 0 && x.t.meta.requestBytes > maxBytes
+		if !old && !over {
+			break
+		}
 		if r, ok := x.t.requests.Get(&request{Key: k.key}); ok && r.At == k.at {
-			x.t.requests.Delete(r)
+			x.t.dropRequest(r)
+		} else {
+			x.t.reqAge.Delete(k) // cannot happen: the indexes move together
 		}
 		n++
 	}

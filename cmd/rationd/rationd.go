@@ -46,6 +46,8 @@ type Main struct {
 	RaftDial        map[string]string
 	// Limits are the per-client limits (see limits.go for their flags).
 	Limits server.Limits
+	// Bounds limit what the node remembers (see bounds.go for their flags).
+	Bounds Bounds
 	// TLS: certificate files (see tls.go); empty serves cleartext.
 	TLSCert, TLSKey, TLSClientCA       string
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
@@ -65,7 +67,7 @@ func NewMain() *Main {
 	return &Main{
 		NodeID: "n1", DataDir: "ration-data", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071",
 		LogFormat: "text", LogLevel: "info", JoinTimeout: time.Minute, Stderr: os.Stderr,
-		Limits: server.DefaultLimits(),
+		Limits: server.DefaultLimits(), Bounds: defaultBounds(),
 	}
 }
 
@@ -92,6 +94,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	dial := fs.String("raft-dial", "", "comma-separated ID=HOST:PORT: dial these members' Raft at these addresses instead of their own (proxies, tests)")
 	m.addTLSFlags(fs)
 	m.addLimitFlags(fs)
+	m.addBoundFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -124,6 +127,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		return err
 	}
 	if err := m.checkLimitFlags(); err != nil {
+		return err
+	}
+	if err := m.checkBoundFlags(); err != nil {
 		return err
 	}
 	if m.LogFormat != "text" && m.LogFormat != "json" {
@@ -179,6 +185,7 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.Logger = m.log
 	cfg.PeerDialAddrs = m.RaftDial
 	cfg.PeerTLS = tl.peer
+	m.Bounds.apply(&cfg)
 	if m.ElectionTimeout > 0 {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = m.ElectionTimeout, m.ElectionTimeout, m.ElectionTimeout/2
 	}

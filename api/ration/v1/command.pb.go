@@ -684,9 +684,13 @@ type Tick struct {
 	TrimResults bool `protobuf:"varint,7,opt,name=trim_results,json=trimResults,proto3" json:"trim_results,omitempty"`
 	// Forget done items whose results were trimmed done_retention ago. It
 	// counts against max_transitions, a bucket for a transition.
-	ForgetDone    bool `protobuf:"varint,8,opt,name=forget_done,json=forgetDone,proto3" json:"forget_done,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ForgetDone bool `protobuf:"varint,8,opt,name=forget_done,json=forgetDone,proto3" json:"forget_done,omitempty"`
+	// Beyond request_retention, forget the oldest request ids while what they
+	// cost (key, body hash, encoded answer and 128 bytes each) passes this
+	// many bytes (0: no limit).
+	RequestMaxBytes uint64 `protobuf:"varint,9,opt,name=request_max_bytes,json=requestMaxBytes,proto3" json:"request_max_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Tick) Reset() {
@@ -773,6 +777,13 @@ func (x *Tick) GetForgetDone() bool {
 		return x.ForgetDone
 	}
 	return false
+}
+
+func (x *Tick) GetRequestMaxBytes() uint64 {
+	if x != nil {
+		return x.RequestMaxBytes
+	}
+	return 0
 }
 
 type SetNode struct {
@@ -1609,7 +1620,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2\x1b.ration.v1.HeartbeatRequestR\arequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x02 \x01(\fR\n" +
-	"credential\"\xc0\x02\n" +
+	"credential\"\xec\x02\n" +
 	"\x04Tick\x12#\n" +
 	"\rexpire_leases\x18\x01 \x01(\bR\fexpireLeases\x12'\n" +
 	"\x0fdeactivate_idle\x18\x02 \x01(\bR\x0edeactivateIdle\x12-\n" +
@@ -1619,7 +1630,8 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x0fmax_transitions\x18\x05 \x01(\rR\x0emaxTransitions\x12!\n" +
 	"\ftrim_results\x18\a \x01(\bR\vtrimResults\x12\x1f\n" +
 	"\vforget_done\x18\b \x01(\bR\n" +
-	"forgetDone\"C\n" +
+	"forgetDone\x12*\n" +
+	"\x11request_max_bytes\x18\t \x01(\x04R\x0frequestMaxBytes\"C\n" +
 	"\aSetNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1f\n" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +

@@ -1367,12 +1367,15 @@ func (x *ActivityRecord) GetRequestId() string {
 }
 
 type RequestRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	BodyHash      []byte                 `protobuf:"bytes,2,opt,name=body_hash,json=bodyHash,proto3" json:"body_hash,omitempty"`
-	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
-	Index         uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
-	Result        *CommandResult         `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Key      string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	BodyHash []byte                 `protobuf:"bytes,2,opt,name=body_hash,json=bodyHash,proto3" json:"body_hash,omitempty"`
+	At       int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Index    uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	// The answer, a CommandResult encoded deterministically. Bytes rather than
+	// the message, which has the same encoding, so that a node keeps it as it
+	// is and writes it back as it was.
+	Result        []byte `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1435,7 +1438,7 @@ func (x *RequestRecord) GetIndex() uint64 {
 	return 0
 }
 
-func (x *RequestRecord) GetResult() *CommandResult {
+func (x *RequestRecord) GetResult() []byte {
 	if x != nil {
 		return x.Result
 	}
@@ -1446,7 +1449,7 @@ var File_ration_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x18ration/v1/snapshot.proto\x12\tration.v1\x1a\x17ration/v1/command.proto\x1a\x15ration/v1/types.proto\"\xd2\x04\n" +
+	"\x18ration/v1/snapshot.proto\x12\tration.v1\x1a\x15ration/v1/types.proto\"\xd2\x04\n" +
 	"\x0eSnapshotRecord\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x17.ration.v1.SnapshotMetaH\x00R\x04meta\x12+\n" +
 	"\x04node\x18\x02 \x01(\v2\x15.ration.v1.NodeRecordH\x00R\x04node\x124\n" +
@@ -1574,13 +1577,13 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	" \x01(\tR\amessage\x12\x14\n" +
 	"\x05count\x18\v \x01(\x04R\x05count\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\f \x01(\tR\trequestId\"\x96\x01\n" +
+	"request_id\x18\f \x01(\tR\trequestId\"|\n" +
 	"\rRequestRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1b\n" +
 	"\tbody_hash\x18\x02 \x01(\fR\bbodyHash\x12\x0e\n" +
 	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\x120\n" +
-	"\x06result\x18\x05 \x01(\v2\x18.ration.v1.CommandResultR\x06resultB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
+	"\x05index\x18\x04 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06result\x18\x05 \x01(\fR\x06resultB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 
 var (
 	file_ration_v1_snapshot_proto_rawDescOnce sync.Once
@@ -1615,7 +1618,6 @@ var file_ration_v1_snapshot_proto_goTypes = []any{
 	(*Counters)(nil),           // 16: ration.v1.Counters
 	(WorkerState)(0),           // 17: ration.v1.WorkerState
 	(BucketState)(0),           // 18: ration.v1.BucketState
-	(*CommandResult)(nil),      // 19: ration.v1.CommandResult
 }
 var file_ration_v1_snapshot_proto_depIdxs = []int32{
 	2,  // 0: ration.v1.SnapshotRecord.meta:type_name -> ration.v1.SnapshotMeta
@@ -1637,12 +1639,11 @@ var file_ration_v1_snapshot_proto_depIdxs = []int32{
 	16, // 16: ration.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
 	18, // 17: ration.v1.BucketRecord.state:type_name -> ration.v1.BucketState
 	11, // 18: ration.v1.ResultRecord.results:type_name -> ration.v1.StoredResult
-	19, // 19: ration.v1.RequestRecord.result:type_name -> ration.v1.CommandResult
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_snapshot_proto_init() }
@@ -1650,7 +1651,6 @@ func file_ration_v1_snapshot_proto_init() {
 	if File_ration_v1_snapshot_proto != nil {
 		return
 	}
-	file_ration_v1_command_proto_init()
 	file_ration_v1_types_proto_init()
 	file_ration_v1_snapshot_proto_msgTypes[0].OneofWrappers = []any{
 		(*SnapshotRecord_Meta)(nil),
