@@ -52,6 +52,13 @@ type Config struct {
 	SnapshotInterval   time.Duration
 	SnapshotThreshold  uint64
 	TrailingLogs       uint64
+	// SnapshotLogBytes makes the node snapshot once its log since the last
+	// snapshot holds this many bytes, or that snapshot's size if larger
+	// (0: only SnapshotThreshold and SnapshotInterval decide).
+	SnapshotLogBytes uint64
+	// TrailingLogBytes lowers TrailingLogs so that the entries kept after
+	// a snapshot hold about this many bytes (0: TrailingLogs alone).
+	TrailingLogBytes uint64
 
 	// TickInterval is how often the leader proposes a Tick.
 	TickInterval time.Duration
@@ -97,6 +104,8 @@ func DefaultConfig() Config {
 		SnapshotInterval:      2 * time.Minute,
 		SnapshotThreshold:     8192,
 		TrailingLogs:          10240,
+		SnapshotLogBytes:      256 << 20,
+		TrailingLogBytes:      256 << 20,
 		TickInterval:          time.Second,
 		FailoverGrace:         15 * time.Second,
 		ActivityRetention:     7 * 24 * time.Hour,

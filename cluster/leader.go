@@ -104,6 +104,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 				MaxTransitions:    n.cfg.MaxTransitionsPerTick,
 				TrimResults:       true,
 				ForgetDone:        true,
+				RefreshDone:       true,
 			}
 			// An idle cluster writes nothing: a tick with nothing due is skipped.
 			if !n.fsm.State().TickDue(n.cfg.Now().UnixNano(), tick) {

@@ -31,6 +31,7 @@ type Node struct {
 	notify      chan bool
 	leaderReady atomic.Bool
 	prop        *proposer
+	compact     *compactor
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -82,6 +83,11 @@ func New(cfg Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.prop.run(n.stop, &n.wg)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.compact.run(n.stop)
+	}()
 	started = true
 	return n, nil
 }
@@ -211,14 +217,17 @@ func (n *Node) raftConfig(log hclog.Logger) *raft.Config {
 func (n *Node) startRaft(log hclog.Logger, st stores, newestSnap string) error {
 	guard := &startGuard{FSM: n.fsm}
 	guard.starting.Store(true)
-	logs := st.logs
+	metered := &meteredLogs{LogStore: st.logs}
+	var logs raft.LogStore = metered
 	if n.cfg.LogCacheEntries > 0 && n.cfg.LogCacheBytes > 0 {
-		logs = newLogCache(st.logs, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
+		logs = newLogCache(metered, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
 	}
 	r, err := raft.NewRaft(n.raftConfig(log), guard, logs, st.stable, st.snaps, n.trans)
 	guard.starting.Store(false)
 	if err == nil {
 		n.raft = r
+		n.compact = &compactor{n: n, logs: metered, snaps: st.snaps}
+		n.compact.trail.Store(n.cfg.TrailingLogs)
 	}
 	if gerr := guard.failed(); gerr != nil {
 		return damaged(filepath.Join(newestSnap, "state.bin"), "does not restore (%v)", gerr)

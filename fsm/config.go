@@ -41,6 +41,7 @@ const (
 	MaxLeasesPerWorkerCap = 100000
 	MaxResultRetention    = 3650 * 24 * time.Hour
 	MinUnackedRetention   = time.Minute
+	MinRefreshAfter       = time.Minute
 	MaxUnackedResultsCap  = 1_000_000_000
 
 	// MinPriority and MaxPriority bound an item's priority.
@@ -221,6 +222,15 @@ func retentionFromProto(pc *rationv1.ServiceConfig, c *Config) error {
 			return fmt.Errorf("config.done_retention is %s, want 0s to %s: %w", c.DoneRetention, MaxResultRetention, ErrInvalidConfig)
 		}
 	}
+	c.RefreshAfter = NeverRefresh
+	if d := pc.GetRefreshAfter(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fmt.Errorf("config.refresh_after: %v: %w", err, ErrInvalidConfig)
+		}
+		if c.RefreshAfter = d.AsDuration(); c.RefreshAfter < MinRefreshAfter || c.RefreshAfter > MaxResultRetention {
+			return fmt.Errorf("config.refresh_after is %s, want %s to %s, or unset for never: %w", c.RefreshAfter, MinRefreshAfter, MaxResultRetention, ErrInvalidConfig)
+		}
+	}
 	c.MaxUnackedResults = pc.GetMaxUnackedResults()
 	if c.MaxUnackedResults == 0 {
 		c.MaxUnackedResults = DefaultMaxUnackedResults
@@ -260,6 +270,9 @@ func (c Config) Proto() *rationv1.ServiceConfig {
 	}
 	if c.DoneRetention != RememberForever {
 		p.DoneRetention = durationpb.New(c.DoneRetention)
+	}
+	if c.RefreshAfter != NeverRefresh {
+		p.RefreshAfter = durationpb.New(c.RefreshAfter)
 	}
 	return p
 }

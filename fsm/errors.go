@@ -63,6 +63,11 @@ var (
 	// ErrAckBeyondResults: an acknowledgment names a seq past the service's
 	// last result.
 	ErrAckBeyondResults = newError("ACK_BEYOND_RESULTS", "acknowledgment beyond the last result")
+	// ErrServiceNotRevoked: only a revoked service can be deleted.
+	ErrServiceNotRevoked = newError("SERVICE_NOT_REVOKED", "service is not revoked")
+	// ErrResultsNotAcknowledged: deleting the service would lose results its
+	// owner never acknowledged; force says to lose them.
+	ErrResultsNotAcknowledged = newError("RESULTS_NOT_ACKNOWLEDGED", "results not yet acknowledged")
 	// ErrNodeNotFound: no cluster node has the id.
 	ErrNodeNotFound = newError("NODE_NOT_FOUND", "node not found")
 )

@@ -106,6 +106,7 @@ type checker struct {
 
 	ready, leases, dead int // buckets by index they must be in
 	trimmed             int // done buckets whose results were trimmed
+	closed              int // done buckets
 	active              int // active registrations
 }
 
@@ -166,6 +167,10 @@ func (c *checker) checkBucketIndex(svc *Service, b *Bucket) {
 			c.fail("bucket %d: dead but not in the dead index", b.ID)
 		}
 	case done:
+		c.closed++
+		if _, ok := t.closed.Get(svcTimeKey{b.Service, b.ClosedAt, b.ID}); !ok {
+			c.fail("bucket %d: done but not in the closed index", b.ID)
+		}
 		if b.ResultSeq == 0 { // its results were trimmed
 			c.trimmed++
 			if _, ok := t.trimmed.Get(svcTimeKey{b.Service, b.ClosedAt, b.ID}); !ok {
@@ -315,6 +320,9 @@ func (c *checker) checkIndexSizes() {
 	}
 	if n := t.dead.Len(); n != c.dead {
 		c.fail("dead index has %d entries for %d dead buckets", n, c.dead)
+	}
+	if n := t.closed.Len(); n != c.closed {
+		c.fail("closed index has %d entries for %d done buckets", n, c.closed)
 	}
 	if n := t.trimmed.Len(); n != c.trimmed {
 		c.fail("trimmed index has %d entries for %d done buckets with their results trimmed", n, c.trimmed)

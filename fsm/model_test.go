@@ -49,9 +49,11 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	h.createService("dm", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(10 * time.Minute),
 		ReleaseGrace: dur(2 * time.Minute), MaxAttempts: 3, MaxBucketsPerAcquire: 4, MaxLeasesPerWorker: 6,
 		WorkerInactiveAfter: dur(40 * time.Minute), ResultRetention: dur(10 * time.Minute), DoneRetention: dur(20 * time.Minute)})
-	// gen's owner lets results nobody acknowledged go after half an hour.
+	// gen's owner lets results nobody acknowledged go after half an hour,
+	// and has done items checked again after 25 minutes.
 	h.createService("gen", "generic", &rationv1.ServiceConfig{BucketSize: 5, Verdicts: []string{"A", "B", "C"},
-		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2, UnackedResultRetention: dur(30 * time.Minute)})
+		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2, UnackedResultRetention: dur(30 * time.Minute),
+		RefreshAfter: dur(25 * time.Minute)})
 	m.services = []string{"dm", "gen"}
 	for i := range 6 {
 		m.workers = append(m.workers, fmt.Sprintf("w%d", i))
@@ -80,7 +82,11 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	}
 	st := h.f.State()
 	dm, _ := st.Service("dm")
-	t.Logf("seed %d: %d commands; dm items %v buckets %v; %d results; counters %+v", seed, h.index, dm.Items, dm.Buckets, stored, dm.Counters)
+	gen, _ := st.Service("gen")
+	if gen.Counters.ItemsRefreshed == 0 {
+		t.Fatalf("seed %d: gen refreshed no done items in %d commands", seed, h.index)
+	}
+	t.Logf("seed %d: %d commands; dm items %v buckets %v; %d results; counters %+v; gen refreshed %d", seed, h.index, dm.Items, dm.Buckets, stored, dm.Counters, gen.Counters.ItemsRefreshed)
 }
 
 func (m *modelRun) pick(xs []string) string { return xs[m.r.IntN(len(xs))] }
@@ -157,7 +163,8 @@ func (m *modelRun) step() {
 		}
 	case n < 78:
 		h.advance(time.Duration(m.r.IntN(180)) * time.Second)
-		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour), TrimResults: true, ForgetDone: true})
+		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour),
+			RequestMaxBytes: 64 << 10, TrimResults: true, ForgetDone: true, RefreshDone: true})
 	case n < 84:
 		h.apply(&rationv1.RegisterRequest{Service: svc, WorkerId: w})
 	case n < 86:

@@ -39,6 +39,11 @@ var operations = newOpTable(
 		check: func(x *txn, r *rationv1.ReinstateServiceRequest) error { _, err := x.service(r.GetName()); return err },
 		apply: (*txn).reinstateService,
 	},
+	op[*rationv1.DeleteServiceRequest, *rationv1.DeleteServiceResponse]{
+		action: ActDeleteService, owner: true, validate: validateDeleteService,
+		check: func(x *txn, r *rationv1.DeleteServiceRequest) error { _, err := x.checkDeleteService(r); return err },
+		apply: (*txn).deleteService,
+	},
 	op[*rationv1.RotateOwnerTokenRequest, *rationv1.RotateOwnerTokenResponse]{
 		action: ActRotateOwnerToken, owner: true, issuesOwnerToken: true, validate: validateRotateOwnerToken,
 		check: func(x *txn, r *rationv1.RotateOwnerTokenRequest) error {

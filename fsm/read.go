@@ -340,7 +340,8 @@ func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
 	due := false
 	t.ordinals.Scan(func(s *Service) bool {
 		due = (tick.GetTrimResults() && len(t.trimDue(s, now, 1)) > 0) ||
-			(tick.GetForgetDone() && len(t.forgetDue(s, now, 1)) > 0)
+			(tick.GetForgetDone() && len(t.forgetDue(s, now, 1)) > 0) ||
+			(tick.GetRefreshDone() && len(t.refreshDue(s, now, 1)) > 0)
 		return !due
 	})
 	return due

@@ -157,6 +157,11 @@ func TestFSM_RetentionConfigLimits(t *testing.T) {
 		{"retention at its maximum", &rationv1.ServiceConfig{ResultRetention: dur(MaxResultRetention)}, true},
 		{"retention past it", &rationv1.ServiceConfig{ResultRetention: dur(MaxResultRetention + time.Second)}, false},
 		{"negative retention", &rationv1.ServiceConfig{ResultRetention: dur(-time.Second)}, false},
+		{"refresh at its minimum", &rationv1.ServiceConfig{RefreshAfter: dur(MinRefreshAfter)}, true},
+		{"refresh below it", &rationv1.ServiceConfig{RefreshAfter: dur(MinRefreshAfter - time.Second)}, false},
+		{"refresh 0s", &rationv1.ServiceConfig{RefreshAfter: dur(0)}, false},
+		{"refresh at its maximum", &rationv1.ServiceConfig{RefreshAfter: dur(MaxResultRetention)}, true},
+		{"refresh past it", &rationv1.ServiceConfig{RefreshAfter: dur(MaxResultRetention + time.Second)}, false},
 		{"backlog at its cap", &rationv1.ServiceConfig{MaxUnackedResults: MaxUnackedResultsCap}, true},
 		{"backlog past it", &rationv1.ServiceConfig{MaxUnackedResults: MaxUnackedResultsCap + 1}, false},
 	} {
@@ -167,7 +172,8 @@ func TestFSM_RetentionConfigLimits(t *testing.T) {
 	}
 	h.createService("d", "dmcheck", nil)
 	s, _ := h.f.State().Service("d")
-	if s.Config.ResultRetention != DefaultResultRetention || s.Config.MaxUnackedResults != DefaultMaxUnackedResults || s.Config.UnackedResultRetention != 0 {
+	if s.Config.ResultRetention != DefaultResultRetention || s.Config.MaxUnackedResults != DefaultMaxUnackedResults || s.Config.UnackedResultRetention != 0 ||
+		s.Config.RefreshAfter != NeverRefresh || s.Config.DoneRetention != RememberForever {
 		t.Fatalf("defaults: %+v", s.Config)
 	}
 }
@@ -275,5 +281,83 @@ func TestFSM_DoneRetentionBounds(t *testing.T) {
 				t.Fatalf("forgot %d, want %d", r.ItemsForgotten, tt.forgot)
 			}
 		})
+	}
+}
+
+// refresh_after queues a done item again that long after its result was
+// accepted, by the FSM's clock, whether or not the result is still
+// retained; a snapshot restore keeps what is due; the item is then leased
+// and done again like a new one.
+func TestFSM_RefreshAfter(t *testing.T) {
+	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{RefreshAfter: dur(time.Hour), ResultRetention: dur(0)}, "a", "b", "c")
+	refresh := func() *rationv1.TickResult {
+		t.Helper()
+		return h.must(&rationv1.Tick{TrimResults: true, RefreshDone: true, ForgetDone: true}).GetTick()
+	}
+	due := func() bool {
+		return h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{RefreshDone: true})
+	}
+	// "a"'s result is trimmed (acknowledged, retention 0s); "b" and "c" keep theirs.
+	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[0]})
+	if r := h.must(&rationv1.Tick{TrimResults: true}).GetTick(); r.ResultsTrimmed != 1 {
+		t.Fatalf("trim: %v", r)
+	}
+	// The results were accepted a minute apart, the first two minutes ago.
+	h.advance(time.Hour - 2*time.Minute - time.Second)
+	if r := refresh(); r.ItemsRefreshed != 0 || due() {
+		t.Fatalf("refreshed a second before refresh_after: %v", r)
+	}
+	h.advance(time.Second)
+	if !due() {
+		t.Fatal("TickDue sees nothing to refresh at refresh_after")
+	}
+	if r := refresh(); r.ItemsRefreshed != 1 {
+		t.Fatalf("at the first item's refresh_after: %v", r)
+	}
+	// Through a snapshot, the rest is still due, and nothing else.
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(h.snapshot()))); err != nil {
+		t.Fatal(err)
+	}
+	h.f = f
+	if due() {
+		t.Fatal("after the restore, more is due before its time")
+	}
+	h.advance(2 * time.Minute)
+	if r := refresh(); r.ItemsRefreshed != 2 || due() {
+		t.Fatalf("at the last item's refresh_after: %v", r)
+	}
+	if retained(h) != 2 {
+		t.Fatalf("%d results retained after refreshing, want 2 (refreshing keeps results)", retained(h))
+	}
+	s, _ := h.f.State().Service("dm")
+	if s.Items[pending] != 3 || s.Items[itemDone] != 0 || s.Buckets[done] != 0 || s.Counters.ItemsRefreshed != 3 {
+		t.Fatalf("after refreshing: items %v buckets %v counters %+v", s.Items, s.Buckets, s.Counters)
+	}
+	// Each is checked anew: leased, done, and refreshed again an hour later.
+	for range 3 {
+		b := h.acquire("dm", "w1", 1)[0]
+		h.submitAll("w1", b, "DM")
+	}
+	if r := refresh(); r.ItemsRefreshed != 0 {
+		t.Fatalf("refreshed the new results at once: %v", r)
+	}
+	h.advance(time.Hour)
+	if r := refresh(); r.ItemsRefreshed != 3 {
+		t.Fatalf("the second round: %v", r)
+	}
+}
+
+// A revoked service's done items wait: refresh_after queues nothing there.
+func TestFSM_RefreshAfterWaitsWhileRevoked(t *testing.T) {
+	h, _ := retentionFixture(t, &rationv1.ServiceConfig{RefreshAfter: dur(time.Minute)}, "a")
+	h.must(&rationv1.RevokeServiceRequest{Name: "dm", Reason: "paused"})
+	h.advance(time.Hour)
+	if r := h.must(&rationv1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 0 {
+		t.Fatalf("refreshed in a revoked service: %v", r)
+	}
+	h.must(&rationv1.ReinstateServiceRequest{Name: "dm"})
+	if r := h.must(&rationv1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 1 {
+		t.Fatalf("after reinstating: %v", r)
 	}
 }

@@ -491,6 +491,7 @@ func (c Counters) Proto() *rationv1.Counters {
 		Heartbeats: c.Heartbeats, ItemsAdded: c.ItemsAdded, ItemsQuarantined: c.ItemsQuarantined,
 		LateSubmits: c.LateSubmits, DeadReleased: c.DeadReleased,
 		ResultsTrimmed: c.ResultsTrimmed, ResultsDropped: c.ResultsDropped, ItemsForgotten: c.ItemsForgotten,
+		ItemsRefreshed: c.ItemsRefreshed,
 	}
 	for _, v := range c.Verdicts {
 		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Key, Count: v.Count})
@@ -509,6 +510,7 @@ func countersFromProto(p *rationv1.Counters) Counters {
 		Heartbeats: p.GetHeartbeats(), ItemsAdded: p.GetItemsAdded(), ItemsQuarantined: p.GetItemsQuarantined(),
 		LateSubmits: p.GetLateSubmits(), DeadReleased: p.GetDeadReleased(),
 		ResultsTrimmed: p.GetResultsTrimmed(), ResultsDropped: p.GetResultsDropped(), ItemsForgotten: p.GetItemsForgotten(),
+		ItemsRefreshed: p.GetItemsRefreshed(),
 	}
 	for _, v := range p.GetVerdicts() {
 		c.Verdicts = append(c.Verdicts, KeyCount{Key: v.GetVerdict(), Count: v.GetCount()})

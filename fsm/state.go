@@ -35,7 +35,13 @@ type Config struct {
 	// DoneRetention forgets a done item whose result was trimmed this long
 	// after the result was accepted; RememberForever never does.
 	DoneRetention time.Duration
+	// RefreshAfter queues a done item again this long after its result was
+	// accepted; NeverRefresh never does.
+	RefreshAfter time.Duration
 }
+
+// NeverRefresh is a RefreshAfter that never queues a done item again.
+const NeverRefresh time.Duration = -1
 
 // RememberForever is a DoneRetention that never forgets.
 const RememberForever time.Duration = -1
@@ -111,6 +117,8 @@ type Counters struct {
 	ResultsDropped uint64
 	// ItemsForgotten counts done items forgotten after done_retention.
 	ItemsForgotten uint64
+	// ItemsRefreshed counts done items queued again after refresh_after.
+	ItemsRefreshed uint64
 }
 
 // KeyCount is one entry of a count kept by key (a verdict, a reason).
@@ -250,6 +258,7 @@ const (
 	ActUpdateService    = "update-service"
 	ActRevokeService    = "revoke-service"
 	ActReinstateService = "reinstate-service"
+	ActDeleteService    = "delete-service"
 	ActRegister         = "register"
 	ActUnregister       = "unregister"
 	ActDeactivate       = "deactivate-worker"
@@ -268,6 +277,7 @@ const (
 	ActAckResults       = "ack-results"
 	ActResultsTrimmed   = "results-trimmed"
 	ActItemsForgotten   = "items-forgotten"
+	ActItemsRefreshed   = "items-refreshed"
 	// ActTick names a refused Tick; an applied one records each transition
 	// under its own action (lease-expired, dead-released, worker-idle).
 	ActTick = "tick"

@@ -24,6 +24,7 @@ type tables struct {
 	leases   *btree.BTreeG[timeKey]       // leased buckets by deadline
 	dead     *btree.BTreeG[timeKey]       // dead buckets by release time
 	held     *btree.BTreeG[heldKey]       // leased and dead buckets by holder
+	closed   *btree.BTreeG[svcTimeKey]    // done buckets by service and close time
 	trimmed  *btree.BTreeG[svcTimeKey]    // done buckets whose results were trimmed, by service and close time
 	results  *btree.BTreeG[*ResultBatch]  // by seq
 	resSvc   *btree.BTreeG[svcSeq]        // result batches by service
@@ -130,9 +131,8 @@ func newTables() *tables {
 		held: newTree(func(a, b heldKey) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), strings.Compare(a.holder, b.holder), cmp.Compare(a.id, b.id)) < 0
 		}),
-		trimmed: newTree(func(a, b svcTimeKey) bool {
-			return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) < 0
-		}),
+		closed:  newTree(lessSvcTime),
+		trimmed: newTree(lessSvcTime),
 		results: newTree(func(a, b *ResultBatch) bool { return a.Seq < b.Seq }),
 		resSvc: newTree(func(a, b svcSeq) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.seq, b.seq)) < 0
@@ -148,6 +148,10 @@ func newTables() *tables {
 			return cmp.Or(cmp.Compare(a.at, b.at), strings.Compare(a.key, b.key)) < 0
 		}),
 	}
+}
+
+func lessSvcTime(a, b svcTimeKey) bool {
+	return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) < 0
 }
 
 func lessTime(a, b timeKey) bool { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) < 0 }
@@ -172,6 +176,7 @@ func (t *tables) copy() *tables {
 		leases:   t.leases.Copy(),
 		dead:     t.dead.Copy(),
 		held:     t.held.Copy(),
+		closed:   t.closed.Copy(),
 		trimmed:  t.trimmed.Copy(),
 		results:  t.results.Copy(),
 		resSvc:   t.resSvc.Copy(),
@@ -236,8 +241,11 @@ func (t *tables) putBucket(old, b *Bucket, aging int64) {
 		t.leases.Set(timeKey{b.Deadline, b.ID})
 	case b.State == dead:
 		t.dead.Set(timeKey{b.ReleaseAt, b.ID})
-	case b.State == done && b.ResultSeq == 0:
-		t.trimmed.Set(svcTimeKey{b.Service, b.ClosedAt, b.ID})
+	case b.State == done:
+		t.closed.Set(svcTimeKey{b.Service, b.ClosedAt, b.ID})
+		if b.ResultSeq == 0 {
+			t.trimmed.Set(svcTimeKey{b.Service, b.ClosedAt, b.ID})
+		}
 	}
 	if b.Held() {
 		t.held.Set(heldKey{b.Service, b.Holder, b.ID})
@@ -253,6 +261,7 @@ func (t *tables) unindexBucket(b *Bucket, aging int64) {
 	case dead:
 		t.dead.Delete(timeKey{b.ReleaseAt, b.ID})
 	case done:
+		t.closed.Delete(svcTimeKey{b.Service, b.ClosedAt, b.ID})
 		if b.ResultSeq == 0 {
 			t.trimmed.Delete(svcTimeKey{b.Service, b.ClosedAt, b.ID})
 		}
@@ -270,6 +279,13 @@ func (t *tables) putRegistration(old, r *Registration) {
 	if r.Active() {
 		t.idle.Set(idleKey{r.idleAt, r.Service, r.Worker})
 	}
+}
+
+func (t *tables) dropRegistration(r *Registration) {
+	if r.Active() {
+		t.idle.Delete(idleKey{r.idleAt, r.Service, r.Worker})
+	}
+	t.regs.Delete(r)
 }
 
 func (t *tables) putResults(rb *ResultBatch) {

@@ -29,6 +29,9 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 	if op.GetTrimResults() {
 		budget = x.trimResults(res, budget)
 	}
+	if op.GetRefreshDone() {
+		budget = x.refreshDone(res, budget)
+	}
 	if op.GetForgetDone() {
 		budget = x.forgetDone(res, budget)
 	}
@@ -213,12 +216,7 @@ func (x *txn) trimRequests(retention int64, maxBytes uint64) uint32 {
 // transition of the budget; each service that trimmed gets one activity
 // record.
 func (x *txn) trimResults(res *rationv1.TickResult, budget int) int {
-	var svcs []uint32
-	x.t.ordinals.Scan(func(s *Service) bool {
-		svcs = append(svcs, s.Ordinal)
-		return true
-	})
-	for _, ord := range svcs {
+	for _, ord := range x.serviceOrdinals() {
 		if budget <= 0 {
 			break
 		}
@@ -300,12 +298,7 @@ func (x *txn) trimBatch(rb *ResultBatch) (uint64, bool) {
 // queues it as new. One bucket is one transition of the budget; each
 // service that forgot gets one activity record.
 func (x *txn) forgetDone(res *rationv1.TickResult, budget int) int {
-	var svcs []uint32
-	x.t.ordinals.Scan(func(s *Service) bool {
-		svcs = append(svcs, s.Ordinal)
-		return true
-	})
-	for _, ord := range svcs {
+	for _, ord := range x.serviceOrdinals() {
 		if budget <= 0 {
 			break
 		}
@@ -332,15 +325,7 @@ func (t *tables) forgetDue(s *Service, now int64, n int) []uint64 {
 	if s.Config.DoneRetention == RememberForever {
 		return nil
 	}
-	var due []uint64
-	t.trimmed.Ascend(svcTimeKey{service: s.Ordinal, at: math.MinInt64}, func(k svcTimeKey) bool {
-		if k.service != s.Ordinal || k.at+int64(s.Config.DoneRetention) > now || len(due) >= n {
-			return false
-		}
-		due = append(due, k.id)
-		return true
-	})
-	return due
+	return t.closedBefore(t.trimmed, s.Ordinal, now-int64(s.Config.DoneRetention), n)
 }
 
 // forgetBucket deletes a done bucket and the items still done in it, and
@@ -359,4 +344,85 @@ func (x *txn) forgetBucket(s *Service, id uint64) uint64 {
 	s.Items[itemDone] -= int64(n)
 	s.Counters.ItemsForgotten += n
 	return n
+}
+
+// refreshDone queues done items again refresh_after after their results
+// were accepted (the bucket's close), a bucket at a time, each service's
+// oldest first: the items still done in the bucket become pending with no
+// failed attempts, and the bucket goes (its result batch, if retained,
+// stays). One bucket is one transition of the budget; each service that
+// refreshed gets one activity record.
+func (x *txn) refreshDone(res *rationv1.TickResult, budget int) int {
+	for _, ord := range x.serviceOrdinals() {
+		if budget <= 0 {
+			break
+		}
+		due := x.t.refreshDue(x.peekSvc(ord), x.now, budget)
+		if len(due) == 0 {
+			continue
+		}
+		s := x.svc(ord)
+		var refreshed uint64
+		for _, id := range due {
+			refreshed += x.refreshBucket(s, id)
+		}
+		res.ItemsRefreshed += uint32(refreshed)
+		budget -= len(due)
+		x.record(&Activity{Action: ActItemsRefreshed, Actor: "system", Service: s.Name, Count: refreshed,
+			Message: fmt.Sprintf("%d done buckets, refresh_after %s", len(due), s.Config.RefreshAfter)})
+	}
+	return budget
+}
+
+// refreshDue returns up to n done buckets of s that have passed
+// refresh_after at now, oldest first.
+func (t *tables) refreshDue(s *Service, now int64, n int) []uint64 {
+	if s.Config.RefreshAfter == NeverRefresh || !s.Active() {
+		return nil
+	}
+	return t.closedBefore(t.closed, s.Ordinal, now-int64(s.Config.RefreshAfter), n)
+}
+
+// closedBefore returns up to n buckets of index (closed or trimmed) of
+// service ord closed at or before cut, oldest first.
+func (t *tables) closedBefore(index *btree.BTreeG[svcTimeKey], ord uint32, cut int64, n int) []uint64 {
+	var due []uint64
+	index.Ascend(svcTimeKey{service: ord, at: math.MinInt64}, func(k svcTimeKey) bool {
+		if k.service != ord || k.at > cut || len(due) >= n {
+			return false
+		}
+		due = append(due, k.id)
+		return true
+	})
+	return due
+}
+
+// refreshBucket queues again the items still done in a done bucket, deletes
+// the bucket, and returns how many items it queued.
+func (x *txn) refreshBucket(s *Service, id uint64) uint64 {
+	b := x.peekBucket(id)
+	var n uint64
+	for _, itemID := range b.Items {
+		if it, ok := x.item(s.Ordinal, itemID); ok && !it.Quarantined && it.Bucket == id {
+			c := *it
+			c.Attempts = 0
+			x.requeue(s, &c, false)
+			n++
+		}
+	}
+	x.dropBucket(id)
+	s.Buckets[done]--
+	s.Items[itemDone] -= int64(n)
+	s.Counters.ItemsRefreshed += n
+	return n
+}
+
+// serviceOrdinals lists every service's ordinal, in order.
+func (x *txn) serviceOrdinals() []uint32 {
+	var ords []uint32
+	x.t.ordinals.Scan(func(s *Service) bool {
+		ords = append(ords, s.Ordinal)
+		return true
+	})
+	return ords
 }

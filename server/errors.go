@@ -44,6 +44,8 @@ var codes = []struct {
 	{fsm.ErrLeaseLimit, connect.CodeResourceExhausted, ""},
 	{fsm.ErrResultsBacklog, connect.CodeResourceExhausted, ""},
 	{fsm.ErrAckBeyondResults, connect.CodeOutOfRange, ""},
+	{fsm.ErrServiceNotRevoked, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrResultsNotAcknowledged, connect.CodeFailedPrecondition, ""},
 	{cluster.ErrTooLarge, connect.CodeInvalidArgument, "TOO_LARGE"},
 	{cluster.ErrNotLeader, connect.CodeUnavailable, "NOT_LEADER"},
 	{cluster.ErrNoLeader, connect.CodeUnavailable, "NO_LEADER"},

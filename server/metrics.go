@@ -175,6 +175,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 			counter("results_trimmed", "Results trimmed after their retention.", func(c *fsm.Counters) uint64 { return c.ResultsTrimmed }),
 			counter("results_dropped", "Results dropped without an acknowledgment (unacked_result_retention).", func(c *fsm.Counters) uint64 { return c.ResultsDropped }),
 			counter("items_forgotten", "Done items forgotten after done_retention.", func(c *fsm.Counters) uint64 { return c.ItemsForgotten }),
+			counter("items_refreshed", "Done items queued again after refresh_after.", func(c *fsm.Counters) uint64 { return c.ItemsRefreshed }),
 			counter("late_submits", "Submits accepted after the lease deadline (before release).", func(c *fsm.Counters) uint64 { return c.LateSubmits }),
 			counter("commands_rejected", "Commands on the service refused (wrong holder or epoch, invalid results, inactive worker...), submits among them: those the state machine refused, plus those this node refused before proposing them.", func(c *fsm.Counters) uint64 { return c.Rejected }),
 			counter("heartbeats", "Lease extensions.", func(c *fsm.Counters) uint64 { return c.Heartbeats }),

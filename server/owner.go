@@ -76,6 +76,10 @@ func (h *ownerHandler) ReinstateService(ctx context.Context, req *connect.Reques
 	return write[rationv1.ReinstateServiceResponse](h.s, ctx, req)
 }
 
+func (h *ownerHandler) DeleteService(ctx context.Context, req *connect.Request[rationv1.DeleteServiceRequest]) (*connect.Response[rationv1.DeleteServiceResponse], error) {
+	return write[rationv1.DeleteServiceResponse](h.s, ctx, req)
+}
+
 func (h *ownerHandler) AddItems(ctx context.Context, req *connect.Request[rationv1.AddItemsRequest]) (*connect.Response[rationv1.AddItemsResponse], error) {
 	return write[rationv1.AddItemsResponse](h.s, ctx, req)
 }

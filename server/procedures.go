@@ -29,6 +29,7 @@ var procedures = map[string]procedure{
 	rationv1connect.OwnerServiceListServicesProcedure:     {role: roleAdmin},
 	rationv1connect.OwnerServiceRevokeServiceProcedure:    {role: roleOwner},
 	rationv1connect.OwnerServiceReinstateServiceProcedure: {role: roleOwner},
+	rationv1connect.OwnerServiceDeleteServiceProcedure:    {role: roleOwner},
 	rationv1connect.OwnerServiceAddItemsProcedure:         {role: roleOwner},
 	rationv1connect.OwnerServiceListItemsProcedure:        {role: roleOwner},
 	rationv1connect.OwnerServiceDeactivateWorkerProcedure: {role: roleOwner},

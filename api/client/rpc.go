@@ -47,6 +47,13 @@ func (c *Client) RevokeService(ctx context.Context, r *rationv1.RevokeServiceReq
 	})
 }
 
+// DeleteService removes a revoked service and what it holds.
+func (c *Client) DeleteService(ctx context.Context, r *rationv1.DeleteServiceRequest) (*rationv1.DeleteServiceResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.DeleteServiceRequest, rationv1.DeleteServiceResponse] {
+		return n.owner.DeleteService
+	})
+}
+
 // ReinstateService restarts a revoked service.
 func (c *Client) ReinstateService(ctx context.Context, r *rationv1.ReinstateServiceRequest) (*rationv1.ReinstateServiceResponse, error) {
 	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.ReinstateServiceRequest, rationv1.ReinstateServiceResponse] {

@@ -63,7 +63,8 @@ func (a *app) benchReport(ctx context.Context, every time.Duration, st *benchSta
 			r := benchReportRow{At: now.Sub(start).Seconds(), ItemsPerSec: float64(items-last) / now.Sub(lastAt).Seconds(), Exported: exported.Load()}
 			last, lastAt = items, now
 			for _, addr := range a.addrs {
-				r.Nodes = append(r.Nodes, a.nodeMemory(ctx, addr))
+				// A row begun is finished, even if the load ends meanwhile.
+				r.Nodes = append(r.Nodes, a.nodeMemory(context.WithoutCancel(ctx), addr))
 			}
 			rows = append(rows, r)
 			fmt.Fprintln(a.stderr, fmtReportRow(r))

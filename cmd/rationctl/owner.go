@@ -36,6 +36,7 @@ type configFlags struct {
 	unackedRetention     time.Duration
 	maxUnackedResults    uint64
 	doneRetention        time.Duration
+	refreshAfter         time.Duration
 }
 
 func (f *configFlags) register(fs *pflag.FlagSet) {
@@ -54,6 +55,7 @@ func (f *configFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.unackedRetention, "unacked-result-retention", 0, "drop results nobody acknowledged this long after they were accepted (server default: never)")
 	fs.Uint64Var(&f.maxUnackedResults, "max-unacked-results", 0, "results not yet acknowledged at which Acquire waits (server default 1000000)")
 	fs.DurationVar(&f.doneRetention, "done-retention", 0, "forget a done item, once its result is trimmed, this long after the result was accepted; 0s: right after the trim (server default: never)")
+	fs.DurationVar(&f.refreshAfter, "refresh-after", 0, "queue a done item again this long after its result was accepted, to check it anew; at least 1m (server default: never)")
 }
 
 // apply copies the flags given on the command line into cfg.
@@ -110,10 +112,13 @@ func (f *configFlags) apply(fs *pflag.FlagSet, cfg *rationv1.ServiceConfig) {
 	if set("done-retention") {
 		cfg.DoneRetention = durationpb.New(f.doneRetention) // 0s is a value here
 	}
+	if set("refresh-after") {
+		cfg.RefreshAfter = durationpb.New(f.refreshAfter) // 0s is refused by the server, with the range
+	}
 }
 
 func (a *app) serviceCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "service", Short: "Define, inspect, revoke and reinstate services (OwnerService)"}
+	cmd := &cobra.Command{Use: "service", Short: "Define, inspect, revoke, reinstate and delete services (OwnerService)"}
 	cmd.AddCommand(
 		a.serviceCreateCommand(),
 		a.serviceUpdateCommand(),
@@ -121,6 +126,7 @@ func (a *app) serviceCommand() *cobra.Command {
 		a.serviceListCommand(),
 		a.serviceRevokeCommand(),
 		a.serviceReinstateCommand(),
+		a.serviceDeleteCommand(),
 		a.serviceRotateTokenCommand(),
 	)
 	return cmd
@@ -277,6 +283,35 @@ func (a *app) serviceReinstateCommand() *cobra.Command {
 			return a.print(resp, func(w io.Writer) { fmt.Fprintf(w, "reinstated %s\n", args[0]) })
 		},
 	}
+	requestIDFlag(cmd, &reqID)
+	return cmd
+}
+
+func (a *app) serviceDeleteCommand() *cobra.Command {
+	var reqID string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Remove a revoked service with its items, buckets, results and registrations",
+		Long: `Remove a revoked service with its items, buckets, results and
+registrations; its activity records stay until they age out, and the name is
+free again. The cluster refuses while results were never acknowledged
+(RESULTS_NOT_ACKNOWLEDGED): export them first (rationctl results export
+--ack), or pass --force to lose them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &rationv1.DeleteServiceRequest{Name: args[0], Force: force, RequestId: requestID(reqID)}
+			resp, err := a.api.DeleteService(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return a.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted %s: %d items, %d buckets, %d result batches (%d results never acknowledged), %d registrations\n",
+					args[0], resp.GetItems(), resp.GetBuckets(), resp.GetResultBatches(), resp.GetUnackedResults(), resp.GetRegistrations())
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "delete even though some results were never acknowledged: they are lost")
 	requestIDFlag(cmd, &reqID)
 	return cmd
 }
@@ -525,6 +560,7 @@ func configRows(w io.Writer, c *rationv1.ServiceConfig) {
 	row(w, "unacked_result_retention", fmtDur(c.GetUnackedResultRetention()))
 	row(w, "max_unacked_results", c.GetMaxUnackedResults())
 	row(w, "done_retention", fmtDur(c.GetDoneRetention()))
+	row(w, "refresh_after", fmtDur(c.GetRefreshAfter()))
 }
 
 func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {
@@ -547,10 +583,10 @@ func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {
 func counterRows(w io.Writer, c *rationv1.Counters) {
 	row(w, "leases", fmt.Sprintf("granted=%d expired=%d released=%d ended=%d",
 		c.GetLeasesGranted(), c.GetLeasesExpired(), c.GetLeasesReleased(), c.GetLeasesEnded()))
-	row(w, "results", fmt.Sprintf("accepted=%d reverted=%d late_submits=%d buckets_done=%d",
-		c.GetResultsAccepted(), c.GetResultsReverted(), c.GetLateSubmits(), c.GetBucketsDone()))
-	row(w, "item_flow", fmt.Sprintf("added=%d requeued=%d quarantined=%d dead_released=%d",
-		c.GetItemsAdded(), c.GetItemsRequeued(), c.GetItemsQuarantined(), c.GetDeadReleased()))
+	row(w, "results", fmt.Sprintf("accepted=%d reverted=%d late_submits=%d buckets_done=%d trimmed=%d dropped=%d",
+		c.GetResultsAccepted(), c.GetResultsReverted(), c.GetLateSubmits(), c.GetBucketsDone(), c.GetResultsTrimmed(), c.GetResultsDropped()))
+	row(w, "item_flow", fmt.Sprintf("added=%d requeued=%d quarantined=%d dead_released=%d refreshed=%d forgotten=%d",
+		c.GetItemsAdded(), c.GetItemsRequeued(), c.GetItemsQuarantined(), c.GetDeadReleased(), c.GetItemsRefreshed(), c.GetItemsForgotten()))
 	row(w, "rejected", c.GetRejected())
 	row(w, "heartbeats", c.GetHeartbeats())
 	row(w, "verdicts", fmtVerdicts(c.GetVerdicts()))

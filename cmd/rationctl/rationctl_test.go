@@ -196,7 +196,8 @@ func TestServiceCreate_ConfigFlagsReachRequest(t *testing.T) {
 	addr := startFake(t, f)
 	out := mustRun(t, nil, "", "--addr", addr, "service", "create", "dm", "--kind", "generic",
 		"--bucket-size", "50", "--lease-ttl", "30m", "--max-attempts", "3", "--verdicts", "ok,bad",
-		"--result-retention", "0s", "--max-unacked-results", "5000", "--request-id", "r-1")
+		"--result-retention", "0s", "--max-unacked-results", "5000", "--done-retention", "90m", "--refresh-after", "24h",
+		"--request-id", "r-1")
 
 	if len(f.creates) != 1 {
 		t.Fatalf("CreateService calls = %d, want 1", len(f.creates))
@@ -217,6 +218,9 @@ func TestServiceCreate_ConfigFlagsReachRequest(t *testing.T) {
 	}
 	if cfg.GetResultRetention() == nil || cfg.GetResultRetention().AsDuration() != 0 || cfg.GetMaxUnackedResults() != 5000 {
 		t.Errorf("result_retention (want an explicit 0s), max_unacked_results = %v, %d", cfg.GetResultRetention(), cfg.GetMaxUnackedResults())
+	}
+	if cfg.GetDoneRetention().AsDuration() != 90*time.Minute || cfg.GetRefreshAfter().AsDuration() != 24*time.Hour {
+		t.Errorf("done_retention, refresh_after = %v, %v; want 90m, 24h", cfg.GetDoneRetention(), cfg.GetRefreshAfter())
 	}
 	if cfg.GetUnackedResultRetention() != nil {
 		t.Errorf("unacked_result_retention reached the config unset: %v", cfg.GetUnackedResultRetention())
@@ -515,6 +519,7 @@ func TestCommands_ReachEveryRPC(t *testing.T) {
 		{"service", "revoke", "s", "--reason", "r"},
 		{"service", "reinstate", "s"},
 		{"service", "rotate-token", "s"},
+		{"service", "delete", "s", "--force"},
 		{"items", "add", "s", "a"},
 		{"items", "list", "s", "--state", "done"},
 		{"results", "export", "s"},

@@ -19,6 +19,8 @@ type Bounds struct {
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	SnapshotLogBytes  uint64
+	TrailingLogBytes  uint64
 }
 
 // defaultBounds are cluster.DefaultConfig's.
@@ -28,6 +30,7 @@ func defaultBounds() Bounds {
 		ActivityRetention: c.ActivityRetention, ActivityMax: c.ActivityMax,
 		RequestRetention: c.RequestRetention, RequestMaxBytes: c.RequestMaxBytes,
 		SnapshotInterval: c.SnapshotInterval, SnapshotThreshold: c.SnapshotThreshold, TrailingLogs: c.TrailingLogs,
+		SnapshotLogBytes: c.SnapshotLogBytes, TrailingLogBytes: c.TrailingLogBytes,
 	}
 }
 
@@ -40,7 +43,9 @@ func (m *Main) addBoundFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&b.RequestMaxBytes, "request-max-bytes", b.RequestMaxBytes, "most bytes of remembered request ids and answers; the oldest go first (0: no size limit)")
 	fs.DurationVar(&b.SnapshotInterval, "snapshot-interval", b.SnapshotInterval, "how often a node checks whether to snapshot")
 	fs.Uint64Var(&b.SnapshotThreshold, "snapshot-threshold", b.SnapshotThreshold, "log entries since the last snapshot that make a node snapshot at its next check")
-	fs.Uint64Var(&b.TrailingLogs, "trailing-logs", b.TrailingLogs, "log entries kept after a snapshot, so a briefly lagging node catches up without one")
+	fs.Uint64Var(&b.TrailingLogs, "trailing-logs", b.TrailingLogs, "most log entries kept after a snapshot, so a briefly lagging node catches up without one")
+	fs.Uint64Var(&b.SnapshotLogBytes, "snapshot-log-bytes", b.SnapshotLogBytes, "snapshot once the log since the last snapshot holds this many bytes, or that snapshot's size if larger (0: entry counts alone)")
+	fs.Uint64Var(&b.TrailingLogBytes, "trailing-log-bytes", b.TrailingLogBytes, "keep fewer than --trailing-logs entries after a snapshot when they would hold more than this many bytes (0: the count alone)")
 }
 
 // checkBoundFlags reports a bound that cannot work.
@@ -64,4 +69,5 @@ func (b Bounds) apply(cfg *cluster.Config) {
 	cfg.ActivityRetention, cfg.ActivityMax = b.ActivityRetention, b.ActivityMax
 	cfg.RequestRetention, cfg.RequestMaxBytes = b.RequestRetention, b.RequestMaxBytes
 	cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs = b.SnapshotInterval, b.SnapshotThreshold, b.TrailingLogs
+	cfg.SnapshotLogBytes, cfg.TrailingLogBytes = b.SnapshotLogBytes, b.TrailingLogBytes
 }

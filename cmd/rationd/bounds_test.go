@@ -19,14 +19,16 @@ func TestMain_BoundFlags(t *testing.T) {
 		t.Fatalf("defaults: %+v, %v", m.Bounds, err)
 	}
 	m, err = parse("--activity-retention", "48h", "--activity-max", "0", "--request-retention", "0",
-		"--request-max-bytes", "1048576", "--snapshot-interval", "30s", "--snapshot-threshold", "100", "--trailing-logs", "0")
+		"--request-max-bytes", "1048576", "--snapshot-interval", "30s", "--snapshot-threshold", "100", "--trailing-logs", "0",
+		"--snapshot-log-bytes", "1000", "--trailing-log-bytes", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cfg cluster.Config
 	m.Bounds.apply(&cfg)
 	if cfg.ActivityRetention != 48*time.Hour || cfg.ActivityMax != 0 || cfg.RequestRetention != 0 || cfg.RequestMaxBytes != 1<<20 ||
-		cfg.SnapshotInterval != 30*time.Second || cfg.SnapshotThreshold != 100 || cfg.TrailingLogs != 0 {
+		cfg.SnapshotInterval != 30*time.Second || cfg.SnapshotThreshold != 100 || cfg.TrailingLogs != 0 ||
+		cfg.SnapshotLogBytes != 1000 || cfg.TrailingLogBytes != 0 {
 		t.Fatalf("applied: %+v", cfg)
 	}
 	for _, bad := range [][]string{

@@ -34,6 +34,7 @@ type Command struct {
 	//	*Command_RevokeService
 	//	*Command_ReinstateService
 	//	*Command_RotateOwnerToken
+	//	*Command_DeleteService
 	//	*Command_Register
 	//	*Command_Unregister
 	//	*Command_DeactivateWorker
@@ -140,6 +141,15 @@ func (x *Command) GetRotateOwnerToken() *RotateOwnerTokenRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_RotateOwnerToken); ok {
 			return x.RotateOwnerToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteService() *DeleteServiceRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteService); ok {
+			return x.DeleteService
 		}
 	}
 	return nil
@@ -323,6 +333,10 @@ type Command_RotateOwnerToken struct {
 	RotateOwnerToken *RotateOwnerTokenRequest `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
 }
 
+type Command_DeleteService struct {
+	DeleteService *DeleteServiceRequest `protobuf:"bytes,15,opt,name=delete_service,json=deleteService,proto3,oneof"`
+}
+
 type Command_Register struct {
 	// 20-29: workers.
 	Register *RegisterRequest `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
@@ -409,6 +423,8 @@ func (*Command_RevokeService) isCommand_Op() {}
 func (*Command_ReinstateService) isCommand_Op() {}
 
 func (*Command_RotateOwnerToken) isCommand_Op() {}
+
+func (*Command_DeleteService) isCommand_Op() {}
 
 func (*Command_Register) isCommand_Op() {}
 
@@ -689,8 +705,11 @@ type Tick struct {
 	// cost (key, body hash, encoded answer and 128 bytes each) passes this
 	// many bytes (0: no limit).
 	RequestMaxBytes uint64 `protobuf:"varint,9,opt,name=request_max_bytes,json=requestMaxBytes,proto3" json:"request_max_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Queue again done items refresh_after after their results were accepted.
+	// It counts against max_transitions, a bucket for a transition.
+	RefreshDone   bool `protobuf:"varint,10,opt,name=refresh_done,json=refreshDone,proto3" json:"refresh_done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tick) Reset() {
@@ -784,6 +803,13 @@ func (x *Tick) GetRequestMaxBytes() uint64 {
 		return x.RequestMaxBytes
 	}
 	return 0
+}
+
+func (x *Tick) GetRefreshDone() bool {
+	if x != nil {
+		return x.RefreshDone
+	}
+	return false
 }
 
 type SetNode struct {
@@ -943,6 +969,7 @@ type CommandResult struct {
 	//	*CommandResult_RevokeService
 	//	*CommandResult_ReinstateService
 	//	*CommandResult_RotateOwnerToken
+	//	*CommandResult_DeleteService
 	//	*CommandResult_Register
 	//	*CommandResult_Unregister
 	//	*CommandResult_DeactivateWorker
@@ -1053,6 +1080,15 @@ func (x *CommandResult) GetRotateOwnerToken() *RotateOwnerTokenResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_RotateOwnerToken); ok {
 			return x.RotateOwnerToken
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetDeleteService() *DeleteServiceResponse {
+	if x != nil {
+		if x, ok := x.Value.(*CommandResult_DeleteService); ok {
+			return x.DeleteService
 		}
 	}
 	return nil
@@ -1208,6 +1244,10 @@ type CommandResult_RotateOwnerToken struct {
 	RotateOwnerToken *RotateOwnerTokenResponse `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
 }
 
+type CommandResult_DeleteService struct {
+	DeleteService *DeleteServiceResponse `protobuf:"bytes,15,opt,name=delete_service,json=deleteService,proto3,oneof"`
+}
+
 type CommandResult_Register struct {
 	Register *RegisterResponse `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
 }
@@ -1274,6 +1314,8 @@ func (*CommandResult_RevokeService) isCommandResult_Value() {}
 func (*CommandResult_ReinstateService) isCommandResult_Value() {}
 
 func (*CommandResult_RotateOwnerToken) isCommandResult_Value() {}
+
+func (*CommandResult_DeleteService) isCommandResult_Value() {}
 
 func (*CommandResult_Register) isCommandResult_Value() {}
 
@@ -1418,6 +1460,8 @@ type TickResult struct {
 	ResultsDropped uint32 `protobuf:"varint,9,opt,name=results_dropped,json=resultsDropped,proto3" json:"results_dropped,omitempty"`
 	// Done items forgotten (done_retention).
 	ItemsForgotten uint32 `protobuf:"varint,10,opt,name=items_forgotten,json=itemsForgotten,proto3" json:"items_forgotten,omitempty"`
+	// Done items queued again (refresh_after).
+	ItemsRefreshed uint32 `protobuf:"varint,11,opt,name=items_refreshed,json=itemsRefreshed,proto3" json:"items_refreshed,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1522,6 +1566,13 @@ func (x *TickResult) GetItemsForgotten() uint32 {
 	return 0
 }
 
+func (x *TickResult) GetItemsRefreshed() uint32 {
+	if x != nil {
+		return x.ItemsRefreshed
+	}
+	return 0
+}
+
 type BatchResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Results       []*CommandResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
@@ -1570,7 +1621,7 @@ var File_ration_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x17ration/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xd6\v\n" +
+	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x17ration/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xa0\f\n" +
 	"\aCommand\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.ration.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
@@ -1578,7 +1629,8 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x0eupdate_service\x18\v \x01(\v2\x1f.ration.v1.UpdateServiceRequestH\x00R\rupdateService\x12H\n" +
 	"\x0erevoke_service\x18\f \x01(\v2\x1f.ration.v1.RevokeServiceRequestH\x00R\rrevokeService\x12Q\n" +
 	"\x11reinstate_service\x18\r \x01(\v2\".ration.v1.ReinstateServiceRequestH\x00R\x10reinstateService\x12R\n" +
-	"\x12rotate_owner_token\x18\x0e \x01(\v2\".ration.v1.RotateOwnerTokenRequestH\x00R\x10rotateOwnerToken\x128\n" +
+	"\x12rotate_owner_token\x18\x0e \x01(\v2\".ration.v1.RotateOwnerTokenRequestH\x00R\x10rotateOwnerToken\x12H\n" +
+	"\x0edelete_service\x18\x0f \x01(\v2\x1f.ration.v1.DeleteServiceRequestH\x00R\rdeleteService\x128\n" +
 	"\bregister\x18\x14 \x01(\v2\x1a.ration.v1.RegisterRequestH\x00R\bregister\x12>\n" +
 	"\n" +
 	"unregister\x18\x15 \x01(\v2\x1c.ration.v1.UnregisterRequestH\x00R\n" +
@@ -1620,7 +1672,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2\x1b.ration.v1.HeartbeatRequestR\arequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x02 \x01(\fR\n" +
-	"credential\"\xec\x02\n" +
+	"credential\"\x8f\x03\n" +
 	"\x04Tick\x12#\n" +
 	"\rexpire_leases\x18\x01 \x01(\bR\fexpireLeases\x12'\n" +
 	"\x0fdeactivate_idle\x18\x02 \x01(\bR\x0edeactivateIdle\x12-\n" +
@@ -1631,7 +1683,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\ftrim_results\x18\a \x01(\bR\vtrimResults\x12\x1f\n" +
 	"\vforget_done\x18\b \x01(\bR\n" +
 	"forgetDone\x12*\n" +
-	"\x11request_max_bytes\x18\t \x01(\x04R\x0frequestMaxBytes\"C\n" +
+	"\x11request_max_bytes\x18\t \x01(\x04R\x0frequestMaxBytes\x12!\n" +
+	"\frefresh_done\x18\n" +
+	" \x01(\bR\vrefreshDone\"C\n" +
 	"\aSetNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1f\n" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
@@ -1640,8 +1694,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"RemoveNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\">\n" +
 	"\fCommandBatch\x12.\n" +
-	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xf1\n" +
-	"\n" +
+	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xbc\v\n" +
 	"\rCommandResult\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.ration.v1.CommandErrorR\x05error\x12(\n" +
 	"\x10owner_token_hash\x18\x02 \x01(\fR\x0eownerTokenHash\x12I\n" +
@@ -1650,7 +1703,8 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x0eupdate_service\x18\v \x01(\v2 .ration.v1.UpdateServiceResponseH\x00R\rupdateService\x12I\n" +
 	"\x0erevoke_service\x18\f \x01(\v2 .ration.v1.RevokeServiceResponseH\x00R\rrevokeService\x12R\n" +
 	"\x11reinstate_service\x18\r \x01(\v2#.ration.v1.ReinstateServiceResponseH\x00R\x10reinstateService\x12S\n" +
-	"\x12rotate_owner_token\x18\x0e \x01(\v2#.ration.v1.RotateOwnerTokenResponseH\x00R\x10rotateOwnerToken\x129\n" +
+	"\x12rotate_owner_token\x18\x0e \x01(\v2#.ration.v1.RotateOwnerTokenResponseH\x00R\x10rotateOwnerToken\x12I\n" +
+	"\x0edelete_service\x18\x0f \x01(\v2 .ration.v1.DeleteServiceResponseH\x00R\rdeleteService\x129\n" +
 	"\bregister\x18\x14 \x01(\v2\x1b.ration.v1.RegisterResponseH\x00R\bregister\x12?\n" +
 	"\n" +
 	"unregister\x18\x15 \x01(\v2\x1d.ration.v1.UnregisterResponseH\x00R\n" +
@@ -1673,7 +1727,7 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
 	"\x14HeartbeatBatchResult\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\xeb\x02\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\x94\x03\n" +
 	"\n" +
 	"TickResult\x12\x18\n" +
 	"\aexpired\x18\x01 \x01(\rR\aexpired\x12\x1a\n" +
@@ -1686,7 +1740,8 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x0fresults_trimmed\x18\b \x01(\rR\x0eresultsTrimmed\x12'\n" +
 	"\x0fresults_dropped\x18\t \x01(\rR\x0eresultsDropped\x12'\n" +
 	"\x0fitems_forgotten\x18\n" +
-	" \x01(\rR\x0eitemsForgotten\"A\n" +
+	" \x01(\rR\x0eitemsForgotten\x12'\n" +
+	"\x0fitems_refreshed\x18\v \x01(\rR\x0eitemsRefreshed\"A\n" +
 	"\vBatchResult\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aresultsB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 
@@ -1722,35 +1777,37 @@ var file_ration_v1_command_proto_goTypes = []any{
 	(*RevokeServiceRequest)(nil),     // 15: ration.v1.RevokeServiceRequest
 	(*ReinstateServiceRequest)(nil),  // 16: ration.v1.ReinstateServiceRequest
 	(*RotateOwnerTokenRequest)(nil),  // 17: ration.v1.RotateOwnerTokenRequest
-	(*RegisterRequest)(nil),          // 18: ration.v1.RegisterRequest
-	(*UnregisterRequest)(nil),        // 19: ration.v1.UnregisterRequest
-	(*DeactivateWorkerRequest)(nil),  // 20: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 21: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 22: ration.v1.RevertWorkerRequest
-	(*AddItemsRequest)(nil),          // 23: ration.v1.AddItemsRequest
-	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
-	(*SubmitRequest)(nil),            // 25: ration.v1.SubmitRequest
-	(*ReleaseRequest)(nil),           // 26: ration.v1.ReleaseRequest
-	(*AckResultsRequest)(nil),        // 27: ration.v1.AckResultsRequest
-	(*CompactAddItems)(nil),          // 28: ration.v1.CompactAddItems
-	(*CompactSubmit)(nil),            // 29: ration.v1.CompactSubmit
-	(*HeartbeatRequest)(nil),         // 30: ration.v1.HeartbeatRequest
-	(*CreateServiceResponse)(nil),    // 31: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 32: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 33: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 34: ration.v1.ReinstateServiceResponse
-	(*RotateOwnerTokenResponse)(nil), // 35: ration.v1.RotateOwnerTokenResponse
-	(*RegisterResponse)(nil),         // 36: ration.v1.RegisterResponse
-	(*UnregisterResponse)(nil),       // 37: ration.v1.UnregisterResponse
-	(*DeactivateWorkerResponse)(nil), // 38: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 39: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 40: ration.v1.RevertWorkerResponse
-	(*AddItemsResponse)(nil),         // 41: ration.v1.AddItemsResponse
-	(*AcquireResponse)(nil),          // 42: ration.v1.AcquireResponse
-	(*SubmitResponse)(nil),           // 43: ration.v1.SubmitResponse
-	(*ReleaseResponse)(nil),          // 44: ration.v1.ReleaseResponse
-	(*HeartbeatResponse)(nil),        // 45: ration.v1.HeartbeatResponse
-	(*AckResultsResponse)(nil),       // 46: ration.v1.AckResultsResponse
+	(*DeleteServiceRequest)(nil),     // 18: ration.v1.DeleteServiceRequest
+	(*RegisterRequest)(nil),          // 19: ration.v1.RegisterRequest
+	(*UnregisterRequest)(nil),        // 20: ration.v1.UnregisterRequest
+	(*DeactivateWorkerRequest)(nil),  // 21: ration.v1.DeactivateWorkerRequest
+	(*ReactivateWorkerRequest)(nil),  // 22: ration.v1.ReactivateWorkerRequest
+	(*RevertWorkerRequest)(nil),      // 23: ration.v1.RevertWorkerRequest
+	(*AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
+	(*AcquireRequest)(nil),           // 25: ration.v1.AcquireRequest
+	(*SubmitRequest)(nil),            // 26: ration.v1.SubmitRequest
+	(*ReleaseRequest)(nil),           // 27: ration.v1.ReleaseRequest
+	(*AckResultsRequest)(nil),        // 28: ration.v1.AckResultsRequest
+	(*CompactAddItems)(nil),          // 29: ration.v1.CompactAddItems
+	(*CompactSubmit)(nil),            // 30: ration.v1.CompactSubmit
+	(*HeartbeatRequest)(nil),         // 31: ration.v1.HeartbeatRequest
+	(*CreateServiceResponse)(nil),    // 32: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 33: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 34: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 35: ration.v1.ReinstateServiceResponse
+	(*RotateOwnerTokenResponse)(nil), // 36: ration.v1.RotateOwnerTokenResponse
+	(*DeleteServiceResponse)(nil),    // 37: ration.v1.DeleteServiceResponse
+	(*RegisterResponse)(nil),         // 38: ration.v1.RegisterResponse
+	(*UnregisterResponse)(nil),       // 39: ration.v1.UnregisterResponse
+	(*DeactivateWorkerResponse)(nil), // 40: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 41: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 42: ration.v1.RevertWorkerResponse
+	(*AddItemsResponse)(nil),         // 43: ration.v1.AddItemsResponse
+	(*AcquireResponse)(nil),          // 44: ration.v1.AcquireResponse
+	(*SubmitResponse)(nil),           // 45: ration.v1.SubmitResponse
+	(*ReleaseResponse)(nil),          // 46: ration.v1.ReleaseResponse
+	(*HeartbeatResponse)(nil),        // 47: ration.v1.HeartbeatResponse
+	(*AckResultsResponse)(nil),       // 48: ration.v1.AckResultsResponse
 }
 var file_ration_v1_command_proto_depIdxs = []int32{
 	1,  // 0: ration.v1.Command.header:type_name -> ration.v1.CommandHeader
@@ -1759,53 +1816,55 @@ var file_ration_v1_command_proto_depIdxs = []int32{
 	15, // 3: ration.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
 	16, // 4: ration.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
 	17, // 5: ration.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
-	18, // 6: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
-	19, // 7: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
-	20, // 8: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
-	21, // 9: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
-	22, // 10: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
-	23, // 11: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
-	24, // 12: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
-	2,  // 13: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
-	25, // 14: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
-	26, // 15: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
-	27, // 16: ration.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
-	4,  // 17: ration.v1.Command.tick:type_name -> ration.v1.Tick
-	5,  // 18: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
-	6,  // 19: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
-	7,  // 20: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
-	28, // 21: ration.v1.Command.compact_add_items:type_name -> ration.v1.CompactAddItems
-	29, // 22: ration.v1.Command.compact_submit:type_name -> ration.v1.CompactSubmit
-	3,  // 23: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
-	30, // 24: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 25: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
-	9,  // 26: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
-	31, // 27: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	32, // 28: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	33, // 29: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	34, // 30: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	35, // 31: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
-	36, // 32: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	37, // 33: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	38, // 34: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	39, // 35: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	40, // 36: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	41, // 37: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	42, // 38: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	10, // 39: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
-	43, // 40: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	44, // 41: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	45, // 42: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	46, // 43: ration.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
-	11, // 44: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
-	12, // 45: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
-	8,  // 46: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
-	8,  // 47: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	18, // 6: ration.v1.Command.delete_service:type_name -> ration.v1.DeleteServiceRequest
+	19, // 7: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
+	20, // 8: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
+	21, // 9: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
+	22, // 10: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
+	23, // 11: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
+	24, // 12: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
+	25, // 13: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
+	2,  // 14: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
+	26, // 15: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
+	27, // 16: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
+	28, // 17: ration.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
+	4,  // 18: ration.v1.Command.tick:type_name -> ration.v1.Tick
+	5,  // 19: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
+	6,  // 20: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
+	7,  // 21: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
+	29, // 22: ration.v1.Command.compact_add_items:type_name -> ration.v1.CompactAddItems
+	30, // 23: ration.v1.Command.compact_submit:type_name -> ration.v1.CompactSubmit
+	3,  // 24: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
+	31, // 25: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 26: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
+	9,  // 27: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
+	32, // 28: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	33, // 29: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	34, // 30: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	35, // 31: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	36, // 32: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	37, // 33: ration.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
+	38, // 34: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	39, // 35: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	40, // 36: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	41, // 37: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	42, // 38: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	43, // 39: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	44, // 40: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	10, // 41: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
+	45, // 42: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	46, // 43: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	47, // 44: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	48, // 45: ration.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
+	11, // 46: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
+	12, // 47: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
+	8,  // 48: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
+	8,  // 49: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_command_proto_init() }
@@ -1821,6 +1880,7 @@ func file_ration_v1_command_proto_init() {
 		(*Command_RevokeService)(nil),
 		(*Command_ReinstateService)(nil),
 		(*Command_RotateOwnerToken)(nil),
+		(*Command_DeleteService)(nil),
 		(*Command_Register)(nil),
 		(*Command_Unregister)(nil),
 		(*Command_DeactivateWorker)(nil),
@@ -1845,6 +1905,7 @@ func file_ration_v1_command_proto_init() {
 		(*CommandResult_RevokeService)(nil),
 		(*CommandResult_ReinstateService)(nil),
 		(*CommandResult_RotateOwnerToken)(nil),
+		(*CommandResult_DeleteService)(nil),
 		(*CommandResult_Register)(nil),
 		(*CommandResult_Unregister)(nil),
 		(*CommandResult_DeactivateWorker)(nil),

@@ -1046,7 +1046,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x15ExportResultsResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.ration.v1.ResultInfoR\aresults\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\xad\t\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\x81\n" +
+	"\n" +
 	"\fOwnerService\x12R\n" +
 	"\rCreateService\x12\x1f.ration.v1.CreateServiceRequest\x1a .ration.v1.CreateServiceResponse\x12R\n" +
 	"\rUpdateService\x12\x1f.ration.v1.UpdateServiceRequest\x1a .ration.v1.UpdateServiceResponse\x12N\n" +
@@ -1054,7 +1055,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"GetService\x12\x1c.ration.v1.GetServiceRequest\x1a\x1d.ration.v1.GetServiceResponse\"\x03\x90\x02\x01\x12T\n" +
 	"\fListServices\x12\x1e.ration.v1.ListServicesRequest\x1a\x1f.ration.v1.ListServicesResponse\"\x03\x90\x02\x01\x12R\n" +
 	"\rRevokeService\x12\x1f.ration.v1.RevokeServiceRequest\x1a .ration.v1.RevokeServiceResponse\x12[\n" +
-	"\x10ReinstateService\x12\".ration.v1.ReinstateServiceRequest\x1a#.ration.v1.ReinstateServiceResponse\x12C\n" +
+	"\x10ReinstateService\x12\".ration.v1.ReinstateServiceRequest\x1a#.ration.v1.ReinstateServiceResponse\x12R\n" +
+	"\rDeleteService\x12\x1f.ration.v1.DeleteServiceRequest\x1a .ration.v1.DeleteServiceResponse\x12C\n" +
 	"\bAddItems\x12\x1a.ration.v1.AddItemsRequest\x1a\x1b.ration.v1.AddItemsResponse\x12K\n" +
 	"\tListItems\x12\x1b.ration.v1.ListItemsRequest\x1a\x1c.ration.v1.ListItemsResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\x10DeactivateWorker\x12\".ration.v1.DeactivateWorkerRequest\x1a#.ration.v1.DeactivateWorkerResponse\x12[\n" +
@@ -1104,22 +1106,24 @@ var file_ration_v1_owner_proto_goTypes = []any{
 	(*UpdateServiceRequest)(nil),     // 22: ration.v1.UpdateServiceRequest
 	(*RevokeServiceRequest)(nil),     // 23: ration.v1.RevokeServiceRequest
 	(*ReinstateServiceRequest)(nil),  // 24: ration.v1.ReinstateServiceRequest
-	(*AddItemsRequest)(nil),          // 25: ration.v1.AddItemsRequest
-	(*DeactivateWorkerRequest)(nil),  // 26: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 27: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 28: ration.v1.RevertWorkerRequest
-	(*AckResultsRequest)(nil),        // 29: ration.v1.AckResultsRequest
-	(*RotateOwnerTokenRequest)(nil),  // 30: ration.v1.RotateOwnerTokenRequest
-	(*CreateServiceResponse)(nil),    // 31: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 32: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 33: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 34: ration.v1.ReinstateServiceResponse
-	(*AddItemsResponse)(nil),         // 35: ration.v1.AddItemsResponse
-	(*DeactivateWorkerResponse)(nil), // 36: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 37: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 38: ration.v1.RevertWorkerResponse
-	(*AckResultsResponse)(nil),       // 39: ration.v1.AckResultsResponse
-	(*RotateOwnerTokenResponse)(nil), // 40: ration.v1.RotateOwnerTokenResponse
+	(*DeleteServiceRequest)(nil),     // 25: ration.v1.DeleteServiceRequest
+	(*AddItemsRequest)(nil),          // 26: ration.v1.AddItemsRequest
+	(*DeactivateWorkerRequest)(nil),  // 27: ration.v1.DeactivateWorkerRequest
+	(*ReactivateWorkerRequest)(nil),  // 28: ration.v1.ReactivateWorkerRequest
+	(*RevertWorkerRequest)(nil),      // 29: ration.v1.RevertWorkerRequest
+	(*AckResultsRequest)(nil),        // 30: ration.v1.AckResultsRequest
+	(*RotateOwnerTokenRequest)(nil),  // 31: ration.v1.RotateOwnerTokenRequest
+	(*CreateServiceResponse)(nil),    // 32: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 33: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 34: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 35: ration.v1.ReinstateServiceResponse
+	(*DeleteServiceResponse)(nil),    // 36: ration.v1.DeleteServiceResponse
+	(*AddItemsResponse)(nil),         // 37: ration.v1.AddItemsResponse
+	(*DeactivateWorkerResponse)(nil), // 38: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 39: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 40: ration.v1.RevertWorkerResponse
+	(*AckResultsResponse)(nil),       // 41: ration.v1.AckResultsResponse
+	(*RotateOwnerTokenResponse)(nil), // 42: ration.v1.RotateOwnerTokenResponse
 }
 var file_ration_v1_owner_proto_depIdxs = []int32{
 	13, // 0: ration.v1.ServiceInfo.config:type_name -> ration.v1.ServiceConfig
@@ -1154,30 +1158,32 @@ var file_ration_v1_owner_proto_depIdxs = []int32{
 	5,  // 29: ration.v1.OwnerService.ListServices:input_type -> ration.v1.ListServicesRequest
 	23, // 30: ration.v1.OwnerService.RevokeService:input_type -> ration.v1.RevokeServiceRequest
 	24, // 31: ration.v1.OwnerService.ReinstateService:input_type -> ration.v1.ReinstateServiceRequest
-	25, // 32: ration.v1.OwnerService.AddItems:input_type -> ration.v1.AddItemsRequest
-	9,  // 33: ration.v1.OwnerService.ListItems:input_type -> ration.v1.ListItemsRequest
-	26, // 34: ration.v1.OwnerService.DeactivateWorker:input_type -> ration.v1.DeactivateWorkerRequest
-	27, // 35: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
-	28, // 36: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
-	11, // 37: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
-	29, // 38: ration.v1.OwnerService.AckResults:input_type -> ration.v1.AckResultsRequest
-	30, // 39: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
-	31, // 40: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
-	32, // 41: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
-	4,  // 42: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
-	6,  // 43: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
-	33, // 44: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
-	34, // 45: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
-	35, // 46: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
-	10, // 47: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
-	36, // 48: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
-	37, // 49: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
-	38, // 50: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
-	12, // 51: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
-	39, // 52: ration.v1.OwnerService.AckResults:output_type -> ration.v1.AckResultsResponse
-	40, // 53: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
+	25, // 32: ration.v1.OwnerService.DeleteService:input_type -> ration.v1.DeleteServiceRequest
+	26, // 33: ration.v1.OwnerService.AddItems:input_type -> ration.v1.AddItemsRequest
+	9,  // 34: ration.v1.OwnerService.ListItems:input_type -> ration.v1.ListItemsRequest
+	27, // 35: ration.v1.OwnerService.DeactivateWorker:input_type -> ration.v1.DeactivateWorkerRequest
+	28, // 36: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
+	29, // 37: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
+	11, // 38: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
+	30, // 39: ration.v1.OwnerService.AckResults:input_type -> ration.v1.AckResultsRequest
+	31, // 40: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
+	32, // 41: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
+	33, // 42: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
+	4,  // 43: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
+	6,  // 44: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
+	34, // 45: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
+	35, // 46: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
+	36, // 47: ration.v1.OwnerService.DeleteService:output_type -> ration.v1.DeleteServiceResponse
+	37, // 48: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
+	10, // 49: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
+	38, // 50: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
+	39, // 51: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
+	40, // 52: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
+	12, // 53: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
+	41, // 54: ration.v1.OwnerService.AckResults:output_type -> ration.v1.AckResultsResponse
+	42, // 55: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
+	41, // [41:56] is the sub-list for method output_type
+	26, // [26:41] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name

@@ -359,6 +359,146 @@ func (x *RevokeServiceResponse) GetLeasesEnded() uint32 {
 	return 0
 }
 
+type DeleteServiceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Delete even though some results were never acknowledged (AckResults):
+	// they are lost.
+	Force         bool   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceRequest) Reset() {
+	*x = DeleteServiceRequest{}
+	mi := &file_ration_v1_requests_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceRequest) ProtoMessage() {}
+
+func (x *DeleteServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceRequest.ProtoReflect.Descriptor instead.
+func (*DeleteServiceRequest) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteServiceRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *DeleteServiceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type DeleteServiceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the deletion removed.
+	Items   uint64 `protobuf:"varint,1,opt,name=items,proto3" json:"items,omitempty"`
+	Buckets uint64 `protobuf:"varint,2,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// Result batches, and of their results those never acknowledged.
+	ResultBatches  uint64 `protobuf:"varint,3,opt,name=result_batches,json=resultBatches,proto3" json:"result_batches,omitempty"`
+	UnackedResults uint64 `protobuf:"varint,4,opt,name=unacked_results,json=unackedResults,proto3" json:"unacked_results,omitempty"`
+	Registrations  uint64 `protobuf:"varint,5,opt,name=registrations,proto3" json:"registrations,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteServiceResponse) Reset() {
+	*x = DeleteServiceResponse{}
+	mi := &file_ration_v1_requests_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceResponse) ProtoMessage() {}
+
+func (x *DeleteServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceResponse.ProtoReflect.Descriptor instead.
+func (*DeleteServiceResponse) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteServiceResponse) GetItems() uint64 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *DeleteServiceResponse) GetBuckets() uint64 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+func (x *DeleteServiceResponse) GetResultBatches() uint64 {
+	if x != nil {
+		return x.ResultBatches
+	}
+	return 0
+}
+
+func (x *DeleteServiceResponse) GetUnackedResults() uint64 {
+	if x != nil {
+		return x.UnackedResults
+	}
+	return 0
+}
+
+func (x *DeleteServiceResponse) GetRegistrations() uint64 {
+	if x != nil {
+		return x.Registrations
+	}
+	return 0
+}
+
 type ReinstateServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -369,7 +509,7 @@ type ReinstateServiceRequest struct {
 
 func (x *ReinstateServiceRequest) Reset() {
 	*x = ReinstateServiceRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[6]
+	mi := &file_ration_v1_requests_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +521,7 @@ func (x *ReinstateServiceRequest) String() string {
 func (*ReinstateServiceRequest) ProtoMessage() {}
 
 func (x *ReinstateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[6]
+	mi := &file_ration_v1_requests_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +534,7 @@ func (x *ReinstateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateServiceRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{6}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReinstateServiceRequest) GetName() string {
@@ -419,7 +559,7 @@ type ReinstateServiceResponse struct {
 
 func (x *ReinstateServiceResponse) Reset() {
 	*x = ReinstateServiceResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[7]
+	mi := &file_ration_v1_requests_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +571,7 @@ func (x *ReinstateServiceResponse) String() string {
 func (*ReinstateServiceResponse) ProtoMessage() {}
 
 func (x *ReinstateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[7]
+	mi := &file_ration_v1_requests_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +584,7 @@ func (x *ReinstateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateServiceResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{7}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{9}
 }
 
 type RotateOwnerTokenRequest struct {
@@ -457,7 +597,7 @@ type RotateOwnerTokenRequest struct {
 
 func (x *RotateOwnerTokenRequest) Reset() {
 	*x = RotateOwnerTokenRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[8]
+	mi := &file_ration_v1_requests_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +609,7 @@ func (x *RotateOwnerTokenRequest) String() string {
 func (*RotateOwnerTokenRequest) ProtoMessage() {}
 
 func (x *RotateOwnerTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[8]
+	mi := &file_ration_v1_requests_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +622,7 @@ func (x *RotateOwnerTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOwnerTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateOwnerTokenRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{8}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RotateOwnerTokenRequest) GetName() string {
@@ -511,7 +651,7 @@ type RotateOwnerTokenResponse struct {
 
 func (x *RotateOwnerTokenResponse) Reset() {
 	*x = RotateOwnerTokenResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[9]
+	mi := &file_ration_v1_requests_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +663,7 @@ func (x *RotateOwnerTokenResponse) String() string {
 func (*RotateOwnerTokenResponse) ProtoMessage() {}
 
 func (x *RotateOwnerTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[9]
+	mi := &file_ration_v1_requests_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +676,7 @@ func (x *RotateOwnerTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateOwnerTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateOwnerTokenResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{9}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RotateOwnerTokenResponse) GetOwnerToken() string {
@@ -560,7 +700,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[10]
+	mi := &file_ration_v1_requests_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +712,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[10]
+	mi := &file_ration_v1_requests_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +725,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{10}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterRequest) GetService() string {
@@ -626,7 +766,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[11]
+	mi := &file_ration_v1_requests_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +778,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[11]
+	mi := &file_ration_v1_requests_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +791,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{11}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterResponse) GetChanged() bool {
@@ -672,7 +812,7 @@ type UnregisterRequest struct {
 
 func (x *UnregisterRequest) Reset() {
 	*x = UnregisterRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[12]
+	mi := &file_ration_v1_requests_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +824,7 @@ func (x *UnregisterRequest) String() string {
 func (*UnregisterRequest) ProtoMessage() {}
 
 func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[12]
+	mi := &file_ration_v1_requests_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +837,7 @@ func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{12}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnregisterRequest) GetService() string {
@@ -730,7 +870,7 @@ type UnregisterResponse struct {
 
 func (x *UnregisterResponse) Reset() {
 	*x = UnregisterResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[13]
+	mi := &file_ration_v1_requests_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +882,7 @@ func (x *UnregisterResponse) String() string {
 func (*UnregisterResponse) ProtoMessage() {}
 
 func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[13]
+	mi := &file_ration_v1_requests_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +895,7 @@ func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterResponse.ProtoReflect.Descriptor instead.
 func (*UnregisterResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{13}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnregisterResponse) GetLeasesEnded() uint32 {
@@ -777,7 +917,7 @@ type DeactivateWorkerRequest struct {
 
 func (x *DeactivateWorkerRequest) Reset() {
 	*x = DeactivateWorkerRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[14]
+	mi := &file_ration_v1_requests_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +929,7 @@ func (x *DeactivateWorkerRequest) String() string {
 func (*DeactivateWorkerRequest) ProtoMessage() {}
 
 func (x *DeactivateWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[14]
+	mi := &file_ration_v1_requests_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +942,7 @@ func (x *DeactivateWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeactivateWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DeactivateWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{14}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeactivateWorkerRequest) GetService() string {
@@ -842,7 +982,7 @@ type DeactivateWorkerResponse struct {
 
 func (x *DeactivateWorkerResponse) Reset() {
 	*x = DeactivateWorkerResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[15]
+	mi := &file_ration_v1_requests_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +994,7 @@ func (x *DeactivateWorkerResponse) String() string {
 func (*DeactivateWorkerResponse) ProtoMessage() {}
 
 func (x *DeactivateWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[15]
+	mi := &file_ration_v1_requests_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1007,7 @@ func (x *DeactivateWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeactivateWorkerResponse.ProtoReflect.Descriptor instead.
 func (*DeactivateWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{15}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeactivateWorkerResponse) GetLeasesEnded() uint32 {
@@ -888,7 +1028,7 @@ type ReactivateWorkerRequest struct {
 
 func (x *ReactivateWorkerRequest) Reset() {
 	*x = ReactivateWorkerRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[16]
+	mi := &file_ration_v1_requests_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1040,7 @@ func (x *ReactivateWorkerRequest) String() string {
 func (*ReactivateWorkerRequest) ProtoMessage() {}
 
 func (x *ReactivateWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[16]
+	mi := &file_ration_v1_requests_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1053,7 @@ func (x *ReactivateWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactivateWorkerRequest.ProtoReflect.Descriptor instead.
 func (*ReactivateWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{16}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReactivateWorkerRequest) GetService() string {
@@ -945,7 +1085,7 @@ type ReactivateWorkerResponse struct {
 
 func (x *ReactivateWorkerResponse) Reset() {
 	*x = ReactivateWorkerResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[17]
+	mi := &file_ration_v1_requests_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1097,7 @@ func (x *ReactivateWorkerResponse) String() string {
 func (*ReactivateWorkerResponse) ProtoMessage() {}
 
 func (x *ReactivateWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[17]
+	mi := &file_ration_v1_requests_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1110,7 @@ func (x *ReactivateWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactivateWorkerResponse.ProtoReflect.Descriptor instead.
 func (*ReactivateWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{17}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{19}
 }
 
 type RevertWorkerRequest struct {
@@ -986,7 +1126,7 @@ type RevertWorkerRequest struct {
 
 func (x *RevertWorkerRequest) Reset() {
 	*x = RevertWorkerRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[18]
+	mi := &file_ration_v1_requests_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1138,7 @@ func (x *RevertWorkerRequest) String() string {
 func (*RevertWorkerRequest) ProtoMessage() {}
 
 func (x *RevertWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[18]
+	mi := &file_ration_v1_requests_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1151,7 @@ func (x *RevertWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevertWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{18}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevertWorkerRequest) GetService() string {
@@ -1057,7 +1197,7 @@ type RevertWorkerResponse struct {
 
 func (x *RevertWorkerResponse) Reset() {
 	*x = RevertWorkerResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[19]
+	mi := &file_ration_v1_requests_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1209,7 @@ func (x *RevertWorkerResponse) String() string {
 func (*RevertWorkerResponse) ProtoMessage() {}
 
 func (x *RevertWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[19]
+	mi := &file_ration_v1_requests_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1222,7 @@ func (x *RevertWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RevertWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{19}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevertWorkerResponse) GetReverted() uint32 {
@@ -1119,7 +1259,7 @@ type AckResultsRequest struct {
 
 func (x *AckResultsRequest) Reset() {
 	*x = AckResultsRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	mi := &file_ration_v1_requests_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1271,7 @@ func (x *AckResultsRequest) String() string {
 func (*AckResultsRequest) ProtoMessage() {}
 
 func (x *AckResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[20]
+	mi := &file_ration_v1_requests_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1284,7 @@ func (x *AckResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResultsRequest.ProtoReflect.Descriptor instead.
 func (*AckResultsRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{20}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AckResultsRequest) GetService() string {
@@ -1178,7 +1318,7 @@ type AckResultsResponse struct {
 
 func (x *AckResultsResponse) Reset() {
 	*x = AckResultsResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	mi := &file_ration_v1_requests_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1330,7 @@ func (x *AckResultsResponse) String() string {
 func (*AckResultsResponse) ProtoMessage() {}
 
 func (x *AckResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[21]
+	mi := &file_ration_v1_requests_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1343,7 @@ func (x *AckResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResultsResponse.ProtoReflect.Descriptor instead.
 func (*AckResultsResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{21}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckResultsResponse) GetExport() *ExportPosition {
@@ -1228,7 +1368,7 @@ type AddItemsRequest struct {
 
 func (x *AddItemsRequest) Reset() {
 	*x = AddItemsRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[22]
+	mi := &file_ration_v1_requests_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1380,7 @@ func (x *AddItemsRequest) String() string {
 func (*AddItemsRequest) ProtoMessage() {}
 
 func (x *AddItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[22]
+	mi := &file_ration_v1_requests_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1393,7 @@ func (x *AddItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemsRequest.ProtoReflect.Descriptor instead.
 func (*AddItemsRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{22}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AddItemsRequest) GetService() string {
@@ -1307,7 +1447,7 @@ type AddItemsResponse struct {
 
 func (x *AddItemsResponse) Reset() {
 	*x = AddItemsResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[23]
+	mi := &file_ration_v1_requests_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1459,7 @@ func (x *AddItemsResponse) String() string {
 func (*AddItemsResponse) ProtoMessage() {}
 
 func (x *AddItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[23]
+	mi := &file_ration_v1_requests_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1472,7 @@ func (x *AddItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddItemsResponse.ProtoReflect.Descriptor instead.
 func (*AddItemsResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{23}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddItemsResponse) GetAdded() uint32 {
@@ -1376,7 +1516,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[24]
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1528,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[24]
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1541,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{24}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AcquireRequest) GetService() string {
@@ -1446,7 +1586,7 @@ type LeasedBucket struct {
 
 func (x *LeasedBucket) Reset() {
 	*x = LeasedBucket{}
-	mi := &file_ration_v1_requests_proto_msgTypes[25]
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1598,7 @@ func (x *LeasedBucket) String() string {
 func (*LeasedBucket) ProtoMessage() {}
 
 func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[25]
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1611,7 @@ func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasedBucket.ProtoReflect.Descriptor instead.
 func (*LeasedBucket) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{25}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeasedBucket) GetId() uint64 {
@@ -1519,7 +1659,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1671,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1684,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AcquireResponse) GetBuckets() []*LeasedBucket {
@@ -1565,7 +1705,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1717,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1730,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -1628,7 +1768,7 @@ type HeartbeatOutcome struct {
 
 func (x *HeartbeatOutcome) Reset() {
 	*x = HeartbeatOutcome{}
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1780,7 @@ func (x *HeartbeatOutcome) String() string {
 func (*HeartbeatOutcome) ProtoMessage() {}
 
 func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1793,7 @@ func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatOutcome.ProtoReflect.Descriptor instead.
 func (*HeartbeatOutcome) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HeartbeatOutcome) GetBucketId() uint64 {
@@ -1693,7 +1833,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1845,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1858,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HeartbeatResponse) GetBuckets() []*HeartbeatOutcome {
@@ -1741,7 +1881,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[30]
+	mi := &file_ration_v1_requests_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1893,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[30]
+	mi := &file_ration_v1_requests_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1906,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitRequest) GetWorkerId() string {
@@ -1818,7 +1958,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[31]
+	mi := &file_ration_v1_requests_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1970,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[31]
+	mi := &file_ration_v1_requests_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1983,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SubmitResponse) GetAccepted() uint32 {
@@ -1879,7 +2019,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[32]
+	mi := &file_ration_v1_requests_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2031,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[32]
+	mi := &file_ration_v1_requests_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2044,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{32}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReleaseRequest) GetWorkerId() string {
@@ -1946,7 +2086,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[33]
+	mi := &file_ration_v1_requests_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2098,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[33]
+	mi := &file_ration_v1_requests_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2111,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{33}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReleaseResponse) GetRequeued() uint32 {
@@ -2016,7 +2156,18 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x0f \x01(\tR\trequestId\":\n" +
 	"\x15RevokeServiceResponse\x12!\n" +
-	"\fleases_ended\x18\x01 \x01(\rR\vleasesEnded\"L\n" +
+	"\fleases_ended\x18\x01 \x01(\rR\vleasesEnded\"_\n" +
+	"\x14DeleteServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"\xbd\x01\n" +
+	"\x15DeleteServiceResponse\x12\x14\n" +
+	"\x05items\x18\x01 \x01(\x04R\x05items\x12\x18\n" +
+	"\abuckets\x18\x02 \x01(\x04R\abuckets\x12%\n" +
+	"\x0eresult_batches\x18\x03 \x01(\x04R\rresultBatches\x12'\n" +
+	"\x0funacked_results\x18\x04 \x01(\x04R\x0eunackedResults\x12$\n" +
+	"\rregistrations\x18\x05 \x01(\x04R\rregistrations\"L\n" +
 	"\x17ReinstateServiceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -2148,7 +2299,7 @@ func file_ration_v1_requests_proto_rawDescGZIP() []byte {
 	return file_ration_v1_requests_proto_rawDescData
 }
 
-var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_ration_v1_requests_proto_goTypes = []any{
 	(*CreateServiceRequest)(nil),     // 0: ration.v1.CreateServiceRequest
 	(*CreateServiceResponse)(nil),    // 1: ration.v1.CreateServiceResponse
@@ -2156,57 +2307,59 @@ var file_ration_v1_requests_proto_goTypes = []any{
 	(*UpdateServiceResponse)(nil),    // 3: ration.v1.UpdateServiceResponse
 	(*RevokeServiceRequest)(nil),     // 4: ration.v1.RevokeServiceRequest
 	(*RevokeServiceResponse)(nil),    // 5: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceRequest)(nil),  // 6: ration.v1.ReinstateServiceRequest
-	(*ReinstateServiceResponse)(nil), // 7: ration.v1.ReinstateServiceResponse
-	(*RotateOwnerTokenRequest)(nil),  // 8: ration.v1.RotateOwnerTokenRequest
-	(*RotateOwnerTokenResponse)(nil), // 9: ration.v1.RotateOwnerTokenResponse
-	(*RegisterRequest)(nil),          // 10: ration.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 11: ration.v1.RegisterResponse
-	(*UnregisterRequest)(nil),        // 12: ration.v1.UnregisterRequest
-	(*UnregisterResponse)(nil),       // 13: ration.v1.UnregisterResponse
-	(*DeactivateWorkerRequest)(nil),  // 14: ration.v1.DeactivateWorkerRequest
-	(*DeactivateWorkerResponse)(nil), // 15: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerRequest)(nil),  // 16: ration.v1.ReactivateWorkerRequest
-	(*ReactivateWorkerResponse)(nil), // 17: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerRequest)(nil),      // 18: ration.v1.RevertWorkerRequest
-	(*RevertWorkerResponse)(nil),     // 19: ration.v1.RevertWorkerResponse
-	(*AckResultsRequest)(nil),        // 20: ration.v1.AckResultsRequest
-	(*AckResultsResponse)(nil),       // 21: ration.v1.AckResultsResponse
-	(*AddItemsRequest)(nil),          // 22: ration.v1.AddItemsRequest
-	(*AddItemsResponse)(nil),         // 23: ration.v1.AddItemsResponse
-	(*AcquireRequest)(nil),           // 24: ration.v1.AcquireRequest
-	(*LeasedBucket)(nil),             // 25: ration.v1.LeasedBucket
-	(*AcquireResponse)(nil),          // 26: ration.v1.AcquireResponse
-	(*HeartbeatRequest)(nil),         // 27: ration.v1.HeartbeatRequest
-	(*HeartbeatOutcome)(nil),         // 28: ration.v1.HeartbeatOutcome
-	(*HeartbeatResponse)(nil),        // 29: ration.v1.HeartbeatResponse
-	(*SubmitRequest)(nil),            // 30: ration.v1.SubmitRequest
-	(*SubmitResponse)(nil),           // 31: ration.v1.SubmitResponse
-	(*ReleaseRequest)(nil),           // 32: ration.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),          // 33: ration.v1.ReleaseResponse
-	(*ServiceConfig)(nil),            // 34: ration.v1.ServiceConfig
-	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
-	(*ExportPosition)(nil),           // 36: ration.v1.ExportPosition
-	(*Lease)(nil),                    // 37: ration.v1.Lease
-	(BucketState)(0),                 // 38: ration.v1.BucketState
-	(*BucketRef)(nil),                // 39: ration.v1.BucketRef
-	(*ResultInput)(nil),              // 40: ration.v1.ResultInput
+	(*DeleteServiceRequest)(nil),     // 6: ration.v1.DeleteServiceRequest
+	(*DeleteServiceResponse)(nil),    // 7: ration.v1.DeleteServiceResponse
+	(*ReinstateServiceRequest)(nil),  // 8: ration.v1.ReinstateServiceRequest
+	(*ReinstateServiceResponse)(nil), // 9: ration.v1.ReinstateServiceResponse
+	(*RotateOwnerTokenRequest)(nil),  // 10: ration.v1.RotateOwnerTokenRequest
+	(*RotateOwnerTokenResponse)(nil), // 11: ration.v1.RotateOwnerTokenResponse
+	(*RegisterRequest)(nil),          // 12: ration.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 13: ration.v1.RegisterResponse
+	(*UnregisterRequest)(nil),        // 14: ration.v1.UnregisterRequest
+	(*UnregisterResponse)(nil),       // 15: ration.v1.UnregisterResponse
+	(*DeactivateWorkerRequest)(nil),  // 16: ration.v1.DeactivateWorkerRequest
+	(*DeactivateWorkerResponse)(nil), // 17: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerRequest)(nil),  // 18: ration.v1.ReactivateWorkerRequest
+	(*ReactivateWorkerResponse)(nil), // 19: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerRequest)(nil),      // 20: ration.v1.RevertWorkerRequest
+	(*RevertWorkerResponse)(nil),     // 21: ration.v1.RevertWorkerResponse
+	(*AckResultsRequest)(nil),        // 22: ration.v1.AckResultsRequest
+	(*AckResultsResponse)(nil),       // 23: ration.v1.AckResultsResponse
+	(*AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
+	(*AddItemsResponse)(nil),         // 25: ration.v1.AddItemsResponse
+	(*AcquireRequest)(nil),           // 26: ration.v1.AcquireRequest
+	(*LeasedBucket)(nil),             // 27: ration.v1.LeasedBucket
+	(*AcquireResponse)(nil),          // 28: ration.v1.AcquireResponse
+	(*HeartbeatRequest)(nil),         // 29: ration.v1.HeartbeatRequest
+	(*HeartbeatOutcome)(nil),         // 30: ration.v1.HeartbeatOutcome
+	(*HeartbeatResponse)(nil),        // 31: ration.v1.HeartbeatResponse
+	(*SubmitRequest)(nil),            // 32: ration.v1.SubmitRequest
+	(*SubmitResponse)(nil),           // 33: ration.v1.SubmitResponse
+	(*ReleaseRequest)(nil),           // 34: ration.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),          // 35: ration.v1.ReleaseResponse
+	(*ServiceConfig)(nil),            // 36: ration.v1.ServiceConfig
+	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
+	(*ExportPosition)(nil),           // 38: ration.v1.ExportPosition
+	(*Lease)(nil),                    // 39: ration.v1.Lease
+	(BucketState)(0),                 // 40: ration.v1.BucketState
+	(*BucketRef)(nil),                // 41: ration.v1.BucketRef
+	(*ResultInput)(nil),              // 42: ration.v1.ResultInput
 }
 var file_ration_v1_requests_proto_depIdxs = []int32{
-	34, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	34, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	34, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	34, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	35, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
-	35, // 5: ration.v1.RevertWorkerResponse.trimmed_before:type_name -> google.protobuf.Timestamp
-	36, // 6: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
-	37, // 7: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
-	38, // 8: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
-	25, // 9: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
-	39, // 10: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
-	37, // 11: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
-	28, // 12: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
-	40, // 13: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
+	36, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	36, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	36, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	36, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	37, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
+	37, // 5: ration.v1.RevertWorkerResponse.trimmed_before:type_name -> google.protobuf.Timestamp
+	38, // 6: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
+	39, // 7: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
+	40, // 8: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
+	27, // 9: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
+	41, // 10: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
+	39, // 11: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
+	30, // 12: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
+	42, // 13: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -2226,7 +2379,7 @@ func file_ration_v1_requests_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_requests_proto_rawDesc), len(file_ration_v1_requests_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

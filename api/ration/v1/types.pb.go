@@ -290,6 +290,11 @@ type ServiceConfig struct {
 	// it for ever; 0s forgets it at the tick after its result is trimmed.
 	// At most 3650 days.
 	DoneRetention *durationpb.Duration `protobuf:"bytes,15,opt,name=done_retention,json=doneRetention,proto3" json:"done_retention,omitempty"`
+	// How long after its result was accepted a done item is queued again, to
+	// be checked anew (the seed's checks recur: who follows whom changes).
+	// Unset never does; 1m to 3650 days. A done item forgotten first
+	// (done_retention shorter) is not refreshed: adding it again queues it.
+	RefreshAfter  *durationpb.Duration `protobuf:"bytes,16,opt,name=refresh_after,json=refreshAfter,proto3" json:"refresh_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,6 +430,13 @@ func (x *ServiceConfig) GetMaxUnackedResults() uint64 {
 func (x *ServiceConfig) GetDoneRetention() *durationpb.Duration {
 	if x != nil {
 		return x.DoneRetention
+	}
+	return nil
+}
+
+func (x *ServiceConfig) GetRefreshAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RefreshAfter
 	}
 	return nil
 }
@@ -693,6 +705,8 @@ type Counters struct {
 	ResultsDropped uint64 `protobuf:"varint,18,opt,name=results_dropped,json=resultsDropped,proto3" json:"results_dropped,omitempty"`
 	// Done items forgotten after done_retention.
 	ItemsForgotten uint64 `protobuf:"varint,19,opt,name=items_forgotten,json=itemsForgotten,proto3" json:"items_forgotten,omitempty"`
+	// Done items queued again after refresh_after.
+	ItemsRefreshed uint64 `protobuf:"varint,20,opt,name=items_refreshed,json=itemsRefreshed,proto3" json:"items_refreshed,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -860,6 +874,13 @@ func (x *Counters) GetItemsForgotten() uint64 {
 	return 0
 }
 
+func (x *Counters) GetItemsRefreshed() uint64 {
+	if x != nil {
+		return x.ItemsRefreshed
+	}
+	return 0
+}
+
 // ReasonCount counts refusals with one reason.
 type ReasonCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -992,7 +1013,7 @@ var File_ration_v1_types_proto protoreflect.FileDescriptor
 
 const file_ration_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x06\n" +
+	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\a\n" +
 	"\rServiceConfig\x12\x1f\n" +
 	"\vbucket_size\x18\x01 \x01(\rR\n" +
 	"bucketSize\x125\n" +
@@ -1010,7 +1031,8 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x10result_retention\x18\f \x01(\v2\x19.google.protobuf.DurationR\x0fresultRetention\x12S\n" +
 	"\x18unacked_result_retention\x18\r \x01(\v2\x19.google.protobuf.DurationR\x16unackedResultRetention\x12.\n" +
 	"\x13max_unacked_results\x18\x0e \x01(\x04R\x11maxUnackedResults\x12@\n" +
-	"\x0edone_retention\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\rdoneRetention\"U\n" +
+	"\x0edone_retention\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\rdoneRetention\x12>\n" +
+	"\rrefresh_after\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\frefreshAfter\"U\n" +
 	"\x05Lease\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"U\n" +
@@ -1023,7 +1045,7 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\">\n" +
 	"\fVerdictCount\x12\x18\n" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\x8c\x06\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xb5\x06\n" +
 	"\bCounters\x12%\n" +
 	"\x0eleases_granted\x18\x01 \x01(\x04R\rleasesGranted\x12%\n" +
 	"\x0eleases_expired\x18\x02 \x01(\x04R\rleasesExpired\x12'\n" +
@@ -1047,7 +1069,8 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x12rejected_by_reason\x18\x10 \x03(\v2\x16.ration.v1.ReasonCountR\x10rejectedByReason\x12'\n" +
 	"\x0fresults_trimmed\x18\x11 \x01(\x04R\x0eresultsTrimmed\x12'\n" +
 	"\x0fresults_dropped\x18\x12 \x01(\x04R\x0eresultsDropped\x12'\n" +
-	"\x0fitems_forgotten\x18\x13 \x01(\x04R\x0eitemsForgotten\";\n" +
+	"\x0fitems_forgotten\x18\x13 \x01(\x04R\x0eitemsForgotten\x12'\n" +
+	"\x0fitems_refreshed\x18\x14 \x01(\x04R\x0eitemsRefreshed\";\n" +
 	"\vReasonCount\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9e\x01\n" +
@@ -1115,14 +1138,15 @@ var file_ration_v1_types_proto_depIdxs = []int32{
 	12, // 4: ration.v1.ServiceConfig.result_retention:type_name -> google.protobuf.Duration
 	12, // 5: ration.v1.ServiceConfig.unacked_result_retention:type_name -> google.protobuf.Duration
 	12, // 6: ration.v1.ServiceConfig.done_retention:type_name -> google.protobuf.Duration
-	13, // 7: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
-	8,  // 8: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
-	10, // 9: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 7: ration.v1.ServiceConfig.refresh_after:type_name -> google.protobuf.Duration
+	13, // 8: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
+	8,  // 9: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
+	10, // 10: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_types_proto_init() }

@@ -50,6 +50,9 @@ const (
 	// OwnerServiceReinstateServiceProcedure is the fully-qualified name of the OwnerService's
 	// ReinstateService RPC.
 	OwnerServiceReinstateServiceProcedure = "/ration.v1.OwnerService/ReinstateService"
+	// OwnerServiceDeleteServiceProcedure is the fully-qualified name of the OwnerService's
+	// DeleteService RPC.
+	OwnerServiceDeleteServiceProcedure = "/ration.v1.OwnerService/DeleteService"
 	// OwnerServiceAddItemsProcedure is the fully-qualified name of the OwnerService's AddItems RPC.
 	OwnerServiceAddItemsProcedure = "/ration.v1.OwnerService/AddItems"
 	// OwnerServiceListItemsProcedure is the fully-qualified name of the OwnerService's ListItems RPC.
@@ -92,6 +95,12 @@ type OwnerServiceClient interface {
 	RevokeService(context.Context, *connect.Request[v1.RevokeServiceRequest]) (*connect.Response[v1.RevokeServiceResponse], error)
 	// Role: owner.
 	ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error)
+	// DeleteService removes a revoked service with its items, buckets,
+	// results and registrations; its activity records stay until they age
+	// out. Results never acknowledged make it refuse
+	// (RESULTS_NOT_ACKNOWLEDGED) unless force is set. The name is free again.
+	// Role: owner.
+	DeleteService(context.Context, *connect.Request[v1.DeleteServiceRequest]) (*connect.Response[v1.DeleteServiceResponse], error)
 	// Role: owner.
 	AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error)
 	// Role: owner.
@@ -171,6 +180,12 @@ func NewOwnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(ownerServiceMethods.ByName("ReinstateService")),
 			connect.WithClientOptions(opts...),
 		),
+		deleteService: connect.NewClient[v1.DeleteServiceRequest, v1.DeleteServiceResponse](
+			httpClient,
+			baseURL+OwnerServiceDeleteServiceProcedure,
+			connect.WithSchema(ownerServiceMethods.ByName("DeleteService")),
+			connect.WithClientOptions(opts...),
+		),
 		addItems: connect.NewClient[v1.AddItemsRequest, v1.AddItemsResponse](
 			httpClient,
 			baseURL+OwnerServiceAddItemsProcedure,
@@ -232,6 +247,7 @@ type ownerServiceClient struct {
 	listServices     *connect.Client[v1.ListServicesRequest, v1.ListServicesResponse]
 	revokeService    *connect.Client[v1.RevokeServiceRequest, v1.RevokeServiceResponse]
 	reinstateService *connect.Client[v1.ReinstateServiceRequest, v1.ReinstateServiceResponse]
+	deleteService    *connect.Client[v1.DeleteServiceRequest, v1.DeleteServiceResponse]
 	addItems         *connect.Client[v1.AddItemsRequest, v1.AddItemsResponse]
 	listItems        *connect.Client[v1.ListItemsRequest, v1.ListItemsResponse]
 	deactivateWorker *connect.Client[v1.DeactivateWorkerRequest, v1.DeactivateWorkerResponse]
@@ -270,6 +286,11 @@ func (c *ownerServiceClient) RevokeService(ctx context.Context, req *connect.Req
 // ReinstateService calls ration.v1.OwnerService.ReinstateService.
 func (c *ownerServiceClient) ReinstateService(ctx context.Context, req *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error) {
 	return c.reinstateService.CallUnary(ctx, req)
+}
+
+// DeleteService calls ration.v1.OwnerService.DeleteService.
+func (c *ownerServiceClient) DeleteService(ctx context.Context, req *connect.Request[v1.DeleteServiceRequest]) (*connect.Response[v1.DeleteServiceResponse], error) {
+	return c.deleteService.CallUnary(ctx, req)
 }
 
 // AddItems calls ration.v1.OwnerService.AddItems.
@@ -331,6 +352,12 @@ type OwnerServiceHandler interface {
 	RevokeService(context.Context, *connect.Request[v1.RevokeServiceRequest]) (*connect.Response[v1.RevokeServiceResponse], error)
 	// Role: owner.
 	ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error)
+	// DeleteService removes a revoked service with its items, buckets,
+	// results and registrations; its activity records stay until they age
+	// out. Results never acknowledged make it refuse
+	// (RESULTS_NOT_ACKNOWLEDGED) unless force is set. The name is free again.
+	// Role: owner.
+	DeleteService(context.Context, *connect.Request[v1.DeleteServiceRequest]) (*connect.Response[v1.DeleteServiceResponse], error)
 	// Role: owner.
 	AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error)
 	// Role: owner.
@@ -406,6 +433,12 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(ownerServiceMethods.ByName("ReinstateService")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ownerServiceDeleteServiceHandler := connect.NewUnaryHandler(
+		OwnerServiceDeleteServiceProcedure,
+		svc.DeleteService,
+		connect.WithSchema(ownerServiceMethods.ByName("DeleteService")),
+		connect.WithHandlerOptions(opts...),
+	)
 	ownerServiceAddItemsHandler := connect.NewUnaryHandler(
 		OwnerServiceAddItemsProcedure,
 		svc.AddItems,
@@ -470,6 +503,8 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 			ownerServiceRevokeServiceHandler.ServeHTTP(w, r)
 		case OwnerServiceReinstateServiceProcedure:
 			ownerServiceReinstateServiceHandler.ServeHTTP(w, r)
+		case OwnerServiceDeleteServiceProcedure:
+			ownerServiceDeleteServiceHandler.ServeHTTP(w, r)
 		case OwnerServiceAddItemsProcedure:
 			ownerServiceAddItemsHandler.ServeHTTP(w, r)
 		case OwnerServiceListItemsProcedure:
@@ -517,6 +552,10 @@ func (UnimplementedOwnerServiceHandler) RevokeService(context.Context, *connect.
 
 func (UnimplementedOwnerServiceHandler) ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.ReinstateService is not implemented"))
+}
+
+func (UnimplementedOwnerServiceHandler) DeleteService(context.Context, *connect.Request[v1.DeleteServiceRequest]) (*connect.Response[v1.DeleteServiceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.DeleteService is not implemented"))
 }
 
 func (UnimplementedOwnerServiceHandler) AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error) {
