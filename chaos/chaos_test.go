@@ -61,20 +61,27 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	c := startCluster(t, n, dir)
 	admin, _ := client.New(client.Config{Addrs: c.addrs(), RetryFor: 30 * time.Second})
 	services := []string{"dm-a", "dm-b"}
+	// Both services' owners export and acknowledge; dm-b's results are
+	// trimmed as soon as they are acknowledged, dm-a's are kept.
+	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0)}
 	for _, s := range services {
 		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
 			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(3 * time.Second),
-				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000}})
+				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
+				ResultRetention: retention[s]}})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	rec := newRecorder()
-	ld := &load{rec: rec, addrs: c.addrs(), services: services}
+	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore()}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { ld.owner(ctx, 0) })
+	for _, s := range services {
+		wg.Go(func() { ld.exporter(ctx, s) })
+	}
 	for i := range 6 {
 		wg.Go(func() { ld.worker(ctx, i+1, fmt.Sprintf("w%d", i/2+1), uint64(i)) })
 	}
@@ -103,13 +110,20 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	if err := st.CheckInvariants(); err != nil {
 		problems = append(problems, fmt.Sprintf("final state: %v", err))
 	}
-	problems = append(problems, checkFinal(st, ops)...)
+	problems = append(problems, checkFinal(st, ld.exported, ops)...)
+	problems = append(problems, checkExported(st, services, map[string]bool{"dm-b": true})...)
 
 	counts := map[string]int{}
 	for _, o := range ops {
 		counts[o.Kind+"/"+outcomeClass(o.Outcome)]++
 	}
 	t.Logf("%d nodes, %s: %d nemesis rounds, %d operations %v", n, d, rounds, len(ops), counts)
+	for _, name := range services {
+		if s, ok := st.Service(name); ok {
+			t.Logf("%s: acknowledged through %d of %d, %d results trimmed", name, s.AckedThrough, s.LastResultSeq, s.Counters.ResultsTrimmed)
+		}
+	}
+	t.Logf("the owner stored %d exported batches (%d received twice)", len(ld.exported.batches), ld.exported.dups)
 	for _, kind := range []string{"kill-leader", "stop-leader"} {
 		if u := rec.unavailability(kind); len(u) > 0 {
 			sort.Slice(u, func(i, j int) bool { return u[i] < u[j] })
@@ -277,20 +291,20 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 	return f.State(), problems
 }
 
-// checkFinal holds the final state to the history: every acknowledged
-// submit is stored exactly once, with its results; every stored result
-// comes from a submit that was sent; every acknowledged item exists.
-func checkFinal(st *fsm.State, ops []op) []string {
+// checkFinal holds the final state and the owner's exported results to the
+// history: every acknowledged submit is stored exactly once, in the state
+// or exported (where its results went if they were trimmed), with its
+// results; every stored result comes from a submit that was sent; every
+// acknowledged item exists.
+func checkFinal(st *fsm.State, exp *exportStore, ops []op) []string {
 	var problems []string
 	type key struct {
 		bucket, epoch uint64
 	}
-	stored := map[key][]*fsm.ResultBatch{}
-	for _, svc := range st.Services() {
-		for _, rb := range st.Results(svc.Name, 0, 1<<30) {
-			k := key{rb.Bucket, rb.Epoch}
-			stored[k] = append(stored[k], rb)
-		}
+	stored := map[key][]storedBatch{}
+	for _, b := range storedBatches(st, exp) {
+		k := key{b.bucket, b.epoch}
+		stored[k] = append(stored[k], b)
 	}
 	sent := map[key]op{}
 	for _, o := range ops {
@@ -307,13 +321,9 @@ func checkFinal(st *fsm.State, ops []op) []string {
 				problems = append(problems, fmt.Sprintf("acknowledged submit of bucket %d epoch %d is stored %d times", o.Bucket, o.Epoch, len(got)))
 				continue
 			}
-			var items []string
-			for _, r := range got[0].All() {
-				items = append(items, r.Item)
-			}
-			if uint32(len(items)) != o.N || !slices.Equal(items, o.Items) || got[0].Worker != o.Worker {
+			if items := got[0].items; uint32(len(items)) != o.N || !slices.Equal(items, o.Items) || got[0].worker != o.Worker {
 				problems = append(problems, fmt.Sprintf("bucket %d epoch %d: stored results %v by %s, acknowledged %v (%d) by %s",
-					o.Bucket, o.Epoch, items, got[0].Worker, o.Items, o.N, o.Worker))
+					o.Bucket, o.Epoch, items, got[0].worker, o.Items, o.N, o.Worker))
 			}
 		case "add":
 			if o.Outcome != outOK {
@@ -326,14 +336,14 @@ func checkFinal(st *fsm.State, ops []op) []string {
 			}
 		}
 	}
-	for k, rbs := range stored {
+	for k, bs := range stored {
 		o, ok := sent[k]
 		if !ok {
 			problems = append(problems, fmt.Sprintf("results stored for bucket %d epoch %d, which no submit that could have succeeded sent", k.bucket, k.epoch))
 			continue
 		}
-		if rbs[0].Worker != o.Worker {
-			problems = append(problems, fmt.Sprintf("bucket %d epoch %d stored for %s, sent by %s", k.bucket, k.epoch, rbs[0].Worker, o.Worker))
+		if bs[0].worker != o.Worker {
+			problems = append(problems, fmt.Sprintf("bucket %d epoch %d stored for %s, sent by %s", k.bucket, k.epoch, bs[0].worker, o.Worker))
 		}
 	}
 	return problems

@@ -108,6 +108,7 @@ type load struct {
 	addrs    []string
 	services []string
 	nextItem atomic.Int64
+	exported *exportStore
 }
 
 const loadSecret = "chaos-worker-secret-0123456789"
