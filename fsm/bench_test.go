@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -619,6 +620,66 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	runtime.KeepAlive(h)
 }
 
+// BenchmarkMemory_RememberedItems: what a done item costs once its result is
+// trimmed. 1,000,000 items (ids as given by kind) are added, processed in
+// buckets of 180, acknowledged and trimmed (result_retention 0s), outside
+// the timer; the op is a no-op read. "decimal" ids (account ids of 13 to 19
+// digits) are remembered without a record; "named" ids keep their item
+// record. Reported, not asserted.
+func BenchmarkMemory_RememberedItems(b *testing.B) {
+	const total = 1_000_000
+	for _, tt := range []struct {
+		kind string
+		ids  func(i int) string
+	}{
+		{"decimal", func(i int) string { return strconv.FormatUint(1_000_000_000_000+uint64(i)*7919, 10) }},
+		{"named", func(i int) string { return fmt.Sprintf("acct%012d", i) }},
+	} {
+		b.Run(tt.kind, func(b *testing.B) {
+			ids := make([]string, total)
+			for i := range ids {
+				ids[i] = tt.ids(i)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			h := benchHarness(b)
+			h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{
+				BucketSize: 180, MaxBucketsPerAcquire: 100, MaxLeasesPerWorker: MaxLeasesPerWorkerCap, ResultRetention: dur(0),
+			})
+			h.register(benchService, "w1")
+			cred := secret("w1")
+			benchAddAll(h, benchService, false, ids)
+			ids = nil
+			for benchPending(h, benchService) > 0 {
+				for _, lb := range h.acquire(benchService, "w1", 100) {
+					op := &rationv1.SubmitRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch, Results: results(lb, "DM")}
+					if r := h.applyCmd(h.command(op, "w1", cred, "")); r.GetSubmit().GetAccepted() != 180 && r.GetSubmit().GetAccepted() != total%180 {
+						b.Fatalf("submit: %v", ResultError(r))
+					}
+				}
+			}
+			s, _ := h.f.State().Service(benchService)
+			h.must(&rationv1.AckResultsRequest{Service: benchService, ThroughSeq: s.LastResultSeq})
+			if r := h.must(&rationv1.Tick{TrimResults: true}).GetTick(); r.More {
+				b.Fatal("trimming took more than one tick")
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			s, _ = h.f.State().Service(benchService)
+			if s.Items[itemDone] != total || s.UnackedResults != 0 || len(h.f.State().Results(benchService, 0, 1)) != 0 {
+				b.Fatalf("%d items done, %d results unacknowledged; want %d, 0", s.Items[itemDone], s.UnackedResults, total)
+			}
+			for b.Loop() {
+				h.f.State().Index()
+			}
+			b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/total, "B/done-item")
+			b.ReportMetric(float64(h.f.State().t.remember.Len()), "remembered")
+			benchCheck(h)
+		})
+	}
+}
+
 // BenchmarkMemory_DoneItems measures the heap a done item costs with its
 // stored result (a 56-byte payload, as in bench/): 180,000 items are added,
 // acquired and submitted once, outside the timer; the op is a no-op read.
@@ -660,4 +721,23 @@ func BenchmarkMemory_DoneItems(b *testing.B) {
 	}
 	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/total, "B/done-item")
 	benchCheck(h)
+}
+
+// BenchmarkApply_DeleteService1M: one op deletes a revoked service holding
+// 1,000,000 pending items in buckets of 180; building it is outside the
+// timer. DeleteService is one command, so this is how long it holds the log.
+func BenchmarkApply_DeleteService1M(b *testing.B) {
+	const total = 1_000_000
+	ids := benchIDs("acct", 0, total)
+	for b.Loop() {
+		b.StopTimer()
+		h := benchHarness(b)
+		h.createService(benchService, "dmcheck", &rationv1.ServiceConfig{BucketSize: 180})
+		benchAddAll(h, benchService, false, ids)
+		h.must(&rationv1.RevokeServiceRequest{Name: benchService})
+		b.StartTimer()
+		if r := h.must(&rationv1.DeleteServiceRequest{Name: benchService}).GetDeleteService(); r.Items != total {
+			b.Fatalf("deleted %v", r)
+		}
+	}
 }

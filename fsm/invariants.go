@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // CheckInvariants verifies the rules the state machine keeps at every
@@ -85,6 +86,10 @@ func tallyOf(t *tables) (*tally, error) {
 		add(c.items, it.Service, int32(st))
 		return true
 	})
+	t.remember.Scan(func(k doneKey) bool {
+		add(c.items, k.service, int32(itemDone))
+		return true
+	})
 	return c, err
 }
 
@@ -106,6 +111,7 @@ type checker struct {
 
 	ready, leases, dead int // buckets by index they must be in
 	trimmed             int // done buckets whose results were trimmed
+	remembered          int // items remembered by done buckets
 	closed              int // done buckets
 	active              int // active registrations
 }
@@ -127,8 +133,11 @@ func (c *checker) checkBuckets() {
 		if b.ID >= t.meta.nextBucket {
 			c.fail("bucket %d: id not below next id %d", b.ID, t.meta.nextBucket)
 		}
-		if len(b.Items) == 0 {
+		if len(b.Items) == 0 && len(b.Packed) == 0 {
 			c.fail("bucket %d: empty", b.ID)
+		}
+		if len(b.Packed) > 0 {
+			c.checkPacked(b)
 		}
 		if len(b.Items) > int(svc.Config.BucketSize) && b.State == unassigned && slices.ContainsFunc(svc.Open, func(o OpenBucket) bool { return o.Bucket == b.ID }) {
 			c.fail("bucket %d: open but over bucket_size", b.ID)
@@ -321,6 +330,9 @@ func (c *checker) checkIndexSizes() {
 	if n := t.dead.Len(); n != c.dead {
 		c.fail("dead index has %d entries for %d dead buckets", n, c.dead)
 	}
+	if n := t.remember.Len(); n != c.remembered {
+		c.fail("remembered index has %d entries for %d items that buckets remember", n, c.remembered)
+	}
 	if n := t.closed.Len(); n != c.closed {
 		c.fail("closed index has %d entries for %d done buckets", n, c.closed)
 	}
@@ -364,4 +376,23 @@ func (c *checker) checkActivity() {
 		prev = a
 		return true
 	})
+}
+
+// checkPacked checks that a bucket remembers items only when done with its
+// results trimmed, and that each remembered item names it and has no item
+// record besides.
+func (c *checker) checkPacked(b *Bucket) {
+	if b.State != done || b.ResultSeq != 0 {
+		c.fail("bucket %d: remembers %d items but is %v with result %d", b.ID, len(b.Packed), b.State, b.ResultSeq)
+	}
+	for _, n := range b.Packed {
+		k, ok := c.t.remember.Get(doneKey{service: b.Service, id: n})
+		if !ok || k.bucket != b.ID {
+			c.fail("bucket %d lists remembered item %d, which names bucket %d (found %v)", b.ID, n, k.bucket, ok)
+		}
+		if _, dup := c.t.item(b.Service, strconv.FormatUint(n, 10)); dup {
+			c.fail("item %d of service %d: remembered and recorded", n, b.Service)
+		}
+		c.remembered++
+	}
 }

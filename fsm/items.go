@@ -72,6 +72,17 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 	for _, id := range op.GetItems() {
 		it, ok := x.item(s.Ordinal, id)
 		if !ok {
+			if k, found := x.t.remembered(s.Ordinal, id); found {
+				if op.GetRerun() {
+					x.queueAgain(ms, x.unremember(ms, k), itemDone, prio)
+					res.Added++
+				} else {
+					res.Skipped++
+				}
+				continue
+			}
+		}
+		if !ok {
 			if len(slab) == cap(slab) {
 				slab = make([]Item, 0, min(len(op.GetItems()), 1024))
 			}
@@ -93,12 +104,7 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 			res.Raised++
 			res.Skipped++
 		case st == itemDone && op.GetRerun(), st == quarantined:
-			ms.Items[st]--
-			c := *it
-			c.Priority, c.Attempts, c.Quarantined, c.Since = prio, 0, false, x.now
-			c.Bucket = x.pack(ms, prio, id)
-			x.setItem(&c)
-			ms.Items[pending]++
+			x.queueAgain(ms, it, st, prio)
 			res.Added++
 		default:
 			res.Skipped++
@@ -109,6 +115,17 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 	x.record(&Activity{Action: ActAddItems, Service: s.Name, Count: uint64(res.Added),
 		Message: fmt.Sprintf("added %d, skipped %d, raised %d, priority %d", res.Added, res.Skipped, res.Raised, prio)})
 	return &res, nil
+}
+
+// queueAgain makes a done (re-run) or quarantined item pending again at
+// priority prio, with no failed attempts.
+func (x *txn) queueAgain(s *Service, it *Item, from rationv1.ItemState, prio int32) {
+	s.Items[from]--
+	c := *it
+	c.Priority, c.Attempts, c.Quarantined, c.Since = prio, 0, false, x.now
+	c.Bucket = x.pack(s, prio, c.ID)
+	x.setItem(&c)
+	s.Items[pending]++
 }
 
 // pack puts a pending item into the open bucket of its priority, opening a

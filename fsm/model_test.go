@@ -35,6 +35,8 @@ type modelRun struct {
 	held     map[string][]*rationv1.LeasedBucket // what each worker believes it holds, possibly stale
 	acked    uint64                              // results acknowledged by submits
 	retry    []retryable
+	// maxRemembered is the most done items remembered without a record at once.
+	maxRemembered int
 }
 
 type retryable struct {
@@ -60,6 +62,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	}
 	for i := 0; i < steps; i++ {
 		m.step()
+		m.maxRemembered = max(m.maxRemembered, h.f.State().t.remember.Len())
 		if err := statsMatchActivity(h.f.State()); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -86,7 +89,11 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	if gen.Counters.ItemsRefreshed == 0 {
 		t.Fatalf("seed %d: gen refreshed no done items in %d commands", seed, h.index)
 	}
-	t.Logf("seed %d: %d commands; dm items %v buckets %v; %d results; counters %+v; gen refreshed %d", seed, h.index, dm.Items, dm.Buckets, stored, dm.Counters, gen.Counters.ItemsRefreshed)
+	if m.maxRemembered == 0 {
+		t.Fatalf("seed %d: no done item was ever remembered without a record", seed)
+	}
+	t.Logf("seed %d: %d commands; dm items %v buckets %v; %d results; counters %+v; gen refreshed %d; up to %d items remembered",
+		seed, h.index, dm.Items, dm.Buckets, stored, dm.Counters, gen.Counters.ItemsRefreshed, m.maxRemembered)
 }
 
 func (m *modelRun) pick(xs []string) string { return xs[m.r.IntN(len(xs))] }
@@ -100,7 +107,12 @@ func (m *modelRun) step() {
 		k := 1 + m.r.IntN(12)
 		items := make([]string, k)
 		for i := range items {
-			items[i] = fmt.Sprintf("i%03d", m.r.IntN(150))
+			// Half the ids are decimal: remembered without a record once done and trimmed.
+			if m.r.IntN(2) == 0 {
+				items[i] = fmt.Sprint(m.r.IntN(150))
+			} else {
+				items[i] = fmt.Sprintf("i%03d", m.r.IntN(150))
+			}
 		}
 		if m.r.IntN(30) == 0 {
 			items[0] = "bad id" // invalid: the whole add is refused

@@ -68,7 +68,7 @@ func (s *State) Item(service, id string) (ItemView, bool) {
 	if !ok {
 		return ItemView{}, false
 	}
-	it, ok := s.t.item(svc.Ordinal, id)
+	it, ok := s.t.itemOrRemembered(svc.Ordinal, id)
 	if !ok {
 		return ItemView{}, false
 	}

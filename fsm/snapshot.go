@@ -148,7 +148,7 @@ func (t *tables) encode(w io.Writer) error {
 		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Bucket{Bucket: &rationv1.BucketRecord{
 			Id: b.ID, Service: b.Service, State: b.State, Priority: b.Priority, ReadySince: b.ReadySince, Items: b.Items,
 			Holder: b.Holder, Epoch: b.Epoch, LeasedAt: b.LeasedAt, Deadline: b.Deadline, DeadAt: b.DeadAt,
-			ReleaseAt: b.ReleaseAt, ClosedAt: b.ClosedAt, ResultSeq: b.ResultSeq,
+			ReleaseAt: b.ReleaseAt, ClosedAt: b.ClosedAt, ResultSeq: b.ResultSeq, Packed: b.Packed,
 		}}})
 		return rw.err == nil
 	})
@@ -381,14 +381,23 @@ func (t *tables) loadBucket(p *rationv1.BucketRecord) error {
 	if p.State < unassigned || p.State > done {
 		return fmt.Errorf("bucket %d has state %v", p.Id, p.State)
 	}
-	if len(p.Items) == 0 {
+	if len(p.Items) == 0 && len(p.Packed) == 0 {
 		return fmt.Errorf("bucket %d is empty", p.Id)
+	}
+	if len(p.Packed) > 0 && (p.State != done || p.ResultSeq != 0) {
+		return fmt.Errorf("bucket %d remembers items but is not done with its results trimmed", p.Id)
 	}
 	b := &Bucket{ID: p.Id, Service: p.Service, State: p.State, Priority: p.Priority, ReadySince: p.ReadySince,
 		Items: p.Items, Holder: p.Holder, Epoch: p.Epoch, LeasedAt: p.LeasedAt, Deadline: p.Deadline, DeadAt: p.DeadAt,
-		ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq}
+		ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq, Packed: p.Packed}
 	if _, dup := t.bucket(b.ID); dup {
 		return fmt.Errorf("bucket %d twice", b.ID)
+	}
+	for _, n := range b.Packed {
+		if _, dup := t.remember.Get(doneKey{service: b.Service, id: n}); dup {
+			return fmt.Errorf("bucket %d remembers item %d, remembered already", b.ID, n)
+		}
+		t.remember.Set(doneKey{service: b.Service, id: n, bucket: b.ID})
 	}
 	t.putBucket(nil, b, int64(s.Config.PriorityAging))
 	return nil

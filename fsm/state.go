@@ -187,6 +187,9 @@ type Bucket struct {
 	// ResultSeq is the result batch that closed a done bucket; 0 once it
 	// was trimmed (the bucket stays, for its items' done_retention).
 	ResultSeq uint64
+	// Packed are the ids of the items a trimmed done bucket remembers
+	// (see remember.go); Items then holds only its other done ids.
+	Packed []uint64
 }
 
 // Held reports whether a worker holds the bucket (leased or dead).

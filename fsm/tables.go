@@ -19,6 +19,7 @@ type tables struct {
 	regs     *btree.BTreeG[*Registration] // by (service, worker)
 	idle     *btree.BTreeG[idleKey]       // active registrations by idle time
 	items    *btree.BTreeG[*Item]         // by (service, id)
+	remember *btree.BTreeG[doneKey]       // remembered done items, by (service, id): see remember.go
 	buckets  *btree.BTreeG[*Bucket]       // by id
 	ready    *btree.BTreeG[readyKey]      // unassigned buckets, best first
 	leases   *btree.BTreeG[timeKey]       // leased buckets by deadline
@@ -131,9 +132,10 @@ func newTables() *tables {
 		held: newTree(func(a, b heldKey) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), strings.Compare(a.holder, b.holder), cmp.Compare(a.id, b.id)) < 0
 		}),
-		closed:  newTree(lessSvcTime),
-		trimmed: newTree(lessSvcTime),
-		results: newTree(func(a, b *ResultBatch) bool { return a.Seq < b.Seq }),
+		remember: newTree(lessDone),
+		closed:   newTree(lessSvcTime),
+		trimmed:  newTree(lessSvcTime),
+		results:  newTree(func(a, b *ResultBatch) bool { return a.Seq < b.Seq }),
 		resSvc: newTree(func(a, b svcSeq) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.seq, b.seq)) < 0
 		}),
@@ -171,6 +173,7 @@ func (t *tables) copy() *tables {
 		regs:     t.regs.Copy(),
 		idle:     t.idle.Copy(),
 		items:    t.items.Copy(),
+		remember: t.remember.Copy(),
 		buckets:  t.buckets.Copy(),
 		ready:    t.ready.Copy(),
 		leases:   t.leases.Copy(),

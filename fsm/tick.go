@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/tidwall/btree"
@@ -286,7 +287,9 @@ func (x *txn) trimBatch(rb *ResultBatch) (uint64, bool) {
 		s.Counters.ResultsDropped += n
 	}
 	if b := x.peekBucket(rb.Bucket); b != nil && b.State == done && b.ResultSeq == rb.Seq {
-		x.bkt(b.ID).ResultSeq = 0 // the bucket stays, for its items' done_retention
+		b = x.bkt(b.ID)
+		b.ResultSeq = 0 // the bucket stays, for its items' done_retention
+		x.compactDone(s, b)
 	}
 	return n, unacked
 }
@@ -339,6 +342,10 @@ func (x *txn) forgetBucket(s *Service, id uint64) uint64 {
 			n++
 		}
 	}
+	x.rememberedIn(b, func(k doneKey) {
+		x.t.remember.Delete(k)
+		n++
+	})
 	x.dropBucket(id)
 	s.Buckets[done]--
 	s.Items[itemDone] -= int64(n)
@@ -410,6 +417,11 @@ func (x *txn) refreshBucket(s *Service, id uint64) uint64 {
 			n++
 		}
 	}
+	x.rememberedIn(b, func(k doneKey) {
+		x.t.remember.Delete(k)
+		x.requeue(s, &Item{Service: k.service, ID: strconv.FormatUint(k.id, 10), Priority: b.Priority}, false)
+		n++
+	})
 	x.dropBucket(id)
 	s.Buckets[done]--
 	s.Items[itemDone] -= int64(n)

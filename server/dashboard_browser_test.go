@@ -82,14 +82,15 @@ func TestServer_DashboardInChromium(t *testing.T) {
 	}
 	// The page reads its own node's state (stale reads): let the follower catch up.
 	caughtUp := func() { c.WaitApplied(c.Leader().State().Index()) }
-	doneCell := regexp.MustCompile(`<td>dash</td><td>dmcheck</td><td><span class="badge">active</span></td>(?:<td class="num">\d+</td>){3}<td class="num">(\d+)</td>`)
+	doneCell := regexp.MustCompile(`<td>dash</td><td>dmcheck</td><td><span class="badge">active</span></td>(?:<td class="num">\d+</td>){3}<td class="num">(\d+)</td>` +
+		`(?:<td class="num">\d+</td>){4}<td class="num">(\d+) \((\d+ B)\)</td><td class="num">(\d+) / \d+</td>`)
 	url := "http://" + follower + "/"
 
 	submitOne()
 	caughtUp()
 	m := doneCell.FindStringSubmatch(browse(t, bin, url, ""))
-	if m == nil || m[1] != "3" {
-		t.Fatalf("dashboard before: done cell %v", m)
+	if m == nil || m[1] != "3" || m[2] != "3" || m[3] == "0 B" || m[4] != "0" {
+		t.Fatalf("dashboard before: done, unacked, unacked bytes, acked through cells %v", m)
 	}
 	submitOne()
 	caughtUp()

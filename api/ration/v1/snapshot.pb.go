@@ -837,7 +837,10 @@ type BucketRecord struct {
 	ReleaseAt int64 `protobuf:"varint,12,opt,name=release_at,json=releaseAt,proto3" json:"release_at,omitempty"`
 	ClosedAt  int64 `protobuf:"varint,13,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
 	// The result batch that closed it.
-	ResultSeq     uint64 `protobuf:"varint,14,opt,name=result_seq,json=resultSeq,proto3" json:"result_seq,omitempty"`
+	ResultSeq uint64 `protobuf:"varint,14,opt,name=result_seq,json=resultSeq,proto3" json:"result_seq,omitempty"`
+	// A done bucket whose results were trimmed: the ids (decimal, in 64
+	// bits) of the items it remembers as done, which have no item record.
+	Packed        []uint64 `protobuf:"varint,15,rep,packed,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -968,6 +971,13 @@ func (x *BucketRecord) GetResultSeq() uint64 {
 		return x.ResultSeq
 	}
 	return 0
+}
+
+func (x *BucketRecord) GetPacked() []uint64 {
+	if x != nil {
+		return x.Packed
+	}
+	return nil
 }
 
 // ItemRecord is an item; its state follows from its bucket's (pending,
@@ -1520,7 +1530,7 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"changed_at\x18\b \x01(\x03R\tchangedAt\x12/\n" +
 	"\bcounters\x18\t \x01(\v2\x13.ration.v1.CountersR\bcounters\x12\x18\n" +
 	"\ablocked\x18\n" +
-	" \x01(\bR\ablocked\"\x94\x03\n" +
+	" \x01(\bR\ablocked\"\xac\x03\n" +
 	"\fBucketRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\rR\aservice\x12,\n" +
@@ -1539,7 +1549,8 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"release_at\x18\f \x01(\x03R\treleaseAt\x12\x1b\n" +
 	"\tclosed_at\x18\r \x01(\x03R\bclosedAt\x12\x1d\n" +
 	"\n" +
-	"result_seq\x18\x0e \x01(\x04R\tresultSeq\"\xbe\x01\n" +
+	"result_seq\x18\x0e \x01(\x04R\tresultSeq\x12\x16\n" +
+	"\x06packed\x18\x0f \x03(\x04R\x06packed\"\xbe\x01\n" +
 	"\n" +
 	"ItemRecord\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\rR\aservice\x12\x0e\n" +
