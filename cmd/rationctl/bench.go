@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,17 +267,19 @@ func benchWorker(ctx context.Context, c *client.Client, id string, cfg benchConf
 	}
 }
 
-// benchFeed keeps enough pending items for every worker to find work.
+// benchFeed keeps enough pending items for every worker to find work. Ids
+// are decimal numbers of 19 digits, like account ids, counted from the
+// run's start time in nanoseconds, so runs a second apart never share one.
 func (a *app) benchFeed(ctx context.Context, owner *client.Client, cfg benchConfig) {
 	want := int64(cfg.workers) * int64(cfg.perAcquire) * int64(cfg.bucketSize) * 8
-	run := client.NewRequestID()[:8]
-	for n := 0; ctx.Err() == nil; {
+	run := uint64(time.Now().UnixNano())
+	for n := uint64(0); ctx.Err() == nil; {
 		s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: cfg.service, Consistency: rationv1.Consistency_CONSISTENCY_STALE})
 		if err == nil && s.Service.GetItems().GetPending() < want {
 			chunk := min(int(s.Service.GetConfig().GetMaxItemsPerAdd()), 18000)
 			ids := make([]string, chunk)
 			for i := range ids {
-				ids[i] = fmt.Sprintf("%s-%d", run, n)
+				ids[i] = strconv.FormatUint(run+n, 10)
 				n++
 			}
 			if _, err := owner.AddItems(ctx, &rationv1.AddItemsRequest{Service: cfg.service, Items: ids}); err == nil {
