@@ -115,3 +115,17 @@ func (x *txn) rememberedIn(b *Bucket, fn func(doneKey)) {
 		}
 	}
 }
+
+// ItemIDs returns the ids a bucket lists: its Items, then those it
+// remembers by number (a done bucket whose results were trimmed).
+func (b *Bucket) ItemIDs() []string {
+	if len(b.Packed) == 0 {
+		return b.Items
+	}
+	out := make([]string, 0, len(b.Items)+len(b.Packed))
+	out = append(out, b.Items...)
+	for _, n := range b.Packed {
+		out = append(out, strconv.FormatUint(n, 10))
+	}
+	return out
+}

@@ -52,6 +52,11 @@ func TestFSM_DoneItemsRemembered(t *testing.T) {
 	if s, _ := st.Service("dm"); s.Items[itemDone] != 6 || s.Buckets[done] != 2 {
 		t.Fatalf("counts: items %v buckets %v", s.Items, s.Buckets)
 	}
+	for _, b := range st.Buckets(BucketQuery{Service: "dm", State: done, Limit: 10}) {
+		if ids := b.ItemIDs(); len(ids) != 3 {
+			t.Fatalf("bucket %d lists %v", b.ID, ids)
+		}
+	}
 	if e, _ := st.ExplainItem("dm", "2"); len(e.Lines) == 0 {
 		t.Fatal("no explanation for a remembered item")
 	}

@@ -54,7 +54,7 @@ func workerInfo(st *fsm.State, service string, r *fsm.Registration) *rationv1.Wo
 
 func bucketInfo(service string, b *fsm.Bucket) *rationv1.BucketInfo {
 	return &rationv1.BucketInfo{
-		Id: b.ID, Service: service, State: b.State, Priority: b.Priority, Items: b.Items, Holder: b.Holder, Epoch: b.Epoch,
+		Id: b.ID, Service: service, State: b.State, Priority: b.Priority, Items: b.ItemIDs(), Holder: b.Holder, Epoch: b.Epoch,
 		ReadySince: ts(b.ReadySince), LeasedAt: ts(b.LeasedAt), Deadline: ts(b.Deadline), DeadAt: ts(b.DeadAt),
 		ReleaseAt: ts(b.ReleaseAt), ClosedAt: ts(b.ClosedAt),
 	}

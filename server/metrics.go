@@ -125,6 +125,7 @@ type nodeCollector struct {
 	refused *refusals // this node's edge refusals, added to the rejected counters
 
 	appliedIndex, commitIndex, term, isLeader, leaderKnown, contactAge, members *prometheus.Desc
+	logEntries, logBytes, trailingLogs                                          *prometheus.Desc
 
 	services, items, buckets, workers *prometheus.Desc
 	unacked, unackedBytes             *prometheus.Desc
@@ -157,6 +158,9 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 		leaderKnown:  node("leader_known", "1 if this node knows a leader, else 0."),
 		contactAge:   node("leader_contact_age_seconds", "Seconds since this node last heard from the leader (0 on the leader; absent before first contact)."),
 		members:      node("members", "Servers in the Raft configuration as this node sees it."),
+		logEntries:   node("log_entries", "Entries this node's Raft log holds (snapshots compact it)."),
+		logBytes:     node("log_bytes_since_snapshot", "Bytes this node wrote to its Raft log since its newest snapshot; at --snapshot-log-bytes (or that snapshot's size, if larger) it snapshots."),
+		trailingLogs: node("trailing_logs", "Log entries a snapshot leaves behind now: --trailing-logs, or fewer to stay within --trailing-log-bytes."),
 
 		services: prometheus.NewDesc("ration_services", "Services by state.", []string{"state"}, nil),
 		items:    prometheus.NewDesc("ration_items", "Items by service and state.", []string{"service", "state"}, nil),
@@ -192,7 +196,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
-		c.members, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.resultsAccepted, c.rejectedByReason} {
+		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.resultsAccepted, c.rejectedByReason} {
 		ch <- d
 	}
 	for _, cd := range c.counters {
@@ -236,6 +240,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.contactAge, st.LeaderContactAge.Seconds())
 	}
 	gauge(c.members, float64(len(st.Members)))
+	if st.Log.Last >= st.Log.First && st.Log.First > 0 {
+		gauge(c.logEntries, float64(st.Log.Last-st.Log.First+1))
+	} else {
+		gauge(c.logEntries, 0)
+	}
+	gauge(c.logBytes, float64(st.Log.BytesSinceSnapshot))
+	gauge(c.trailingLogs, float64(st.Log.TrailingLogs))
 
 	state := c.store.State()
 	byState := map[string]float64{"active": 0, "revoked": 0}

@@ -29,6 +29,13 @@ func TestServer_MetricsMoveUnderLoad(t *testing.T) {
 	if v := mustValue(t, before, "ration_node_members"); v != 3 {
 		t.Fatalf("ration_node_members = %v, want 3", v)
 	}
+	if v := mustValue(t, before, "ration_node_log_entries"); v < 1 {
+		t.Fatalf("ration_node_log_entries = %v on a cluster that has written entries", v)
+	}
+	if v := mustValue(t, before, "ration_node_trailing_logs"); v != 10240 {
+		t.Fatalf("ration_node_trailing_logs = %v, want the default 10240", v)
+	}
+	mustValue(t, before, "ration_node_log_bytes_since_snapshot")
 
 	const worker = "worker-with-a-distinct-id"
 	cl := newClients(http.DefaultClient, addr, nil, token, workerSecret)
