@@ -1,37 +1,80 @@
 package cluster
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// meteredLogs counts the bytes and entries the node writes to its Raft log,
-// so that compaction can follow the log's size as well as its length.
+// meteredLogs counts the bytes the node writes to its Raft log, and notes
+// after each write how many it had written by then, so that compaction can
+// follow the log's size as well as its length.
 type meteredLogs struct {
 	raft.LogStore
-	bytes atomic.Uint64
-}
 
-func (m *meteredLogs) StoreLog(l *raft.Log) error {
-	m.bytes.Add(uint64(len(l.Data) + len(l.Extensions)))
-	return m.LogStore.StoreLog(l)
-}
-
-func (m *meteredLogs) StoreLogs(logs []*raft.Log) error {
-	var n int
-	for _, l := range logs {
-		n += len(l.Data) + len(l.Extensions)
-	}
-	m.bytes.Add(uint64(n))
-	return m.LogStore.StoreLogs(logs)
+	mu    sync.Mutex
+	total uint64
+	marks []logMark // index order; the compactor drops those a snapshot covers
 }
 
 // logMark is how many bytes the node had written when its log reached an
 // index.
 type logMark struct {
 	index, bytes uint64
+}
+
+func (m *meteredLogs) StoreLog(l *raft.Log) error {
+	return m.StoreLogs([]*raft.Log{l})
+}
+
+func (m *meteredLogs) StoreLogs(logs []*raft.Log) error {
+	if err := m.LogStore.StoreLogs(logs); err != nil || len(logs) == 0 {
+		return err
+	}
+	var n int
+	for _, l := range logs {
+		n += len(l.Data) + len(l.Extensions)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Entries that replace others (a follower's log after a leader change)
+	// make later marks wrong: drop them.
+	first := logs[0].Index
+	for len(m.marks) > 0 && m.marks[len(m.marks)-1].index >= first {
+		m.marks = m.marks[:len(m.marks)-1]
+	}
+	m.total += uint64(n)
+	m.marks = append(m.marks, logMark{index: logs[len(logs)-1].Index, bytes: m.total})
+	return nil
+}
+
+// sinceSnapshot drops the marks a snapshot at index covers (keeping the last
+// of them) and returns the bytes written after it and the average size of
+// those entries (0 when unknown).
+func (m *meteredLogs) sinceSnapshot(index uint64) (bytes, avg uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := 0
+	for i+1 < len(m.marks) && m.marks[i+1].index <= index {
+		i++
+	}
+	m.marks = m.marks[i:]
+	if len(m.marks) == 0 {
+		return 0, 0
+	}
+	base := m.marks[0]
+	if base.index > index {
+		// The snapshot is older than anything written since the node
+		// started: count from the first mark.
+		return m.total - base.bytes, 0
+	}
+	last := m.marks[len(m.marks)-1]
+	if last.index > base.index {
+		avg = (last.bytes - base.bytes) / (last.index - base.index)
+	}
+	return m.total - base.bytes, avg
 }
 
 // compactor bounds the Raft log by bytes. Raft on its own snapshots after
@@ -46,7 +89,6 @@ type compactor struct {
 	n     *Node
 	logs  *meteredLogs
 	snaps raft.SnapshotStore
-	marks []logMark     // oldest first, one a check
 	trail atomic.Uint64 // the TrailingLogs Raft runs with
 	since atomic.Uint64 // bytes written since the newest snapshot, at the last check
 }
@@ -70,52 +112,34 @@ func (c *compactor) run(stop <-chan struct{}) {
 	}
 }
 
-// check records where the log stands and compacts it when it is due.
+// check compacts the log when it is due, and keeps TrailingLogs in step
+// with the entries' size.
 func (c *compactor) check() {
-	now := logMark{index: c.n.raft.LastIndex(), bytes: c.logs.bytes.Load()}
-	if len(c.marks) == 0 || now.index > c.marks[len(c.marks)-1].index {
-		c.marks = append(c.marks, now)
-	}
 	snapIndex, snapSize := c.newestSnapshot()
-	// Marks before the newest snapshot but the last are no longer needed.
-	for len(c.marks) > 1 && c.marks[1].index <= snapIndex {
-		c.marks = c.marks[1:]
-	}
-	c.setTrailing()
-	since := now.bytes - c.bytesAt(snapIndex)
+	since, avg := c.logs.sinceSnapshot(snapIndex)
 	c.since.Store(since)
+	c.setTrailing(avg)
 	limit := max(c.n.cfg.SnapshotLogBytes, snapSize)
-	if c.n.cfg.SnapshotLogBytes == 0 || since < limit {
+	if c.n.cfg.SnapshotLogBytes == 0 || since < limit || c.n.raft.LastIndex() <= snapIndex {
 		return
 	}
 	c.n.log.Info("compacting the raft log", "bytes-since-snapshot", since, "limit", limit, "trailing-logs", c.trail.Load())
 	if err := c.n.raft.Snapshot().Error(); err != nil {
 		c.n.log.Warn("snapshot to compact the raft log failed", "error", err)
+		return
 	}
-}
-
-// bytesAt is how many bytes had been written by index (the nearest mark at
-// or before it; the oldest mark if there is none).
-func (c *compactor) bytesAt(index uint64) uint64 {
-	b := c.marks[0].bytes
-	for _, m := range c.marks {
-		if m.index > index {
-			break
-		}
-		b = m.bytes
-	}
-	return b
+	snapIndex, _ = c.newestSnapshot()
+	since, _ = c.logs.sinceSnapshot(snapIndex)
+	c.since.Store(since)
 }
 
 // setTrailing sets TrailingLogs to the entries that hold TrailingLogBytes
-// at the log's recent average entry size, within the configured count.
-func (c *compactor) setTrailing() {
+// at avg bytes an entry, within the configured count.
+func (c *compactor) setTrailing(avg uint64) {
 	cfg := c.n.cfg
-	first, last := c.marks[0], c.marks[len(c.marks)-1]
-	if cfg.TrailingLogBytes == 0 || last.index <= first.index {
+	if cfg.TrailingLogBytes == 0 || avg == 0 {
 		return
 	}
-	avg := max((last.bytes-first.bytes)/(last.index-first.index), 1)
 	want := min(max(cfg.TrailingLogBytes/avg, minTrailingLogs), cfg.TrailingLogs)
 	if cur := c.trail.Load(); want == cur || (want > cur*9/10 && want < cur*11/10) {
 		return // within 10%: not worth a reload
