@@ -339,3 +339,35 @@ func TestCluster_IdleClusterWritesNothing(t *testing.T) {
 		return err
 	})
 }
+
+// A node that knows no leader reports its leader contact age as unknown
+// (-1), not the time of a vote it granted or of its own step-down.
+func TestCluster_LeaderContactAgeUnknownWithoutLeader(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	c.Leader()
+	f := c.Followers()[0]
+	if age := f.LeaderContactAge(); age < 0 {
+		t.Fatalf("a follower of a live leader reports contact age %s", age)
+	}
+	for _, n := range c.Nodes {
+		if n != f {
+			c.Kill(c.Index(n))
+		}
+	}
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		if id, _, _ := f.Leader(); id != "" {
+			return fmt.Errorf("%s still names leader %s", f.ID(), id)
+		}
+		return nil
+	})
+	// Alone, it stands for election again and again; it never hears from a
+	// leader, so its contact age stays unknown.
+	for range 10 {
+		if id, _, _ := f.Leader(); id == "" {
+			if age := f.LeaderContactAge(); age != -1 {
+				t.Fatalf("%s knows no leader but reports contact age %s", f.ID(), age)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

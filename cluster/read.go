@@ -61,10 +61,15 @@ func (n *Node) LinearizableState(ctx context.Context) (*fsm.State, error) {
 }
 
 // LeaderContactAge is the time since this node last heard from the leader
-// (0 on the leader).
+// (0 on the leader), or -1 (unknown) while it knows no leader. Raft also
+// counts a vote it grants and its own step-down as contact, so without a
+// leader its last contact says nothing about how fresh the state is.
 func (n *Node) LeaderContactAge() time.Duration {
 	if n.IsLeader() {
 		return 0
+	}
+	if addr, _ := n.raft.LeaderWithID(); addr == "" {
+		return -1
 	}
 	last := n.raft.LastContact()
 	if last.IsZero() {

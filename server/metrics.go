@@ -156,7 +156,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 		term:         node("term", "This node's current Raft term."),
 		isLeader:     node("is_leader", "1 if this node is the Raft leader, else 0."),
 		leaderKnown:  node("leader_known", "1 if this node knows a leader, else 0."),
-		contactAge:   node("leader_contact_age_seconds", "Seconds since this node last heard from the leader (0 on the leader; absent before first contact)."),
+		contactAge:   node("leader_contact_age_seconds", "Seconds since this node last heard from the leader (0 on the leader; absent while it knows no leader)."),
 		members:      node("members", "Servers in the Raft configuration as this node sees it."),
 		logEntries:   node("log_entries", "Entries this node's Raft log holds (snapshots compact it)."),
 		logBytes:     node("log_bytes_since_snapshot", "Bytes this node wrote to its Raft log since its newest snapshot; at --snapshot-log-bytes (or that snapshot's size, if larger) it snapshots."),

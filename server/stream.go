@@ -25,14 +25,20 @@ func (s *Server) awaitChange(ctx context.Context, changed <-chan struct{}) (bool
 	}
 	tick := time.NewTicker(min(time.Second, stale/4))
 	defer tick.Stop()
+	// While the node knows no leader (an election) its contact age is
+	// unknown: count from the last contact seen, or from the stream's start.
+	heard := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return false, nil
 		case <-changed:
 			return true, nil
-		case <-tick.C:
-			if age := s.store.LeaderContactAge(); age < 0 || age > stale {
+		case now := <-tick.C:
+			if age := s.store.LeaderContactAge(); age >= 0 {
+				heard = now.Add(-age)
+			}
+			if now.Sub(heard) > stale {
 				return false, s.errorf(connect.CodeUnavailable, "NO_LEADER",
 					"this node has not heard from a leader for over %s: resume the stream on another node", stale)
 			}

@@ -145,7 +145,8 @@ type StatusResponse struct {
 	Term             uint64 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
 	CommitIndex      uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex     uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	// Time since this node last heard from the leader (0 on the leader).
+	// Time since this node last heard from the leader (0 on the leader);
+	// unset while it knows no leader.
 	LeaderContactAge *durationpb.Duration `protobuf:"bytes,8,opt,name=leader_contact_age,json=leaderContactAge,proto3" json:"leader_contact_age,omitempty"`
 	Members          []*Member            `protobuf:"bytes,9,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields    protoimpl.UnknownFields

@@ -86,7 +86,8 @@ type ReadInfo struct {
 	// The node that answered.
 	ServedBy    string      `protobuf:"bytes,2,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	Consistency Consistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=ration.v1.Consistency" json:"consistency,omitempty"`
-	// Time since the answering node last heard from a leader (0 on the leader).
+	// Time since the answering node last heard from a leader (0 on the
+	// leader); unset while it knows no leader, so the staleness is unknown.
 	LeaderContactAge *durationpb.Duration `protobuf:"bytes,4,opt,name=leader_contact_age,json=leaderContactAge,proto3" json:"leader_contact_age,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
