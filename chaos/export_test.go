@@ -30,24 +30,23 @@ type storedBatch struct {
 
 func newExportStore() *exportStore { return &exportStore{batches: map[uint64]storedBatch{}} }
 
-func (s *exportStore) put() func(*rationv1.ExportResultsResponse) error {
-	return func(r *rationv1.ExportResultsResponse) error {
-		rs := r.GetResults()
-		if len(rs) == 0 {
-			return fmt.Errorf("batch %d has no results", r.GetSeq())
-		}
-		b := storedBatch{seq: r.GetSeq(), worker: rs[0].GetWorkerId(), bucket: rs[0].GetBucketId(), epoch: rs[0].GetEpoch()}
-		for _, x := range rs {
-			b.items = append(b.items, x.GetItem())
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if _, ok := s.batches[b.seq]; ok {
-			s.dups++
-		}
-		s.batches[b.seq] = b
-		return nil
+// put stores one exported batch (client.Export's Store).
+func (s *exportStore) put(r *rationv1.ExportResultsResponse) error {
+	rs := r.GetResults()
+	if len(rs) == 0 {
+		return fmt.Errorf("batch %d has no results", r.GetSeq())
 	}
+	b := storedBatch{seq: r.GetSeq(), worker: rs[0].GetWorkerId(), bucket: rs[0].GetBucketId(), epoch: rs[0].GetEpoch()}
+	for _, x := range rs {
+		b.items = append(b.items, x.GetItem())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.batches[b.seq]; ok {
+		s.dups++
+	}
+	s.batches[b.seq] = b
+	return nil
 }
 
 // exporter follows a service's results and acknowledges what it stored,
@@ -60,7 +59,7 @@ func (l *load) exporter(ctx context.Context, service string) {
 	}
 	for ctx.Err() == nil {
 		_, _ = c.Export(ctx, client.Export{Service: service, FromAcknowledged: true, Follow: true,
-			AckEvery: 300 * time.Millisecond, Store: l.exported.put()})
+			AckEvery: 300 * time.Millisecond, Store: l.exported.put})
 		sleep(ctx, 200*time.Millisecond)
 	}
 }

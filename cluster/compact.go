@@ -88,7 +88,7 @@ func (m *meteredLogs) sinceSnapshot(index uint64) (bytes, avg uint64) {
 type compactor struct {
 	n     *Node
 	logs  *meteredLogs
-	snaps raft.SnapshotStore
+	snaps *watchedSnapshots
 	trail atomic.Uint64 // the TrailingLogs Raft runs with
 	since atomic.Uint64 // bytes written since the newest snapshot, at the last check
 }
@@ -155,11 +155,60 @@ func (c *compactor) setTrailing(avg uint64) {
 
 // newestSnapshot returns the newest snapshot's index and size (0, 0 if none).
 func (c *compactor) newestSnapshot() (index, size uint64) {
-	metas, err := c.snaps.List()
-	if err != nil || len(metas) == 0 {
-		return 0, 0
+	m := c.snaps.newest.Load()
+	return m.index, m.bytes
+}
+
+// watchedSnapshots is the snapshot store, noting the index and size of the
+// newest snapshot written (taken here or installed from the leader), so
+// the compactor need not list the store every second.
+type watchedSnapshots struct {
+	raft.SnapshotStore
+	newest atomic.Pointer[logMark]
+}
+
+func newWatchedSnapshots(s raft.SnapshotStore) *watchedSnapshots {
+	w := &watchedSnapshots{SnapshotStore: s}
+	m := &logMark{}
+	if metas, err := s.List(); err == nil && len(metas) > 0 {
+		m = &logMark{index: metas[0].Index, bytes: uint64(metas[0].Size)}
 	}
-	return metas[0].Index, uint64(metas[0].Size)
+	w.newest.Store(m)
+	return w
+}
+
+func (w *watchedSnapshots) Create(version raft.SnapshotVersion, index, term uint64, cfg raft.Configuration,
+	cfgIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := w.SnapshotStore.Create(version, index, term, cfg, cfgIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &watchedSink{SnapshotSink: sink, w: w, index: index}, nil
+}
+
+// watchedSink counts what is written to a snapshot and, once it is
+// complete, makes it the store's newest.
+type watchedSink struct {
+	raft.SnapshotSink
+	w     *watchedSnapshots
+	index uint64
+	size  uint64
+}
+
+func (s *watchedSink) Write(p []byte) (int, error) {
+	n, err := s.SnapshotSink.Write(p)
+	s.size += uint64(n)
+	return n, err
+}
+
+func (s *watchedSink) Close() error {
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	if s.index >= s.w.newest.Load().index {
+		s.w.newest.Store(&logMark{index: s.index, bytes: s.size})
+	}
+	return nil
 }
 
 // LogSize is where a node's Raft log stands.
@@ -167,14 +216,16 @@ type LogSize struct {
 	// First and Last are the oldest and newest entries the log holds.
 	First, Last uint64
 	// BytesSinceSnapshot is what the node wrote to its log since its newest
-	// snapshot, as of its last check (every second).
+	// snapshot, as of the compactor's last check (every second).
 	BytesSinceSnapshot uint64
 	// TrailingLogs is how many entries a snapshot leaves behind now.
 	TrailingLogs uint64
 }
 
-// LogSize reports where the node's Raft log stands.
+// LogSize reports where the node's Raft log stands. It reads the log
+// store, so it is for metrics, not for every request.
 func (n *Node) LogSize() LogSize {
-	first, _ := n.compact.logs.FirstIndex()
-	return LogSize{First: first, Last: n.raft.LastIndex(), BytesSinceSnapshot: n.compact.since.Load(), TrailingLogs: n.compact.trail.Load()}
+	c := n.compact
+	first, _ := c.logs.FirstIndex()
+	return LogSize{First: first, Last: n.raft.LastIndex(), BytesSinceSnapshot: c.since.Load(), TrailingLogs: c.trail.Load()}
 }

@@ -172,14 +172,13 @@ type Status struct {
 	Term, CommitIndex, AppliedIndex        uint64
 	LeaderContactAge                       time.Duration
 	Members                                []Member
-	Log                                    LogSize
 }
 
 // Status reports this node's view of the cluster.
 func (n *Node) Status() Status {
 	s := Status{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Term: n.raft.CurrentTerm(),
 		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.State().Index(), LeaderContactAge: n.LeaderContactAge(),
-		Members: n.Members(), Log: n.LogSize()}
+		Members: n.Members()}
 	s.LeaderID, s.LeaderAPIAddr, _ = n.Leader()
 	return s
 }

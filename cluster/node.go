@@ -222,11 +222,12 @@ func (n *Node) startRaft(log hclog.Logger, st stores, newestSnap string) error {
 	if n.cfg.LogCacheEntries > 0 && n.cfg.LogCacheBytes > 0 {
 		logs = newLogCache(metered, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
 	}
-	r, err := raft.NewRaft(n.raftConfig(log), guard, logs, st.stable, st.snaps, n.trans)
+	snaps := newWatchedSnapshots(st.snaps)
+	r, err := raft.NewRaft(n.raftConfig(log), guard, logs, st.stable, snaps, n.trans)
 	guard.starting.Store(false)
 	if err == nil {
 		n.raft = r
-		n.compact = &compactor{n: n, logs: metered, snaps: st.snaps}
+		n.compact = &compactor{n: n, logs: metered, snaps: snaps}
 		n.compact.trail.Store(n.cfg.TrailingLogs)
 	}
 	if gerr := guard.failed(); gerr != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -204,6 +205,28 @@ func (h *harness) itemState(service, id string) rationv1.ItemState {
 		h.t.Fatalf("item %s/%s missing", service, id)
 	}
 	return v.State
+}
+
+// restored restores h's snapshot into a new FSM, checks that it keeps every
+// invariant and writes the same snapshot back, and returns it.
+func (h *harness) restored() *FSM {
+	h.t.Helper()
+	snap := h.snapshot()
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := f.State().CheckInvariants(); err != nil {
+		h.t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := f.State().WriteSnapshot(&again); err != nil {
+		h.t.Fatal(err)
+	}
+	if !bytes.Equal(again.Bytes(), snap) {
+		h.t.Fatal("the state changed through a snapshot")
+	}
+	return f
 }
 
 func (h *harness) snapshot() []byte {

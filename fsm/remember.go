@@ -28,15 +28,10 @@ func lessDone(a, b doneKey) bool {
 // numericID returns the number a canonical decimal id stands for: digits
 // only, no leading zero (but "0" itself), within 64 bits.
 func numericID(id string) (uint64, bool) {
-	if id == "" || len(id) > 20 || (id[0] == '0' && len(id) > 1) {
-		return 0, false
+	if len(id) > 1 && id[0] == '0' {
+		return 0, false // ParseUint would take the leading zero
 	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < '0' || id[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseUint(id, 10, 64)
+	n, err := strconv.ParseUint(id, 10, 64) // digits only, no sign, in range
 	return n, err == nil
 }
 

@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"bytes"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -184,20 +182,7 @@ func TestFSM_RetentionSurvivesRestore(t *testing.T) {
 	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{ResultRetention: dur(0)}, "a", "b", "c")
 	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]})
 	trim(h)
-	f := New(nil)
-	if err := f.Restore(io.NopCloser(bytes.NewReader(h.snapshot()))); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.State().CheckInvariants(); err != nil {
-		t.Fatal(err)
-	}
-	var again bytes.Buffer
-	if err := f.State().WriteSnapshot(&again); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(again.Bytes(), h.snapshot()) {
-		t.Fatal("a trimmed state changed through a snapshot")
-	}
+	f := h.restored()
 	s, _ := f.State().Service("dm")
 	if s.LastResultSeq != seqs[2] || s.AckedThrough != seqs[1] || s.UnackedResults != 1 || s.TrimmedThrough == 0 {
 		t.Fatalf("restored service: %+v", s)
@@ -315,11 +300,7 @@ func TestFSM_RefreshAfter(t *testing.T) {
 		t.Fatalf("at the first item's refresh_after: %v", r)
 	}
 	// Through a snapshot, the rest is still due, and nothing else.
-	f := New(nil)
-	if err := f.Restore(io.NopCloser(bytes.NewReader(h.snapshot()))); err != nil {
-		t.Fatal(err)
-	}
-	h.f = f
+	h.f = h.restored()
 	if due() {
 		t.Fatal("after the restore, more is due before its time")
 	}

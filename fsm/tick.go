@@ -295,31 +295,21 @@ func (x *txn) trimBatch(rb *ResultBatch) (uint64, bool) {
 }
 
 // forgetDone forgets done items whose results were trimmed, done_retention
-// after the results were accepted (the bucket's close), a bucket at a time,
-// each service's oldest first: the bucket goes,
+// after the results were accepted (the bucket's close): the bucket goes,
 // and with it every item still done in it. An AddItems of a forgotten id
-// queues it as new. One bucket is one transition of the budget; each
-// service that forgot gets one activity record.
+// queues it as new.
 func (x *txn) forgetDone(res *rationv1.TickResult, budget int) int {
-	for _, ord := range x.serviceOrdinals() {
-		if budget <= 0 {
-			break
-		}
-		due := x.t.forgetDue(x.peekSvc(ord), x.now, budget)
-		if len(due) == 0 {
-			continue
-		}
-		s := x.svc(ord)
-		var forgotten uint64
-		for _, id := range due {
-			forgotten += x.forgetBucket(s, id)
-		}
-		res.ItemsForgotten += uint32(forgotten)
-		budget -= len(due)
-		x.record(&Activity{Action: ActItemsForgotten, Actor: "system", Service: s.Name, Count: forgotten,
-			Message: fmt.Sprintf("%d done buckets, results trimmed, done_retention %s", len(due), s.Config.DoneRetention)})
-	}
-	return budget
+	return x.sweepDone(res, budget, doneSweep{
+		due:    (*tables).forgetDue,
+		action: ActItemsForgotten,
+		note: func(s *Service, buckets int) string {
+			return fmt.Sprintf("%d done buckets, results trimmed, done_retention %s", buckets, s.Config.DoneRetention)
+		},
+		count: func(s *Service, res *rationv1.TickResult, n uint64) {
+			s.Counters.ItemsForgotten += n
+			res.ItemsForgotten += uint32(n)
+		},
+	})
 }
 
 // forgetDue returns up to n done buckets of s, their results trimmed, that
@@ -331,54 +321,26 @@ func (t *tables) forgetDue(s *Service, now int64, n int) []uint64 {
 	return t.closedBefore(t.trimmed, s.Ordinal, now-int64(s.Config.DoneRetention), n)
 }
 
-// forgetBucket deletes a done bucket and the items still done in it, and
-// returns how many items it forgot.
-func (x *txn) forgetBucket(s *Service, id uint64) uint64 {
-	b := x.peekBucket(id)
-	var n uint64
-	for _, itemID := range b.Items {
-		if it, ok := x.item(s.Ordinal, itemID); ok && !it.Quarantined && it.Bucket == id {
-			x.t.items.Delete(it)
-			n++
-		}
-	}
-	x.rememberedIn(b, func(k doneKey) {
-		x.t.remember.Delete(k)
-		n++
-	})
-	x.dropBucket(id)
-	s.Buckets[done]--
-	s.Items[itemDone] -= int64(n)
-	s.Counters.ItemsForgotten += n
-	return n
-}
-
 // refreshDone queues done items again refresh_after after their results
-// were accepted (the bucket's close), a bucket at a time, each service's
-// oldest first: the items still done in the bucket become pending with no
-// failed attempts, and the bucket goes (its result batch, if retained,
-// stays). One bucket is one transition of the budget; each service that
-// refreshed gets one activity record.
+// were accepted (the bucket's close): the items still done in the bucket
+// become pending with no failed attempts, and the bucket goes (its result
+// batch, if retained, stays).
 func (x *txn) refreshDone(res *rationv1.TickResult, budget int) int {
-	for _, ord := range x.serviceOrdinals() {
-		if budget <= 0 {
-			break
-		}
-		due := x.t.refreshDue(x.peekSvc(ord), x.now, budget)
-		if len(due) == 0 {
-			continue
-		}
-		s := x.svc(ord)
-		var refreshed uint64
-		for _, id := range due {
-			refreshed += x.refreshBucket(s, id)
-		}
-		res.ItemsRefreshed += uint32(refreshed)
-		budget -= len(due)
-		x.record(&Activity{Action: ActItemsRefreshed, Actor: "system", Service: s.Name, Count: refreshed,
-			Message: fmt.Sprintf("%d done buckets, refresh_after %s", len(due), s.Config.RefreshAfter)})
-	}
-	return budget
+	return x.sweepDone(res, budget, doneSweep{
+		due: (*tables).refreshDue,
+		each: func(x *txn, s *Service, it Item) {
+			it.Attempts = 0
+			x.requeue(s, &it, false)
+		},
+		action: ActItemsRefreshed,
+		note: func(s *Service, buckets int) string {
+			return fmt.Sprintf("%d done buckets, refresh_after %s", buckets, s.Config.RefreshAfter)
+		},
+		count: func(s *Service, res *rationv1.TickResult, n uint64) {
+			s.Counters.ItemsRefreshed += n
+			res.ItemsRefreshed += uint32(n)
+		},
+	})
 }
 
 // refreshDue returns up to n done buckets of s that have passed
@@ -404,28 +366,68 @@ func (t *tables) closedBefore(index *btree.BTreeG[svcTimeKey], ord uint32, cut i
 	return due
 }
 
-// refreshBucket queues again the items still done in a done bucket, deletes
-// the bucket, and returns how many items it queued.
-func (x *txn) refreshBucket(s *Service, id uint64) uint64 {
+// doneSweep is what forgetDone and refreshDone do with the done buckets
+// that are due.
+type doneSweep struct {
+	due func(t *tables, s *Service, now int64, n int) []uint64
+	// each, if set, takes every item still done in a due bucket, after its
+	// record (or remembered entry) is gone.
+	each   func(x *txn, s *Service, it Item)
+	action string
+	note   func(s *Service, buckets int) string
+	count  func(s *Service, res *rationv1.TickResult, items uint64)
+}
+
+// sweepDone deletes the due done buckets, each service's oldest first, and
+// hands each item still done in them to w.each. One bucket is one
+// transition of the budget; each service that swept gets one activity
+// record.
+func (x *txn) sweepDone(res *rationv1.TickResult, budget int, w doneSweep) int {
+	for _, ord := range x.serviceOrdinals() {
+		if budget <= 0 {
+			break
+		}
+		due := w.due(x.t, x.peekSvc(ord), x.now, budget)
+		if len(due) == 0 {
+			continue
+		}
+		s := x.svc(ord)
+		var n uint64
+		for _, id := range due {
+			n += x.dropDoneBucket(s, id, w.each)
+		}
+		w.count(s, res, n)
+		budget -= len(due)
+		x.record(&Activity{Action: w.action, Actor: "system", Service: s.Name, Count: n, Message: w.note(s, len(due))})
+	}
+	return budget
+}
+
+// dropDoneBucket deletes a done bucket and the items still done in it
+// (records and remembered ones), handing each to each if set, and returns
+// how many there were.
+func (x *txn) dropDoneBucket(s *Service, id uint64, each func(*txn, *Service, Item)) uint64 {
 	b := x.peekBucket(id)
 	var n uint64
+	take := func(it Item) {
+		n++
+		if each != nil {
+			each(x, s, it)
+		}
+	}
 	for _, itemID := range b.Items {
 		if it, ok := x.item(s.Ordinal, itemID); ok && !it.Quarantined && it.Bucket == id {
-			c := *it
-			c.Attempts = 0
-			x.requeue(s, &c, false)
-			n++
+			x.t.items.Delete(it)
+			take(*it)
 		}
 	}
 	x.rememberedIn(b, func(k doneKey) {
 		x.t.remember.Delete(k)
-		x.requeue(s, &Item{Service: k.service, ID: strconv.FormatUint(k.id, 10), Priority: b.Priority}, false)
-		n++
+		take(Item{Service: k.service, ID: strconv.FormatUint(k.id, 10), Priority: b.Priority})
 	})
 	x.dropBucket(id)
 	s.Buckets[done]--
 	s.Items[itemDone] -= int64(n)
-	s.Counters.ItemsRefreshed += n
 	return n
 }
 

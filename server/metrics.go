@@ -240,13 +240,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.contactAge, st.LeaderContactAge.Seconds())
 	}
 	gauge(c.members, float64(len(st.Members)))
-	if st.Log.Last >= st.Log.First && st.Log.First > 0 {
-		gauge(c.logEntries, float64(st.Log.Last-st.Log.First+1))
+	log := c.store.LogSize()
+	if log.Last >= log.First && log.First > 0 {
+		gauge(c.logEntries, float64(log.Last-log.First+1))
 	} else {
 		gauge(c.logEntries, 0)
 	}
-	gauge(c.logBytes, float64(st.Log.BytesSinceSnapshot))
-	gauge(c.trailingLogs, float64(st.Log.TrailingLogs))
+	gauge(c.logBytes, float64(log.BytesSinceSnapshot))
+	gauge(c.trailingLogs, float64(log.TrailingLogs))
 
 	state := c.store.State()
 	byState := map[string]float64{"active": 0, "revoked": 0}
