@@ -32,6 +32,7 @@ const workerSecret = "ration-bench-worker-secret" // 16+ bytes
 type rationSystem struct {
 	nodes   []*cluster.Node
 	servers []*http.Server
+	apis    []*server.Server
 	addrs   []string // API addresses, the leader's first
 	// The workers' HTTP clients: one shared HTTP/1.1 client (a connection
 	// per call in flight), or conns HTTP/2 cleartext clients for gRPC.
@@ -97,7 +98,9 @@ func (s *rationSystem) startNode(dir string, i int, logger hclog.Logger) error {
 	// no such limit, so it would measure the limit, not the system.
 	limits := server.DefaultLimits()
 	limits.AcquirePerWorker = server.RateLimit{}
-	srv := &http.Server{Handler: server.New(node, server.Config{Logger: cfg.Logger, Limits: &limits}).Handler(),
+	api := server.New(node, server.Config{Logger: cfg.Logger, Limits: &limits})
+	s.apis = append(s.apis, api)
+	srv := &http.Server{Handler: api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go srv.Serve(ln)
 	s.nodes = append(s.nodes, node)
@@ -180,13 +183,16 @@ func (s *rationSystem) Close() error {
 		}
 		cancel()
 	}
+	for _, api := range s.apis {
+		api.Close()
+	}
 	for _, n := range s.nodes {
 		errs = append(errs, n.Close())
 	}
 	for _, hc := range s.hcs {
 		hc.CloseIdleConnections()
 	}
-	s.servers, s.nodes, s.hcs = nil, nil, nil
+	s.servers, s.apis, s.nodes, s.hcs = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 

@@ -29,6 +29,7 @@ type Node struct {
 	id     *identity
 
 	notify      chan bool
+	leaders     *leaderWatch
 	leaderReady atomic.Bool
 	prop        *proposer
 	compact     *compactor
@@ -50,7 +51,8 @@ func New(cfg Config) (*Node, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	n := &Node{cfg: cfg, log: log.Named("cluster"), fsm: fsm.New(log.Named("fsm")), notify: make(chan bool, 16), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log.Named("cluster"), fsm: fsm.New(log.Named("fsm")), notify: make(chan bool, 16),
+		leaders: newLeaderWatch(), stop: make(chan struct{})}
 	started := false
 	defer func() {
 		if !started {
@@ -80,8 +82,9 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
+	go n.watchLeader()
 	go n.prop.run(n.stop, &n.wg)
 	n.wg.Add(1)
 	go func() {

@@ -39,7 +39,8 @@ func (h *clusterHandler) Join(ctx context.Context, req *connect.Request[rationv1
 	if m.GetNodeId() == "" || m.GetRaftAddress() == "" || m.GetApiAddress() == "" {
 		return nil, h.s.invalid(errors.New("join needs node_id, raft_address and api_address"))
 	}
-	return onLeader(h.s, ctx, req, func() (*rationv1.JoinResponse, error) {
+	// Joining is idempotent: a member joining again changes nothing.
+	return onLeader(h.s, ctx, req, true, func() (*rationv1.JoinResponse, error) {
 		return &rationv1.JoinResponse{}, h.s.store.Join(ctx, m.GetNodeId(), m.GetRaftAddress(), m.GetApiAddress())
 	})
 }
@@ -48,14 +49,15 @@ func (h *clusterHandler) Remove(ctx context.Context, req *connect.Request[ration
 	if req.Msg.GetNodeId() == "" {
 		return nil, h.s.invalid(errors.New("node_id is required"))
 	}
-	return onLeader(h.s, ctx, req, func() (*rationv1.RemoveResponse, error) {
+	// Removing a member twice removes it once.
+	return onLeader(h.s, ctx, req, true, func() (*rationv1.RemoveResponse, error) {
 		removed, err := h.s.store.Remove(ctx, req.Msg.GetNodeId())
 		return &rationv1.RemoveResponse{Removed: removed}, err
 	})
 }
 
 func (h *clusterHandler) TransferLeadership(ctx context.Context, req *connect.Request[rationv1.TransferLeadershipRequest]) (*connect.Response[rationv1.TransferLeadershipResponse], error) {
-	return onLeader(h.s, ctx, req, func() (*rationv1.TransferLeadershipResponse, error) {
+	return onLeader(h.s, ctx, req, false, func() (*rationv1.TransferLeadershipResponse, error) {
 		id, err := h.s.store.TransferLeadership(ctx, req.Msg.GetNodeId())
 		return &rationv1.TransferLeadershipResponse{LeaderId: id}, err
 	})
@@ -104,7 +106,7 @@ func (h *clusterHandler) Restore(ctx context.Context, req *connect.Request[ratio
 	if err := fsm.CheckSnapshot(bytes.NewReader(data)); err != nil {
 		return nil, h.s.invalid(err)
 	}
-	return onLeader(h.s, ctx, req, func() (*rationv1.RestoreResponse, error) {
+	return onLeader(h.s, ctx, req, false, func() (*rationv1.RestoreResponse, error) {
 		idx, err := h.s.store.Restore(bytes.NewReader(data), int64(len(data)))
 		return &rationv1.RestoreResponse{Index: idx}, err
 	})

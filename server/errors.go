@@ -51,6 +51,7 @@ var codes = []struct {
 	{cluster.ErrNoLeader, connect.CodeUnavailable, "NO_LEADER"},
 	{cluster.ErrNotReady, connect.CodeUnavailable, "NOT_READY"},
 	{cluster.ErrOutcomeUnknown, connect.CodeUnavailable, "OUTCOME_UNKNOWN"},
+	{errLeaderUnreachable, connect.CodeUnavailable, "LEADER_UNREACHABLE"},
 	{cluster.ErrShutdown, connect.CodeUnavailable, "SHUTTING_DOWN"},
 	{cluster.ErrLastVoter, connect.CodeFailedPrecondition, "LAST_VOTER"},
 	{cluster.ErrUnknownNode, connect.CodeNotFound, "UNKNOWN_NODE"},
@@ -62,14 +63,13 @@ var codes = []struct {
 // rpcError turns any error from below into a Connect error with a
 // machine-readable reason in its details. Errors it does not know become
 // Internal with a generic message; the full error goes to the log only.
-// Connect errors pass as they are.
+// Connect errors pass as they are, unless wrapped in one of the table's.
 func (s *Server) rpcError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return err
+	if ce, ok := err.(*connect.Error); ok {
+		return ce
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
@@ -79,6 +79,10 @@ func (s *Server) rpcError(err error) error {
 			}
 			return withDetail(connect.NewError(c.code, err), reason, s.store.ID())
 		}
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce
 	}
 	s.log.Error("internal error", "error", err)
 	return withDetail(connect.NewError(connect.CodeInternal, errors.New("internal error; see the node's log")), "INTERNAL", s.store.ID())

@@ -3,12 +3,13 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// DefaultReadyMaxLag is how many committed entries a node may have left to
-// apply and still be ready (Config.ReadyMaxLag). Applying is in memory and
+// DefaultReadyMaxLag is how many entries behind the leader's commit index
+// a node may be and still be ready (Config.ReadyMaxLag). Applying is in memory and
 // fast; what lags is a follower catching up after a restart or a partition.
 // A thousand entries is about one second of writes at the leader's
 // sequential rate (~1 ms per entry with BoltDB): a node that far behind
@@ -24,9 +25,10 @@ func (s *Server) livez(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// readyz answers 200 when this node can serve: it knows a leader and has
-// applied the commit index it knows, give or take Config.ReadyMaxLag
-// entries. Otherwise 503 with the reason in plain text.
+// readyz answers 200 when this node can serve: it knows a leader, has
+// learned the leader's commit index lately (it asks every ProbeInterval),
+// and has applied that index, give or take Config.ReadyMaxLag entries.
+// Otherwise 503 with the reason in plain text.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -45,14 +47,31 @@ func (s *Server) notReady() string {
 	if maxLag == 0 {
 		maxLag = DefaultReadyMaxLag
 	}
-	switch {
-	case st.State == raft.Shutdown.String():
+	if st.State == raft.Shutdown.String() {
 		return "node is shutting down"
-	case st.LeaderID == "":
+	}
+	if st.LeaderID == "" {
 		return fmt.Sprintf("no leader known (node %s is %s in term %d)", st.NodeID, st.State, st.Term)
-	case st.CommitIndex > st.AppliedIndex && st.CommitIndex-st.AppliedIndex > maxLag:
-		return fmt.Sprintf("applied index %d is %d entries behind commit index %d (limit %d)",
-			st.AppliedIndex, st.CommitIndex-st.AppliedIndex, st.CommitIndex, maxLag)
+	}
+	p, ok := s.fresh.latest()
+	if age := time.Since(p.at); !ok || age > s.readyProbeAge() {
+		why := "never asked it yet"
+		if ok {
+			why = fmt.Sprintf("last learned it %s ago", age.Round(time.Millisecond))
+		}
+		if e := s.fresh.lastErr.Load(); e != nil {
+			why += "; last error: " + *e
+		}
+		return fmt.Sprintf("cannot tell how far behind it is: no commit index from the leader %s lately (%s)", st.LeaderID, why)
+	}
+	if applied := st.AppliedIndex; p.index > applied && p.index-applied > maxLag {
+		return fmt.Sprintf("applied index %d is %d entries behind the leader's commit index %d (limit %d)",
+			applied, p.index-applied, p.index, maxLag)
 	}
 	return ""
+}
+
+// readyProbeAge is how old the newest probe may be for /readyz to trust it.
+func (s *Server) readyProbeAge() time.Duration {
+	return max(8*s.cfg.ProbeInterval, 2*time.Second)
 }

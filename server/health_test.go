@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,49 +56,68 @@ func wantProbe(addr, path string, code int, text string) error {
 	return nil
 }
 
-// statusStore is a Store that only reports a status; /readyz needs no more.
+// statusStore is a Store that reports a status and answers read indexes
+// as the leader would (leaderCommit, or err); /readyz needs no more.
 type statusStore struct {
 	server.Store
-	st cluster.Status
+	st           cluster.Status
+	leaderCommit uint64
+	err          error
 }
 
-func (s statusStore) Status() cluster.Status { return s.st }
+func (s statusStore) ID() string                                { return "n1" }
+func (s statusStore) Status() cluster.Status                    { return s.st }
+func (s statusStore) IsLeader() bool                            { return true }
+func (s statusStore) LeaderChanged() <-chan struct{}            { return nil }
+func (s statusStore) ReadIndex(context.Context) (uint64, error) { return s.leaderCommit, s.err }
 
-// TestServer_ReadyzRule checks each reason /readyz gives, and the lag bound.
+// TestServer_ReadyzRule checks each reason /readyz gives, and the lag bound,
+// which counts from the leader's commit index, not the node's own.
 func TestServer_ReadyzRule(t *testing.T) {
 	status := func(state, leader string, commit, applied uint64) cluster.Status {
 		return cluster.Status{NodeID: "n1", State: state, LeaderID: leader, Term: 3, CommitIndex: commit, AppliedIndex: applied}
 	}
+	lag := uint64(server.DefaultReadyMaxLag)
 	tests := []struct {
 		name   string
 		maxLag uint64
-		st     cluster.Status
+		store  statusStore
 		code   int
 		text   string
 	}{
-		{"leader", 0, status("Leader", "n1", 50, 50), 200, "ok"},
-		{"follower in step", 0, status("Follower", "n2", 50, 49), 200, "ok"},
-		{"applied ahead of a stale commit index", 0, status("Follower", "n2", 10, 50), 200, "ok"},
-		{"default bound, at it", 0, status("Follower", "n2", 1000+server.DefaultReadyMaxLag, 1000), 200, "ok"},
-		{"default bound, past it", 0, status("Follower", "n2", 1001+server.DefaultReadyMaxLag, 1000), 503, "1001 entries behind"},
-		{"own bound, past it", 10, status("Follower", "n2", 111, 100), 503, "behind commit index 111 (limit 10)"},
-		{"no leader", 0, status("Candidate", "", 50, 50), 503, "no leader known (node n1 is Candidate in term 3)"},
-		{"shutdown", 0, status("Shutdown", "", 50, 50), 503, "shutting down"},
+		{"leader", 0, statusStore{st: status("Leader", "n1", 50, 50), leaderCommit: 50}, 200, "ok"},
+		{"follower in step", 0, statusStore{st: status("Follower", "n2", 50, 49), leaderCommit: 50}, 200, "ok"},
+		{"default bound, at it", 0, statusStore{st: status("Follower", "n2", 1000, 1000), leaderCommit: 1000 + lag}, 200, "ok"},
+		{"default bound, past it", 0, statusStore{st: status("Follower", "n2", 1000, 1000), leaderCommit: 1001 + lag}, 503,
+			"applied index 1000 is 1001 entries behind the leader's commit index 2001 (limit 1000)"},
+		{"own commit index caught up, the leader's far ahead", 0, statusStore{st: status("Follower", "n2", 1216, 1216), leaderCommit: 5752}, 503,
+			"4536 entries behind the leader's commit index 5752"},
+		{"own bound, past it", 10, statusStore{st: status("Follower", "n2", 100, 100), leaderCommit: 111}, 503, "behind the leader's commit index 111 (limit 10)"},
+		{"leader unreachable", 0, statusStore{st: status("Follower", "n2", 50, 50), err: cluster.ErrNotReady}, 503,
+			"no commit index from the leader n2 lately (never asked it yet; last error: leader not ready yet)"},
+		{"no leader", 0, statusStore{st: status("Candidate", "", 50, 50)}, 503, "no leader known (node n1 is Candidate in term 3)"},
+		{"shutdown", 0, statusStore{st: status("Shutdown", "", 50, 50)}, 503, "shutting down"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := server.New(statusStore{st: tt.st}, server.Config{ReadyMaxLag: tt.maxLag}).Handler()
-			for _, p := range []struct {
-				path string
-				code int
-				text string
-			}{{"/readyz", tt.code, tt.text}, {"/livez", 200, "ok"}} {
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.path, nil))
-				if rec.Code != p.code || !strings.Contains(rec.Body.String(), p.text) {
-					t.Errorf("GET %s: %d %q, want %d with %q", p.path, rec.Code, rec.Body.String(), p.code, p.text)
+			srv := server.New(tt.store, server.Config{ReadyMaxLag: tt.maxLag, LeaderWait: 50 * time.Millisecond})
+			t.Cleanup(srv.Close)
+			h := srv.Handler()
+			// The first probe of the leader runs as the server starts.
+			clustertest.WaitFor(t, 5*time.Second, func() error {
+				for _, p := range []struct {
+					path string
+					code int
+					text string
+				}{{"/readyz", tt.code, tt.text}, {"/livez", 200, "ok"}} {
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.path, nil))
+					if rec.Code != p.code || !strings.Contains(rec.Body.String(), p.text) {
+						return fmt.Errorf("GET %s: %d %q, want %d with %q", p.path, rec.Code, rec.Body.String(), p.code, p.text)
+					}
 				}
-			}
+				return nil
+			})
 		})
 	}
 }

@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -11,7 +11,6 @@ import (
 	peerv1 "github.com/rationhq/ration/api/ration/peer/v1"
 	"github.com/rationhq/ration/api/ration/peer/v1/peerv1connect"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
-	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
 )
 
@@ -30,14 +29,20 @@ func (s *Server) read(ctx context.Context, c rationv1.Consistency) (*fsm.State, 
 	switch info.Consistency {
 	case rationv1.Consistency_CONSISTENCY_STALE:
 		st = s.store.State()
+		if d, ok := s.fresh.staleness(st.Index(), time.Now()); ok {
+			info.MaxStaleness = durationpb.New(d)
+		}
 	case rationv1.Consistency_CONSISTENCY_LINEARIZABLE:
+		at := time.Now()
 		idx, err := s.readIndex(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
+		s.fresh.record(probe{at: at, index: idx})
 		if st, err = s.store.WaitApplied(ctx, idx); err != nil {
 			return nil, nil, s.rpcError(err)
 		}
+		info.MaxStaleness = durationpb.New(0)
 	default:
 		return nil, nil, s.invalid(fmt.Errorf("consistency %v is not one of LINEARIZABLE, STALE", c))
 	}
@@ -46,27 +51,27 @@ func (s *Server) read(ctx context.Context, c rationv1.Consistency) (*fsm.State, 
 }
 
 // readIndex returns the index a linearizable read waits for: the leader's
-// own, or one asked of the leader.
+// own, or one asked of the leader. Asking again is always safe, so it
+// follows leadership as a write with a request id does.
 func (s *Server) readIndex(ctx context.Context) (uint64, error) {
-	if s.store.IsLeader() {
-		idx, err := s.store.ReadIndex(ctx)
-		if !errors.Is(err, cluster.ErrNotLeader) {
-			return idx, s.rpcError(err)
+	var idx uint64
+	err := s.followLeader(ctx, true, "", func(ctx context.Context, addr string) error {
+		if addr == "" {
+			i, err := s.store.ReadIndex(ctx)
+			idx = i
+			return err
 		}
-	}
-	_, addr, err := s.store.Leader()
-	if err != nil {
-		return 0, s.rpcError(err)
-	}
-	req := connect.NewRequest(&peerv1.ReadIndexRequest{})
-	if t := s.cfg.AdminToken; t != "" {
-		req.Header().Set("Authorization", "Bearer "+t)
-	}
-	res, err := peerCall[peerv1.ReadIndexResponse](s, ctx, addr, peerv1connect.PeerServiceReadIndexProcedure, req)
-	if err != nil {
-		return 0, err
-	}
-	return res.Msg.GetIndex(), nil
+		req := connect.NewRequest(&peerv1.ReadIndexRequest{})
+		if t := s.cfg.AdminToken; t != "" {
+			req.Header().Set("Authorization", "Bearer "+t)
+		}
+		res, err := peerCall[peerv1.ReadIndexResponse](s, ctx, addr, peerv1connect.PeerServiceReadIndexProcedure, req)
+		if err == nil {
+			idx = res.Msg.GetIndex()
+		}
+		return err
+	})
+	return idx, err
 }
 
 // peerHandler serves PeerService: what nodes ask of each other over the API.

@@ -35,6 +35,7 @@ type Store interface {
 	ReadIndex(ctx context.Context) (uint64, error)
 	WaitApplied(ctx context.Context, index uint64) (*fsm.State, error)
 	LeaderContactAge() time.Duration
+	LeaderChanged() <-chan struct{}
 	Join(ctx context.Context, id, raftAddr, apiAddr string) error
 	Remove(ctx context.Context, id string) (bool, error)
 	TransferLeadership(ctx context.Context, id string) (string, error)
@@ -72,6 +73,17 @@ type Config struct {
 	// long, so its client resumes elsewhere; 0 means
 	// DefaultStaleStreamAfter.
 	StaleStreamAfter time.Duration
+	// LeaderWait is how long a call that needs the leader keeps trying
+	// while no leader answers and none is newly known; 0 means
+	// DefaultLeaderWait. rationd sets three election timeouts.
+	LeaderWait time.Duration
+	// CallTimeout bounds a call that needs the leader and has no deadline
+	// of its own; 0 means DefaultCallTimeout.
+	CallTimeout time.Duration
+	// ProbeInterval is how often the node asks the leader for its commit
+	// index, for /readyz and the staleness bound of STALE reads; 0 means
+	// DefaultProbeInterval.
+	ProbeInterval time.Duration
 }
 
 // Server implements the ration.v1 services on top of a Store.
@@ -85,6 +97,11 @@ type Server struct {
 	refused refusals
 
 	limits *limiter
+	// fresh is what the node last learned of the leader's commit index.
+	fresh freshness
+
+	stop      chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns a server for store.
@@ -98,7 +115,24 @@ func New(store Store, cfg Config) *Server {
 	if cfg.PeerScheme == "" {
 		cfg.PeerScheme = "http"
 	}
-	return &Server{store: store, cfg: cfg, log: cfg.Logger.Named("server"), limits: newLimiter(store, cfg.Limits)}
+	if cfg.LeaderWait <= 0 {
+		cfg.LeaderWait = DefaultLeaderWait
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	s := &Server{store: store, cfg: cfg, log: cfg.Logger.Named("server"), limits: newLimiter(store, cfg.Limits), stop: make(chan struct{})}
+	go s.probeLeader(s.stop)
+	return s
+}
+
+// Close stops the server's background work (asking the leader for its
+// commit index). The handler still answers; close its listener first.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.stop) })
 }
 
 // Handler returns the HTTP handler serving every service over Connect,

@@ -31,7 +31,8 @@ func write[Res, Req any](s *Server, ctx context.Context, req *connect.Request[Re
 	if err := s.checkRequest(msg); err != nil {
 		return nil, err
 	}
-	return onLeader(s, ctx, req, func() (*Res, error) {
+	// A write with a request id takes effect once however often it is sent.
+	return onLeader(s, ctx, req, requestID(msg) != "", func() (*Res, error) {
 		cmd, ok := fsm.NewCommand(msg)
 		if !ok {
 			return nil, s.errorf(connect.CodeInternal, "INTERNAL", "%s carries no command", req.Spec().Procedure)
@@ -78,7 +79,8 @@ func (s *Server) heartbeat(ctx context.Context, req *connect.Request[rationv1.He
 		return nil, s.rpcError(err)
 	}
 	e := &rationv1.HeartbeatEntry{Request: req.Msg, Credential: callerOf(ctx).workerSecret}
-	return onLeader(s, ctx, req, func() (*rationv1.HeartbeatResponse, error) {
+	// A heartbeat applied twice extends the same leases to the same end.
+	return onLeader(s, ctx, req, true, func() (*rationv1.HeartbeatResponse, error) {
 		if resp, err := s.precheckHeartbeat(ctx, e); resp != nil || err != nil {
 			return resp, err
 		}

@@ -56,6 +56,7 @@ type Main struct {
 
 	log  hclog.Logger
 	node *cluster.Node
+	srv  *server.Server
 	http *http.Server
 	ln   net.Listener
 	tls  *tlsSetup
@@ -208,7 +209,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.node = node
 	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof,
-		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits})
+		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits, LeaderWait: 3 * cfg.ElectionTimeout})
+	m.srv = srv
 	m.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tl.api,
 		ErrorLog: m.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn})}
 	m.done = make(chan error, 1)
@@ -284,6 +286,10 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 		m.http = nil
+	}
+	if m.srv != nil {
+		m.srv.Close()
+		m.srv = nil
 	}
 	if m.node != nil {
 		errs = append(errs, m.node.Close())

@@ -88,7 +88,9 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 		if opts.Server != nil {
 			opts.Server(i, &cfg)
 		}
-		handlers[i].set(server.New(node, cfg).Handler())
+		srv := server.New(node, cfg)
+		t.Cleanup(srv.Close)
+		handlers[i].set(srv.Handler())
 	}
 	return &Cluster{Cluster: c, Addrs: addrs}
 }

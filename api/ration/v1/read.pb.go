@@ -87,10 +87,18 @@ type ReadInfo struct {
 	ServedBy    string      `protobuf:"bytes,2,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	Consistency Consistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=ration.v1.Consistency" json:"consistency,omitempty"`
 	// Time since the answering node last heard from a leader (0 on the
-	// leader); unset while it knows no leader, so the staleness is unknown.
+	// leader); unset while it knows no leader. Hearing from a leader does not
+	// mean having applied what it committed: max_staleness is the bound.
 	LeaderContactAge *durationpb.Duration `protobuf:"bytes,4,opt,name=leader_contact_age,json=leaderContactAge,proto3" json:"leader_contact_age,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// A bound on how stale the answer is: every write acknowledged more than
+	// this long before the answer is reflected in it. The node learns the
+	// leader's commit index a few times a second; this is the time since it
+	// asked for the newest one it has applied. 0 on a LINEARIZABLE read; unset
+	// when the node cannot tell (no leader reached lately, or it is far
+	// behind).
+	MaxStaleness  *durationpb.Duration `protobuf:"bytes,5,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadInfo) Reset() {
@@ -147,6 +155,13 @@ func (x *ReadInfo) GetConsistency() Consistency {
 func (x *ReadInfo) GetLeaderContactAge() *durationpb.Duration {
 	if x != nil {
 		return x.LeaderContactAge
+	}
+	return nil
+}
+
+func (x *ReadInfo) GetMaxStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.MaxStaleness
 	}
 	return nil
 }
@@ -210,12 +225,13 @@ var File_ration_v1_read_proto protoreflect.FileDescriptor
 
 const file_ration_v1_read_proto_rawDesc = "" +
 	"\n" +
-	"\x14ration/v1/read.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc0\x01\n" +
+	"\x14ration/v1/read.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\"\x80\x02\n" +
 	"\bReadInfo\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tserved_by\x18\x02 \x01(\tR\bservedBy\x128\n" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\x12G\n" +
-	"\x12leader_contact_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10leaderContactAge\"B\n" +
+	"\x12leader_contact_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10leaderContactAge\x12>\n" +
+	"\rmax_staleness\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\fmaxStaleness\"B\n" +
 	"\vErrorDetail\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1b\n" +
 	"\tserved_by\x18\x02 \x01(\tR\bservedBy*_\n" +
@@ -247,11 +263,12 @@ var file_ration_v1_read_proto_goTypes = []any{
 var file_ration_v1_read_proto_depIdxs = []int32{
 	0, // 0: ration.v1.ReadInfo.consistency:type_name -> ration.v1.Consistency
 	3, // 1: ration.v1.ReadInfo.leader_contact_age:type_name -> google.protobuf.Duration
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: ration.v1.ReadInfo.max_staleness:type_name -> google.protobuf.Duration
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_read_proto_init() }
