@@ -113,7 +113,20 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 		counts[o.Kind+"/"+outcomeClass(o.Outcome)]++
 	}
 	t.Logf("%d nodes, %s: %d nemesis rounds, %d operations %v", n, d, rounds, len(ops), counts)
-	for _, name := range services {
+	logProgress(t, st, ld, rec)
+	logWaits(t, waits)
+	if len(problems) > 0 {
+		t.Fatalf("%d violations:\n%s", len(problems), summarize(problems, 30))
+	}
+	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
+		t.Fatalf("the load made no progress: %v", counts)
+	}
+}
+
+// logProgress reports how far the export got and how long writes were
+// unavailable after the leader went away.
+func logProgress(t *testing.T, st *fsm.State, ld *load, rec *recorder) {
+	for _, name := range ld.services {
 		if s, ok := st.Service(name); ok {
 			t.Logf("%s: acknowledged through %d of %d, %d results trimmed", name, s.AckedThrough, s.LastResultSeq, s.Counters.ResultsTrimmed)
 		}
@@ -125,13 +138,6 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 			t.Logf("write unavailability after %s: median %s, max %s over %d rounds", kind,
 				u[len(u)/2].Round(time.Millisecond), u[len(u)-1].Round(time.Millisecond), len(u))
 		}
-	}
-	logWaits(t, waits)
-	if len(problems) > 0 {
-		t.Fatalf("%d violations:\n%s", len(problems), summarize(problems, 30))
-	}
-	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
-		t.Fatalf("the load made no progress: %v", counts)
 	}
 }
 
