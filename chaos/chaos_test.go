@@ -77,14 +77,7 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore()}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var wg sync.WaitGroup
-	wg.Go(func() { ld.owner(ctx, 0) })
-	for _, s := range services {
-		wg.Go(func() { ld.exporter(ctx, s) })
-	}
-	for i := range 6 {
-		wg.Go(func() { ld.worker(ctx, i+1, fmt.Sprintf("w%d", i/2+1), uint64(i)) })
-	}
+	wg := ld.start(ctx, c)
 	rounds := nemesis(ctx, t, c, rec, admin, nemeses)
 	cancel()
 	wg.Wait()
@@ -112,13 +105,28 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	}
 	problems = append(problems, checkFinal(st, ld.exported, ops)...)
 	problems = append(problems, checkExported(st, services, map[string]bool{"dm-b": true})...)
+	waits, late := checkWaits(ops, rec.events, rec.elections)
+	problems = append(problems, late...)
 
 	counts := map[string]int{}
 	for _, o := range ops {
 		counts[o.Kind+"/"+outcomeClass(o.Outcome)]++
 	}
 	t.Logf("%d nodes, %s: %d nemesis rounds, %d operations %v", n, d, rounds, len(ops), counts)
-	for _, name := range services {
+	logProgress(t, st, ld, rec)
+	logWaits(t, waits)
+	if len(problems) > 0 {
+		t.Fatalf("%d violations:\n%s", len(problems), summarize(problems, 30))
+	}
+	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
+		t.Fatalf("the load made no progress: %v", counts)
+	}
+}
+
+// logProgress reports how far the export got and how long writes were
+// unavailable after the leader went away.
+func logProgress(t *testing.T, st *fsm.State, ld *load, rec *recorder) {
+	for _, name := range ld.services {
 		if s, ok := st.Service(name); ok {
 			t.Logf("%s: acknowledged through %d of %d, %d results trimmed", name, s.AckedThrough, s.LastResultSeq, s.Counters.ResultsTrimmed)
 		}
@@ -131,12 +139,24 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 				u[len(u)/2].Round(time.Millisecond), u[len(u)-1].Round(time.Millisecond), len(u))
 		}
 	}
-	if len(problems) > 0 {
-		t.Fatalf("%d violations:\n%s", len(problems), summarize(problems, 30))
+}
+
+// start runs the load until ctx ends: an owner, an exporter per service,
+// six workers, a direct writer per node, and the election watcher.
+func (l *load) start(ctx context.Context, c *testCluster) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Go(func() { l.owner(ctx, 0) })
+	for _, s := range l.services {
+		wg.Go(func() { l.exporter(ctx, s) })
 	}
-	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
-		t.Fatalf("the load made no progress: %v", counts)
+	for i := range 6 {
+		wg.Go(func() { l.worker(ctx, i+1, fmt.Sprintf("w%d", i/2+1), uint64(i)) })
 	}
+	for i, p := range c.procs {
+		wg.Go(func() { l.directWriter(ctx, directClient+i, p) })
+	}
+	wg.Go(func() { watchElections(ctx, c, l.rec) })
+	return &wg
 }
 
 func outcomeClass(o string) string {
@@ -165,12 +185,12 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 		e := event{Kind: kind, At: rec.now()}
 		switch kind {
 		case "kill-leader":
-			e.Node = c.procs[l].id
+			e.Node, e.Leader = c.procs[l].id, true
 			c.procs[l].kill()
 			sleep(ctx, pause)
 			c.procs[l].start()
 		case "stop-leader":
-			e.Node = c.procs[l].id
+			e.Node, e.Leader = c.procs[l].id, true
 			c.procs[l].signal(syscall.SIGSTOP)
 			sleep(ctx, pause+time.Second)
 			c.procs[l].signal(syscall.SIGCONT)
@@ -181,7 +201,7 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 			c.procs[follower].start()
 		case "partition":
 			i := r.IntN(len(c.procs))
-			e.Node = c.procs[i].id
+			e.Node, e.Leader = c.procs[i].id, i == l
 			c.cutNode(i, true)
 			sleep(ctx, pause+time.Second)
 			c.cutNode(i, false)
@@ -198,7 +218,7 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 			}
 			cancel()
 		case "transfer":
-			e.Node = c.procs[l].id
+			e.Node, e.Leader = c.procs[l].id, true
 			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if _, err := admin.TransferLeadership(actx, &rationv1.TransferLeadershipRequest{}); err != nil {
 				t.Logf("transfer: %v", err)

@@ -41,6 +41,7 @@ type op struct {
 	Items   []string `json:"items,omitempty"`  // submitted results or added ids
 	Grants  []grant  `json:"grants,omitempty"` // acquire
 	N       uint32   `json:"n,omitempty"`      // accepted results
+	Node    string   `json:"node,omitempty"`   // the one node a direct writer sent it to
 	Call    int64    `json:"call"`
 	Return  int64    `json:"return"`
 	// Outcome is ok, unknown, or "fail:<code>:<reason>".
@@ -51,16 +52,19 @@ type op struct {
 type event struct {
 	Kind string `json:"kind"`
 	Node string `json:"node"`
-	At   int64  `json:"at"`
-	End  int64  `json:"end"`
+	// Leader says Node led the cluster when the event began.
+	Leader bool  `json:"leader,omitempty"`
+	At     int64 `json:"at"`
+	End    int64 `json:"end"`
 }
 
 // recorder keeps the history; timestamps are nanoseconds since start.
 type recorder struct {
-	start  time.Time
-	mu     sync.Mutex
-	ops    []op
-	events []event
+	start     time.Time
+	mu        sync.Mutex
+	ops       []op
+	events    []event
+	elections []election
 }
 
 func newRecorder() *recorder { return &recorder{start: time.Now()} }
@@ -93,9 +97,10 @@ func (r *recorder) save(path string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b, err := json.MarshalIndent(struct {
-		Ops    []op    `json:"ops"`
-		Events []event `json:"events"`
-	}{r.ops, r.events}, "", " ")
+		Ops       []op       `json:"ops"`
+		Events    []event    `json:"events"`
+		Elections []election `json:"elections"`
+	}{r.ops, r.events, r.elections}, "", " ")
 	if err != nil {
 		return err
 	}
@@ -121,15 +126,21 @@ func (l *load) client(timeout time.Duration) *client.Client {
 	return c
 }
 
+// freshItems returns n item ids never used before.
+func (l *load) freshItems(n int) []string {
+	var ids []string
+	for range n {
+		ids = append(ids, fmt.Sprintf("it%06d", l.nextItem.Add(1)))
+	}
+	return ids
+}
+
 // owner adds fresh items to every service at a steady pace.
 func (l *load) owner(ctx context.Context, id int) {
 	c := l.client(5 * time.Second)
 	for ctx.Err() == nil {
 		for _, svc := range l.services {
-			var ids []string
-			for range 10 {
-				ids = append(ids, fmt.Sprintf("it%06d", l.nextItem.Add(1)))
-			}
+			ids := l.freshItems(10)
 			o := op{Client: id, Kind: "add", Service: svc, Items: ids, Call: l.rec.now()}
 			_, err := c.AddItems(ctx, &rationv1.AddItemsRequest{Service: svc, Items: ids})
 			o.Return, o.Outcome = l.rec.now(), outcome(err)
