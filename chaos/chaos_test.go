@@ -192,7 +192,9 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 		case "stop-leader":
 			e.Node, e.Leader = c.procs[l].id, true
 			c.procs[l].signal(syscall.SIGSTOP)
-			sleep(ctx, pause+time.Second)
+			// Long enough (3-4.5s) that a write waiting for the frozen
+			// leader to wake would wait more than 2s past the election.
+			sleep(ctx, pause+2500*time.Millisecond)
 			c.procs[l].signal(syscall.SIGCONT)
 		case "kill-follower":
 			e.Node = c.procs[follower].id

@@ -21,6 +21,9 @@ var (
 	ErrShutdown = errors.New("node is shutting down")
 	// ErrLastVoter: removing the node would leave the cluster without voters.
 	ErrLastVoter = errors.New("cannot remove the last voter")
+	// ErrTransferFailed: a leadership transfer did not complete (the target
+	// did not catch up or win in time); this node still leads.
+	ErrTransferFailed = errors.New("leadership transfer did not complete")
 	// ErrUnknownNode: no member has the id.
 	ErrUnknownNode = errors.New("no such member")
 

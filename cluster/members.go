@@ -124,7 +124,10 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))
 	}
 	if err := f.Error(); err != nil {
-		return "", fmt.Errorf("transfer leadership: %w", err)
+		if rerr := raftError(err); rerr != err {
+			return "", rerr
+		}
+		return "", fmt.Errorf("%w: %v", ErrTransferFailed, err)
 	}
 	for ctx.Err() == nil {
 		if lid, _, err := n.Leader(); err == nil && lid != n.cfg.NodeID {

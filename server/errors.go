@@ -54,6 +54,7 @@ var codes = []struct {
 	{errLeaderUnreachable, connect.CodeUnavailable, "LEADER_UNREACHABLE"},
 	{cluster.ErrShutdown, connect.CodeUnavailable, "SHUTTING_DOWN"},
 	{cluster.ErrLastVoter, connect.CodeFailedPrecondition, "LAST_VOTER"},
+	{cluster.ErrTransferFailed, connect.CodeUnavailable, "TRANSFER_FAILED"},
 	{cluster.ErrUnknownNode, connect.CodeNotFound, "UNKNOWN_NODE"},
 	{cluster.ErrUnreachable, connect.CodeFailedPrecondition, "MEMBER_UNREACHABLE"},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, "DEADLINE_EXCEEDED"},
