@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	"github.com/hashicorp/raft"
 )
 
@@ -74,4 +77,23 @@ func (s *Server) notReady() string {
 // readyProbeAge is how old the newest probe may be for /readyz to trust it.
 func (s *Server) readyProbeAge() time.Duration {
 	return max(8*s.cfg.ProbeInterval, 2*time.Second)
+}
+
+// readyChecker answers gRPC health checks by the rule of /readyz, for the
+// whole process ("") and for each ration service: NOT_SERVING while the
+// node is not ready, so that a load balancer or a Kubernetes gRPC probe
+// sends clients elsewhere.
+type readyChecker struct {
+	s        *Server
+	services map[string]bool
+}
+
+func (c *readyChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" && !c.services[req.Service] {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
+	}
+	if c.s.notReady() != "" {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 }

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/cluster/clustertest"
 	"github.com/rationhq/ration/server"
@@ -118,6 +122,23 @@ func TestServer_ReadyzRule(t *testing.T) {
 				}
 				return nil
 			})
+			// gRPC health says the same, for the process and each service.
+			ts := httptest.NewServer(h)
+			defer ts.Close()
+			hc := grpchealth.NewClient(ts.Client(), ts.URL)
+			want := grpchealth.StatusServing
+			if tt.code != http.StatusOK {
+				want = grpchealth.StatusNotServing
+			}
+			for _, svc := range []string{"", rationv1connect.WorkerServiceName} {
+				res, err := hc.Check(context.Background(), &grpchealth.CheckRequest{Service: svc})
+				if err != nil || res.Status != want {
+					t.Errorf("gRPC health of %q: %v %v, want %v", svc, res, err, want)
+				}
+			}
+			if _, err := hc.Check(context.Background(), &grpchealth.CheckRequest{Service: "no.such.Service"}); connect.CodeOf(err) != connect.CodeNotFound {
+				t.Errorf("gRPC health of an unknown service: %v, want not_found", err)
+			}
 		})
 	}
 }

@@ -152,7 +152,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(peerv1connect.NewPeerServiceHandler(&peerHandler{s}, opts))
 	names := []string{rationv1connect.OwnerServiceName, rationv1connect.WorkerServiceName,
 		rationv1connect.InsightServiceName, rationv1connect.ClusterServiceName}
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
+	checker := &readyChecker{s: s, services: map[string]bool{}}
+	for _, n := range names {
+		checker.services[n] = true
+	}
+	mux.Handle(grpchealth.NewHandler(checker, connect.WithReadMaxBytes(MaxRequestBytes)))
 	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
 	// Monitoring needs no admin token, as in etcd: probes and scrapers
