@@ -71,10 +71,15 @@ func tallyOf(t *tables) (*tally, error) {
 		return true
 	})
 	var err error
+	var last *Bucket // items in id order mostly share a bucket with the one before
 	t.items.Scan(func(it *Item) bool {
 		st := quarantined
 		if !it.Quarantined {
-			b, ok := t.bucket(it.Bucket)
+			b, ok := last, last != nil && last.ID == it.Bucket
+			if !ok {
+				b, ok = t.bucket(it.Bucket)
+				last = b
+			}
 			if !ok || b.Service != it.Service {
 				if err == nil {
 					err = fmt.Errorf("item %q names bucket %d, which is missing or of another service", it.ID, it.Bucket)
