@@ -47,8 +47,11 @@ func raftError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
 		return ErrNotLeader
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Raft refuses the command before it is in the log.
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	case errors.Is(err, raft.ErrRaftShutdown):

@@ -298,6 +298,30 @@ func TestCluster_TransferLeadership(t *testing.T) {
 	c.EnsureSame()
 }
 
+// TestCluster_HandOver: a leader about to stop hands leadership to another
+// voter, which leads before the old one is gone; a follower, or the only
+// voter, has nothing to hand over.
+func TestCluster_HandOver(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	l := c.Leader()
+	if err := c.Followers()[0].HandOver(); err != nil {
+		t.Fatalf("a follower hands over: %v", err)
+	}
+	if err := l.HandOver(); err != nil {
+		t.Fatal(err)
+	}
+	if l.IsLeader() {
+		t.Fatal("still the leader after handing over")
+	}
+	nl := c.WaitForNewLeader(l.ID())
+	apply(t, nl, &rationv1.CreateServiceRequest{Name: "after", Kind: "dmcheck"}, "")
+
+	one := clustertest.New(t, 1, clustertest.Options{})
+	if err := one.Leader().HandOver(); err != nil || !one.Leader().IsLeader() {
+		t.Fatalf("the only voter hands over: %v", err)
+	}
+}
+
 // An idle cluster writes nothing: the leader proposes a tick only when one
 // is due, yet linearizable reads are answered (the state machine's applied
 // index keeps up with the commit index).

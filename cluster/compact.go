@@ -50,6 +50,33 @@ func (m *meteredLogs) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
+// seed counts the entries already in the log after the snapshot at index,
+// so that a node restarted with a long tail of log snapshots soon, instead of
+// counting only what it writes from now on.
+func (m *meteredLogs) seed(index uint64) error {
+	first, err := m.FirstIndex()
+	if err != nil {
+		return err
+	}
+	last, err := m.LastIndex()
+	if err != nil || last == 0 {
+		return err
+	}
+	var n uint64
+	var l raft.Log
+	for i := max(first, index+1); i <= last; i++ {
+		if err := m.GetLog(i, &l); err != nil {
+			return err
+		}
+		n += uint64(len(l.Data) + len(l.Extensions))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.total = n
+	m.marks = []logMark{{index: index}, {index: last, bytes: n}}
+	return nil
+}
+
 // sinceSnapshot drops the marks a snapshot at index covers (keeping the last
 // of them) and returns the bytes written after it and the average size of
 // those entries (0 when unknown).
@@ -81,10 +108,13 @@ func (m *meteredLogs) sinceSnapshot(index uint64) (bytes, avg uint64) {
 // SnapshotThreshold entries and keeps TrailingLogs entries after a snapshot,
 // counts that make the log's size depend on how large entries are (group
 // commit makes them large under load). The compactor takes a snapshot once
-// the log since the newest one holds SnapshotLogBytes, or as much as that
-// snapshot's size if more (so snapshots cost at most as much writing as the
-// log they replace), and lowers TrailingLogs so that what stays after a
-// snapshot holds about TrailingLogBytes.
+// the log since the newest one holds SnapshotLogBytes, or half that
+// snapshot's size if more, and lowers TrailingLogs so that what stays after
+// a snapshot holds about TrailingLogBytes. What a restart replays after its
+// snapshot is that log: bounding it by half the snapshot keeps the replay
+// shorter than the restore (replaying a byte of log costs about what
+// restoring a byte of snapshot does), and snapshots cost at most twice the
+// writing of the log they replace.
 type compactor struct {
 	n     *Node
 	logs  *meteredLogs
@@ -119,7 +149,7 @@ func (c *compactor) check() {
 	since, avg := c.logs.sinceSnapshot(snapIndex)
 	c.since.Store(since)
 	c.setTrailing(avg)
-	limit := max(c.n.cfg.SnapshotLogBytes, snapSize)
+	limit := max(c.n.cfg.SnapshotLogBytes, snapSize/2)
 	if c.n.cfg.SnapshotLogBytes == 0 || since < limit || c.n.raft.LastIndex() <= snapIndex {
 		return
 	}

@@ -53,3 +53,32 @@ func TestCluster_LogCompactedByBytes(t *testing.T) {
 	})
 	t.Logf("log after the load: %+v", l.LogSize())
 }
+
+// TestCluster_RestartCountsTheLogTail: a node restarted with a long log
+// after its snapshot counts it, and snapshots without waiting for as much
+// again, so the next restart replays little.
+func TestCluster_RestartCountsTheLogTail(t *testing.T) {
+	const logBytes = 256 << 10
+	c := clustertest.New(t, 1, clustertest.Options{Config: func(_ int, cfg *cluster.Config) {
+		cfg.SnapshotThreshold = 1 << 40
+		cfg.SnapshotInterval = time.Hour
+		cfg.SnapshotLogBytes = 0 // no compaction by bytes until the restart
+	}})
+	l := c.Leader()
+	setupService(t, l, &rationv1.ServiceConfig{})
+	items := make([]string, 200)
+	for j := range items {
+		items[j] = fmt.Sprintf("item-%05d-%03d", 0, j)
+	}
+	for range 100 { // about 400 KiB of log
+		apply(t, l, &rationv1.AddItemsRequest{Service: "dm", Items: items}, "")
+	}
+	c.Kill(0)
+	n := c.RestartWith(0, func(cfg *cluster.Config) { cfg.SnapshotLogBytes, cfg.TrailingLogBytes = logBytes, 64<<10 })
+	clustertest.WaitFor(t, 20*time.Second, func() error {
+		if s := n.LogSize(); s.First <= 1 {
+			return fmt.Errorf("the log written before the restart was not counted: %+v", s)
+		}
+		return nil
+	})
+}

@@ -53,8 +53,9 @@ type Config struct {
 	SnapshotThreshold  uint64
 	TrailingLogs       uint64
 	// SnapshotLogBytes makes the node snapshot once its log since the last
-	// snapshot holds this many bytes, or that snapshot's size if larger
-	// (0: only SnapshotThreshold and SnapshotInterval decide).
+	// snapshot holds this many bytes, or half that snapshot's size if
+	// larger (0: only SnapshotThreshold and SnapshotInterval decide). It
+	// bounds what a restart replays after restoring its snapshot.
 	SnapshotLogBytes uint64
 	// TrailingLogBytes lowers TrailingLogs so that the entries kept after
 	// a snapshot hold about this many bytes (0: TrailingLogs alone).
@@ -104,7 +105,7 @@ func DefaultConfig() Config {
 		SnapshotInterval:      2 * time.Minute,
 		SnapshotThreshold:     8192,
 		TrailingLogs:          10240,
-		SnapshotLogBytes:      256 << 20,
+		SnapshotLogBytes:      32 << 20,
 		TrailingLogBytes:      256 << 20,
 		TickInterval:          time.Second,
 		FailoverGrace:         15 * time.Second,

@@ -150,6 +150,30 @@ type Member struct {
 	Leader      bool
 }
 
+// HandOver passes leadership to another voter if this node leads, so that
+// stopping it costs the cluster no election timeout (as etcd does when a
+// leader is stopped); elsewhere, or as the only voter, it does nothing.
+// Raft bounds the transfer by the election timeout.
+func (n *Node) HandOver() error {
+	if !n.IsLeader() {
+		return nil
+	}
+	voters := 0
+	for _, m := range n.Members() {
+		if m.Suffrage == raft.Voter.String() {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return nil
+	}
+	n.log.Info("handing leadership over before stopping")
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("hand leadership over: %w", err)
+	}
+	return nil
+}
+
 // Members lists the Raft configuration with each member's API address.
 func (n *Node) Members() []Member {
 	cf := n.raft.GetConfiguration()

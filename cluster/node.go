@@ -221,6 +221,9 @@ func (n *Node) startRaft(log hclog.Logger, st stores, newestSnap string) error {
 	guard := &startGuard{FSM: n.fsm}
 	guard.starting.Store(true)
 	metered := &meteredLogs{LogStore: st.logs}
+	if err := n.seedLogSize(metered, st.snaps); err != nil {
+		return err
+	}
 	var logs raft.LogStore = metered
 	if n.cfg.LogCacheEntries > 0 && n.cfg.LogCacheBytes > 0 {
 		logs = newLogCache(metered, n.cfg.LogCacheEntries, n.cfg.LogCacheBytes)
@@ -238,6 +241,23 @@ func (n *Node) startRaft(log hclog.Logger, st stores, newestSnap string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
+	}
+	return nil
+}
+
+// seedLogSize tells the metered log how many bytes of it follow the
+// newest snapshot.
+func (n *Node) seedLogSize(m *meteredLogs, snaps raft.SnapshotStore) error {
+	var index uint64
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		index = metas[0].Index
+	}
+	if err := m.seed(index); err != nil {
+		return fmt.Errorf("read the raft log after snapshot %d: %w", index, err)
 	}
 	return nil
 }

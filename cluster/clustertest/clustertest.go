@@ -160,6 +160,13 @@ func (c *Cluster) Restart(i int) *cluster.Node {
 	return c.Nodes[i]
 }
 
+// RestartWith starts node i again from its data dir, its config edited.
+func (c *Cluster) RestartWith(i int, edit func(*cluster.Config)) *cluster.Node {
+	c.t.Helper()
+	edit(&c.cfgs[i])
+	return c.Restart(i)
+}
+
 // Config returns node i's config.
 func (c *Cluster) Config(i int) cluster.Config { return c.cfgs[i] }
 

@@ -44,7 +44,7 @@ func (m *Main) addBoundFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&b.SnapshotInterval, "snapshot-interval", b.SnapshotInterval, "how often a node checks whether to snapshot")
 	fs.Uint64Var(&b.SnapshotThreshold, "snapshot-threshold", b.SnapshotThreshold, "log entries since the last snapshot that make a node snapshot at its next check")
 	fs.Uint64Var(&b.TrailingLogs, "trailing-logs", b.TrailingLogs, "most log entries kept after a snapshot, so a briefly lagging node catches up without one")
-	fs.Uint64Var(&b.SnapshotLogBytes, "snapshot-log-bytes", b.SnapshotLogBytes, "snapshot once the log since the last snapshot holds this many bytes, or that snapshot's size if larger (0: entry counts alone)")
+	fs.Uint64Var(&b.SnapshotLogBytes, "snapshot-log-bytes", b.SnapshotLogBytes, "snapshot once the log since the last snapshot holds this many bytes, or half that snapshot's size if larger: this bounds what a restart replays (0: entry counts alone)")
 	fs.Uint64Var(&b.TrailingLogBytes, "trailing-log-bytes", b.TrailingLogBytes, "keep fewer than --trailing-logs entries after a snapshot when they would hold more than this many bytes (0: the count alone)")
 }
 

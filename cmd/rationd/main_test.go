@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster/clustertest"
@@ -118,5 +120,40 @@ func TestMain_Flags(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
+	}
+}
+
+// TestStartingHandler: while the node starts, the port says alive but not
+// ready, and refuses RPCs as unavailable with the reason STARTING and the
+// node's id, in the caller's protocol; then it serves the API.
+func TestStartingHandler(t *testing.T) {
+	h := newStartingHandler("n1")
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	for path, want := range map[string]int{"/livez": 200, "/readyz": 503} {
+		res, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("GET %s while starting: %d, want %d", path, res.StatusCode, want)
+		}
+	}
+	for _, opts := range [][]connect.ClientOption{nil, {connect.WithGRPCWeb()}} {
+		cl := rationv1connect.NewClusterServiceClient(ts.Client(), ts.URL, opts...)
+		_, err := cl.Status(context.Background(), connect.NewRequest(&rationv1.StatusRequest{}))
+		if d := client.Detail(err); connect.CodeOf(err) != connect.CodeUnavailable || d.GetReason() != "STARTING" || d.GetServedBy() != "n1" {
+			t.Errorf("an RPC while starting: %v (detail %v), want unavailable STARTING from n1", err, d)
+		}
+	}
+	h.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	res, err := http.Get(ts.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusTeapot {
+		t.Errorf("after the node started: %d, want the API's answer", res.StatusCode)
 	}
 }

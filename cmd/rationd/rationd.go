@@ -15,6 +15,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
@@ -180,6 +182,52 @@ func (m *Main) Run(ctx context.Context) error {
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
+	// The port answers at once (startingHandler) while the node starts.
+	starting := newStartingHandler(m.NodeID)
+	m.serve(ln, starting, tl)
+	cfg := m.clusterConfig(advertise, tl)
+	existing := hasState(m.DataDir)
+	// Raft reports through a process-wide metrics sink: install it before
+	// Raft starts, so the first election is counted too.
+	if _, err := server.InstallRaftMetrics(); err != nil {
+		m.log.Warn("raft metrics unavailable", "error", err)
+	}
+	node, err := cluster.New(cfg)
+	if err != nil {
+		m.Close()
+		return err
+	}
+	m.node = node
+	m.srv = server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof,
+		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits, LeaderWait: 3 * cfg.ElectionTimeout})
+	starting.serve(m.srv.Handler())
+	m.log.Info("serving", "node-id", m.NodeID, "api-address", ln.Addr().String(), "raft-address", node.RaftAddr(),
+		"data-dir", m.DataDir, "existing-state", existing, "admin-token", m.AdminToken != "",
+		"cluster-id", node.ClusterID(), "tls", tl.api != nil, "peer-tls", tl.peer != nil)
+	if len(m.Join) > 0 {
+		if err := m.join(ctx, advertise); err != nil {
+			m.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// serve serves h on ln, over TLS when the API has it.
+func (m *Main) serve(ln net.Listener, h http.Handler, tl *tlsSetup) {
+	m.http = &http.Server{Handler: h2c.NewHandler(h, &http2.Server{IdleTimeout: 2 * time.Minute}),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tl.api,
+		ErrorLog: m.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn})}
+	m.done = make(chan error, 1)
+	if tl.api != nil {
+		go func() { m.done <- m.http.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { m.done <- m.http.Serve(ln) }()
+	}
+}
+
+// clusterConfig is the node's configuration from the flags.
+func (m *Main) clusterConfig(advertise string, tl *tlsSetup) cluster.Config {
 	cfg := cluster.DefaultConfig()
 	cfg.NodeID, cfg.RaftAddr, cfg.APIAddr, cfg.DataDir = m.NodeID, m.RaftAddr, advertise, m.DataDir
 	cfg.Bootstrap = len(m.Join) == 0
@@ -196,39 +244,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.FailoverGrace > 0 {
 		cfg.FailoverGrace = m.FailoverGrace
 	}
-	existing := hasState(m.DataDir)
-	// Raft reports through a process-wide metrics sink: install it before
-	// Raft starts, so the first election is counted too.
-	if _, err := server.InstallRaftMetrics(); err != nil {
-		m.log.Warn("raft metrics unavailable", "error", err)
-	}
-	node, err := cluster.New(cfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	m.node = node
-	srv := server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof,
-		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits, LeaderWait: 3 * cfg.ElectionTimeout})
-	m.srv = srv
-	m.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tl.api,
-		ErrorLog: m.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn})}
-	m.done = make(chan error, 1)
-	if tl.api != nil {
-		go func() { m.done <- m.http.ServeTLS(ln, "", "") }()
-	} else {
-		go func() { m.done <- m.http.Serve(ln) }()
-	}
-	m.log.Info("serving", "node-id", m.NodeID, "api-address", ln.Addr().String(), "raft-address", node.RaftAddr(),
-		"data-dir", m.DataDir, "existing-state", existing, "admin-token", m.AdminToken != "",
-		"cluster-id", node.ClusterID(), "tls", tl.api != nil, "peer-tls", tl.peer != nil)
-	if len(m.Join) > 0 {
-		if err := m.join(ctx, advertise); err != nil {
-			m.Close()
-			return err
-		}
-	}
-	return nil
+	return cfg
 }
 
 func hasState(dir string) bool {
@@ -278,6 +294,13 @@ func (m *Main) Node() *cluster.Node { return m.node }
 // Close stops the API gracefully, then the node.
 func (m *Main) Close() error {
 	var errs []error
+	if m.node != nil {
+		// A leader that stops hands over first, so the cluster does not
+		// wait an election timeout to find it gone.
+		if err := m.node.HandOver(); err != nil {
+			m.log.Warn("could not hand leadership over before stopping", "error", err)
+		}
+	}
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, m.http.Shutdown(ctx))
