@@ -174,9 +174,7 @@ func (c *compactor) setTrailing(avg uint64) {
 	if cur := c.trail.Load(); want == cur || (want > cur*9/10 && want < cur*11/10) {
 		return // within 10%: not worth a reload
 	}
-	rc := raft.ReloadableConfig{TrailingLogs: want, SnapshotInterval: cfg.SnapshotInterval, SnapshotThreshold: cfg.SnapshotThreshold,
-		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout}
-	if err := c.n.raft.ReloadConfig(rc); err != nil {
+	if err := c.n.reloadRaft(want); err != nil {
 		c.n.log.Warn("cannot set trailing logs", "trailing-logs", want, "error", err)
 		return
 	}

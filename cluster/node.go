@@ -31,6 +31,7 @@ type Node struct {
 	notify      chan bool
 	leaders     *leaderWatch
 	leaderReady atomic.Bool
+	startingUp  atomic.Bool // the heartbeat timeout is still the startup one
 	prop        *proposer
 	compact     *compactor
 
@@ -203,7 +204,8 @@ func (n *Node) raftConfig(log hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = log.Named("raft")
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.HeartbeatTimeout = cfg.startupHeartbeatTimeout()
+	n.startingUp.Store(rc.HeartbeatTimeout != cfg.HeartbeatTimeout)
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = cfg.CommitTimeout
