@@ -23,7 +23,7 @@ func (n *Node) Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.Comm
 	if cmd.Header == nil {
 		cmd.Header = &rationv1.CommandHeader{}
 	}
-	cmd.Header.ProposedAt = n.cfg.Now().UnixNano()
+	cmd.Header.ProposedAt = n.now()
 	cmd.Header.Seed = rand.Uint64()
 	cmd.Header.Proposer = n.cfg.NodeID
 	data, err := proto.Marshal(cmd)

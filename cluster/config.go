@@ -90,8 +90,14 @@ type Config struct {
 	LogCacheEntries int
 	LogCacheBytes   int
 
-	// Now is the clock the node stamps proposals with.
+	// Now is the node's wall clock. The leader stamps proposals with the
+	// cluster's time, which follows its monotonic clock and moves to this
+	// one only while it agrees with the majority's (clock.go).
 	Now func() time.Time
+	// MaxClockOffset is how far this node's wall clock may be from the
+	// majority's for the leader to trust it; a leader further off hands
+	// leadership over.
+	MaxClockOffset time.Duration
 }
 
 // DefaultConfig returns the settings of a production node. Address and
@@ -121,6 +127,7 @@ func DefaultConfig() Config {
 		LogCacheEntries:       512,
 		LogCacheBytes:         64 << 20,
 		Now:                   time.Now,
+		MaxClockOffset:        DefaultMaxClockOffset,
 	}
 }
 
@@ -137,6 +144,8 @@ func (c *Config) Validate() error {
 		return errors.New("cluster config: TickInterval must be positive")
 	case c.FailoverGrace < c.ElectionTimeout:
 		return fmt.Errorf("cluster config: FailoverGrace %s is shorter than ElectionTimeout %s", c.FailoverGrace, c.ElectionTimeout)
+	case c.MaxClockOffset <= 0:
+		return errors.New("cluster config: MaxClockOffset must be positive")
 	case c.MaxCommandBytes <= 0:
 		return errors.New("cluster config: MaxCommandBytes must be positive")
 	}

@@ -66,6 +66,10 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.log.Warn("barrier after election failed", "error", err)
 		return
 	}
+	// Every earlier entry is applied: the term's clock starts from the
+	// state machine's time (clock.go).
+	n.startTermClock()
+	defer n.stopTermClock()
 	// Raft's no-op and barrier entries never reach the state machine, so
 	// its applied index would stay behind the commit index until the next
 	// command, and reads waiting for the commit index would wait with it.
@@ -76,7 +80,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		return
 	}
 	n.leaderReady.Store(true)
-	since := n.cfg.Now()
+	since := time.Now()
 	if node, ok := n.fsm.State().NodeAddress(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
 		cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
 			Op: &rationv1.Command_SetNode{SetNode: &rationv1.SetNode{NodeId: n.cfg.NodeID, ApiAddress: n.cfg.APIAddr}}}
@@ -92,7 +96,8 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		grace := n.cfg.Now().Sub(since) >= n.cfg.FailoverGrace
+		n.checkClock()
+		grace := time.Since(since) >= n.cfg.FailoverGrace
 		for more := true; more && ctx.Err() == nil; {
 			tick := &rationv1.Tick{
 				ExpireLeases:      grace,
@@ -107,7 +112,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 				RefreshDone:       true,
 			}
 			// An idle cluster writes nothing: a tick with nothing due is skipped.
-			if !n.fsm.State().TickDue(n.cfg.Now().UnixNano(), tick) {
+			if !n.fsm.State().TickDue(n.now(), tick) {
 				break
 			}
 			res, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"}, Op: &rationv1.Command_Tick{Tick: tick}})

@@ -32,6 +32,7 @@ type Node struct {
 	leaders     *leaderWatch
 	leaderReady atomic.Bool
 	startingUp  atomic.Bool // the heartbeat timeout is still the startup one
+	clock       nodeClock
 	prop        *proposer
 	compact     *compactor
 

@@ -127,7 +127,7 @@ func (p *proposer) apply(batch []*proposal) {
 		for i, pr := range batch {
 			subs[i] = pr.data
 		}
-		data = fsm.EncodeBatch(&rationv1.CommandHeader{ProposedAt: p.n.cfg.Now().UnixNano(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
+		data = fsm.EncodeBatch(&rationv1.CommandHeader{ProposedAt: p.n.now(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
 	}
 	f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {

@@ -75,5 +75,5 @@ func (n *Node) LeaderContactAge() time.Duration {
 	if last.IsZero() {
 		return -1
 	}
-	return n.cfg.Now().Sub(last)
+	return time.Since(last)
 }

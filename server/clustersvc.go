@@ -27,6 +27,10 @@ func (h *clusterHandler) Status(ctx context.Context, req *connect.Request[ration
 	if st.LeaderContactAge >= 0 {
 		out.LeaderContactAge = durationpb.New(st.LeaderContactAge)
 	}
+	out.NotReady = h.s.notReady()
+	if o := h.s.store.ClockOffset(); o.Fresh() {
+		out.ClockOffset = durationpb.New(o.Offset)
+	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, &rationv1.Member{Id: m.ID, RaftAddress: m.RaftAddress, ApiAddress: m.APIAddress,
 			Suffrage: m.Suffrage, Leader: m.Leader})

@@ -56,6 +56,9 @@ func (s *Server) notReady() string {
 	if st.LeaderID == "" {
 		return fmt.Sprintf("no leader known (node %s is %s in term %d)", st.NodeID, st.State, st.Term)
 	}
+	if problem := s.store.ClockProblem(); problem != "" {
+		return problem
+	}
 	p, ok := s.fresh.latest()
 	if age := time.Since(p.at); !ok || age > s.readyProbeAge() {
 		why := "never asked it yet"

@@ -67,8 +67,10 @@ type statusStore struct {
 	st           cluster.Status
 	leaderCommit uint64
 	err          error
+	clock        string // ClockProblem
 }
 
+func (s statusStore) ClockProblem() string                      { return s.clock }
 func (s statusStore) ID() string                                { return "n1" }
 func (s statusStore) Status() cluster.Status                    { return s.st }
 func (s statusStore) IsLeader() bool                            { return true }
@@ -99,6 +101,8 @@ func TestServer_ReadyzRule(t *testing.T) {
 		{"own bound, past it", 10, statusStore{st: status("Follower", "n2", 100, 100), leaderCommit: 111}, 503, "behind the leader's commit index 111 (limit 10)"},
 		{"leader unreachable", 0, statusStore{st: status("Follower", "n2", 50, 50), err: cluster.ErrNotReady}, 503,
 			"no commit index from the leader n2 lately (never asked it yet; last error: leader not ready yet)"},
+		{"clock too far off", 0, statusStore{st: status("Follower", "n2", 50, 50), leaderCommit: 50, clock: "this node's clock is 3h0m0s off the majority's (limit 1s)"}, 503,
+			"this node's clock is 3h0m0s off the majority's (limit 1s)"},
 		{"no leader", 0, statusStore{st: status("Candidate", "", 50, 50)}, 503, "no leader known (node n1 is Candidate in term 3)"},
 		{"shutdown", 0, statusStore{st: status("Shutdown", "", 50, 50)}, 503, "shutting down"},
 	}

@@ -125,7 +125,7 @@ type nodeCollector struct {
 	refused *refusals // this node's edge refusals, added to the rejected counters
 
 	appliedIndex, commitIndex, term, isLeader, leaderKnown, contactAge, members *prometheus.Desc
-	logEntries, logBytes, trailingLogs                                          *prometheus.Desc
+	logEntries, logBytes, trailingLogs, clockOffset                             *prometheus.Desc
 
 	services, items, buckets, workers *prometheus.Desc
 	unacked, unackedBytes             *prometheus.Desc
@@ -161,6 +161,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 		logEntries:   node("log_entries", "Entries this node's Raft log holds (snapshots compact it)."),
 		logBytes:     node("log_bytes_since_snapshot", "Bytes this node wrote to its Raft log since its newest snapshot; at --snapshot-log-bytes (or that snapshot's size, if larger) it snapshots."),
 		trailingLogs: node("trailing_logs", "Log entries a snapshot leaves behind now: --trailing-logs, or fewer to stay within --trailing-log-bytes."),
+		clockOffset:  node("clock_offset_seconds", "This node's wall clock minus the majority's, as last measured (absent until measured, or when older than 10s); beyond --max-clock-offset the node is not ready and will not lead."),
 
 		services: prometheus.NewDesc("ration_services", "Services by state.", []string{"state"}, nil),
 		items:    prometheus.NewDesc("ration_items", "Items by service and state.", []string{"service", "state"}, nil),
@@ -196,7 +197,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
-		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.resultsAccepted, c.rejectedByReason} {
+		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.clockOffset, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.resultsAccepted, c.rejectedByReason} {
 		ch <- d
 	}
 	for _, cd := range c.counters {
@@ -248,6 +249,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.logBytes, float64(log.BytesSinceSnapshot))
 	gauge(c.trailingLogs, float64(log.TrailingLogs))
+	if o := c.store.ClockOffset(); o.Fresh() {
+		gauge(c.clockOffset, o.Offset.Seconds())
+	}
 
 	state := c.store.State()
 	byState := map[string]float64{"active": 0, "revoked": 0}

@@ -61,13 +61,16 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 			idx = i
 			return err
 		}
-		req := connect.NewRequest(&peerv1.ReadIndexRequest{})
+		msg := &peerv1.ReadIndexRequest{}
+		s.stampClock(msg)
+		req := connect.NewRequest(msg)
 		if t := s.cfg.AdminToken; t != "" {
 			req.Header().Set("Authorization", "Bearer "+t)
 		}
 		res, err := peerCall[peerv1.ReadIndexResponse](s, ctx, addr, peerv1connect.PeerServiceReadIndexProcedure, req)
 		if err == nil {
 			idx = res.Msg.GetIndex()
+			s.measureClock(msg.GetSentAt(), res.Msg)
 		}
 		return err
 	})
@@ -77,10 +80,12 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 // peerHandler serves PeerService: what nodes ask of each other over the API.
 type peerHandler struct{ s *Server }
 
-func (h *peerHandler) ReadIndex(ctx context.Context, _ *connect.Request[peerv1.ReadIndexRequest]) (*connect.Response[peerv1.ReadIndexResponse], error) {
+func (h *peerHandler) ReadIndex(ctx context.Context, req *connect.Request[peerv1.ReadIndexRequest]) (*connect.Response[peerv1.ReadIndexResponse], error) {
 	idx, err := h.s.store.ReadIndex(ctx)
 	if err != nil {
 		return nil, h.s.rpcError(err)
 	}
-	return connect.NewResponse(&peerv1.ReadIndexResponse{Index: idx, LeaderId: h.s.store.ID()}), nil
+	res := &peerv1.ReadIndexResponse{Index: idx, LeaderId: h.s.store.ID()}
+	h.s.answerClock(req.Msg, res)
+	return connect.NewResponse(res), nil
 }

@@ -36,6 +36,11 @@ type Store interface {
 	WaitApplied(ctx context.Context, index uint64) (*fsm.State, error)
 	LeaderContactAge() time.Duration
 	LeaderChanged() <-chan struct{}
+	WallClock() time.Time
+	ObserveClockOffset(time.Duration)
+	ClockOffset() cluster.ClockOffset
+	ClockProblem() string
+	MaxClockOffset() time.Duration
 	Join(ctx context.Context, id, raftAddr, apiAddr string) error
 	Remove(ctx context.Context, id string) (bool, error)
 	TransferLeadership(ctx context.Context, id string) (string, error)
@@ -99,6 +104,8 @@ type Server struct {
 	limits *limiter
 	// fresh is what the node last learned of the leader's commit index.
 	fresh freshness
+	// clocks are the clock offsets measured on read-index calls.
+	clocks clocks
 
 	stop      chan struct{}
 	closeOnce sync.Once

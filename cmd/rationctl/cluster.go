@@ -36,10 +36,19 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				return err
 			}
 			return a.print(resp, func(w io.Writer) {
-				fmt.Fprintf(w, "node %s is %s, term %d, commit %d, applied %d, leader %s (%s), last contact %s ago\n\n",
+				fmt.Fprintf(w, "node %s is %s, term %d, commit %d, applied %d, leader %s (%s), last contact %s ago\n",
 					fmtStr(resp.GetNodeId()), fmtStr(resp.GetState()), resp.GetTerm(), resp.GetCommitIndex(),
 					resp.GetAppliedIndex(), fmtStr(resp.GetLeaderId()), fmtStr(resp.GetLeaderApiAddress()),
 					fmtDur(resp.GetLeaderContactAge()))
+				ready := "ready"
+				if r := resp.GetNotReady(); r != "" {
+					ready = "NOT READY: " + r
+				}
+				clock := "not measured yet"
+				if o := resp.GetClockOffset(); o != nil {
+					clock = o.AsDuration().String() + " off the majority's"
+				}
+				fmt.Fprintf(w, "%s; clock %s\n\n", ready, clock)
 				row(w, "LEADER", "ID", "SUFFRAGE", "RAFT-ADDRESS", "API-ADDRESS")
 				for _, m := range resp.GetMembers() {
 					mark := ""

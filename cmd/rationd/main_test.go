@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -155,5 +157,52 @@ func TestStartingHandler(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusTeapot {
 		t.Errorf("after the node started: %d, want the API's answer", res.StatusCode)
+	}
+}
+
+// TestClockFlags: the offset limit must be positive, and the test clock
+// is refused without the flag that allows test-only flags.
+func TestClockFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-clock-offset", "0s"}, "--max-clock-offset 0s: must be positive"},
+		{[]string{"--test-clock-offset-file", "x"}, "needs --enable-test-flags"},
+		{[]string{"--test-clock-offset-file", "x", "--enable-test-flags"}, ""},
+		{[]string{"--max-clock-offset", "250ms"}, ""},
+	} {
+		m := NewMain()
+		m.Stderr = io.Discard
+		err := m.ParseFlags(tt.args, func(string) string { return "" })
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%v: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestTestClock: the test clock follows its file, and keeps its offset
+// when the file is missing or unreadable.
+func TestTestClock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "offset")
+	if err := os.WriteFile(path, []byte("3h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startTestClock(path)
+	defer c.close()
+	if d := time.Until(c.Now()); d < 3*time.Hour-time.Minute || d > 3*time.Hour+time.Minute {
+		t.Fatalf("offset %s, want 3h", d)
+	}
+	os.WriteFile(path, []byte("-90s"), 0o644)
+	clustertest.WaitFor(t, 2*time.Second, func() error {
+		if d := time.Until(c.Now()); d > -89*time.Second || d < -91*time.Second {
+			return fmt.Errorf("offset %s, want -90s", d)
+		}
+		return nil
+	})
+	os.WriteFile(path, []byte("not a duration"), 0o644)
+	time.Sleep(3 * testClockPoll)
+	if d := time.Until(c.Now()); d > -89*time.Second {
+		t.Fatalf("an unreadable file moved the offset to %s", d)
 	}
 }

@@ -50,6 +50,8 @@ type Main struct {
 	Limits server.Limits
 	// Bounds limit what the node remembers (see bounds.go for their flags).
 	Bounds Bounds
+	// Clock: the offset limit and a test-only offset (clock.go).
+	Clock clockFlags
 	// TLS: certificate files (see tls.go); empty serves cleartext.
 	TLSCert, TLSKey, TLSClientCA       string
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
@@ -63,6 +65,8 @@ type Main struct {
 	ln   net.Listener
 	tls  *tlsSetup
 	done chan error
+	// testClock is the test-only clock, when --test-clock-offset-file is set.
+	testClock *testClock
 }
 
 // NewMain returns a Main with the defaults of a lone local node.
@@ -70,7 +74,7 @@ func NewMain() *Main {
 	return &Main{
 		NodeID: "n1", DataDir: "ration-data", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071",
 		LogFormat: "text", LogLevel: "info", JoinTimeout: time.Minute, Stderr: os.Stderr,
-		Limits: server.DefaultLimits(), Bounds: defaultBounds(),
+		Limits: server.DefaultLimits(), Bounds: defaultBounds(), Clock: clockFlags{MaxClockOffset: cluster.DefaultMaxClockOffset},
 	}
 }
 
@@ -98,6 +102,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	m.addTLSFlags(fs)
 	m.addLimitFlags(fs)
 	m.addBoundFlags(fs)
+	m.addClockFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -130,6 +135,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		return err
 	}
 	if err := m.checkLimitFlags(); err != nil {
+		return err
+	}
+	if err := m.checkClockFlags(); err != nil {
 		return err
 	}
 	if err := m.checkBoundFlags(); err != nil {
@@ -244,6 +252,12 @@ func (m *Main) clusterConfig(advertise string, tl *tlsSetup) cluster.Config {
 	if m.FailoverGrace > 0 {
 		cfg.FailoverGrace = m.FailoverGrace
 	}
+	cfg.MaxClockOffset = m.Clock.MaxClockOffset
+	if m.Clock.TestClockFile != "" {
+		m.log.Warn("TESTS ONLY: this node's wall clock is moved by the offset in a file", "file", m.Clock.TestClockFile)
+		m.testClock = startTestClock(m.Clock.TestClockFile)
+		cfg.Now = m.testClock.Now
+	}
 	return cfg
 }
 
@@ -320,6 +334,10 @@ func (m *Main) Close() error {
 	}
 	if m.tls != nil {
 		m.tls.peerClient.CloseIdleConnections()
+	}
+	if m.testClock != nil {
+		m.testClock.close()
+		m.testClock = nil
 	}
 	return errors.Join(errs...)
 }

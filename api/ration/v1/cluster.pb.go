@@ -149,8 +149,14 @@ type StatusResponse struct {
 	// unset while it knows no leader.
 	LeaderContactAge *durationpb.Duration `protobuf:"bytes,8,opt,name=leader_contact_age,json=leaderContactAge,proto3" json:"leader_contact_age,omitempty"`
 	Members          []*Member            `protobuf:"bytes,9,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Why /readyz says 503 on this node; empty when it is ready.
+	NotReady string `protobuf:"bytes,10,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
+	// This node's wall clock minus the majority's, as last measured on the
+	// read-index calls between nodes; unset until measured (or when the
+	// measurement is older than 10s).
+	ClockOffset   *durationpb.Duration `protobuf:"bytes,11,opt,name=clock_offset,json=clockOffset,proto3" json:"clock_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -242,6 +248,20 @@ func (x *StatusResponse) GetLeaderContactAge() *durationpb.Duration {
 func (x *StatusResponse) GetMembers() []*Member {
 	if x != nil {
 		return x.Members
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetNotReady() string {
+	if x != nil {
+		return x.NotReady
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetClockOffset() *durationpb.Duration {
+	if x != nil {
+		return x.ClockOffset
 	}
 	return nil
 }
@@ -712,7 +732,7 @@ const file_ration_v1_cluster_proto_rawDesc = "" +
 	"apiAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
 	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x0f\n" +
-	"\rStatusRequest\"\xdc\x02\n" +
+	"\rStatusRequest\"\xb7\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -722,7 +742,10 @@ const file_ration_v1_cluster_proto_rawDesc = "" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12G\n" +
 	"\x12leader_contact_age\x18\b \x01(\v2\x19.google.protobuf.DurationR\x10leaderContactAge\x12+\n" +
-	"\amembers\x18\t \x03(\v2\x11.ration.v1.MemberR\amembers\"j\n" +
+	"\amembers\x18\t \x03(\v2\x11.ration.v1.MemberR\amembers\x12\x1b\n" +
+	"\tnot_ready\x18\n" +
+	" \x01(\tR\bnotReady\x12<\n" +
+	"\fclock_offset\x18\v \x01(\v2\x19.google.protobuf.DurationR\vclockOffset\"j\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -785,23 +808,24 @@ var file_ration_v1_cluster_proto_goTypes = []any{
 var file_ration_v1_cluster_proto_depIdxs = []int32{
 	13, // 0: ration.v1.StatusResponse.leader_contact_age:type_name -> google.protobuf.Duration
 	0,  // 1: ration.v1.StatusResponse.members:type_name -> ration.v1.Member
-	1,  // 2: ration.v1.ClusterService.Status:input_type -> ration.v1.StatusRequest
-	3,  // 3: ration.v1.ClusterService.Join:input_type -> ration.v1.JoinRequest
-	5,  // 4: ration.v1.ClusterService.Remove:input_type -> ration.v1.RemoveRequest
-	7,  // 5: ration.v1.ClusterService.TransferLeadership:input_type -> ration.v1.TransferLeadershipRequest
-	9,  // 6: ration.v1.ClusterService.SaveSnapshot:input_type -> ration.v1.SaveSnapshotRequest
-	11, // 7: ration.v1.ClusterService.Restore:input_type -> ration.v1.RestoreRequest
-	2,  // 8: ration.v1.ClusterService.Status:output_type -> ration.v1.StatusResponse
-	4,  // 9: ration.v1.ClusterService.Join:output_type -> ration.v1.JoinResponse
-	6,  // 10: ration.v1.ClusterService.Remove:output_type -> ration.v1.RemoveResponse
-	8,  // 11: ration.v1.ClusterService.TransferLeadership:output_type -> ration.v1.TransferLeadershipResponse
-	10, // 12: ration.v1.ClusterService.SaveSnapshot:output_type -> ration.v1.SaveSnapshotResponse
-	12, // 13: ration.v1.ClusterService.Restore:output_type -> ration.v1.RestoreResponse
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	13, // 2: ration.v1.StatusResponse.clock_offset:type_name -> google.protobuf.Duration
+	1,  // 3: ration.v1.ClusterService.Status:input_type -> ration.v1.StatusRequest
+	3,  // 4: ration.v1.ClusterService.Join:input_type -> ration.v1.JoinRequest
+	5,  // 5: ration.v1.ClusterService.Remove:input_type -> ration.v1.RemoveRequest
+	7,  // 6: ration.v1.ClusterService.TransferLeadership:input_type -> ration.v1.TransferLeadershipRequest
+	9,  // 7: ration.v1.ClusterService.SaveSnapshot:input_type -> ration.v1.SaveSnapshotRequest
+	11, // 8: ration.v1.ClusterService.Restore:input_type -> ration.v1.RestoreRequest
+	2,  // 9: ration.v1.ClusterService.Status:output_type -> ration.v1.StatusResponse
+	4,  // 10: ration.v1.ClusterService.Join:output_type -> ration.v1.JoinResponse
+	6,  // 11: ration.v1.ClusterService.Remove:output_type -> ration.v1.RemoveResponse
+	8,  // 12: ration.v1.ClusterService.TransferLeadership:output_type -> ration.v1.TransferLeadershipResponse
+	10, // 13: ration.v1.ClusterService.SaveSnapshot:output_type -> ration.v1.SaveSnapshotResponse
+	12, // 14: ration.v1.ClusterService.Restore:output_type -> ration.v1.RestoreResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_cluster_proto_init() }

@@ -22,7 +22,13 @@ const (
 )
 
 type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The asking node, and its wall clock when it sent the request (unix ns):
+	// the leader takes the node's offset from it (its own clock on receipt
+	// against sent_at), and the node its offset from the leader (leader_time
+	// against the midpoint of sending and receiving).
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SentAt        int64  `protobuf:"varint,2,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -57,12 +63,32 @@ func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 	return file_ration_peer_v1_peer_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *ReadIndexRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReadIndexRequest) GetSentAt() int64 {
+	if x != nil {
+		return x.SentAt
+	}
+	return 0
+}
+
 type ReadIndexResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	LeaderId      string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Index    uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	LeaderId string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// The leader's wall clock when it answered (unix ns).
+	LeaderTime int64 `protobuf:"varint,3,opt,name=leader_time,json=leaderTime,proto3" json:"leader_time,omitempty"`
+	// The majority's clock minus the leader's (ns): the median over the
+	// voters of their offsets from the leader, the leader's own being 0; unset
+	// while the leader has fresh offsets from fewer than a majority.
+	MajorityOffset *int64 `protobuf:"varint,4,opt,name=majority_offset,json=majorityOffset,proto3,oneof" json:"majority_offset,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReadIndexResponse) Reset() {
@@ -109,15 +135,35 @@ func (x *ReadIndexResponse) GetLeaderId() string {
 	return ""
 }
 
+func (x *ReadIndexResponse) GetLeaderTime() int64 {
+	if x != nil {
+		return x.LeaderTime
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetMajorityOffset() int64 {
+	if x != nil && x.MajorityOffset != nil {
+		return *x.MajorityOffset
+	}
+	return 0
+}
+
 var File_ration_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_ration_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x19ration/peer/v1/peer.proto\x12\x0eration.peer.v1\"\x12\n" +
-	"\x10ReadIndexRequest\"F\n" +
+	"\x19ration/peer/v1/peer.proto\x12\x0eration.peer.v1\"D\n" +
+	"\x10ReadIndexRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
+	"\asent_at\x18\x02 \x01(\x03R\x06sentAt\"\xa9\x01\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
-	"\tleader_id\x18\x02 \x01(\tR\bleaderId2d\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
+	"\vleader_time\x18\x03 \x01(\x03R\n" +
+	"leaderTime\x12,\n" +
+	"\x0fmajority_offset\x18\x04 \x01(\x03H\x00R\x0emajorityOffset\x88\x01\x01B\x12\n" +
+	"\x10_majority_offset2d\n" +
 	"\vPeerService\x12U\n" +
 	"\tReadIndex\x12 .ration.peer.v1.ReadIndexRequest\x1a!.ration.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01B6Z4github.com/rationhq/ration/api/ration/peer/v1;peerv1b\x06proto3"
 
@@ -153,6 +199,7 @@ func file_ration_peer_v1_peer_proto_init() {
 	if File_ration_peer_v1_peer_proto != nil {
 		return
 	}
+	file_ration_peer_v1_peer_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
