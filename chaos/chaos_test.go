@@ -66,7 +66,7 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0)}
 	for _, s := range services {
 		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
-			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(3 * time.Second),
+			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
 				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
 				ResultRetention: retention[s]}})
 		if err != nil {
@@ -74,7 +74,7 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 		}
 	}
 	rec := newRecorder()
-	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore()}
+	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore(), leases: &leaseLog{}}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	wg := ld.start(ctx, c)
@@ -107,6 +107,8 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	problems = append(problems, checkExported(st, services, map[string]bool{"dm-b": true})...)
 	waits, late := checkWaits(ops, rec.events, rec.elections)
 	problems = append(problems, late...)
+	expiries, badExpiries := checkExpiries(ld.leases, ops, rec.now())
+	problems = append(problems, badExpiries...)
 
 	counts := map[string]int{}
 	for _, o := range ops {
@@ -115,6 +117,7 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	t.Logf("%d nodes, %s: %d nemesis rounds, %d operations %v", n, d, rounds, len(ops), counts)
 	logProgress(t, st, ld, rec)
 	logWaits(t, waits)
+	logExpiries(t, expiries, ld.leases)
 	if len(problems) > 0 {
 		t.Fatalf("%d violations:\n%s", len(problems), summarize(problems, 30))
 	}
@@ -132,6 +135,11 @@ func logProgress(t *testing.T, st *fsm.State, ld *load, rec *recorder) {
 		}
 	}
 	t.Logf("the owner stored %d exported batches (%d received twice)", len(ld.exported.batches), ld.exported.dups)
+	kinds := map[string]int{}
+	for _, e := range rec.events {
+		kinds[e.Kind]++
+	}
+	t.Logf("nemesis events: %v", kinds)
 	for _, kind := range []string{"kill-leader", "stop-leader"} {
 		if u := rec.unavailability(kind); len(u) > 0 {
 			sort.Slice(u, func(i, j int) bool { return u[i] < u[j] })
@@ -156,6 +164,7 @@ func (l *load) start(ctx context.Context, c *testCluster) *sync.WaitGroup {
 		wg.Go(func() { l.directWriter(ctx, directClient+i, p) })
 	}
 	wg.Go(func() { watchElections(ctx, c, l.rec) })
+	wg.Go(func() { l.watchExpiries(ctx) })
 	return &wg
 }
 
@@ -219,6 +228,8 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 				t.Logf("re-add %s: %v", p.id, err)
 			}
 			cancel()
+		case "clock-leader", "clock-follower", "clock-strobe":
+			clockNemesis(ctx, c, r, kind, l, follower, pause, &e)
 		case "transfer":
 			e.Node, e.Leader = c.procs[l].id, true
 			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -238,6 +249,7 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 func heal(t *testing.T, c *testCluster, admin *client.Client) {
 	for i, p := range c.procs {
 		c.cutNode(i, false)
+		p.setClock(0)
 		p.signal(syscall.SIGCONT)
 		if !p.running() {
 			p.start()

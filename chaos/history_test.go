@@ -114,6 +114,7 @@ type load struct {
 	services []string
 	nextItem atomic.Int64
 	exported *exportStore
+	leases   *leaseLog
 }
 
 const loadSecret = "chaos-worker-secret-0123456789"
@@ -212,6 +213,7 @@ func (l *load) worker(ctx context.Context, id int, workerID string, seed uint64)
 				l.rec.add(ro)
 			default:
 				// Abandoned: the lease expires and the items come back.
+				l.leases.abandon(abandon{bucket: g.Bucket, epoch: g.Epoch, call: o.Call, ret: o.Return})
 			}
 		}
 	}

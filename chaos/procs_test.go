@@ -81,13 +81,16 @@ func ephemeralLow() int {
 
 // proc is one rationd process.
 type proc struct {
-	t        *testing.T
-	id       string
-	api      string
-	raft     string
-	dataDir  string
-	logPath  string
-	baseArgs []string
+	t       *testing.T
+	id      string
+	api     string
+	raft    string
+	dataDir string
+	logPath string
+	// clockFile holds the offset of its wall clock (rationd's test-only
+	// --test-clock-offset-file).
+	clockFile string
+	baseArgs  []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -254,7 +257,7 @@ func startCluster(t *testing.T, n int, dir string) *testCluster {
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
 		c.procs = append(c.procs, &proc{t: t, id: id, api: freePort(t), raft: freePort(t),
-			dataDir: filepath.Join(dir, id), logPath: filepath.Join(dir, id+".log")})
+			dataDir: filepath.Join(dir, id), logPath: filepath.Join(dir, id+".log"), clockFile: filepath.Join(dir, id+".clock")})
 	}
 	for i := range n {
 		for j := range n {
@@ -271,7 +274,7 @@ func startCluster(t *testing.T, n int, dir string) *testCluster {
 			}
 		}
 		p.baseArgs = append([]string{"--node-id", p.id, "--data-dir", p.dataDir, "--http-addr", p.api, "--raft-addr", p.raft,
-			"--raft-dial", strings.Join(dial, ",")}, clusterArgs...)
+			"--raft-dial", strings.Join(dial, ","), "--test-clock-offset-file", p.clockFile, "--enable-test-flags"}, clusterArgs...)
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
