@@ -67,10 +67,11 @@ func clockNemesis(ctx context.Context, c *testCluster, r *rand.Rand, kind string
 	}
 }
 
-// expiry is a lease-expired record, when the harness received it.
+// expiry is a lease-expired record (its bucket and the lease's epoch),
+// when the harness received it.
 type expiry struct {
-	bucket uint64
-	at     int64
+	bucket, epoch uint64
+	at            int64
 }
 
 // abandon is a lease a worker let run out.
@@ -108,7 +109,9 @@ func (l *load) watchExpiries(ctx context.Context) {
 				for _, a := range res.Activity {
 					if a.Seq > after {
 						after = a.Seq
-						l.leases.expiries = append(l.leases.expiries, expiry{bucket: a.BucketId, at: now})
+						var epoch uint64
+						fmt.Sscanf(a.Message, "epoch %d", &epoch)
+						l.leases.expiries = append(l.leases.expiries, expiry{bucket: a.BucketId, epoch: epoch, at: now})
 					}
 				}
 				l.leases.mu.Unlock()
@@ -134,26 +137,22 @@ func checkExpiries(g *leaseLog, ops []op, end int64) (expiryReport, []string) {
 	var rep expiryReport
 	rep.earliest = time.Duration(1<<62 - 1)
 	var problems []string
-	grants := map[uint64][]op{} // bucket -> acquires that granted it, by return
+	type lease struct{ bucket, epoch uint64 }
+	grants := map[lease]op{} // the Acquire that granted each lease
 	for _, o := range ops {
 		if o.Kind == "acquire" && o.Outcome == outOK {
 			for _, gr := range o.Grants {
-				grants[gr.Bucket] = append(grants[gr.Bucket], o)
+				grants[lease{gr.Bucket, gr.Epoch}] = o
 			}
 		}
 	}
 	for _, e := range g.expiries {
-		var last *op
-		for k := range grants[e.bucket] {
-			if o := &grants[e.bucket][k]; o.Return <= e.at && (last == nil || o.Return > last.Return) {
-				last = o
-			}
-		}
-		if last == nil {
+		grant, ok := grants[lease{e.bucket, e.epoch}]
+		if !ok {
 			continue // granted by an Acquire whose outcome was unknown
 		}
 		rep.checked++
-		d := time.Duration(e.at - last.Call)
+		d := time.Duration(e.at - grant.Call)
 		rep.earliest = min(rep.earliest, d)
 		if d < chaosLeaseTTL-maxClockOffset {
 			rep.early++
@@ -163,7 +162,7 @@ func checkExpiries(g *leaseLog, ops []op, end int64) (expiryReport, []string) {
 	}
 	limit := chaosLeaseTTL + maxClockOffset + expiryLateSlack
 	for _, a := range g.abandoned {
-		k := slices.IndexFunc(g.expiries, func(e expiry) bool { return e.bucket == a.bucket && e.at >= a.ret })
+		k := slices.IndexFunc(g.expiries, func(e expiry) bool { return e.bucket == a.bucket && e.epoch == a.epoch })
 		switch {
 		case k < 0 && time.Duration(end-a.ret) > limit:
 			rep.late++
@@ -188,7 +187,7 @@ func logExpiries(t *testing.T, rep expiryReport, g *leaseLog) {
 		t.Logf("lease expiries: none matched to a known grant (%d seen, %d leases abandoned)", len(g.expiries), len(g.abandoned))
 		return
 	}
-	t.Logf("lease expiries: %d matched to their grant, %d leases abandoned; earliest %s after the Acquire was called (bound %s), latest %s after it returned (bound %s); %d early, %d late",
+	t.Logf("lease expiries: %d matched to their grant by bucket and epoch, %d leases abandoned; earliest %s after the Acquire was called (bound %s), latest %s after it returned (bound %s); %d early, %d late",
 		rep.checked, len(g.abandoned), rep.earliest.Round(time.Millisecond), chaosLeaseTTL-maxClockOffset,
 		rep.latest.Round(time.Millisecond), chaosLeaseTTL+maxClockOffset+expiryLateSlack, rep.early, rep.late)
 }

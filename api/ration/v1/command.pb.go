@@ -466,7 +466,9 @@ type CommandHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen idempotency key; empty for none.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// The proposer's clock, Unix nanoseconds.
+	// The cluster's time when the leader proposed it, Unix nanoseconds: the
+	// leader's monotonic clock from its term's start, moved to its wall clock
+	// only while that agrees with the majority's.
 	ProposedAt int64 `protobuf:"varint,2,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
 	// Random seed for choices that must be unpredictable (which buckets to grant).
 	Seed uint64 `protobuf:"varint,3,opt,name=seed,proto3" json:"seed,omitempty"`
