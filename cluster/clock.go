@@ -64,6 +64,7 @@ type nodeClock struct {
 	term       atomic.Pointer[termClock]
 	offset     atomic.Pointer[ClockOffset]
 	handedOver atomic.Pointer[time.Time] // the last hand-over for the clock
+	off        atomic.Bool               // the log last said the clock was off
 }
 
 // now is the time this node stamps proposals with: its term's clock while
@@ -139,6 +140,15 @@ func (n *Node) WallClock() time.Time { return n.cfg.Now() }
 // as just measured.
 func (n *Node) ObserveClockOffset(offset time.Duration) {
 	n.clock.offset.Store(&ClockOffset{Offset: offset, At: time.Now(), Wall: n.cfg.Now().Round(0)})
+	problem := n.ClockProblem()
+	if n.clock.off.Swap(problem != "") == (problem != "") {
+		return
+	}
+	if problem != "" {
+		n.log.Warn(problem+": this node is not ready, will not lead, and its clock does not move the cluster's time", "offset", offset)
+	} else {
+		n.log.Info("this node's clock agrees with the majority's again", "offset", offset)
+	}
 }
 
 // ClockOffset returns this node's clock offset from the majority: the last
