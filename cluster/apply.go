@@ -20,6 +20,15 @@ import (
 // failure into an error matching its fsm sentinel (the result is returned
 // as well). Only the leader applies; others get ErrNotLeader.
 func (n *Node) Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error) {
+	if err := n.awaitTermClock(ctx); err != nil {
+		return nil, err
+	}
+	return n.apply(ctx, cmd)
+}
+
+// apply is Apply without waiting for the term's clock: the leader's own
+// first entries of a term.
+func (n *Node) apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error) {
 	if cmd.Header == nil {
 		cmd.Header = &rationv1.CommandHeader{}
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -12,13 +13,16 @@ import (
 // only the leader proposes. So the cluster's time is the leader's, and a
 // leader must neither jump it with a wrong wall clock nor stop it with one
 // that is behind. Within a term the leader advances time by its monotonic
-// clock from where the term began: the state machine's time when it took
-// over. It moves that start forward to its wall clock only while its clock
-// agrees with the majority's within MaxClockOffset (measured on the
-// read-index calls every node makes, ObserveClockOffset), so a cluster
+// clock from where the term began. The term begins at the state machine's
+// time when the leader took over, or at the leader's wall clock if that is
+// later and agrees with the majority's within MaxClockOffset (measured on
+// the read-index calls every node makes, ObserveClockOffset): so a cluster
 // restarted after hours catches up with real time, and a node whose clock
-// is wrong cannot drag it. A leader that finds its clock too far off hands
-// leadership over.
+// is wrong cannot drag it. Time never jumps within a term, so a lease
+// granted in a term lasts its ttl of the leader's monotonic time. A new
+// leader waits (up to clockOffsetWait) to know its offset before it takes
+// commands, and a leader that finds its clock too far off hands leadership
+// over.
 
 // DefaultMaxClockOffset is how far a node's wall clock may be from the
 // majority's (Config.MaxClockOffset).
@@ -68,43 +72,68 @@ type nodeClock struct {
 }
 
 // now is the time this node stamps proposals with: its term's clock while
-// it leads, the state machine's time otherwise (only a leader's stamp
-// reaches the log).
+// it leads, the state machine's time otherwise (a new leader's first
+// entries, before its term's clock runs), or its wall clock while the
+// cluster has no time yet.
 func (n *Node) now() int64 {
 	if c := n.clock.term.Load(); c != nil {
 		return c.now()
 	}
-	return n.fsm.State().Now().UnixNano()
+	if t := n.fsm.State().Now().UnixNano(); t > 0 {
+		return t
+	}
+	return n.cfg.Now().UnixNano()
+}
+
+// awaitClockOffset waits until this node's clock offset is known, it is
+// the only voter, ClockOffsetWait has passed, or ctx ends.
+func (n *Node) awaitClockOffset(ctx context.Context) {
+	deadline := time.Now().Add(n.cfg.ClockOffsetWait)
+	for !n.ClockOffset().Fresh() && !n.onlyVoter() && time.Now().Before(deadline) && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // startTermClock starts the term's clock at the state machine's time, or
-// at this node's wall clock if that is later and the clock is trusted.
+// at this node's wall clock if that is later and the clock is trusted, or
+// if the cluster has no time yet (its first term).
 func (n *Node) startTermClock() {
 	base := n.fsm.State().Now().UnixNano()
-	c := &termClock{base: base, start: time.Now()}
-	n.clock.term.Store(c)
-	n.catchUpClock()
+	wall := n.cfg.Now()
+	if wall.UnixNano() > base && (base <= 0 || n.clockTrusted(wall)) {
+		if jump := time.Duration(wall.UnixNano() - base); jump > time.Second {
+			n.log.Info("the cluster's time catches up with this node's clock", "by", jump.Round(time.Millisecond))
+		}
+		base = wall.UnixNano()
+	}
+	n.clock.term.Store(&termClock{base: base, start: time.Now()})
+}
+
+// awaitTermClock holds a command that reaches a new leader until its
+// term's clock runs: at most ClockOffsetWait after the election, and
+// usually a few milliseconds.
+func (n *Node) awaitTermClock(ctx context.Context) error {
+	deadline := time.Now().Add(n.cfg.ClockOffsetWait + time.Second)
+	for n.IsLeader() && n.clock.term.Load() == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: the new leader's clock is not set yet", ErrNotReady)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for the new leader's clock: %v", ErrNotReady, ctx.Err())
+		case <-n.stop:
+			return ErrShutdown
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // stopTermClock ends the term's clock.
 func (n *Node) stopTermClock() { n.clock.term.Store(nil) }
-
-// catchUpClock moves the term's clock forward to this node's wall clock if
-// that is ahead and agrees with the majority's within MaxClockOffset. It
-// never moves time back.
-func (n *Node) catchUpClock() {
-	c := n.clock.term.Load()
-	wall := n.cfg.Now()
-	if c == nil || !n.clockTrusted(wall) {
-		return
-	}
-	if now := c.now(); wall.UnixNano() > now {
-		n.clock.term.CompareAndSwap(c, &termClock{base: wall.UnixNano(), start: time.Now()})
-		if jump := time.Duration(wall.UnixNano() - now); jump > time.Second {
-			n.log.Info("cluster time caught up with this node's clock", "by", jump.Round(time.Millisecond))
-		}
-	}
-}
 
 // clockTrusted reports whether this node's clock, read as wall, was
 // measured lately and is within MaxClockOffset of the majority's.
@@ -175,11 +204,9 @@ func (n *Node) ClockProblem() string {
 // handOverEvery spaces a leader's attempts to hand over for its clock.
 const handOverEvery = 10 * time.Second
 
-// checkClock, on each of the leader's ticks, catches the term's clock up
-// with a trusted wall clock, or hands leadership over if this node's clock
-// is too far off (at most every handOverEvery).
+// checkClock, on each of the leader's ticks, hands leadership over if this
+// node's clock is too far off (at most every handOverEvery).
 func (n *Node) checkClock() {
-	n.catchUpClock()
 	problem := n.ClockProblem()
 	if problem == "" {
 		return

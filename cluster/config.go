@@ -98,6 +98,11 @@ type Config struct {
 	// majority's for the leader to trust it; a leader further off hands
 	// leadership over.
 	MaxClockOffset time.Duration
+	// ClockOffsetWait bounds how long a new leader waits to learn its clock
+	// offset before it starts its term's clock anyway (commands wait with
+	// it). The server measures offsets a few times a second; a node
+	// without one (tests of this package) sets 0.
+	ClockOffsetWait time.Duration
 }
 
 // DefaultConfig returns the settings of a production node. Address and
@@ -128,6 +133,7 @@ func DefaultConfig() Config {
 		LogCacheBytes:         64 << 20,
 		Now:                   time.Now,
 		MaxClockOffset:        DefaultMaxClockOffset,
+		ClockOffsetWait:       2 * time.Second,
 	}
 }
 

@@ -66,15 +66,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.log.Warn("barrier after election failed", "error", err)
 		return
 	}
-	// Every earlier entry is applied: the term's clock starts from the
-	// state machine's time (clock.go).
-	n.startTermClock()
-	defer n.stopTermClock()
 	// Raft's no-op and barrier entries never reach the state machine, so
 	// its applied index would stay behind the commit index until the next
 	// command, and reads waiting for the commit index would wait with it.
-	// An empty tick closes the gap before reads are served.
-	if _, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
+	// An empty tick closes the gap before reads are served. It and the
+	// API address carry the state machine's time: the term's clock is not
+	// set yet.
+	if _, err := n.apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
 		Op: &rationv1.Command_Tick{Tick: &rationv1.Tick{}}}); err != nil {
 		n.log.Warn("first entry after election failed", "error", err)
 		return
@@ -84,10 +82,15 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	if node, ok := n.fsm.State().NodeAddress(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
 		cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
 			Op: &rationv1.Command_SetNode{SetNode: &rationv1.SetNode{NodeId: n.cfg.NodeID, ApiAddress: n.cfg.APIAddr}}}
-		if _, err := n.Apply(ctx, cmd); err != nil {
+		if _, err := n.apply(ctx, cmd); err != nil {
 			n.log.Warn("cannot publish API address", "error", err)
 		}
 	}
+	// The term's clock starts once this node knows how its clock stands
+	// with the majority's (clock.go); until then Apply answers NOT_READY.
+	n.awaitClockOffset(ctx)
+	n.startTermClock()
+	defer n.stopTermClock()
 	t := time.NewTicker(n.cfg.TickInterval)
 	defer t.Stop()
 	for {

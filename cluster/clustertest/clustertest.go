@@ -54,6 +54,7 @@ func FastConfig(t testing.TB, id string) cluster.Config {
 	c.TickInterval = 50 * time.Millisecond
 	c.FailoverGrace = raceSlack * 300 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
+	c.ClockOffsetWait = 0 // no server measures clock offsets here
 	c.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}})
 	return c
 }

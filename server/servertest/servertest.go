@@ -72,6 +72,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	}
 	c := clustertest.New(t, n, clustertest.Options{InMemory: opts.InMemory, Config: func(i int, cfg *cluster.Config) {
 		cfg.APIAddr = addrs[i]
+		cfg.ClockOffsetWait = time.Second // the servers measure clock offsets
 		if opts.Log != nil {
 			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Level: hclog.Trace, Output: opts.Log})
 		}

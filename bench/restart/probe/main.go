@@ -103,73 +103,79 @@ func main() {
 	deadline := time.Now().Add(*timeout)
 	var wg sync.WaitGroup
 	for i, a := range addrs {
-		if !watched[i] {
-			continue
+		if watched[i] {
+			wg.Go(func() { watchNode(fmt.Sprintf("n%d", i+1), a, *target, deadline, *every) })
 		}
-		name := fmt.Sprintf("n%d", i+1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if get(a, "/livez") == 200 {
-					mark(name + " livez")
-				}
-				if has(name + " livez") {
-					if get(a, "/readyz") == 200 {
-						mark(name + " readyz-200")
-					}
-					if s, err := getStatus(a); err == nil {
-						if s.LeaderID != "" {
-							mark(name + " knows-leader(" + s.LeaderID + ")")
-						}
-						if s.State == "Leader" {
-							mark(name + " is-leader")
-							mark("leader-elected")
-						}
-						if u(s.AppliedIndex) >= *target {
-							mark(fmt.Sprintf("%s applied>=target(%d)", name, *target))
-						}
-						if has(name+" readyz-200") && !has(name+" readyz-lag") {
-							mark(fmt.Sprintf("%s at-readyz-200: applied=%s commit=%s target=%d", name, z(s.AppliedIndex), z(s.CommitIndex), *target))
-							mark(name + " readyz-lag")
-						}
-					}
-				}
-				if has(fmt.Sprintf("%s applied>=target(%d)", name, *target)) && has(name+" readyz-200") {
-					return
-				}
-				time.Sleep(*every)
-			}
-			mark(name + " TIMEOUT")
-		}()
 	}
 	if *write != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := strconv.FormatInt(9e18+time.Now().UnixNano()%1e17, 10)
-			body := fmt.Sprintf(`{"service":%q,"items":[%q]}`, *write, id)
-			for time.Now().Before(deadline) {
-				for i, a := range addrs {
-					if !watched[i] && len(watched) < len(addrs) && i >= 0 { // rolling: any node may take it
-					}
-					resp, err := (&http.Client{Timeout: 2 * time.Second}).Post("http://"+a+"/ration.v1.OwnerService/AddItems", "application/json", bytes.NewReader([]byte(body)))
-					if err != nil {
-						continue
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						mark(fmt.Sprintf("first-write-accepted (via n%d)", i+1))
-						return
-					}
-				}
-				time.Sleep(*every)
-			}
-			mark("write TIMEOUT")
-		}()
+		wg.Go(func() { firstWrite(addrs, *write, deadline, *every) })
 	}
 	wg.Wait()
 	out, _ := json.Marshal(events)
 	fmt.Fprintf(os.Stderr, "%s\n", out)
+}
+
+// watchNode polls one node until it has applied target and says ready,
+// marking each milestone the first time it is seen.
+func watchNode(name, a string, target uint64, deadline time.Time, every time.Duration) {
+	for time.Now().Before(deadline) {
+		if get(a, "/livez") == 200 {
+			mark(name + " livez")
+		}
+		if has(name + " livez") {
+			if get(a, "/readyz") == 200 {
+				mark(name + " readyz-200")
+			}
+			if s, err := getStatus(a); err == nil {
+				markStatus(name, s, target)
+			}
+		}
+		if has(fmt.Sprintf("%s applied>=target(%d)", name, target)) && has(name+" readyz-200") {
+			return
+		}
+		time.Sleep(every)
+	}
+	mark(name + " TIMEOUT")
+}
+
+// markStatus marks what a node's status shows.
+func markStatus(name string, s *status, target uint64) {
+	if s.LeaderID != "" {
+		mark(name + " knows-leader(" + s.LeaderID + ")")
+	}
+	if s.State == "Leader" {
+		mark(name + " is-leader")
+		mark("leader-elected")
+	}
+	if u(s.AppliedIndex) >= target {
+		mark(fmt.Sprintf("%s applied>=target(%d)", name, target))
+	}
+	if has(name+" readyz-200") && !has(name+" readyz-lag") {
+		mark(fmt.Sprintf("%s at-readyz-200: applied=%s commit=%s target=%d", name, z(s.AppliedIndex), z(s.CommitIndex), target))
+		mark(name + " readyz-lag")
+	}
+}
+
+// firstWrite adds one new item to service through any node, and marks when
+// the first write is accepted.
+func firstWrite(addrs []string, service string, deadline time.Time, every time.Duration) {
+	id := strconv.FormatInt(9e18+time.Now().UnixNano()%1e17, 10)
+	body := fmt.Sprintf(`{"service":%q,"items":[%q]}`, service, id)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		for i, a := range addrs {
+			resp, err := hc.Post("http://"+a+"/ration.v1.OwnerService/AddItems", "application/json", bytes.NewReader([]byte(body)))
+			if err != nil {
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				mark(fmt.Sprintf("first-write-accepted (via n%d)", i+1))
+				return
+			}
+		}
+		time.Sleep(every)
+	}
+	mark("write TIMEOUT")
 }
