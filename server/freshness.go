@@ -30,7 +30,8 @@ type probe struct {
 }
 
 // freshness keeps the latest probes, oldest first. Readers (STALE reads,
-// /readyz) load them without a lock; writers replace the list.
+// /readyz) load them without a lock; the prober, the one writer, replaces
+// the list.
 type freshness struct {
 	mu      sync.Mutex // writers
 	probes  atomic.Pointer[[]probe]

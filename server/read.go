@@ -33,12 +33,10 @@ func (s *Server) read(ctx context.Context, c rationv1.Consistency) (*fsm.State, 
 			info.MaxStaleness = durationpb.New(d)
 		}
 	case rationv1.Consistency_CONSISTENCY_LINEARIZABLE:
-		at := time.Now()
 		idx, err := s.readIndex(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
-		s.fresh.record(probe{at: at, index: idx})
 		if st, err = s.store.WaitApplied(ctx, idx); err != nil {
 			return nil, nil, s.rpcError(err)
 		}
