@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -55,10 +56,23 @@ func (c caller) header(requestID, workerID string) *rationv1.CommandHeader {
 // their request and streams when the handler receives it.
 type authInterceptor struct{ s *Server }
 
-// bearer returns the token of an Authorization: Bearer header.
-func bearer(h http.Header) string {
-	token, _ := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-	return token
+// bearer returns the token of an Authorization header as RFC 6750 has it:
+// the scheme "Bearer" in any case, a space, the token. No header is "";
+// another scheme, or no token, is an error (which never repeats the
+// header: it may hold a secret).
+func bearer(h http.Header) (string, error) {
+	v := strings.TrimSpace(h.Get("Authorization"))
+	if v == "" {
+		return "", nil
+	}
+	scheme, token, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", errors.New(`the Authorization header does not use the Bearer scheme: send "Authorization: Bearer <token>"`)
+	}
+	if token = strings.TrimSpace(token); token == "" {
+		return "", errors.New(`the Authorization header has no token after "Bearer": send "Authorization: Bearer <token>"`)
+	}
+	return token, nil
 }
 
 // authenticate checks the call's credential against procedure's role and
@@ -66,11 +80,15 @@ func bearer(h http.Header) string {
 // calls only.
 func (a *authInterceptor) authenticate(ctx context.Context, procedure string, h http.Header, msg any) (context.Context, error) {
 	s := a.s
-	token := bearer(h)
 	r := procedureOf(procedure).role
-	switch r {
-	case rolePublic:
+	if r == rolePublic {
 		return ctx, nil
+	}
+	token, err := bearer(h)
+	if err != nil {
+		return ctx, s.errorf(connect.CodeUnauthenticated, "BAD_CREDENTIAL", "%v", err)
+	}
+	switch r {
 	case roleWorker:
 		if token == "" {
 			return ctx, s.errorf(connect.CodeUnauthenticated, "NO_CREDENTIAL", "worker calls need the worker's secret: Authorization: Bearer <secret>")
@@ -145,7 +163,7 @@ func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 // adminOnly requires the admin token, when one is set, on a plain HTTP handler.
 func (s *Server) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdminToken != "" && !s.isAdminToken(bearer(r.Header)) {
+		if token, err := bearer(r.Header); s.cfg.AdminToken != "" && (err != nil || !s.isAdminToken(token)) {
 			http.Error(w, "admin token required", http.StatusUnauthorized)
 			return
 		}

@@ -580,3 +580,47 @@ func TestRoles_NoAdminTokenNoCredentials(t *testing.T) {
 		t.Fatalf("register without a secret: %v", err)
 	}
 }
+
+// TestAuth_AuthorizationHeader: the header is read as RFC 6750 has it: the
+// Bearer scheme in any case; another scheme or no token is refused, naming
+// the header and its form, without repeating what was sent.
+func TestAuth_AuthorizationHeader(t *testing.T) {
+	c := newNode(t, "")
+	register := func(header string) error {
+		set := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				if header != "" {
+					req.Header().Set("Authorization", header)
+				}
+				return next(ctx, req)
+			}
+		})
+		w := rationv1connect.NewWorkerServiceClient(http.DefaultClient, "http://"+c.addrs[0], connect.WithInterceptors(set))
+		_, err := w.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: "dm", WorkerId: "w1"}))
+		return err
+	}
+	owner := newClients(http.DefaultClient, c.addrs[0], nil, "", "").owner
+	if _, err := owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"Bearer " + workerSecret, "bearer " + workerSecret, "BEARER  " + workerSecret} {
+		if err := register(h); err != nil {
+			t.Errorf("%q: %v", strings.Replace(h, workerSecret, "<secret>", 1), err)
+		}
+	}
+	for _, tt := range []struct{ header, reason, text string }{
+		{"", "NO_CREDENTIAL", "Authorization: Bearer <secret>"},
+		{"Basic " + workerSecret, "BAD_CREDENTIAL", `does not use the Bearer scheme: send "Authorization: Bearer <token>"`},
+		{workerSecret, "BAD_CREDENTIAL", "does not use the Bearer scheme"},
+		{"Bearer", "BAD_CREDENTIAL", `no token after "Bearer"`},
+		{"Bearer   ", "BAD_CREDENTIAL", `no token after "Bearer"`},
+	} {
+		err := register(tt.header)
+		if connect.CodeOf(err) != connect.CodeUnauthenticated || reasonOf(err) != tt.reason || !strings.Contains(err.Error(), tt.text) {
+			t.Errorf("%q: %v (reason %q), want unauthenticated %s with %q", strings.Replace(tt.header, workerSecret, "<secret>", 1), err, reasonOf(err), tt.reason, tt.text)
+		}
+		if err != nil && strings.Contains(err.Error(), workerSecret) {
+			t.Errorf("the refusal repeats the secret: %v", err)
+		}
+	}
+}
