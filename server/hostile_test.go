@@ -538,7 +538,7 @@ func hostileCases(bid, epoch uint64, items []string) []hostileCase {
 			`null`, undecodable("unexpected token"),
 			[]byte{0x08}, undecodable("cannot parse invalid wire-format data")),
 		split("empty body", acquire, w1,
-			``, undecodable("zero-length payload"),
+			``, undecodable("the body is empty"),
 			nil, fail(invalid, "INVALID_ARGUMENT", `service name ""`)),
 		split("results is a string", submit, w1,
 			`{"workerId":"w1","bucketId":"1","epoch":"1","results":"x"}`, undecodable("unexpected token"),
@@ -568,7 +568,7 @@ func hostileCases(bid, epoch uint64, items []string) []hostileCase {
 			"{\"service\":\"dm\",\"workerId\":\"w\xff1\"}", undecodable("invalid UTF-8"),
 			wStr(wStr(nil, 1, "dm"), 2, "w\xff1"), undecodable("invalid UTF-8")),
 		split("a lone surrogate", acquire, w1,
-			`{"service":"dm","workerId":"w\ud800"}`, undecodable("unmarshal into *rationv1.AcquireRequest"),
+			`{"service":"dm","workerId":"w\ud800"}`, undecodable("JSON body for ration.v1.AcquireRequest: unexpected EOF"),
 			wStr(wStr(nil, 1, "dm"), 2, "w\ufffd"), fail(notFound, "WORKER_NOT_FOUND", "has never registered")),
 		split("since is not a timestamp", revert, admin,
 			`{"service":"dm","workerId":"w1","since":"yesterday"}`, undecodable("invalid google.protobuf.Timestamp"),
@@ -644,20 +644,22 @@ func hostileCases(bid, epoch uint64, items []string) []hostileCase {
 
 		// Unknown enum values (reads: refused before they read anything).
 		split("consistency by an unknown name", mine, w1,
-			`{"service":"dm","workerId":"w1","consistency":"CONSISTENCY_BOGUS"}`, outcome{}, // ignored, as unknown fields are
+			`{"service":"dm","workerId":"w1","consistency":"CONSISTENCY_BOGUS"}`, undecodable(`invalid value for enum field consistency: "CONSISTENCY_BOGUS" (line 1, column 47)`),
 			wVarint(wStr(wStr(nil, 1, "dm"), 2, "w1"), 15, 99), fail(invalid, "INVALID_ARGUMENT", "consistency 99")),
 		both("consistency 99", mine, w1, &rationv1.ListMyBucketsRequest{Service: "dm", WorkerId: "w1", Consistency: 99}, fail(invalid, "INVALID_ARGUMENT", "consistency 99")),
 		both("consistency -1", checkSvc, "", &rationv1.CheckServiceRequest{Service: "dm", Consistency: -1}, fail(invalid, "INVALID_ARGUMENT", "consistency -1")),
 
-		// Unknown fields are ignored: the request is judged on the rest.
+		// Unknown fields: refused in JSON (written by hand, where one is a
+		// typo), dropped in protobuf (a newer client's), where the request
+		// is judged on the rest.
 		split("an unknown field", acquire, w1,
-			`{"service":"dm","workerId":"w1","bogus":{"deep":[1,2,3]}}`, leaseLimit,
+			`{"service":"dm","workerId":"w1","bogus":{"deep":[1,2,3]}}`, undecodable(`unknown field "bogus" (line 1, column 33)`),
 			wStr(acqW1(), 99, "bogus"), leaseLimit),
 		split("a large unknown field", acquire, w1,
-			`{"service":"dm","workerId":"w1","bogus":"`+long(1<<20)+`"}`, leaseLimit,
+			`{"service":"dm","workerId":"w1","bogus":"`+long(1<<20)+`"}`, undecodable(`unknown field "bogus"`),
 			wStr(acqW1(), 4000, long(1<<20)), leaseLimit),
 		split("an unknown field in the config", create, admin,
-			`{"name":"dm","kind":"dmcheck","config":{"bogus":5}}`, fail(exists, "SERVICE_EXISTS", `service "dm"`),
+			`{"name":"dm","kind":"dmcheck","config":{"bogus":5}}`, undecodable(`unknown field "bogus" (line 1, column 41)`),
 			wBytes(wStr(wStr(nil, 1, "dm"), 2, "dmcheck"), 3, wVarint(nil, 77, 5)), fail(exists, "SERVICE_EXISTS", `service "dm"`)),
 
 		// Other workers' buckets and stale epochs.
@@ -752,7 +754,8 @@ func hostileCases(bid, epoch uint64, items []string) []hostileCase {
 		both("worker secret too long", acquire, bearer(long(server.MaxSecretLength+1)), &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", "worker secret is 1025 bytes")),
 		both("another worker's secret", acquire, w2, &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", `worker "w1"`)),
 		both("the admin token as a worker secret", acquire, admin, &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, fail(denied, "WRONG_ROLE", "never the admin token")),
-		both("a Basic header as a worker secret", acquire, "Basic dzE6c2VjcmV0LW9mLXcxLTAxMjM0NTY3ODk=", &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", `worker "w1"`)),
+		both("a Basic header as a worker secret", acquire, "Basic dzE6c2VjcmV0LW9mLXcxLTAxMjM0NTY3ODk=", &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", `does not use the Bearer scheme: send "Authorization: Bearer <token>"`)),
+		both("Bearer with no token", acquire, "Bearer ", &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", `no token after "Bearer"`)),
 		both("register an id bound to another secret", register, w2, &rationv1.RegisterRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", "bound to another secret")),
 		both("register a known id without its secret", register, stray, &rationv1.RegisterRequest{Service: "dm", WorkerId: "w2"}, fail(unauth, "BAD_CREDENTIAL", "bound to another secret")),
 		both("owner call without a token", addItems, "", &rationv1.AddItemsRequest{Service: "dm", Items: []string{"x"}}, fail(unauth, "NO_CREDENTIAL", "needs the admin token")),

@@ -149,7 +149,7 @@ func (s *Server) Handler() http.Handler {
 	// Compressing the small messages of the worker loop costs more CPU than
 	// it saves on loopback and LANs; large ones (exports, lists) still are.
 	opts := connect.WithHandlerOptions(connect.WithInterceptors(&authInterceptor{s: s}), connect.WithCompressMinBytes(CompressMinBytes),
-		connect.WithCodec(protoCodec{}), s.limitOptions())
+		connect.WithCodec(protoCodec{}), connect.WithCodec(jsonCodecs[0]), connect.WithCodec(jsonCodecs[1]), s.limitOptions())
 	mux := http.NewServeMux()
 	mux.Handle(rationv1connect.NewOwnerServiceHandler(&ownerHandler{s}, opts))
 	mux.Handle(rationv1connect.NewWorkerServiceHandler(&workerHandler{s}, opts))

@@ -540,3 +540,40 @@ func TestServer_ActivityPagingAndWatch(t *testing.T) {
 		t.Fatalf("watched %v (%v)", got, stream.Err())
 	}
 }
+
+// TestServer_JSONRefusesUnknownFields: a misspelled field in a JSON body is
+// refused, naming the field and where it stands; a value of the wrong type
+// names the field (by its JSON name) and the proto type, without Go's type
+// names; both spellings of a field work.
+func TestServer_JSONRefusesUnknownFields(t *testing.T) {
+	c := newNode(t, "")
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+c.addrs[0]+"/ration.v1.OwnerService/CreateService", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for _, tt := range []struct{ body, want string }{
+		{`{"name":"dm","kind":"dmcheck","bucketSise":3}`, `unknown field \"bucketSise\" (line 1, column 31)`},
+		{`{"name":"dm","kind":"dmcheck","config":{"bucket_size":"many"}}`, `invalid value for uint32 field bucketSize: \"many\" (line 1, column 55)`},
+		{``, `the body is empty`},
+	} {
+		code, body := post(tt.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, `"code":"invalid_argument"`) || !strings.Contains(body, tt.want) {
+			t.Errorf("%s: %d %s, want 400 invalid_argument with %s", tt.body, code, body, tt.want)
+		}
+		if strings.Contains(body, "rationv1") || strings.Contains(body, "unmarshal into") {
+			t.Errorf("%s: the error shows Go's names: %s", tt.body, body)
+		}
+	}
+	for _, body := range []string{`{"name":"a","kind":"dmcheck","config":{"bucket_size":3}}`, `{"name":"b","kind":"dmcheck","config":{"bucketSize":3}}`} {
+		if code, res := post(body); code != http.StatusOK {
+			t.Errorf("%s: %d %s", body, code, res)
+		}
+	}
+}
