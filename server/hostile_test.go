@@ -763,6 +763,8 @@ func hostileCases(bid, epoch uint64, items []string) []hostileCase {
 		both("owner call with a worker's secret", revoke, w1, &rationv1.RevokeServiceRequest{Name: "dm"}, fail(unauth, "BAD_CREDENTIAL", "neither the admin token nor")),
 		both("cluster call with a worker's secret", restore, w1, &rationv1.RestoreRequest{Data: []byte("x")}, fail(unauth, "BAD_CREDENTIAL", "wrong admin token")),
 		both("list another worker's buckets", mine, w2, &rationv1.ListMyBucketsRequest{Service: "dm", WorkerId: "w1"}, fail(unauth, "BAD_CREDENTIAL", `worker "w1"`)),
-		both("an unknown procedure", "/ration.v1.WorkerService/Nope", w1, &rationv1.AcquireRequest{}, fail(connect.CodeUnimplemented, "", "404")),
+		split("an unknown procedure", "/ration.v1.WorkerService/Nope", w1,
+			`{}`, fail(connect.CodeUnimplemented, "", "no procedure /ration.v1.WorkerService/Nope: ration serves ration.v1.OwnerService"),
+			nil, fail(connect.CodeUnimplemented, "", "404")),
 	}
 }

@@ -178,7 +178,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
 		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
-	return h2c.NewHandler(mux, &http2.Server{IdleTimeout: 2 * time.Minute})
+	return h2c.NewHandler(rpcEdge(mux), &http2.Server{IdleTimeout: 2 * time.Minute})
 }
 
 // CompressMinBytes is the smallest response the server compresses.

@@ -577,3 +577,52 @@ func TestServer_JSONRefusesUnknownFields(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_EdgeAnswersProtocolMistakes: what curl or a hand-written
+// client gets wrong is answered in Connect's JSON error shape, saying what
+// to send: a wrong Content-Type (415), a method other than POST (405; GET
+// stays open on reads, as Connect serves it), an unknown procedure (404,
+// listing the services).
+func TestServer_EdgeAnswersProtocolMistakes(t *testing.T) {
+	c := newNode(t, "")
+	base := "http://" + c.addrs[0]
+	do := func(method, path, ct, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	const create = "/ration.v1.OwnerService/CreateService"
+	for _, tt := range []struct {
+		method, path, ct string
+		code             int
+		want             string
+	}{
+		{"POST", create, "", 415, `Content-Type: application/json`},
+		{"POST", create, "application/x-www-form-urlencoded", 415, `"code":"invalid_argument"`},
+		{"POST", create, "text/plain", 415, `send a JSON body`},
+		{"GET", create, "", 405, `takes POST, not GET`},
+		{"PUT", create, "application/json", 405, `"code":"unimplemented"`},
+		{"POST", "/ration.v1.OwnerService/CreateServic", "application/json", 404, `ration.v1.OwnerService, ration.v1.WorkerService`},
+		{"POST", "/ration.v2.Nothing/Here", "application/json", 404, `no procedure /ration.v2.Nothing/Here`},
+	} {
+		code, body := do(tt.method, tt.path, tt.ct, `{"name":"x","kind":"dmcheck"}`)
+		if code != tt.code || !strings.Contains(body, tt.want) || !strings.Contains(body, `"message"`) {
+			t.Errorf("%s %s (%q): %d %s, want %d with %s", tt.method, tt.path, tt.ct, code, body, tt.code, tt.want)
+		}
+	}
+	// What is right still works: JSON with its charset, and GET on a read.
+	if code, body := do("POST", create, "application/json; charset=utf-8", `{"name":"dm","kind":"dmcheck"}`); code != 200 {
+		t.Errorf("JSON with a charset: %d %s", code, body)
+	}
+	if code, body := do("GET", "/ration.v1.OwnerService/ListServices?encoding=json&message=%7B%7D", "", ""); code != 200 || !strings.Contains(body, `"dm"`) {
+		t.Errorf("Connect GET of a read: %d %s", code, body)
+	}
+}
