@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,10 +29,10 @@ func (a *app) clusterCommand() *cobra.Command {
 func (a *app) clusterStatusCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show the answering node's Raft state and the members, leader marked",
+		Short: "Show the answering node's Raft state and the members, leader marked (waits up to --retry-for for a leader)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := a.api.Status(cmd.Context(), &rationv1.StatusRequest{})
+			resp, err := a.statusWithLeader(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -231,5 +232,27 @@ and replaced by the snapshot's; take a snapshot save first.`,
 				fmt.Fprintf(w, "restored %d bytes at index %d\n", len(data), resp.GetIndex())
 			})
 		},
+	}
+}
+
+// statusWithLeader asks for the node's status until it knows a leader, for
+// up to --retry-for (a node just started has none yet); with none by then
+// it prints the status and fails.
+func (a *app) statusWithLeader(ctx context.Context) (*rationv1.StatusResponse, error) {
+	deadline := time.Now().Add(a.retryFor)
+	for {
+		resp, err := a.api.Status(ctx, &rationv1.StatusRequest{})
+		if err != nil || resp.GetLeaderId() != "" {
+			return resp, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("no leader yet: node %s is %s in term %d with %d members (waited --retry-for %s)",
+				resp.GetNodeId(), resp.GetState(), resp.GetTerm(), len(resp.GetMembers()), a.retryFor)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

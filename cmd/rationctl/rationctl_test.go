@@ -36,6 +36,7 @@ type fakeServer struct {
 
 	// statusErr, when set, is Status's answer.
 	statusErr error
+	noLeader  bool // Status answers as a node that knows no leader yet
 	// ownerToken is the owner token CreateService and RotateOwnerToken return.
 	ownerToken string
 	services   []*rationv1.ServiceInfo
@@ -105,6 +106,9 @@ func (f *fakeServer) Status(_ context.Context, req *connect.Request[rationv1.Sta
 	f.record(req.Spec().Procedure, req.Header())
 	if f.statusErr != nil {
 		return nil, f.statusErr
+	}
+	if f.noLeader {
+		return connect.NewResponse(&rationv1.StatusResponse{NodeId: "n1", State: "Follower", Term: 0}), nil
 	}
 	return connect.NewResponse(&rationv1.StatusResponse{
 		NodeId: "n2", State: "Follower", LeaderId: "n1", Term: 4,
@@ -601,5 +605,20 @@ func TestSubmit_ReadsResultsFile(t *testing.T) {
 		if !proto.Equal(got[i], want[i]) {
 			t.Errorf("result %d = %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+// TestClusterStatus_WaitsForALeader: right after a start, a node knows no
+// leader; cluster status waits --retry-for for one, then fails saying so
+// rather than printing term 0 and exiting 0.
+func TestClusterStatus_WaitsForALeader(t *testing.T) {
+	f := &fakeServer{noLeader: true}
+	start := time.Now()
+	r := runCLI(t, nil, "", "--addr", startFake(t, f), "--retry-for", "300ms", "cluster", "status")
+	if r.code == 0 || !strings.Contains(r.stderr, "no leader yet: node n1 is Follower in term 0 with 0 members") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("gave up after %s, before --retry-for", took)
 	}
 }
