@@ -113,6 +113,19 @@ func printError(w io.Writer, err error) {
 		msg += " (" + strings.Join(extra, " ") + ")"
 	}
 	fmt.Fprintf(w, "rationctl: %s: %s\n", ce.Code(), msg)
+	if hint := credentialHint(client.Reason(err)); hint != "" {
+		fmt.Fprintf(w, "rationctl: %s\n", hint)
+	}
+}
+
+// credentialHint says how to give rationctl the credential a refusal is
+// about: the server's message names the HTTP header, not the flags.
+func credentialHint(reason string) string {
+	switch reason {
+	case "NO_CREDENTIAL", "BAD_CREDENTIAL", "WRONG_ROLE":
+		return "worker commands take --worker-secret (or RATION_WORKER_SECRET); the others --token (or RATION_TOKEN, RATION_ADMIN_TOKEN): the admin token or the service's owner token"
+	}
+	return ""
 }
 
 // Cell formatting.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -620,5 +621,24 @@ func TestClusterStatus_WaitsForALeader(t *testing.T) {
 	}
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Errorf("gave up after %s, before --retry-for", took)
+	}
+}
+
+// TestCredentialHint: a refusal for want of a credential tells how to give
+// rationctl one (the server's message names the HTTP header only).
+func TestCredentialHint(t *testing.T) {
+	var buf bytes.Buffer
+	err := connect.NewError(connect.CodeUnauthenticated, errors.New("worker calls need the worker's secret: Authorization: Bearer <secret>"))
+	if d, derr := connect.NewErrorDetail(&rationv1.ErrorDetail{Reason: "NO_CREDENTIAL", ServedBy: "n1"}); derr == nil {
+		err.AddDetail(d)
+	}
+	printError(&buf, err)
+	if !strings.Contains(buf.String(), "--worker-secret (or RATION_WORKER_SECRET)") {
+		t.Errorf("no hint: %q", buf.String())
+	}
+	buf.Reset()
+	printError(&buf, connect.NewError(connect.CodeNotFound, errors.New("service not found")))
+	if strings.Contains(buf.String(), "--worker-secret") {
+		t.Errorf("a hint where none is due: %q", buf.String())
 	}
 }
