@@ -48,6 +48,14 @@ func (f *callFake) Status(ctx context.Context, _ *connect.Request[rationv1.Statu
 	return connect.NewResponse(&rationv1.StatusResponse{NodeId: "n1", LeaderId: "n1"}), nil
 }
 
+// ListActivity answers the tail --follow prints first: records 3 and 4.
+func (f *callFake) ListActivity(_ context.Context, req *connect.Request[rationv1.ListActivityRequest]) (*connect.Response[rationv1.ListActivityResponse], error) {
+	if !req.Msg.GetNewest() {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("the fake answers the newest records only"))
+	}
+	return connect.NewResponse(&rationv1.ListActivityResponse{Activity: []*rationv1.ActivityInfo{{Seq: 3, Action: "acquire"}, {Seq: 4, Action: "acquire"}}}), nil
+}
+
 func (f *callFake) WatchActivity(_ context.Context, req *connect.Request[rationv1.WatchActivityRequest], s *connect.ServerStream[rationv1.WatchActivityResponse]) error {
 	f.mu.Lock()
 	f.watches++
@@ -116,8 +124,10 @@ func TestActivityFollow_ResumesAfterABrokenStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resumedAfter := make(chan uint64, 1)
+	firstAfter := make(chan uint64, 1)
 	f := &callFake{watch: func(n int, req *rationv1.WatchActivityRequest, s *connect.ServerStream[rationv1.WatchActivityResponse]) error {
 		if n == 1 {
+			firstAfter <- req.GetAfterSeq()
 			if err := s.Send(&rationv1.WatchActivityResponse{Activity: []*rationv1.ActivityInfo{{Seq: 5, Action: "submit"}}}); err != nil {
 				return err
 			}
@@ -134,8 +144,14 @@ func TestActivityFollow_ResumesAfterABrokenStream(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
+	if got := <-firstAfter; got != 4 {
+		t.Errorf("followed after seq %d, want 4: the last record of the tail printed first", got)
+	}
 	if got := <-resumedAfter; got != 5 {
 		t.Errorf("resumed after seq %d, want 5", got)
+	}
+	if !strings.Contains(out.String(), `"seq":"3"`) || strings.Index(out.String(), `"seq":"4"`) > strings.Index(out.String(), `"seq":"5"`) {
+		t.Errorf("the tail (3, 4) is not printed before the stream (5): %q", out.String())
 	}
 	if !strings.Contains(out.String(), `"seq":"5"`) || !strings.Contains(errOut.String(), "activity stream broke (unavailable), resuming after seq 5") {
 		t.Errorf("stdout %q, stderr %q", out.String(), errOut.String())
@@ -154,7 +170,7 @@ func TestActivityFollow_PrintErrorEndsTheCommand(t *testing.T) {
 		return s.Send(&rationv1.WatchActivityResponse{Activity: []*rationv1.ActivityInfo{{Seq: 1}}})
 	}}
 	var errOut strings.Builder
-	code := run(ctx, []string{"--addr", startCallFake(t, f), "-o", "json", "activity", "--follow"}, func(string) string { return "" },
+	code := run(ctx, []string{"--addr", startCallFake(t, f), "-o", "json", "activity", "--follow", "--tail", "0"}, func(string) string { return "" },
 		strings.NewReader(""), failWriter{}, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "broken pipe") || f.watches != 1 {
 		t.Errorf("exit %d, stderr %q, %d watches; want 1, the write error, 1 watch", code, errOut.String(), f.watches)

@@ -151,7 +151,7 @@ func (a *app) activityCommand() *cobra.Command {
 	var (
 		service, workerID, action, since, until string
 		afterSeq                                uint64
-		limit                                   int
+		limit, tail                             int
 		follow                                  bool
 	)
 	cmd := &cobra.Command{
@@ -159,9 +159,10 @@ func (a *app) activityCommand() *cobra.Command {
 		Short: "List the activity log, or follow it with --follow",
 		Long: `List the activity log, oldest first, up to --limit records.
 
-With --follow, stream records as they are applied until interrupted, starting
-now or after --after-seq; a broken stream is resumed, on the next address if
-need be, after the last record seen. -o json prints JSON lines when following.`,
+With --follow, print the last --tail records (10), then stream records as they
+are applied until interrupted (or start after --after-seq); a broken stream is
+resumed, on the next address if need be, after the last record seen. -o json
+prints JSON lines when following.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if follow {
@@ -169,7 +170,15 @@ need be, after the last record seen. -o json prints JSON lines when following.`,
 					return errors.New("--since and --until do not apply to --follow; use --after-seq")
 				}
 				req := &rationv1.WatchActivityRequest{Service: service, WorkerId: workerID, Action: action, AfterSeq: afterSeq}
-				return a.followActivity(cmd.Context(), req)
+				if afterSeq == 0 && tail > 0 {
+					last, err := a.api.ListActivity(cmd.Context(), &rationv1.ListActivityRequest{Service: service, WorkerId: workerID,
+						Action: action, Newest: true, PageSize: uint32(min(tail, 1000)), Consistency: a.consistency})
+					if err != nil {
+						return err
+					}
+					return a.followActivity(cmd.Context(), req, last.GetActivity())
+				}
+				return a.followActivity(cmd.Context(), req, nil)
 			}
 			sinceTS, err := parseTime("since", since)
 			if err != nil {
@@ -218,31 +227,36 @@ need be, after the last record seen. -o json prints JSON lines when following.`,
 	f.Uint64Var(&afterSeq, "after-seq", 0, "only records after this sequence number")
 	f.IntVar(&limit, "limit", 100, "most records to list (0: all); not used with --follow")
 	f.BoolVarP(&follow, "follow", "f", false, "stream new records until interrupted")
+	f.IntVar(&tail, "tail", 10, "with --follow: print the last this many records first (0: none)")
 	return cmd
 }
 
 // followActivity prints WatchActivity records until ctx ends. When the
 // stream breaks on an error another node might not have (Unavailable, a lost
 // connection), it resumes after the last record printed.
-func (a *app) followActivity(ctx context.Context, req *rationv1.WatchActivityRequest) error {
+func (a *app) followActivity(ctx context.Context, req *rationv1.WatchActivityRequest, tail []*rationv1.ActivityInfo) error {
 	if a.output == "table" {
 		activityHeader(a.stdout)
 	}
+	show := func(records []*rationv1.ActivityInfo) error {
+		for _, r := range records {
+			if a.output == "json" {
+				if err := jsonLine(a.stdout, r, nil); err != nil {
+					return err
+				}
+			} else {
+				activityRow(a.stdout, r)
+			}
+			req.AfterSeq = max(req.AfterSeq, r.GetSeq())
+		}
+		return nil
+	}
+	if err := show(tail); err != nil {
+		return err
+	}
 	for {
 		err := a.api.WatchActivity(ctx, req,
-			func(m *rationv1.WatchActivityResponse) error {
-				for _, r := range m.GetActivity() {
-					if a.output == "json" {
-						if err := jsonLine(a.stdout, r, nil); err != nil {
-							return err
-						}
-					} else {
-						activityRow(a.stdout, r)
-					}
-					req.AfterSeq = max(req.AfterSeq, r.GetSeq())
-				}
-				return nil
-			})
+			func(m *rationv1.WatchActivityResponse) error { return show(m.GetActivity()) })
 		if ctx.Err() != nil {
 			return nil // interrupted: the normal way to stop following
 		}

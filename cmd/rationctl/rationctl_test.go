@@ -544,7 +544,7 @@ func TestCommands_ReachEveryRPC(t *testing.T) {
 		{"workers", "s"},
 		{"buckets", "s", "--state", "dead", "--holder", "w"},
 		{"activity", "--service", "s", "--since", "2025-01-02T15:04:05Z"},
-		{"activity", "--follow"},
+		{"activity", "--follow", "--tail", "0"},
 		{"explain", "s", "--bucket", "7"},
 		{"cluster", "status"},
 		{"cluster", "join", "n4", "127.0.0.1:7004", "127.0.0.1:7074"},
