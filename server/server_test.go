@@ -548,15 +548,7 @@ func TestServer_ActivityPagingAndWatch(t *testing.T) {
 func TestServer_JSONRefusesUnknownFields(t *testing.T) {
 	c := newNode(t, "")
 	post := func(body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+c.addrs[0]+"/ration.v1.OwnerService/CreateService", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
+		return rawCall(t, http.MethodPost, "http://"+c.addrs[0]+"/ration.v1.OwnerService/CreateService", "application/json", body)
 	}
 	for _, tt := range []struct{ body, want string }{
 		{`{"name":"dm","kind":"dmcheck","bucketSise":3}`, `unknown field \"bucketSise\" (line 1, column 31)`},
@@ -585,19 +577,8 @@ func TestServer_JSONRefusesUnknownFields(t *testing.T) {
 // listing the services).
 func TestServer_EdgeAnswersProtocolMistakes(t *testing.T) {
 	c := newNode(t, "")
-	base := "http://" + c.addrs[0]
 	do := func(method, path, ct, body string) (int, string) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if ct != "" {
-			req.Header.Set("Content-Type", ct)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
+		return rawCall(t, method, "http://"+c.addrs[0]+path, ct, body)
 	}
 	const create = "/ration.v1.OwnerService/CreateService"
 	for _, tt := range []struct {
@@ -625,4 +606,21 @@ func TestServer_EdgeAnswersProtocolMistakes(t *testing.T) {
 	if code, body := do("GET", "/ration.v1.OwnerService/ListServices?encoding=json&message=%7B%7D", "", ""); code != 200 || !strings.Contains(body, `"dm"`) {
 		t.Errorf("Connect GET of a read: %d %s", code, body)
 	}
+}
+
+// rawCall makes one plain HTTP request, as curl would, with the given
+// Content-Type (none if empty), and returns the status and the body.
+func rawCall(t *testing.T, method, url, ct, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }

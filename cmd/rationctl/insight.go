@@ -170,15 +170,7 @@ prints JSON lines when following.`,
 					return errors.New("--since and --until do not apply to --follow; use --after-seq")
 				}
 				req := &rationv1.WatchActivityRequest{Service: service, WorkerId: workerID, Action: action, AfterSeq: afterSeq}
-				if afterSeq == 0 && tail > 0 {
-					last, err := a.api.ListActivity(cmd.Context(), &rationv1.ListActivityRequest{Service: service, WorkerId: workerID,
-						Action: action, Newest: true, PageSize: uint32(min(tail, 1000)), Consistency: a.consistency})
-					if err != nil {
-						return err
-					}
-					return a.followActivity(cmd.Context(), req, last.GetActivity())
-				}
-				return a.followActivity(cmd.Context(), req, nil)
+				return a.tailActivity(cmd.Context(), req, tail)
 			}
 			sinceTS, err := parseTime("since", since)
 			if err != nil {
@@ -229,6 +221,20 @@ prints JSON lines when following.`,
 	f.BoolVarP(&follow, "follow", "f", false, "stream new records until interrupted")
 	f.IntVar(&tail, "tail", 10, "with --follow: print the last this many records first (0: none)")
 	return cmd
+}
+
+// tailActivity prints the last tail records matching req (unless req
+// starts after a sequence number of its own), then follows after them.
+func (a *app) tailActivity(ctx context.Context, req *rationv1.WatchActivityRequest, tail int) error {
+	if req.AfterSeq != 0 || tail <= 0 {
+		return a.followActivity(ctx, req, nil)
+	}
+	last, err := a.api.ListActivity(ctx, &rationv1.ListActivityRequest{Service: req.Service, WorkerId: req.WorkerId,
+		Action: req.Action, Newest: true, PageSize: uint32(min(tail, 1000)), Consistency: a.consistency})
+	if err != nil {
+		return err
+	}
+	return a.followActivity(ctx, req, last.GetActivity())
 }
 
 // followActivity prints WatchActivity records until ctx ends. When the
