@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -62,7 +64,7 @@ func (r *leaderRun) stop() {
 // every TickInterval. Leases expire only after FailoverGrace has passed since
 // leadership began, so workers can reach the new leader first.
 func (n *Node) leaderLoop(ctx context.Context) {
-	if err := n.raft.Barrier(0).Error(); err != nil {
+	if err := n.await(ctx, n.raft.Barrier(0)); err != nil {
 		n.log.Warn("barrier after election failed", "error", err)
 		return
 	}
@@ -127,5 +129,21 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			}
 			more = res.GetTick().GetMore()
 		}
+	}
+}
+
+// await waits for a Raft future, or until ctx ends or the node stops: Raft
+// may leave a future unanswered when it shuts down with the entry on its
+// way to the state machine, and Close must not wait for it.
+func (n *Node) await(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stop:
+		return ErrShutdown
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -130,7 +131,11 @@ func (p *proposer) apply(batch []*proposal) {
 		data = fsm.EncodeBatch(&rationv1.CommandHeader{ProposedAt: p.n.now(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
 	}
 	f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := p.n.await(context.Background(), f); err != nil {
+		if errors.Is(err, ErrShutdown) {
+			// The node stopped with the entry on its way: it may yet commit.
+			err = fmt.Errorf("%w: the node stopped with the command in flight", ErrOutcomeUnknown)
+		}
 		err = raftError(err)
 		for _, pr := range batch {
 			pr.done <- proposalResult{err: err}
