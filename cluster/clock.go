@@ -64,7 +64,34 @@ func (o ClockOffset) Fresh() bool { return !o.At.IsZero() && time.Since(o.At) < 
 
 // nodeClock is the node's view of time: its term's clock while leading,
 // and its clock's offset from the majority.
+// timeSeen is when (monotonic) this node applied the state machine's time
+// at.
+type timeSeen struct {
+	at   int64
+	mono time.Time
+}
+
+// watchTime notes when the state machine's time moves on, until the node
+// stops.
+func (n *Node) watchTime() {
+	defer n.wg.Done()
+	for {
+		ch := n.fsm.Changed()
+		if at := n.fsm.State().Now().UnixNano(); at > 0 {
+			if seen := n.clock.seen.Load(); seen == nil || seen.at != at {
+				n.clock.seen.Store(&timeSeen{at: at, mono: time.Now()})
+			}
+		}
+		select {
+		case <-ch:
+		case <-n.stop:
+			return
+		}
+	}
+}
+
 type nodeClock struct {
+	seen       atomic.Pointer[timeSeen] // the state machine's time, when applied
 	term       atomic.Pointer[termClock]
 	offset     atomic.Pointer[ClockOffset]
 	handedOver atomic.Pointer[time.Time] // the last hand-over for the clock
@@ -97,11 +124,17 @@ func (n *Node) awaitClockOffset(ctx context.Context) {
 	}
 }
 
-// startTermClock starts the term's clock at the state machine's time, or
-// at this node's wall clock if that is later and the clock is trusted, or
+// startTermClock starts the term's clock where the last term's left it:
+// the state machine's time, moved on by this node's monotonic time since it
+// applied that time (never further than the last leader's clock would have
+// run, since it applied the entry after it was stamped). It starts at this
+// node's wall clock instead if that is later and the clock is trusted, or
 // if the cluster has no time yet (its first term).
 func (n *Node) startTermClock() {
 	base := n.fsm.State().Now().UnixNano()
+	if seen := n.clock.seen.Load(); seen != nil && seen.at == base {
+		base += int64(time.Since(seen.mono))
+	}
 	wall := n.cfg.Now()
 	if wall.UnixNano() > base && (base <= 0 || n.clockTrusted(wall)) {
 		if jump := time.Duration(wall.UnixNano() - base); jump > time.Second {

@@ -84,9 +84,10 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.prop = newProposer(n, cfg.MaxEntriesInFlight, cfg.MaxCommandsPerEntry)
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.watchLeader()
+	go n.watchTime()
 	go n.prop.run(n.stop, &n.wg)
 	n.wg.Add(1)
 	go func() {

@@ -100,10 +100,12 @@ func TestMain_TLSClusterForwardsOverMutualTLS(t *testing.T) {
 		}
 		return nil
 	})
-	leader, _, err := m3.Node().Leader()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// m3 may not have applied the leader's API address yet.
+	var leader string
+	clustertest.WaitFor(t, 10*time.Second, func() (err error) {
+		leader, _, err = m3.Node().Leader()
+		return err
+	})
 	var follower *Main
 	for _, m := range []*Main{m1, m2, m3} {
 		if m.NodeID != leader {
