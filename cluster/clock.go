@@ -20,9 +20,9 @@ import (
 // restarted after hours catches up with real time, and a node whose clock
 // is wrong cannot drag it. Time never jumps within a term, so a lease
 // granted in a term lasts its ttl of the leader's monotonic time. A new
-// leader waits (up to clockOffsetWait) to know its offset before it takes
-// commands, and a leader that finds its clock too far off hands leadership
-// over.
+// leader waits (up to Config.ClockOffsetWait) to know its offset before it
+// takes commands, and a leader that finds its clock too far off hands
+// leadership over.
 
 // DefaultMaxClockOffset is how far a node's wall clock may be from the
 // majority's (Config.MaxClockOffset).
@@ -62,8 +62,6 @@ const clockOffsetFresh = 10 * time.Second
 // Fresh reports whether the offset was measured lately (10s).
 func (o ClockOffset) Fresh() bool { return !o.At.IsZero() && time.Since(o.At) < clockOffsetFresh }
 
-// nodeClock is the node's view of time: its term's clock while leading,
-// and its clock's offset from the majority.
 // timeSeen is when (monotonic) this node applied the state machine's time
 // at.
 type timeSeen struct {
@@ -90,6 +88,8 @@ func (n *Node) watchTime() {
 	}
 }
 
+// nodeClock is the node's view of time: its term's clock while leading,
+// and its clock's offset from the majority.
 type nodeClock struct {
 	seen       atomic.Pointer[timeSeen] // the state machine's time, when applied
 	term       atomic.Pointer[termClock]

@@ -89,7 +89,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		}
 	}
 	// The term's clock starts once this node knows how its clock stands
-	// with the majority's (clock.go); until then Apply answers NOT_READY.
+	// with the majority's (clock.go); until then commands wait in Apply.
 	n.awaitClockOffset(ctx)
 	n.startTermClock()
 	defer n.stopTermClock()

@@ -86,15 +86,15 @@ func (s *Server) answerClock(req *peerv1.ReadIndexRequest, res *peerv1.ReadIndex
 // when the two middle ones of an even count disagree by more than
 // MaxClockOffset (then which is the majority's is not known).
 func (s *Server) majorityOffset(wall time.Time) (time.Duration, bool) {
-	st := s.store.Status()
+	self := s.store.ID()
 	offs := []time.Duration{0}
 	voters := 0
-	for _, m := range st.Members {
+	for _, m := range s.store.Members() {
 		if m.Suffrage != "Voter" {
 			continue
 		}
 		voters++
-		if m.ID == st.NodeID {
+		if m.ID == self {
 			continue
 		}
 		if v, ok := s.clocks.peers.Load(m.ID); ok {

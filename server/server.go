@@ -45,6 +45,7 @@ type Store interface {
 	Remove(ctx context.Context, id string) (bool, error)
 	TransferLeadership(ctx context.Context, id string) (string, error)
 	Status() cluster.Status
+	Members() []cluster.Member
 	LogSize() cluster.LogSize
 	Restore(r io.Reader, size int64) (uint64, error)
 }
