@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // protoCodec is Connect's binary protobuf codec, except that it drops
@@ -68,8 +71,13 @@ func (jsonCodec) Marshal(m any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%T is not a protobuf message", m)
 	}
-	return protojson.MarshalOptions{}.Marshal(pm)
+	return jsonOut.Marshal(pm)
 }
+
+// jsonOut writes every field of an answer, zero values too ("requeued": 0),
+// so a client in any language reads a field without knowing protobuf's
+// defaults; an absent message field stays absent.
+var jsonOut = protojson.MarshalOptions{EmitDefaultValues: true}
 
 func (jsonCodec) Unmarshal(data []byte, m any) error {
 	pm, ok := m.(proto.Message)
@@ -81,7 +89,7 @@ func (jsonCodec) Unmarshal(data []byte, m any) error {
 		return fmt.Errorf("the body is empty: send a JSON object of %s ({} for none of its fields)", name)
 	}
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(data, pm); err != nil {
-		return fmt.Errorf("JSON body for %s: %s", name, jsonProblem(err))
+		return fmt.Errorf("JSON body for %s: %s", name, jsonProblem(err, data, pm.ProtoReflect().Descriptor()))
 	}
 	return nil
 }
@@ -89,19 +97,174 @@ func (jsonCodec) Unmarshal(data []byte, m any) error {
 // jsonPosition is where protojson says a problem is: "proto: (line 1:32): ".
 // (The protobuf module writes some of those spaces as U+00A0, at random,
 // so that nobody parses its messages; this only reformats them.)
-var jsonPosition = regexp.MustCompile(`^proto:[\s\x{00a0}]*(?:\(line (\d+):(\d+)\):[\s\x{00a0}]*)?`)
+var jsonPosition = regexp.MustCompile(`^proto:[\s\x{00a0}]*(syntax error[\s\x{00a0}]*)?(?:\(line (\d+):(\d+)\):[\s\x{00a0}]*)?`)
 
-// jsonProblem words a protojson error for the caller: "unknown field
-// "maxBucket" (line 1, column 32)".
-func jsonProblem(err error) string {
+// jsonBadValue is protojson's word for a value of the wrong type or range:
+// "invalid value for uint32 field maxBuckets: -1", or for a well-known
+// type, "invalid google.protobuf.Timestamp value "x"".
+var jsonBadValue = regexp.MustCompile(`^invalid (?:value for (\w+) field (\w+)|(google\.protobuf\.\w+) value)[\s\x{00a0}]*:?[\s\x{00a0}]*(.*)$`)
+
+// jsonProblem words a protojson error for the caller: `unknown field
+// "maxBucket" (line 1, column 32)`, or for a bad value, `"max_buckets": -1
+// is not a whole number from 0 to 4294967295 (line 1, column 16)`, naming
+// the field as the body spells it.
+func jsonProblem(err error, data []byte, md protoreflect.MessageDescriptor) string {
 	msg := err.Error()
 	m := jsonPosition.FindStringSubmatch(msg)
 	if m == nil {
 		return msg
 	}
 	msg = strings.TrimPrefix(msg, m[0])
-	if m[1] != "" {
-		msg += fmt.Sprintf(" (line %s, column %s)", m[1], m[2])
+	var line, col int
+	if m[2] != "" {
+		line, _ = strconv.Atoi(m[2])
+		col, _ = strconv.Atoi(m[3])
+	}
+	if v := jsonBadValue.FindStringSubmatch(msg); v != nil {
+		key := jsonKeyBefore(data, line, col)
+		if key == "" {
+			key = v[2]
+		}
+		got := strings.TrimSpace(v[4])
+		switch got {
+		case "[":
+			got = "an array"
+		case "{":
+			got = "an object"
+		}
+		msg = fmt.Sprintf("%q: %s is not %s", key, got, jsonWants(v[1], v[3], key, md))
+	} else if tok, ok := strings.CutPrefix(msg, "unexpected token "); ok {
+		if line == 1 && col == 1 {
+			msg = "the body is not a JSON object: it starts with " + tok
+		} else if key := jsonKeyBefore(data, line, col); key != "" {
+			if want := fieldWants(key, md); want != "" {
+				msg = fmt.Sprintf("%q: %s is not %s", key, tok, want)
+			} else {
+				msg = fmt.Sprintf("%q: unexpected %s", key, tok)
+			}
+		} else if m[1] != "" {
+			msg = "syntax error: " + msg
+		}
+	} else if m[1] != "" {
+		msg = "syntax error: " + msg
+	}
+	if line > 0 {
+		msg += fmt.Sprintf(" (line %d, column %d)", line, col)
 	}
 	return msg
+}
+
+// jsonWants says what a field of this type takes: kind is protojson's
+// name for a scalar type, wkt a well-known type's full name; key finds an
+// enum's names.
+func jsonWants(kind, wkt, key string, md protoreflect.MessageDescriptor) string {
+	switch kind {
+	case "int32", "sint32", "sfixed32":
+		return "a whole number from -2147483648 to 2147483647"
+	case "uint32", "fixed32":
+		return "a whole number from 0 to 4294967295"
+	case "int64", "sint64", "sfixed64":
+		return "a whole number from -9223372036854775808 to 9223372036854775807 (a number or a string)"
+	case "uint64", "fixed64":
+		return "a whole number from 0 to 18446744073709551615 (a number or a string)"
+	case "float", "double":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	case "bytes":
+		return "a base64 string"
+	case "enum":
+		if f := findField(md, key, map[protoreflect.FullName]bool{}); f != nil && f.Enum() != nil {
+			var names []string
+			for i := 0; i < f.Enum().Values().Len(); i++ {
+				names = append(names, string(f.Enum().Values().Get(i).Name()))
+			}
+			return "one of " + strings.Join(names, ", ")
+		}
+		return "one of the enum's names"
+	}
+	switch wkt {
+	case "google.protobuf.Timestamp":
+		return `a time in RFC 3339 ("2026-11-30T06:00:00Z")`
+	case "google.protobuf.Duration":
+		return `a duration in seconds with an "s" ("90s", "0.5s")`
+	}
+	return "a value of the field's type"
+}
+
+// fieldWants says what the field named key takes, for a token protojson
+// did not expect there; "" if there is no such field.
+func fieldWants(key string, md protoreflect.MessageDescriptor) string {
+	f := findField(md, key, map[protoreflect.FullName]bool{})
+	switch {
+	case f == nil:
+		return ""
+	case f.IsList():
+		return "an array"
+	case f.IsMap():
+		return "an object"
+	case f.Message() != nil:
+		if w := jsonWants("", string(f.Message().FullName()), key, md); w != "a value of the field's type" {
+			return w
+		}
+		return "an object"
+	}
+	return jsonWants(f.Kind().String(), "", key, md)
+}
+
+// findField finds the field named key (JSON or proto name) anywhere in md's
+// messages.
+func findField(md protoreflect.MessageDescriptor, key string, seen map[protoreflect.FullName]bool) protoreflect.FieldDescriptor {
+	if seen[md.FullName()] {
+		return nil
+	}
+	seen[md.FullName()] = true
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); f.JSONName() == key || string(f.Name()) == key {
+			return f
+		}
+	}
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); f.Message() != nil {
+			if found := findField(f.Message(), key, seen); found != nil {
+				return found
+			}
+		}
+	}
+	return nil
+}
+
+// jsonKeyBefore is the object key whose value starts at line:col (1-based)
+// of data, as the caller spelled it, or "" if the value is not an object
+// member (an array element).
+func jsonKeyBefore(data []byte, line, col int) string {
+	off := 0
+	for l := 1; l < line && off < len(data); l++ {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			return ""
+		}
+		off += i + 1
+	}
+	off += col - 1
+	if line < 1 || col < 1 || off > len(data) {
+		return ""
+	}
+	b := bytes.TrimRight(data[:off], " \t\r\n")
+	if !bytes.HasSuffix(b, []byte(":")) {
+		return ""
+	}
+	b = bytes.TrimRight(b[:len(b)-1], " \t\r\n")
+	if !bytes.HasSuffix(b, []byte(`"`)) {
+		return ""
+	}
+	b = b[:len(b)-1]
+	start := bytes.LastIndexByte(b, '"')
+	if start < 0 {
+		return ""
+	}
+	return string(b[start+1:])
 }

@@ -2,11 +2,17 @@ package server_test
 
 import (
 	"context"
+	"html"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,8 +88,8 @@ func TestServer_DashboardInChromium(t *testing.T) {
 	}
 	// The page reads its own node's state (stale reads): let the follower catch up.
 	caughtUp := func() { c.WaitApplied(c.Leader().State().Index()) }
-	doneCell := regexp.MustCompile(`<td>dash</td><td>dmcheck</td><td><span class="badge">active</span></td>(?:<td class="num">\d+</td>){3}<td class="num">(\d+)</td>` +
-		`(?:<td class="num">\d+</td>){4}<td class="num">(\d+) \((\d+ B)\)</td><td class="num">(\d+) / \d+</td>`)
+	doneCell := regexp.MustCompile(`<td>dash</td><td>dmcheck</td><td><span class="badge">active</span></td>(?:<td class="num">\d+</td>){2}<td class="num">(\d+)</td>` +
+		`(?:<td class="num">\d+</td>){5}<td class="num">(\d+) \((\d+ B)\)</td><td class="num">(\d+) / \d+</td>`)
 	url := "http://" + follower + "/"
 
 	submitOne()
@@ -98,6 +104,7 @@ func TestServer_DashboardInChromium(t *testing.T) {
 	if m == nil || m[1] != "6" {
 		t.Fatalf("dashboard after a submit: done cell %v", m)
 	}
+	checkAlignment(t, bin, follower)
 	shot := filepath.Join(t.TempDir(), "dashboard.png")
 	browse(t, bin, url, shot)
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
@@ -112,4 +119,66 @@ func results(items []string) []*rationv1.ResultInput {
 		out[i] = &rationv1.ResultInput{Item: it, Verdict: "DM"}
 	}
 	return out
+}
+
+// alignPage loads the dashboard in a frame of the same origin and, once it
+// has drawn its tables, writes one line per value cell of the first row of
+// each table: its header, its text, and whether the text lines up with the
+// header's (left or right edge), as a reader's eye would check.
+const alignPage = `<!doctype html><html><body>
+<iframe id="f" src="/" style="width:1400px;height:1000px;border:0"></iframe><pre id="out">not measured</pre>
+<script>
+setTimeout(() => {
+  const d = document.getElementById("f").contentDocument, lines = [];
+  const text = el => { const r = d.createRange(); r.selectNodeContents(el); return r.getBoundingClientRect(); };
+  for (const sel of ["#services", "#workers", "#activity table"]) {
+    const t = d.querySelector(sel);
+    const heads = [...t.tHead.querySelectorAll("th")].filter(h => !h.classList.contains("group") && h.textContent.trim());
+    const row = t.tBodies[0].rows[0];
+    if (!row) { lines.push(sel + " has no rows"); continue; }
+    for (const td of row.cells) {
+      if (!td.textContent.trim() || td.querySelector("button, span")) continue;
+      const box = td.getBoundingClientRect(), mid = (box.left + box.right) / 2;
+      const th = heads.find(h => { const b = h.getBoundingClientRect(); return b.left <= mid && mid <= b.right; });
+      if (!th) { lines.push(sel + " ? " + td.textContent + " OFF (no header above)"); continue; }
+      const a = text(th), v = text(td);
+      const lined = Math.abs(a.left - v.left) < 3 || Math.abs(a.right - v.right) < 3;
+      lines.push(sel + " " + th.textContent.trim() + " " + td.textContent.trim() + (lined ? " UNDER" : " OFF"));
+    }
+  }
+  document.getElementById("out").textContent = lines.join("\n");
+}, 3000);
+</script></body></html>`
+
+// checkAlignment checks that every value on the dashboard sits under its
+// column's header: a right-aligned count under a left-aligned header reads
+// as belonging to the next column.
+func checkAlignment(t *testing.T, bin, node string) {
+	t.Helper()
+	target, _ := url.Parse("http://" + node)
+	mux := http.NewServeMux()
+	mux.Handle("/", httputil.NewSingleHostReverseProxy(target))
+	mux.HandleFunc("/align.html", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, alignPage) })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	dom := browse(t, bin, srv.URL+"/align.html", "")
+	m := regexp.MustCompile(`(?s)<pre id="out">(.*?)</pre>`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("no alignment report in the page")
+	}
+	lines := strings.Split(html.UnescapeString(m[1]), "\n")
+	under := map[string]int{}
+	for _, l := range lines {
+		if !strings.HasSuffix(l, " UNDER") {
+			t.Errorf("dashboard: %s", l)
+			continue
+		}
+		under[strings.SplitN(l, " ", 2)[0]]++
+	}
+	// Each table's first row has this many cells with a value to check.
+	for table, want := range map[string]int{"#services": 12, "#workers": 9, "#activity": 6} {
+		if under[table] < want {
+			t.Errorf("dashboard: %d cells of %s line up with their header, want %d: %q", under[table], table, want, lines)
+		}
+	}
 }

@@ -371,7 +371,8 @@ func TestServer_JSONWorkerLoop(t *testing.T) {
 	post("/ration.v1.WorkerService/Heartbeat", workerSecret, fmt.Sprintf(`{"worker_id":"42","buckets":[{"id":%q,"epoch":%q}]}`, id, epoch))
 	sub := post("/ration.v1.WorkerService/Submit", workerSecret, fmt.Sprintf(
 		`{"worker_id":"42","bucket_id":%q,"epoch":%q,"results":[{"item":"1","verdict":"DM"},{"item":"2","verdict":"NON_DM","payload":"closed"}]}`, id, epoch))
-	if sub["accepted"] != 2.0 {
+	// Zero values are written out, not left for the client to know.
+	if sub["accepted"] != 2.0 || sub["requeued"] != 0.0 {
 		t.Fatalf("submit: %v", sub)
 	}
 	// Retrying the acquire with its request id gives the first answer.
@@ -385,11 +386,11 @@ func TestServer_JSONWorkerLoop(t *testing.T) {
 	}
 	// The owner acknowledges what it exported: the export position moves.
 	export := post("/ration.v1.OwnerService/GetService", "tok", `{"name":"dm"}`)["service"].(map[string]any)["export"].(map[string]any)
-	if export["unackedResults"] != "2" || export["lastSeq"] == nil || export["ackedThrough"] != nil {
+	if export["unackedResults"] != "2" || export["lastSeq"] == nil || export["ackedThrough"] != "0" {
 		t.Fatalf("export position before the ack: %v", export)
 	}
 	ack := post("/ration.v1.OwnerService/AckResults", "tok", fmt.Sprintf(`{"service":"dm","through_seq":%q}`, export["lastSeq"]))
-	if got := ack["export"].(map[string]any); got["ackedThrough"] != export["lastSeq"] || got["unackedResults"] != nil {
+	if got := ack["export"].(map[string]any); got["ackedThrough"] != export["lastSeq"] || got["unackedResults"] != "0" {
 		t.Fatalf("export position after the ack: %v", got)
 	}
 }
@@ -543,8 +544,8 @@ func TestServer_ActivityPagingAndWatch(t *testing.T) {
 
 // TestServer_JSONRefusesUnknownFields: a misspelled field in a JSON body is
 // refused, naming the field and where it stands; a value of the wrong type
-// names the field (by its JSON name) and the proto type, without Go's type
-// names; both spellings of a field work.
+// or out of range names the field as the body spells it and what it takes,
+// without Go's type names; both spellings of a field work.
 func TestServer_JSONRefusesUnknownFields(t *testing.T) {
 	c := newNode(t, "")
 	post := func(body string) (int, string) {
@@ -552,7 +553,12 @@ func TestServer_JSONRefusesUnknownFields(t *testing.T) {
 	}
 	for _, tt := range []struct{ body, want string }{
 		{`{"name":"dm","kind":"dmcheck","bucketSise":3}`, `unknown field \"bucketSise\" (line 1, column 31)`},
-		{`{"name":"dm","kind":"dmcheck","config":{"bucket_size":"many"}}`, `invalid value for uint32 field bucketSize: \"many\" (line 1, column 55)`},
+		{`{"name":"dm","kind":"dmcheck","config":{"bucket_size":"many"}}`, `\"bucket_size\": \"many\" is not a whole number from 0 to 4294967295 (line 1, column 55)`},
+		{`{"name":"dm","kind":"dmcheck","config":{"bucketSize":-3}}`, `\"bucketSize\": -3 is not a whole number from 0 to 4294967295 (line 1, column 54)`},
+		{`{"name":"dm","kind":"dmcheck","config":{"lease_ttl":300}}`, `\"lease_ttl\": 300 is not a duration in seconds with an \"s\" (\"90s\", \"0.5s\") (line 1, column 53)`},
+		{`{"name":"dm","kind":"dmcheck","config":{"lease_ttl":"5m"}}`, `\"lease_ttl\": \"5m\" is not a duration in seconds`},
+		{`{"name":["dm"],"kind":"dmcheck"}`, `\"name\": an array is not a string (line 1, column 9)`},
+		{`["dm"]`, `the body is not a JSON object: it starts with [`},
 		{``, `the body is empty`},
 	} {
 		code, body := post(tt.body)
