@@ -23,8 +23,9 @@ import (
 )
 
 // jsonOptions print messages with the proto field names (snake_case), the
-// names README's curl examples send, and leave out zero fields.
-var jsonOptions = protojson.MarshalOptions{Multiline: true, UseProtoNames: true}
+// names README's curl examples send, zero values written out as the API
+// writes them.
+var jsonOptions = protojson.MarshalOptions{Multiline: true, UseProtoNames: true, EmitDefaultValues: true}
 
 // print writes msg as JSON with -o json, else calls table with a tabwriter
 // that is flushed afterwards.
@@ -60,7 +61,7 @@ func row(w io.Writer, cells ...any) {
 // jsonLine writes msg as one compact JSON object on one line, with extra
 // fields merged in (used for streams, which print JSON lines).
 func jsonLine(w io.Writer, msg proto.Message, extra map[string]any) error {
-	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(msg)
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(msg)
 	if err != nil {
 		return err
 	}

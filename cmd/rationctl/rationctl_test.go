@@ -422,6 +422,9 @@ func TestOutput_JSONParsesBack(t *testing.T) {
 	if !strings.Contains(out, `"bucket_size"`) || !strings.Contains(out, `"served_by"`) {
 		t.Errorf("want snake_case field names:\n%s", out)
 	}
+	if !strings.Contains(out, `"leased": "0"`) {
+		t.Errorf("want zero values written out, as the API writes them:\n%s", out)
+	}
 
 	table := mustRun(t, nil, "", "--addr", addr, "service", "list")
 	lines := strings.Split(strings.TrimSpace(table), "\n")
