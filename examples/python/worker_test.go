@@ -7,7 +7,7 @@
 // logged as submitted, with as many results; each bucket a worker acquired
 // ends in exactly one logged outcome (submitted, released or lost); a
 // bucket whose work failed is released; the workers moved past the dead
-// node; and both exit 0. A third worker, frozen (SIGSTOP) until its lease
+// node; both exit 0; and the restarted node catches up. A third worker, frozen (SIGSTOP) until its lease
 // is taken back, must log the lease lost, and on SIGTERM release the
 // bucket it holds and exit 0.
 package python
@@ -144,6 +144,14 @@ func TestWorker_LeaderKilled(t *testing.T) {
 	if it, b := svc.GetService().GetItems(), svc.GetService().GetBuckets(); it.GetPending()+it.GetLeased()+it.GetQuarantined() != 0 || b.GetLeased()+b.GetDead() != 0 {
 		t.Errorf("after the workers exited: items %v, buckets %v", it, b)
 	}
+	// The restarted node has caught up: its own state has every result.
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		r, err := nodes[leader].client.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm", Consistency: rationv1.Consistency_CONSISTENCY_STALE})
+		if n := r.GetService().GetItems().GetDone(); err != nil || n != int64(items) {
+			return fmt.Errorf("restarted %s: %d items done, %v", nodes[leader].id, n, err)
+		}
+		return nil
+	})
 }
 
 // addService creates a dmcheck service of buckets of 10 with lease ttl,
