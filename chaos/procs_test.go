@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +20,7 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster/clustertest"
+	"github.com/rationhq/ration/internal/testport"
 )
 
 // rationdBin is built once by TestMain.
@@ -43,40 +42,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// freePort returns a loopback address nobody listens on right now, for a
-// rationd process to listen on a moment later. The port is picked below the
-// kernel's ephemeral range: a port from that range, once closed, may be
-// handed to any socket that binds port 0 or connects out (a proxy here,
-// another test package) before rationd binds it.
-func freePort(t *testing.T) string {
-	t.Helper()
-	lo, hi := 20000, ephemeralLow()
-	for range 200 {
-		addr := fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return addr
-	}
-	t.Fatalf("no free port in %d-%d", lo, hi)
-	return ""
-}
-
-// ephemeralLow returns the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 21000 {
-				return n
-			}
-		}
-	}
-	return 32768
 }
 
 // proc is one rationd process.
@@ -256,7 +221,7 @@ func startCluster(t *testing.T, n int, dir string) *testCluster {
 	c := &testCluster{t: t, proxies: map[[2]int]*proxy{}, dir: dir}
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
-		c.procs = append(c.procs, &proc{t: t, id: id, api: freePort(t), raft: freePort(t),
+		c.procs = append(c.procs, &proc{t: t, id: id, api: testport.Free(t), raft: testport.Free(t),
 			dataDir: filepath.Join(dir, id), logPath: filepath.Join(dir, id+".log"), clockFile: filepath.Join(dir, id+".clock")})
 	}
 	for i := range n {
