@@ -76,7 +76,7 @@ leader() { ctl --retry-for "${1:-3s}" cluster status 2>/dev/null | awk '$1 == "*
 # ready NODE: its /readyz says 200; otherwise why not is in not_ready.
 ready() {
   local out
-  out=$(curl -s -w ' %{http_code}' --max-time 2 "127.0.0.1:${port[$1]}/readyz" || true)
+  out=$(curl -s -w ' %{http_code}' --max-time 2 "127.0.0.1:${port[$1]}/readyz" | tr -s '\n' ' ' || true)
   [ "${out##* }" = 200 ] && return 0
   not_ready="$1: $out"
   return 1
