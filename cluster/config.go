@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +19,11 @@ type Config struct {
 	// RaftAddr is the address Raft listens on and advertises (host:port);
 	// an in-memory node ignores it.
 	RaftAddr string
+	// AdvertiseRaft, when set, is the address other nodes dial to reach
+	// this node's Raft, kept as given: a host name is looked up at each
+	// dial, so it outlives a change of the node's IP (containers). Empty
+	// advertises RaftAddr, resolved to an IP. An in-memory node ignores it.
+	AdvertiseRaft string
 	// APIAddr is the address other nodes reach this node's API on.
 	APIAddr string
 	// DataDir holds the Raft log (raft.db) and snapshots; created 0700.
@@ -168,6 +174,28 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		return fmt.Errorf("cluster config: RaftAddr %q: %v", c.RaftAddr, err)
+	}
+	if c.AdvertiseRaft != "" {
+		if err := CheckAdvertiseAddr(c.AdvertiseRaft); err != nil {
+			return fmt.Errorf("cluster config: AdvertiseRaft: %w", err)
+		}
+	}
+	return nil
+}
+
+// CheckAdvertiseAddr reports why addr cannot be dialed by other nodes:
+// it must be host:port with a host (a name or an IP other than 0.0.0.0 or
+// ::) and a port from 1 to 65535.
+func CheckAdvertiseAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %v", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%q: give a host other nodes can reach", addr)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("%q: port must be a number from 1 to 65535", addr)
 	}
 	return nil
 }

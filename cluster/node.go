@@ -186,7 +186,7 @@ func (n *Node) openTransport(log hclog.Logger) error {
 		_, n.trans = raft.NewInmemTransport("")
 		return nil
 	}
-	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.PeerTLS, n.id)
+	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.AdvertiseRaft, n.cfg.PeerTLS, n.id)
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
 	}

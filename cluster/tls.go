@@ -33,11 +33,12 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// newStreamLayer listens on bind. With peer set, it accepts only clients
+// newStreamLayer listens on bind and advertises advertise, or bind
+// resolved when advertise is empty. With peer set, it accepts only clients
 // whose certificate the peer CA signed (peer.ClientCAs, or else
 // peer.RootCAs), and dials with peer's certificate, verifying the server
 // against peer.RootCAs and the dialed host.
-func newStreamLayer(bind string, peer *tls.Config, id *identity) (*streamLayer, error) {
+func newStreamLayer(bind, advertise string, peer *tls.Config, id *identity) (*streamLayer, error) {
 	addr, err := net.ResolveTCPAddr("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -47,12 +48,15 @@ func newStreamLayer(bind string, peer *tls.Config, id *identity) (*streamLayer, 
 		return nil, err
 	}
 	s := &streamLayer{ln: ln, advertise: addr, id: id, conns: map[*helloConn]struct{}{}}
-	if addr.Port == 0 {
+	switch {
+	case advertise != "":
+		s.advertise = advertisedAddr(advertise)
+	case addr.Port == 0:
 		s.advertise = ln.Addr() // advertise the port the listener got
 	}
-	if a := s.advertise.(*net.TCPAddr); a.IP == nil || a.IP.IsUnspecified() {
+	if a, ok := s.advertise.(*net.TCPAddr); ok && (a.IP == nil || a.IP.IsUnspecified()) {
 		ln.Close()
-		return nil, fmt.Errorf("raft address %s cannot be advertised: give a host other nodes can reach", bind)
+		return nil, fmt.Errorf("raft address %s cannot be advertised: give a host other nodes can reach, or an address to advertise", bind)
 	}
 	if peer != nil {
 		srv := peer.Clone()
@@ -114,6 +118,13 @@ func (s *streamLayer) drain(timeout time.Duration) bool {
 
 // Close stops listening.
 func (s *streamLayer) Close() error { return s.ln.Close() }
+
+// advertisedAddr is an advertised address kept as given (a host name
+// stays a name).
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }
 
 // Addr is the advertised address.
 func (s *streamLayer) Addr() net.Addr { return s.advertise }

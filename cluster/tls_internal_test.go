@@ -23,7 +23,7 @@ import (
 func layer(t *testing.T, peer *tls.Config, clusterID string) (*streamLayer, chan error) {
 	t.Helper()
 	id := &identity{path: t.TempDir() + "/" + IdentityFile, log: hclog.NewNullLogger(), rec: identityRecord{NodeID: "n", ClusterID: clusterID}}
-	s, err := newStreamLayer("127.0.0.1:0", peer, id)
+	s, err := newStreamLayer("127.0.0.1:0", "", peer, id)
 	if err != nil {
 		t.Fatal(err)
 	}

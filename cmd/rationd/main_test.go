@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -205,4 +206,52 @@ func TestTestClock(t *testing.T) {
 	if d := time.Until(c.Now()); d > -89*time.Second {
 		t.Fatalf("an unreadable file moved the offset to %s", d)
 	}
+}
+
+// TestMain_AdvertiseRaft: --advertise-raft is checked, is needed when Raft
+// listens on every interface, and is the address a node joins under.
+func TestMain_AdvertiseRaft(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--raft-addr", "0.0.0.0:7071"}, "give --advertise-raft"},
+		{[]string{"--raft-addr", ":7071"}, "give --advertise-raft"},
+		{[]string{"--raft-addr", "0.0.0.0:7071", "--advertise-raft", "n1:7071"}, ""},
+		{[]string{"--advertise-raft", "0.0.0.0:7071"}, "give a host"},
+		{[]string{"--advertise-raft", "n1"}, "missing port"},
+	} {
+		m := NewMain()
+		m.Stderr = io.Discard
+		err := m.ParseFlags(tc.args, func(string) string { return "" })
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	port := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, p, _ := net.SplitHostPort(ln.Addr().String())
+		return p
+	}
+	p1, p2 := port(), port()
+	dir := t.TempDir()
+	m1 := startMain(t, filepath.Join(dir, "n1"), "--node-id", "n1", "--bootstrap",
+		"--raft-addr", "127.0.0.1:"+p1, "--advertise-raft", "localhost:"+p1)
+	startMain(t, filepath.Join(dir, "n2"), "--node-id", "n2", "--join", m1.Addr(),
+		"--raft-addr", "127.0.0.1:"+p2, "--advertise-raft", "localhost:"+p2)
+	want := "n1=localhost:" + p1 + " n2=localhost:" + p2
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		var got []string
+		for _, mb := range m1.Node().Members() {
+			got = append(got, mb.ID+"="+mb.RaftAddress)
+		}
+		if strings.Join(got, " ") != want {
+			return fmt.Errorf("members %v, want %s", got, want)
+		}
+		return nil
+	})
 }

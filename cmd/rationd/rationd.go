@@ -33,6 +33,7 @@ type Main struct {
 	HTTPAddr      string
 	AdvertiseHTTP string
 	RaftAddr      string
+	AdvertiseRaft string
 	Bootstrap     bool
 	Join          []string
 	AdminToken    string
@@ -86,7 +87,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "directory for the Raft log and snapshots (created 0700)")
 	fs.StringVar(&m.HTTPAddr, "http-addr", m.HTTPAddr, "address the API listens on")
 	fs.StringVar(&m.AdvertiseHTTP, "advertise-http", "", "API address other nodes use to reach this one (default: the listening address)")
-	fs.StringVar(&m.RaftAddr, "raft-addr", m.RaftAddr, "address Raft listens on and advertises")
+	fs.StringVar(&m.RaftAddr, "raft-addr", m.RaftAddr, "address Raft listens on (and advertises, resolved to an IP, unless --advertise-raft is given)")
+	fs.StringVar(&m.AdvertiseRaft, "advertise-raft", "", "Raft address other nodes dial to reach this one, kept as given: a host name is looked up at each dial (containers)")
 	fs.BoolVar(&m.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (implied when --join is not given)")
 	join := fs.String("join", "", "comma-separated API addresses of members to join through")
 	fs.StringVar(&m.AdminToken, "admin-token", getenv("RATION_ADMIN_TOKEN"), "token required on owner, insight and cluster calls (env RATION_ADMIN_TOKEN)")
@@ -128,6 +130,13 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 			m.Join = append(m.Join, a)
 		}
 	}
+	if m.AdvertiseRaft != "" {
+		if err := cluster.CheckAdvertiseAddr(m.AdvertiseRaft); err != nil {
+			return fmt.Errorf("--advertise-raft %w", err)
+		}
+	} else if unspecified(m.RaftAddr) {
+		return fmt.Errorf("--raft-addr %s listens on every interface: give --advertise-raft, the address other nodes reach this one at", m.RaftAddr)
+	}
 	if m.Bootstrap && len(m.Join) > 0 {
 		return errors.New("--bootstrap and --join exclude each other: bootstrap the first node, join the others")
 	}
@@ -153,6 +162,16 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		return fmt.Errorf("refusing to serve %s without an admin token: set --admin-token (or RATION_ADMIN_TOKEN), or pass --insecure to accept that anyone who reaches it can administer the cluster", m.HTTPAddr)
 	}
 	return nil
+}
+
+// unspecified reports whether addr's host is empty, 0.0.0.0 or ::.
+func unspecified(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 // loopback reports whether addr listens on loopback only.
@@ -237,7 +256,7 @@ func (m *Main) serve(ln net.Listener, h http.Handler, tl *tlsSetup) {
 // clusterConfig is the node's configuration from the flags.
 func (m *Main) clusterConfig(advertise string, tl *tlsSetup) cluster.Config {
 	cfg := cluster.DefaultConfig()
-	cfg.NodeID, cfg.RaftAddr, cfg.APIAddr, cfg.DataDir = m.NodeID, m.RaftAddr, advertise, m.DataDir
+	cfg.NodeID, cfg.RaftAddr, cfg.AdvertiseRaft, cfg.APIAddr, cfg.DataDir = m.NodeID, m.RaftAddr, m.AdvertiseRaft, advertise, m.DataDir
 	cfg.Bootstrap = len(m.Join) == 0
 	cfg.Logger = m.log
 	cfg.PeerDialAddrs = m.RaftDial
