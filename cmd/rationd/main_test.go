@@ -112,8 +112,8 @@ func TestMain_Flags(t *testing.T) {
 		{[]string{"--http-addr", "0.0.0.0:7070"}, false},
 		{[]string{"--http-addr", ":7070"}, false},
 		{[]string{"--http-addr", "10.1.2.3:7070"}, false},
-		{[]string{"--http-addr", "0.0.0.0:7070", "--admin-token", "t"}, true},
-		{[]string{"--http-addr", "0.0.0.0:7070", "--insecure"}, true},
+		{[]string{"--http-addr", "0.0.0.0:7070", "--advertise-http", "n1:7070", "--admin-token", "t"}, true},
+		{[]string{"--http-addr", "0.0.0.0:7070", "--advertise-http", "n1:7070", "--insecure"}, true},
 		{[]string{"--http-addr", "[::1]:7070"}, true},
 		{[]string{"--http-addr", "localhost:7070"}, true},
 	} {
@@ -208,8 +208,9 @@ func TestTestClock(t *testing.T) {
 	}
 }
 
-// TestMain_AdvertiseRaft: --advertise-raft is checked, is needed when Raft
-// listens on every interface, and is the address a node joins under.
+// TestMain_AdvertiseRaft: --advertise-raft (and --advertise-http) is
+// checked, is needed when Raft (the API) listens on every interface, and is
+// the address a node joins under.
 func TestMain_AdvertiseRaft(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -220,6 +221,9 @@ func TestMain_AdvertiseRaft(t *testing.T) {
 		{[]string{"--raft-addr", "0.0.0.0:7071", "--advertise-raft", "n1:7071"}, ""},
 		{[]string{"--advertise-raft", "0.0.0.0:7071"}, "give a host"},
 		{[]string{"--advertise-raft", "n1"}, "missing port"},
+		{[]string{"--http-addr", "0.0.0.0:7070", "--insecure"}, "give --advertise-http"},
+		{[]string{"--http-addr", "[::]:7070", "--insecure", "--advertise-http", "n1:7070"}, ""},
+		{[]string{"--advertise-http", "0.0.0.0:7070"}, "give a host"},
 	} {
 		m := NewMain()
 		m.Stderr = io.Discard

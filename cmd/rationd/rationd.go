@@ -130,6 +130,13 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 			m.Join = append(m.Join, a)
 		}
 	}
+	if m.AdvertiseHTTP != "" {
+		if err := cluster.CheckAdvertiseAddr(m.AdvertiseHTTP); err != nil {
+			return fmt.Errorf("--advertise-http %w", err)
+		}
+	} else if unspecified(m.HTTPAddr) {
+		return fmt.Errorf("--http-addr %s listens on every interface: give --advertise-http, the API address other nodes forward to", m.HTTPAddr)
+	}
 	if m.AdvertiseRaft != "" {
 		if err := cluster.CheckAdvertiseAddr(m.AdvertiseRaft); err != nil {
 			return fmt.Errorf("--advertise-raft %w", err)
