@@ -16,7 +16,7 @@ import (
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/rationhq/ration/api/ration/peer/v1/peerv1connect"
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
@@ -28,8 +28,8 @@ type Store interface {
 	ID() string
 	IsLeader() bool
 	Leader() (id, apiAddr string, err error)
-	Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error)
-	Heartbeat(ctx context.Context, e *rationv1.HeartbeatEntry) (*rationv1.CommandResult, error)
+	Apply(ctx context.Context, cmd *statev1.Command) (*statev1.CommandResult, error)
+	Heartbeat(ctx context.Context, e *statev1.HeartbeatEntry) (*statev1.CommandResult, error)
 	State() *fsm.State
 	Changed() <-chan struct{}
 	ReadIndex(ctx context.Context) (uint64, error)
