@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
+	"github.com/rationhq/ration/api"
 	"github.com/rationhq/ration/api/ration/peer/v1/peerv1connect"
 	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
@@ -165,8 +166,9 @@ func (s *Server) Handler() http.Handler {
 		checker.services[n] = true
 	}
 	mux.Handle(grpchealth.NewHandler(checker, connect.WithReadMaxBytes(MaxRequestBytes)))
-	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
+	reflector := s.reflector(names)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithReadMaxBytes(MaxRequestBytes)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithReadMaxBytes(MaxRequestBytes)))
 	// Monitoring needs no admin token, as in etcd: probes and scrapers
 	// carry no credentials, and these reveal counts by service, never item
 	// or worker ids or payloads.
@@ -180,6 +182,19 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
 	return h2c.NewHandler(rpcEdge(mux), &http2.Server{IdleTimeout: 2 * time.Minute})
+}
+
+// reflector serves the public services' descriptors with their comments
+// (api.PublicFiles), so that grpcurl describe shows the docs; the
+// generated Go's descriptors, which have none, only if those cannot load.
+func (s *Server) reflector(services []string) *grpcreflect.Reflector {
+	var opts []grpcreflect.Option
+	if files, err := api.PublicFiles(); err != nil {
+		s.log.Warn("reflection serves descriptors without comments", "error", err)
+	} else {
+		opts = append(opts, grpcreflect.WithDescriptorResolver(files))
+	}
+	return grpcreflect.NewReflector(grpcreflect.NamerFunc(func() []string { return services }), opts...)
 }
 
 // CompressMinBytes is the smallest response the server compresses.
