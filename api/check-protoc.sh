@@ -24,6 +24,16 @@ mkdir "$tmp/protoc" "$tmp/grpc"
 echo "$(protoc --version): ${protos[*]}"
 protoc -I . --python_out="$tmp/protoc" --cpp_out="$tmp/protoc" \
   --include_imports --descriptor_set_out="$tmp/api.binpb" "${protos[@]}"
+# The public API stands alone: it imports only its own files and the
+# well-known types, never the internal packages.
+"$py" - "$tmp/api.binpb" <<'PY'
+import sys
+from google.protobuf import descriptor_pb2
+files = descriptor_pb2.FileDescriptorSet.FromString(open(sys.argv[1], "rb").read()).file
+bad = [f.name for f in files if not f.name.startswith(("ration/v1/", "google/protobuf/"))]
+if bad:
+    sys.exit("the public API imports internal files: " + ", ".join(bad))
+PY
 echo "grpc_tools ($("$py" -m grpc_tools.protoc --version))"
 "$py" -m grpc_tools.protoc -I . --python_out="$tmp/grpc" --grpc_python_out="$tmp/grpc" "${protos[@]}"
 
