@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Debian's python3, which python3-grpc-tools installs into (the python3
+# first on PATH may be another).
 py=/usr/bin/python3
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
@@ -20,7 +22,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/protoc" "$tmp/grpc"
 
 # The well-known imports (google/protobuf/*.proto) come from protoc's own
-# include directory (/usr/include) and grpc_tools' bundled copy.
+# include directory and grpc_tools' bundled copy: no -I for them.
 echo "$(protoc --version): ${protos[*]}"
 protoc -I . --python_out="$tmp/protoc" --cpp_out="$tmp/protoc" \
   --include_imports --descriptor_set_out="$tmp/api.binpb" "${protos[@]}"
