@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	"github.com/rationhq/ration/fsm"
 )
 
@@ -19,7 +19,7 @@ import (
 // to the group commit (the only caller of raft.Apply), and turns a domain
 // failure into an error matching its fsm sentinel (the result is returned
 // as well). Only the leader applies; others get ErrNotLeader.
-func (n *Node) Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error) {
+func (n *Node) Apply(ctx context.Context, cmd *statev1.Command) (*statev1.CommandResult, error) {
 	if err := n.awaitTermClock(ctx); err != nil {
 		return nil, err
 	}
@@ -28,9 +28,9 @@ func (n *Node) Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.Comm
 
 // apply is Apply without waiting for the term's clock: the leader's own
 // first entries of a term.
-func (n *Node) apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error) {
+func (n *Node) apply(ctx context.Context, cmd *statev1.Command) (*statev1.CommandResult, error) {
 	if cmd.Header == nil {
-		cmd.Header = &rationv1.CommandHeader{}
+		cmd.Header = &statev1.CommandHeader{}
 	}
 	cmd.Header.ProposedAt = n.now()
 	cmd.Header.Seed = rand.Uint64()
@@ -74,12 +74,12 @@ func raftError(err error) error {
 // through Apply, so heartbeats arriving together share log entries through
 // the group commit, as every command does. The header carries no request
 // id: the state machine keeps no request-id record for a heartbeat.
-func (n *Node) Heartbeat(ctx context.Context, e *rationv1.HeartbeatEntry) (*rationv1.CommandResult, error) {
+func (n *Node) Heartbeat(ctx context.Context, e *statev1.HeartbeatEntry) (*statev1.CommandResult, error) {
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	res, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
-		Op: &rationv1.Command_Heartbeat{Heartbeat: &rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{e}}}})
+	res, err := n.Apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "system"},
+		Op: &statev1.Command_Heartbeat{Heartbeat: &statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{e}}}})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/cluster/clustertest"
@@ -32,7 +33,7 @@ func BenchmarkCluster_Apply(b *testing.B) {
 			}})
 			l := c.Leader()
 			ctx := context.Background()
-			if _, err := l.Apply(ctx, &rationv1.Command{Op: &rationv1.Command_CreateService{CreateService: &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}}}); err != nil {
+			if _, err := l.Apply(ctx, &statev1.Command{Op: &statev1.Command_CreateService{CreateService: &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}}}); err != nil {
 				b.Fatal(err)
 			}
 			proposers := mode.proposers
@@ -43,7 +44,7 @@ func BenchmarkCluster_Apply(b *testing.B) {
 				wg.Go(func() {
 					for next.Add(1) <= int64(b.N) {
 						id := fmt.Sprintf("i%d", next.Load())
-						cmd := &rationv1.Command{Op: &rationv1.Command_AddItems{AddItems: &rationv1.AddItemsRequest{Service: "dm", Items: []string{id}}}}
+						cmd := &statev1.Command{Op: &statev1.Command_AddItems{AddItems: &rationv1.AddItemsRequest{Service: "dm", Items: []string{id}}}}
 						if _, err := l.Apply(ctx, cmd); err != nil {
 							b.Error(err)
 							return
@@ -67,8 +68,8 @@ func BenchmarkCluster_Heartbeat(b *testing.B) {
 	c := clustertest.New(b, 1, clustertest.Options{})
 	l := c.Leader()
 	ctx := context.Background()
-	must := func(op *rationv1.Command, worker string) *rationv1.CommandResult {
-		op.Header = &rationv1.CommandHeader{Actor: "admin"}
+	must := func(op *statev1.Command, worker string) *statev1.CommandResult {
+		op.Header = &statev1.CommandHeader{Actor: "admin"}
 		if worker != "" {
 			op.Header.Actor, op.Header.Credential = worker, secret(worker)
 		}
@@ -78,19 +79,19 @@ func BenchmarkCluster_Heartbeat(b *testing.B) {
 		}
 		return res
 	}
-	must(&rationv1.Command{Op: &rationv1.Command_CreateService{CreateService: &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+	must(&statev1.Command{Op: &statev1.Command_CreateService{CreateService: &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
 		Config: &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: durationpb.New(time.Hour)}}}}, "")
 	items := make([]string, workers)
 	for i := range items {
 		items[i] = fmt.Sprintf("i%d", i)
 	}
-	must(&rationv1.Command{Op: &rationv1.Command_AddItems{AddItems: &rationv1.AddItemsRequest{Service: "dm", Items: items}}}, "")
-	beats := make([]*rationv1.HeartbeatEntry, workers)
+	must(&statev1.Command{Op: &statev1.Command_AddItems{AddItems: &rationv1.AddItemsRequest{Service: "dm", Items: items}}}, "")
+	beats := make([]*statev1.HeartbeatEntry, workers)
 	for i := range beats {
 		w := fmt.Sprintf("w%d", i)
-		must(&rationv1.Command{Op: &rationv1.Command_Register{Register: &rationv1.RegisterRequest{Service: "dm", WorkerId: w}}}, w)
-		bk := must(&rationv1.Command{Op: &rationv1.Command_Acquire{Acquire: &rationv1.AcquireRequest{Service: "dm", WorkerId: w}}}, w).GetAcquire().GetBuckets()[0]
-		beats[i] = &rationv1.HeartbeatEntry{Credential: secret(w),
+		must(&statev1.Command{Op: &statev1.Command_Register{Register: &rationv1.RegisterRequest{Service: "dm", WorkerId: w}}}, w)
+		bk := must(&statev1.Command{Op: &statev1.Command_Acquire{Acquire: &rationv1.AcquireRequest{Service: "dm", WorkerId: w}}}, w).GetAcquire().GetBuckets()[0]
+		beats[i] = &statev1.HeartbeatEntry{Credential: secret(w),
 			Request: &rationv1.HeartbeatRequest{WorkerId: w, Buckets: []*rationv1.BucketRef{{Id: bk.Id, Epoch: bk.Lease.Epoch}}}}
 	}
 	start := l.State().Index()

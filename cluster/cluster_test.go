@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/cluster/clustertest"
@@ -19,7 +20,7 @@ import (
 
 func secret(w string) []byte { s := sha256.Sum256([]byte(w)); return s[:] }
 
-func apply(t *testing.T, n *cluster.Node, op proto.Message, worker string) *rationv1.CommandResult {
+func apply(t *testing.T, n *cluster.Node, op proto.Message, worker string) *statev1.CommandResult {
 	t.Helper()
 	res, err := tryApply(n, op, worker)
 	if err != nil {
@@ -28,12 +29,12 @@ func apply(t *testing.T, n *cluster.Node, op proto.Message, worker string) *rati
 	return res
 }
 
-func tryApply(n *cluster.Node, op proto.Message, worker string) (*rationv1.CommandResult, error) {
+func tryApply(n *cluster.Node, op proto.Message, worker string) (*statev1.CommandResult, error) {
 	cmd, ok := fsm.NewCommand(op)
 	if !ok {
 		panic(fmt.Sprintf("unknown op %T", op))
 	}
-	cmd.Header = &rationv1.CommandHeader{Actor: "admin"}
+	cmd.Header = &statev1.CommandHeader{Actor: "admin"}
 	if worker != "" {
 		cmd.Header.Actor, cmd.Header.Credential = worker, secret(worker)
 	}
@@ -263,7 +264,7 @@ func TestCluster_FailoverGraceKeepsLeasesAlive(t *testing.T) {
 	if bk.State != rationv1.BucketState_BUCKET_STATE_LEASED {
 		t.Fatalf("bucket %v during the failover grace, want still leased", bk.State)
 	}
-	res, err := nl.Heartbeat(context.Background(), &rationv1.HeartbeatEntry{Credential: secret("w1"),
+	res, err := nl.Heartbeat(context.Background(), &statev1.HeartbeatEntry{Credential: secret("w1"),
 		Request: &rationv1.HeartbeatRequest{WorkerId: "w1", Buckets: []*rationv1.BucketRef{{Id: b.Id, Epoch: b.Lease.Epoch}}}})
 	if err != nil || res.GetHeartbeatEntry().GetBuckets()[0].GetLease() == nil {
 		t.Fatalf("heartbeat to the new leader: %v %v", res, err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/cluster/clustertest"
@@ -43,7 +44,7 @@ func TestCluster_InMemory(t *testing.T) {
 	}
 	wg.Wait()
 	b := apply(t, l, &rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, "w1").GetAcquire().GetBuckets()[0]
-	res, err := l.Heartbeat(context.Background(), &rationv1.HeartbeatEntry{Credential: secret("w1"),
+	res, err := l.Heartbeat(context.Background(), &statev1.HeartbeatEntry{Credential: secret("w1"),
 		Request: &rationv1.HeartbeatRequest{WorkerId: "w1", Buckets: []*rationv1.BucketRef{{Id: b.Id, Epoch: b.Lease.Epoch}}}})
 	if err != nil || res.GetHeartbeatEntry().GetBuckets()[0].GetLease() == nil {
 		t.Fatalf("heartbeat: %v %v", res, err)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // watchLeadership starts the leader's loop when this node gains leadership
@@ -74,16 +74,16 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	// An empty tick closes the gap before reads are served. It and the
 	// API address carry the state machine's time: the term's clock is not
 	// set yet.
-	if _, err := n.apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
-		Op: &rationv1.Command_Tick{Tick: &rationv1.Tick{}}}); err != nil {
+	if _, err := n.apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "system"},
+		Op: &statev1.Command_Tick{Tick: &statev1.Tick{}}}); err != nil {
 		n.log.Warn("first entry after election failed", "error", err)
 		return
 	}
 	n.leaderReady.Store(true)
 	since := time.Now()
 	if node, ok := n.fsm.State().NodeAddress(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
-		cmd := &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
-			Op: &rationv1.Command_SetNode{SetNode: &rationv1.SetNode{NodeId: n.cfg.NodeID, ApiAddress: n.cfg.APIAddr}}}
+		cmd := &statev1.Command{Header: &statev1.CommandHeader{Actor: "system"},
+			Op: &statev1.Command_SetNode{SetNode: &statev1.SetNode{NodeId: n.cfg.NodeID, ApiAddress: n.cfg.APIAddr}}}
 		if _, err := n.apply(ctx, cmd); err != nil {
 			n.log.Warn("cannot publish API address", "error", err)
 		}
@@ -104,7 +104,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.checkClock()
 		grace := time.Since(since) >= n.cfg.FailoverGrace
 		for more := true; more && ctx.Err() == nil; {
-			tick := &rationv1.Tick{
+			tick := &statev1.Tick{
 				ExpireLeases:      grace,
 				DeactivateIdle:    grace,
 				ActivityRetention: int64(n.cfg.ActivityRetention),
@@ -120,7 +120,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			if !n.fsm.State().TickDue(n.now(), tick) {
 				break
 			}
-			res, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"}, Op: &rationv1.Command_Tick{Tick: tick}})
+			res, err := n.Apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "system"}, Op: &statev1.Command_Tick{Tick: tick}})
 			if err != nil {
 				if ctx.Err() == nil {
 					n.log.Warn("tick failed", "error", err)

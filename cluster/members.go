@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // Join adds a voter, idempotently: nothing changes if a member already has
@@ -55,8 +55,8 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, apiAddr string) error {
 	if node, ok := n.fsm.State().NodeAddress(id); ok && node.APIAddress == apiAddr {
 		return nil
 	}
-	_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
-		Op: &rationv1.Command_SetNode{SetNode: &rationv1.SetNode{NodeId: id, ApiAddress: apiAddr}}})
+	_, err := n.Apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "admin"},
+		Op: &statev1.Command_SetNode{SetNode: &statev1.SetNode{NodeId: id, ApiAddress: apiAddr}}})
 	return err
 }
 
@@ -81,8 +81,8 @@ func (n *Node) Remove(ctx context.Context, id string) (bool, error) {
 	if !found {
 		if _, ok := n.fsm.State().NodeAddress(id); ok {
 			// Left in the address book by a removal cut short: finish it.
-			_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
-				Op: &rationv1.Command_RemoveNode{RemoveNode: &rationv1.RemoveNode{NodeId: id}}})
+			_, err := n.Apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "admin"},
+				Op: &statev1.Command_RemoveNode{RemoveNode: &statev1.RemoveNode{NodeId: id}}})
 			return false, err
 		}
 		return false, nil
@@ -97,8 +97,8 @@ func (n *Node) Remove(ctx context.Context, id string) (bool, error) {
 	if _, ok := n.fsm.State().NodeAddress(id); !ok || !n.IsLeader() {
 		return true, nil // a leader that removed itself steps down here
 	}
-	_, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "admin"},
-		Op: &rationv1.Command_RemoveNode{RemoveNode: &rationv1.RemoveNode{NodeId: id}}})
+	_, err := n.Apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "admin"},
+		Op: &statev1.Command_RemoveNode{RemoveNode: &statev1.RemoveNode{NodeId: id}}})
 	return true, err
 }
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	"github.com/rationhq/ration/fsm"
 )
 
@@ -33,7 +33,7 @@ type proposal struct {
 }
 
 type proposalResult struct {
-	res *rationv1.CommandResult
+	res *statev1.CommandResult
 	err error
 }
 
@@ -43,7 +43,7 @@ func newProposer(n *Node, inFlight, maxBatch int) *proposer {
 }
 
 // propose queues one marshaled command and waits for its result.
-func (p *proposer) propose(ctx context.Context, data []byte) (*rationv1.CommandResult, error) {
+func (p *proposer) propose(ctx context.Context, data []byte) (*statev1.CommandResult, error) {
 	pr := &proposal{data: data, done: make(chan proposalResult, 1)}
 	p.mu.Lock()
 	p.queue = append(p.queue, pr)
@@ -128,7 +128,7 @@ func (p *proposer) apply(batch []*proposal) {
 		for i, pr := range batch {
 			subs[i] = pr.data
 		}
-		data = fsm.EncodeBatch(&rationv1.CommandHeader{ProposedAt: p.n.now(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
+		data = fsm.EncodeBatch(&statev1.CommandHeader{ProposedAt: p.n.now(), Proposer: p.n.cfg.NodeID, Actor: "system"}, subs)
 	}
 	f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout)
 	if err := p.n.await(context.Background(), f); err != nil {
@@ -142,7 +142,7 @@ func (p *proposer) apply(batch []*proposal) {
 		}
 		return
 	}
-	res, ok := f.Response().(*rationv1.CommandResult)
+	res, ok := f.Response().(*statev1.CommandResult)
 	if !ok {
 		err := fmt.Errorf("state machine answered %T", f.Response())
 		for _, pr := range batch {

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster/clustertest"
 	"github.com/rationhq/ration/fsm"
@@ -66,7 +67,7 @@ func TestCluster_ResultsStayUntilAcknowledgedAndRetained(t *testing.T) {
 	}
 	// The owner acknowledges the first two: they go, once their retention
 	// (long past) is checked by the new leader's tick; the others stay.
-	var res *rationv1.CommandResult
+	var res *statev1.CommandResult
 	clustertest.WaitFor(t, 10*time.Second, func() (err error) {
 		res, err = tryApply(nl, &rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]}, "")
 		return err

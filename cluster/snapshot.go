@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // Snapshot takes a fresh snapshot and returns it for reading; the caller
@@ -36,8 +36,8 @@ func (n *Node) Restore(r io.Reader, size int64) (uint64, error) {
 	// restore, so reads that wait for the commit index are answered.
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
 	defer cancel()
-	if _, err := n.Apply(ctx, &rationv1.Command{Header: &rationv1.CommandHeader{Actor: "system"},
-		Op: &rationv1.Command_Tick{Tick: &rationv1.Tick{}}}); err != nil {
+	if _, err := n.Apply(ctx, &statev1.Command{Header: &statev1.CommandHeader{Actor: "system"},
+		Op: &statev1.Command_Tick{Tick: &statev1.Tick{}}}); err != nil {
 		return 0, fmt.Errorf("restore applied, but the entry after it failed: %w", err)
 	}
 	return n.fsm.State().Index(), nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -96,7 +97,7 @@ func BenchmarkApply_Acquire10(b *testing.B) {
 			// refill cheap.
 			for len(held) > 0 {
 				n := min(len(held), 1000)
-				batch := &rationv1.CommandBatch{}
+				batch := &statev1.CommandBatch{}
 				for _, lb := range held[:n] {
 					op := &rationv1.ReleaseRequest{WorkerId: "w1", BucketId: lb.Id, Epoch: lb.Lease.Epoch}
 					batch.Commands = append(batch.Commands, h.command(op, "w1", cred, ""))
@@ -248,7 +249,7 @@ func BenchmarkApply_TickExpire10000(b *testing.B) {
 	b.ReportAllocs()
 	const n = 10000
 	var expired uint64
-	op := &rationv1.Tick{ExpireLeases: true}
+	op := &statev1.Tick{ExpireLeases: true}
 	var h *harness
 	for b.Loop() {
 		b.StopTimer()
@@ -661,7 +662,7 @@ func BenchmarkMemory_RememberedItems(b *testing.B) {
 			}
 			s, _ := h.f.State().Service(benchService)
 			h.must(&rationv1.AckResultsRequest{Service: benchService, ThroughSeq: s.LastResultSeq})
-			if r := h.must(&rationv1.Tick{TrimResults: true}).GetTick(); r.More {
+			if r := h.must(&statev1.Tick{TrimResults: true}).GetTick(); r.More {
 				b.Fatal("trimming took more than one tick")
 			}
 			runtime.GC()

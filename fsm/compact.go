@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -43,7 +44,7 @@ func newCompactForm[Plain, Compact proto.Message](compact func(Plain) Compact, e
 }
 
 var compactAddItems = newCompactForm(
-	func(req *rationv1.AddItemsRequest) *rationv1.CompactAddItems {
+	func(req *rationv1.AddItemsRequest) *statev1.CompactAddItems {
 		items := req.Items
 		req.Items = nil // so that the clone does not copy them
 		c := proto.CloneOf(req)
@@ -57,9 +58,9 @@ var compactAddItems = newCompactForm(
 		for _, id := range req.Items {
 			writeString(&buf, id)
 		}
-		return &rationv1.CompactAddItems{Request: c, Items: buf.String(), Count: uint32(len(req.Items))}
+		return &statev1.CompactAddItems{Request: c, Items: buf.String(), Count: uint32(len(req.Items))}
 	},
-	func(p *rationv1.CompactAddItems) (*rationv1.AddItemsRequest, string, error) {
+	func(p *statev1.CompactAddItems) (*rationv1.AddItemsRequest, string, error) {
 		req := &rationv1.AddItemsRequest{}
 		if p.GetRequest() != nil {
 			req = proto.CloneOf(p.GetRequest())
@@ -84,7 +85,7 @@ var compactAddItems = newCompactForm(
 	})
 
 var compactSubmit = newCompactForm(
-	func(req *rationv1.SubmitRequest) *rationv1.CompactSubmit {
+	func(req *rationv1.SubmitRequest) *statev1.CompactSubmit {
 		results := req.Results
 		req.Results = nil // so that the clone does not copy them
 		c := proto.CloneOf(req)
@@ -92,9 +93,9 @@ var compactSubmit = newCompactForm(
 		buf := encodeResults(req.Results, func(r *rationv1.ResultInput) (string, string, string) {
 			return r.GetItem(), r.GetVerdict(), r.GetPayload()
 		})
-		return &rationv1.CompactSubmit{Request: c, Results: buf, Count: uint32(len(req.Results))}
+		return &statev1.CompactSubmit{Request: c, Results: buf, Count: uint32(len(req.Results))}
 	},
-	func(p *rationv1.CompactSubmit) (*rationv1.SubmitRequest, string, error) {
+	func(p *statev1.CompactSubmit) (*rationv1.SubmitRequest, string, error) {
 		req := &rationv1.SubmitRequest{}
 		if p.GetRequest() != nil {
 			req = proto.CloneOf(p.GetRequest())
@@ -128,18 +129,18 @@ var compactSubmit = newCompactForm(
 
 // Compact returns cmd with its operation in compact form, if it has one;
 // other commands come back as they are. cmd itself is not changed.
-func Compact(cmd *rationv1.Command) *rationv1.Command {
+func Compact(cmd *statev1.Command) *statev1.Command {
 	o, req, compacted := operations.decode(cmd)
 	if o == nil || o.compact == nil || compacted {
 		return cmd
 	}
-	c := &rationv1.Command{Header: cmd.Header}
+	c := &statev1.Command{Header: cmd.Header}
 	c.ProtoReflect().Set(o.compact.field, protoreflect.ValueOfMessage(o.compact.compact(req).ProtoReflect()))
 	return c
 }
 
 // canonicalHash is bodyHash of a command's compact form: a request retried
 // with the same id matches whichever form either attempt took.
-func canonicalHash(cmd *rationv1.Command) []byte {
+func canonicalHash(cmd *statev1.Command) []byte {
 	return bodyHash(Compact(cmd))
 }

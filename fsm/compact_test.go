@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -28,7 +29,7 @@ func TestCompact_RoundTrip(t *testing.T) {
 	add := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"a", "", "ü€", string(bytes.Repeat([]byte("x"), 300))}, Priority: 2}, "admin", nil, "r")
 	sub := h.command(&rationv1.SubmitRequest{WorkerId: "w", BucketId: 3, Epoch: 9, Results: []*rationv1.ResultInput{
 		{Item: "a", Verdict: "DM", Payload: "p"}, {Item: "b"}}}, "w", []byte("c"), "s")
-	for _, c := range []*rationv1.Command{add, sub} {
+	for _, c := range []*statev1.Command{add, sub} {
 		before := c.String()
 		p := Compact(c)
 		if c.String() != before {
@@ -46,7 +47,7 @@ func TestCompact_RoundTrip(t *testing.T) {
 		if p.String() != packed {
 			t.Fatal("expand changed its argument")
 		}
-		back := &rationv1.Command{Header: c.Header}
+		back := &statev1.Command{Header: c.Header}
 		back.ProtoReflect().Set(o.field, protoreflect.ValueOfMessage(plain.ProtoReflect()))
 		if back.String() != before {
 			t.Fatalf("expand(Compact(c)) = %v, want %v", back, before)
@@ -55,7 +56,7 @@ func TestCompact_RoundTrip(t *testing.T) {
 			t.Fatal("plain and compact forms hash differently")
 		}
 	}
-	other := &rationv1.Command{Header: add.Header, Op: &rationv1.Command_Release{Release: &rationv1.ReleaseRequest{}}}
+	other := &statev1.Command{Header: add.Header, Op: &statev1.Command_Release{Release: &rationv1.ReleaseRequest{}}}
 	if Compact(other) != other {
 		t.Fatal("Compact changed a command it has no compact form for")
 	}
@@ -86,15 +87,15 @@ func TestCompact_CorruptRefused(t *testing.T) {
 	h := newHarness(t)
 	h.createService("dm", "dmcheck", nil)
 	hdr := h.command(&rationv1.ReleaseRequest{}, "admin", nil, "").Header
-	for name, c := range map[string]*rationv1.Command{
-		"items cut":      {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{5, 'a'}), Count: 1}}},
-		"items count":    {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{1, 'a'}), Count: 2}}},
-		"huge count":     {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Count: 1 << 31}}},
-		"results cut":    {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{1, 'a', 1}), Count: 1}}},
-		"results count":  {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{1, 'a', 0, 0, 1, 'b', 0, 0}), Count: 1}}},
-		"results extra":  {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{1, 'a', 0, 0, 9}), Count: 1}}},
-		"no request":     {Op: &rationv1.Command_CompactSubmit{CompactSubmit: &rationv1.CompactSubmit{Results: string([]byte{0, 0}), Count: 1}}},
-		"varint too big": {Op: &rationv1.Command_CompactAddItems{CompactAddItems: &rationv1.CompactAddItems{Items: strings.Repeat("\xff", 12), Count: 1}}},
+	for name, c := range map[string]*statev1.Command{
+		"items cut":      {Op: &statev1.Command_CompactAddItems{CompactAddItems: &statev1.CompactAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{5, 'a'}), Count: 1}}},
+		"items count":    {Op: &statev1.Command_CompactAddItems{CompactAddItems: &statev1.CompactAddItems{Request: &rationv1.AddItemsRequest{Service: "dm"}, Items: string([]byte{1, 'a'}), Count: 2}}},
+		"huge count":     {Op: &statev1.Command_CompactAddItems{CompactAddItems: &statev1.CompactAddItems{Count: 1 << 31}}},
+		"results cut":    {Op: &statev1.Command_CompactSubmit{CompactSubmit: &statev1.CompactSubmit{Results: string([]byte{1, 'a', 1}), Count: 1}}},
+		"results count":  {Op: &statev1.Command_CompactSubmit{CompactSubmit: &statev1.CompactSubmit{Results: string([]byte{1, 'a', 0, 0, 1, 'b', 0, 0}), Count: 1}}},
+		"results extra":  {Op: &statev1.Command_CompactSubmit{CompactSubmit: &statev1.CompactSubmit{Results: string([]byte{1, 'a', 0, 0, 9}), Count: 1}}},
+		"no request":     {Op: &statev1.Command_CompactSubmit{CompactSubmit: &statev1.CompactSubmit{Results: string([]byte{0, 0}), Count: 1}}},
+		"varint too big": {Op: &statev1.Command_CompactAddItems{CompactAddItems: &statev1.CompactAddItems{Items: strings.Repeat("\xff", 12), Count: 1}}},
 	} {
 		c.Header = hdr
 		r := h.applyCmd(c)

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -48,7 +49,7 @@ func TestFSM_RetriedRequestTakesEffectOnce(t *testing.T) {
 	}
 	// Request ids are forgotten after the retention.
 	h.advance(time.Hour)
-	if r := h.must(&rationv1.Tick{RequestRetention: int64(30 * time.Minute)}).GetTick(); r.RequestsTrimmed != 3 {
+	if r := h.must(&statev1.Tick{RequestRetention: int64(30 * time.Minute)}).GetTick(); r.RequestsTrimmed != 3 {
 		t.Fatalf("trimmed %d request ids, want 3", r.RequestsTrimmed)
 	}
 }
@@ -56,7 +57,7 @@ func TestFSM_RetriedRequestTakesEffectOnce(t *testing.T) {
 // script is a command sequence touching every operation, used by the
 // determinism, snapshot and golden tests.
 func script(h *harness) {
-	h.must(&rationv1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:7070"})
+	h.must(&statev1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:7070"})
 	h.createService("dm", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(time.Hour), MaxAttempts: 2})
 	h.createService("fol", "followers", nil)
 	h.createService("gen", "generic", &rationv1.ServiceConfig{Verdicts: []string{"A", "B"}})
@@ -79,7 +80,7 @@ func script(h *harness) {
 	fb := h.acquire("fol", "w1", 1)[0]
 	h.must(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: fb.Id, Epoch: fb.Lease.Epoch,
 		Results: []*rationv1.ResultInput{{Item: fb.Items[0], Verdict: "OK", Payload: `["1","2"]`}}})
-	h.must(&rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w2",
+	h.must(&statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w2",
 		Buckets: []*rationv1.BucketRef{{Id: b[1].Id, Epoch: b[1].Lease.Epoch}}}}}})
 	h.applyAs(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w2", MaxBuckets: 1}, "w2", secret("w2"), "rid-1")
 	h.advance(61 * time.Minute)
@@ -90,7 +91,7 @@ func script(h *harness) {
 	h.must(&rationv1.DeactivateWorkerRequest{Service: "dm", WorkerId: "w3", Reason: "test"})
 	h.must(&rationv1.RevokeServiceRequest{Name: "gen", Reason: "unused"})
 	h.must(&rationv1.UpdateServiceRequest{Name: "fol", Config: &rationv1.ServiceConfig{BucketSize: 7, PriorityAging: dur(time.Hour)}})
-	h.must(&rationv1.CommandBatch{Commands: []*rationv1.Command{
+	h.must(&statev1.CommandBatch{Commands: []*statev1.Command{
 		h.command(&rationv1.AddItemsRequest{Service: "fol", Items: ids("g", 3)}, "admin", nil, ""),
 		h.command(&rationv1.AcquireRequest{Service: "fol", WorkerId: "w1", MaxBuckets: 5}, "w1", secret("w1"), ""),
 	}})
@@ -274,10 +275,10 @@ func TestFSM_RequestIDsBoundedByBytes(t *testing.T) {
 	if len(costs) != 3 || total != h.f.t.meta.requestBytes {
 		t.Fatalf("remembered %v, %d bytes counted, %d summed", costs, h.f.t.meta.requestBytes, total)
 	}
-	if r := h.must(&rationv1.Tick{RequestMaxBytes: total}).GetTick(); r.RequestsTrimmed != 0 {
+	if r := h.must(&statev1.Tick{RequestMaxBytes: total}).GetTick(); r.RequestsTrimmed != 0 {
 		t.Fatalf("at the limit the tick forgot %d request ids", r.RequestsTrimmed)
 	}
-	if r := h.must(&rationv1.Tick{RequestMaxBytes: total - 1}).GetTick(); r.RequestsTrimmed != 1 {
+	if r := h.must(&statev1.Tick{RequestMaxBytes: total - 1}).GetTick(); r.RequestsTrimmed != 1 {
 		t.Fatalf("one byte past the limit the tick forgot %d request ids, want 1", r.RequestsTrimmed)
 	}
 	var left []string

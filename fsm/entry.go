@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // A log entry is one encoded Command: a single operation, or a
@@ -17,9 +17,9 @@ import (
 // a request-id check costs a second encode; they take the field numbers
 // from the generated descriptors, never from literals.
 var (
-	commandHeaderField = fieldNumber(&rationv1.Command{}, "header")
-	commandBatchField  = fieldNumber(&rationv1.Command{}, "batch")
-	batchCommandsField = fieldNumber(&rationv1.CommandBatch{}, "commands")
+	commandHeaderField = fieldNumber(&statev1.Command{}, "header")
+	commandBatchField  = fieldNumber(&statev1.Command{}, "batch")
+	batchCommandsField = fieldNumber(&statev1.CommandBatch{}, "commands")
 )
 
 func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
@@ -34,7 +34,7 @@ func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
 // operation is a CommandBatch of cmds, each already encoded, without
 // decoding and encoding them again. The bytes are those proto.Marshal
 // writes for the same Command.
-func EncodeBatch(hdr *rationv1.CommandHeader, cmds [][]byte) []byte {
+func EncodeBatch(hdr *statev1.CommandHeader, cmds [][]byte) []byte {
 	h, err := proto.Marshal(hdr)
 	if err != nil {
 		panic(err) // a header always encodes
@@ -57,8 +57,8 @@ func EncodeBatch(hdr *rationv1.CommandHeader, cmds [][]byte) []byte {
 }
 
 // leaves counts the commands applyCommand applies one by one.
-func leaves(cmd *rationv1.Command) int {
-	if b, ok := cmd.Op.(*rationv1.Command_Batch); ok {
+func leaves(cmd *statev1.Command) int {
+	if b, ok := cmd.Op.(*statev1.Command_Batch); ok {
 		n := 0
 		for _, c := range b.Batch.GetCommands() {
 			n += leaves(c)
@@ -135,8 +135,8 @@ func walkBatch(batch []byte, fn func([]byte) error) error {
 
 // bodyHash fingerprints a command's operation, without its header, so a
 // retried request id can be told from a reused one.
-func bodyHash(cmd *rationv1.Command) []byte {
-	c := &rationv1.Command{Op: cmd.Op}
+func bodyHash(cmd *statev1.Command) []byte {
+	c := &statev1.Command{Op: cmd.Op}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: marshal command body: %v", err))

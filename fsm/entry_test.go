@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -17,17 +18,17 @@ func TestBodySums_MatchBodyHash(t *testing.T) {
 	s := h.command(&rationv1.SubmitRequest{WorkerId: "w", BucketId: 9, Epoch: 4, RequestId: "r2",
 		Results: []*rationv1.ResultInput{{Item: "a", Verdict: "DM", Payload: "p"}, {Item: "b"}}}, "w", []byte("cred"), "r2")
 	empty := h.command(&rationv1.ReleaseRequest{}, "w", nil, "")
-	batch := &rationv1.Command{Header: &rationv1.CommandHeader{ProposedAt: 5},
-		Op: &rationv1.Command_Batch{Batch: &rationv1.CommandBatch{Commands: []*rationv1.Command{a, s, empty}}}}
+	batch := &statev1.Command{Header: &statev1.CommandHeader{ProposedAt: 5},
+		Op: &statev1.Command_Batch{Batch: &statev1.CommandBatch{Commands: []*statev1.Command{a, s, empty}}}}
 	for _, tc := range []struct {
 		name string
-		cmd  *rationv1.Command
-		want []*rationv1.Command
+		cmd  *statev1.Command
+		want []*statev1.Command
 	}{
-		{"add", a, []*rationv1.Command{a}},
-		{"submit", s, []*rationv1.Command{s}},
-		{"empty op", empty, []*rationv1.Command{empty}},
-		{"batch", batch, []*rationv1.Command{a, s, empty}},
+		{"add", a, []*statev1.Command{a}},
+		{"submit", s, []*statev1.Command{s}},
+		{"empty op", empty, []*statev1.Command{empty}},
+		{"batch", batch, []*statev1.Command{a, s, empty}},
 	} {
 		data, err := proto.Marshal(tc.cmd)
 		if err != nil {
@@ -53,13 +54,13 @@ func TestBodySums_MatchBodyHash(t *testing.T) {
 
 // EncodeBatch writes the bytes proto.Marshal writes for the same batch.
 func TestEncodeBatch_MatchesMarshal(t *testing.T) {
-	hdr := &rationv1.CommandHeader{ProposedAt: 1234567, Seed: 99}
-	var cmds []*rationv1.Command
+	hdr := &statev1.CommandHeader{ProposedAt: 1234567, Seed: 99}
+	var cmds []*statev1.Command
 	var enc [][]byte
 	for i, id := range []string{"a", "", "a-much-longer-worker-id-" + string(make([]byte, 300))} {
-		c := &rationv1.Command{
-			Header: &rationv1.CommandHeader{RequestId: id, ProposedAt: int64(i)},
-			Op:     &rationv1.Command_Register{Register: &rationv1.RegisterRequest{Service: "s", WorkerId: id}},
+		c := &statev1.Command{
+			Header: &statev1.CommandHeader{RequestId: id, ProposedAt: int64(i)},
+			Op:     &statev1.Command_Register{Register: &rationv1.RegisterRequest{Service: "s", WorkerId: id}},
 		}
 		b, err := proto.Marshal(c)
 		if err != nil {
@@ -67,7 +68,7 @@ func TestEncodeBatch_MatchesMarshal(t *testing.T) {
 		}
 		cmds, enc = append(cmds, c), append(enc, b)
 	}
-	want, err := proto.Marshal(&rationv1.Command{Header: hdr, Op: &rationv1.Command_Batch{Batch: &rationv1.CommandBatch{Commands: cmds}}})
+	want, err := proto.Marshal(&statev1.Command{Header: hdr, Op: &statev1.Command_Batch{Batch: &statev1.CommandBatch{Commands: cmds}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@ package fsm
 import (
 	"errors"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // Domain failures. Apply returns them as values inside the command's result
@@ -116,7 +116,7 @@ func (e *reasonError) Unwrap() error { return e.sentinel }
 // ResultError turns a command result's error back into a Go error that
 // matches its sentinel with errors.Is. It returns nil when the result holds
 // no error.
-func ResultError(r *rationv1.CommandResult) error {
+func ResultError(r *statev1.CommandResult) error {
 	ce := r.GetError()
 	if ce == nil {
 		return nil

@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // execute applies one command (never a batch), the same way for every
@@ -13,7 +13,7 @@ import (
 // answer a retried request id with its first answer, or else run the
 // operation and remember its answer under the request id. sum, when not
 // nil, is the command's body hash read from the log entry (see bodySums).
-func (x *txn) execute(cmd *rationv1.Command, sum []byte) *rationv1.CommandResult {
+func (x *txn) execute(cmd *statev1.Command, sum []byte) *statev1.CommandResult {
 	o, req, compacted := operations.decode(cmd)
 	if o == nil {
 		panic(fmt.Sprintf("fsm: log entry %d has an unknown operation %T", x.index, cmd.Op))
@@ -51,7 +51,7 @@ func (x *txn) execute(cmd *rationv1.Command, sum []byte) *rationv1.CommandResult
 }
 
 // run runs an operation and writes its changes back.
-func (x *txn) run(o *operation, req proto.Message) *rationv1.CommandResult {
+func (x *txn) run(o *operation, req proto.Message) *statev1.CommandResult {
 	answer, err := o.apply(x, req)
 	if err != nil {
 		return x.refuse(o, req, err)
@@ -62,7 +62,7 @@ func (x *txn) run(o *operation, req proto.Message) *rationv1.CommandResult {
 }
 
 // reusedID is the refusal of a request id that first came with another body.
-func reusedID(hdr *rationv1.CommandHeader, prev *request) error {
+func reusedID(hdr *statev1.CommandHeader, prev *request) error {
 	return fmt.Errorf("request id %q was first used at index %d for another request: %w", hdr.GetRequestId(), prev.Index, ErrRequestIDReused)
 }
 
@@ -76,8 +76,8 @@ func (r *request) cost() uint64 {
 }
 
 // result decodes the remembered answer.
-func (r *request) result() *rationv1.CommandResult {
-	res := &rationv1.CommandResult{}
+func (r *request) result() *statev1.CommandResult {
+	res := &statev1.CommandResult{}
 	if err := proto.Unmarshal(r.Answer, res); err != nil {
 		panic(fmt.Sprintf("fsm: request %q: remembered answer does not decode: %v", r.Key, err))
 	}
@@ -85,7 +85,7 @@ func (r *request) result() *rationv1.CommandResult {
 }
 
 // encodeAnswer encodes a command's answer for a request record.
-func encodeAnswer(res *rationv1.CommandResult) []byte {
+func encodeAnswer(res *statev1.CommandResult) []byte {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: encode answer: %v", err))

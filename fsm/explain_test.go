@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -59,7 +60,7 @@ func TestState_Explain(t *testing.T) {
 func TestExplainRequest_UnscopedRecordsOnlyWhenAsked(t *testing.T) {
 	h := newHarness(t)
 	h.createService("dm", "dmcheck", nil)
-	h.applyCmd(h.command(&rationv1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:1"}, "admin", nil, "rid-node"))
+	h.applyCmd(h.command(&statev1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:1"}, "admin", nil, "rid-node"))
 	st := h.f.State()
 	if e, ok := st.ExplainRequest("dm", "rid-node", true); !ok || len(e.Activity) != 1 {
 		t.Fatalf("unscoped: %v %v, want the SetNode record", e, ok)

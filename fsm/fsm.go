@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // FSM is ration's replicated state machine. It implements raft.FSM and
@@ -55,7 +55,7 @@ func (f *FSM) publish() {
 	}
 }
 
-// Apply implements raft.FSM. It returns a *rationv1.CommandResult for
+// Apply implements raft.FSM. It returns a *statev1.CommandResult for
 // command entries and nil for others. It panics on an entry it cannot
 // decode: every node would fail the same way, and stopping is better than
 // diverging.
@@ -83,7 +83,7 @@ func (f *FSM) applyLog(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	cmd := new(rationv1.Command)
+	cmd := new(statev1.Command)
 	if err := proto.Unmarshal(l.Data, cmd); err != nil {
 		panic(fmt.Sprintf("fsm: cannot decode log entry %d: %v", l.Index, err))
 	}
@@ -97,7 +97,7 @@ func (f *FSM) applyLog(l *raft.Log) any {
 // ApplyCommand applies one decoded command at index. It is Apply without
 // raft, for tests and tools that replay commands. The state may keep cmd's
 // byte fields, so cmd must not change afterwards.
-func (f *FSM) ApplyCommand(index uint64, cmd *rationv1.Command) *rationv1.CommandResult {
+func (f *FSM) ApplyCommand(index uint64, cmd *statev1.Command) *statev1.CommandResult {
 	if index > f.t.meta.index {
 		f.t.meta.index = index
 	}
@@ -108,7 +108,7 @@ func (f *FSM) ApplyCommand(index uint64, cmd *rationv1.Command) *rationv1.Comman
 
 // applyCommand applies cmd. sums, when not nil, holds the body hashes of
 // the commands still to apply in this entry (see bodySums).
-func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) *rationv1.CommandResult {
+func (f *FSM) applyCommand(index uint64, cmd *statev1.Command, sums *[][]byte) *statev1.CommandResult {
 	hdr := cmd.GetHeader()
 	if hdr == nil {
 		panic(fmt.Sprintf("fsm: log entry %d has no header", index))
@@ -116,12 +116,12 @@ func (f *FSM) applyCommand(index uint64, cmd *rationv1.Command, sums *[][]byte) 
 	if hdr.GetProposedAt() > f.t.meta.now {
 		f.t.meta.now = hdr.GetProposedAt()
 	}
-	if b, ok := cmd.Op.(*rationv1.Command_Batch); ok {
-		res := make([]*rationv1.CommandResult, len(b.Batch.GetCommands()))
+	if b, ok := cmd.Op.(*statev1.Command_Batch); ok {
+		res := make([]*statev1.CommandResult, len(b.Batch.GetCommands()))
 		for i, c := range b.Batch.GetCommands() {
 			res[i] = f.applyCommand(index, c, sums)
 		}
-		return &rationv1.CommandResult{Value: &rationv1.CommandResult_Batch{Batch: &rationv1.BatchResult{Results: res}}}
+		return &statev1.CommandResult{Value: &statev1.CommandResult_Batch{Batch: &statev1.BatchResult{Results: res}}}
 	}
 	var sum []byte
 	if sums != nil && len(*sums) > 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -34,7 +35,7 @@ func FuzzApply(f *testing.F) {
 		h := newHarness(t)
 		h.check = false
 		script(h)
-		var decoded rationv1.Command
+		var decoded statev1.Command
 		decodes := proto.Unmarshal(data, &decoded) == nil
 		defer func() {
 			r := recover()
@@ -57,7 +58,7 @@ func FuzzApply(f *testing.F) {
 		if !decodes {
 			t.Fatal("applied an entry that does not decode")
 		}
-		r, ok := res.(*rationv1.CommandResult)
+		r, ok := res.(*statev1.CommandResult)
 		if !ok {
 			t.Fatalf("Apply returned %T", res)
 		}
@@ -116,7 +117,7 @@ func restoreFuzzBody(t *testing.T, data []byte) {
 		// A sound restored state goes on like any other.
 		h := &harness{t: t, f: fsm, index: fsm.State().Index(), now: fsm.State().Now(), seed: 7, check: true}
 		h.advance(365 * 24 * time.Hour)
-		h.apply(&rationv1.Tick{ExpireLeases: true, DeactivateIdle: true, ActivityMax: 3, RequestRetention: 1})
+		h.apply(&statev1.Tick{ExpireLeases: true, DeactivateIdle: true, ActivityMax: 3, RequestRetention: 1})
 		for _, s := range fsm.State().Services() {
 			h.apply(&rationv1.AddItemsRequest{Service: s.Name, Items: []string{"fuzz"}, Rerun: true})
 			for _, r := range fsm.State().Registrations(s.Name, "", 10) {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -32,19 +33,19 @@ type harness struct {
 }
 
 // packAll is Compact of a command and of every command in a batch.
-func packAll(c *rationv1.Command) *rationv1.Command {
-	if b, ok := c.Op.(*rationv1.Command_Batch); ok {
-		out := &rationv1.CommandBatch{}
+func packAll(c *statev1.Command) *statev1.Command {
+	if b, ok := c.Op.(*statev1.Command_Batch); ok {
+		out := &statev1.CommandBatch{}
 		for _, sub := range b.Batch.GetCommands() {
 			out.Commands = append(out.Commands, packAll(sub))
 		}
-		return &rationv1.Command{Header: c.Header, Op: &rationv1.Command_Batch{Batch: out}}
+		return &statev1.Command{Header: c.Header, Op: &statev1.Command_Batch{Batch: out}}
 	}
 	return Compact(c)
 }
 
 // actionOf names a command's operation for test messages.
-func actionOf(c *rationv1.Command) string {
+func actionOf(c *statev1.Command) string {
 	if o, _, _ := operations.decode(c); o != nil {
 		return o.action
 	}
@@ -65,13 +66,13 @@ func secret(worker string) []byte {
 func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
 
 // command wraps an operation in a stamped envelope.
-func (h *harness) command(op proto.Message, actor string, cred []byte, requestID string) *rationv1.Command {
+func (h *harness) command(op proto.Message, actor string, cred []byte, requestID string) *statev1.Command {
 	h.seed = h.seed*6364136223846793005 + 1442695040888963407
-	c := &rationv1.Command{Header: &rationv1.CommandHeader{
+	c := &statev1.Command{Header: &statev1.CommandHeader{
 		RequestId: requestID, ProposedAt: h.now.UnixNano(), Seed: h.seed, Proposer: "test", Actor: actor, Credential: cred,
 	}}
-	if b, ok := op.(*rationv1.CommandBatch); ok {
-		c.Op = &rationv1.Command_Batch{Batch: b}
+	if b, ok := op.(*statev1.CommandBatch); ok {
+		c.Op = &statev1.Command_Batch{Batch: b}
 		return c
 	}
 	op1, ok := NewCommand(op)
@@ -93,11 +94,11 @@ func workerOf(op proto.Message) string {
 
 // apply applies op as its rightful sender: a worker op with the worker's
 // secret, anything else as the admin.
-func (h *harness) apply(op proto.Message) *rationv1.CommandResult {
+func (h *harness) apply(op proto.Message) *statev1.CommandResult {
 	if w := workerOf(op); w != "" {
 		return h.applyAs(op, w, secret(w), "")
 	}
-	if hb, ok := op.(*rationv1.HeartbeatBatch); ok {
+	if hb, ok := op.(*statev1.HeartbeatBatch); ok {
 		for _, e := range hb.Entries {
 			if e.Credential == nil {
 				e.Credential = secret(e.GetRequest().GetWorkerId())
@@ -107,13 +108,13 @@ func (h *harness) apply(op proto.Message) *rationv1.CommandResult {
 	return h.applyAs(op, "admin", nil, "")
 }
 
-func (h *harness) applyAs(op proto.Message, actor string, cred []byte, requestID string) *rationv1.CommandResult {
+func (h *harness) applyAs(op proto.Message, actor string, cred []byte, requestID string) *statev1.CommandResult {
 	h.t.Helper()
 	return h.applyCmd(h.command(op, actor, cred, requestID))
 }
 
 // applyCmd applies a command through raft's entry point, as bytes.
-func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
+func (h *harness) applyCmd(c *statev1.Command) *statev1.CommandResult {
 	h.t.Helper()
 	h.index++
 	if h.pack {
@@ -128,7 +129,7 @@ func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
 		h.capture(l)
 	}
 	before := h.f.State()
-	r := h.f.Apply(l).(*rationv1.CommandResult)
+	r := h.f.Apply(l).(*statev1.CommandResult)
 	if h.check {
 		checkPrecheck(h.t, before, c, r)
 		if err := h.f.State().CheckInvariants(); err != nil {
@@ -139,7 +140,7 @@ func (h *harness) applyCmd(c *rationv1.Command) *rationv1.CommandResult {
 }
 
 // must applies op and fails the test if it was refused.
-func (h *harness) must(op proto.Message) *rationv1.CommandResult {
+func (h *harness) must(op proto.Message) *statev1.CommandResult {
 	h.t.Helper()
 	r := h.apply(op)
 	if err := ResultError(r); err != nil {
@@ -149,7 +150,7 @@ func (h *harness) must(op proto.Message) *rationv1.CommandResult {
 }
 
 // refuse applies op and fails the test unless it was refused with want.
-func (h *harness) refuse(op proto.Message, want *Error) *rationv1.CommandResult {
+func (h *harness) refuse(op proto.Message, want *Error) *statev1.CommandResult {
 	h.t.Helper()
 	r := h.apply(op)
 	err := ResultError(r)
@@ -193,9 +194,9 @@ func (h *harness) submitAll(worker string, b *rationv1.LeasedBucket, verdict str
 	return h.must(&rationv1.SubmitRequest{WorkerId: worker, BucketId: b.Id, Epoch: b.Lease.Epoch, Results: results(b, verdict)}).GetSubmit()
 }
 
-func (h *harness) tick() *rationv1.TickResult {
+func (h *harness) tick() *statev1.TickResult {
 	h.t.Helper()
-	return h.must(&rationv1.Tick{ExpireLeases: true, DeactivateIdle: true}).GetTick()
+	return h.must(&statev1.Tick{ExpireLeases: true, DeactivateIdle: true}).GetTick()
 }
 
 func (h *harness) itemState(service, id string) rationv1.ItemState {

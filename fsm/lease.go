@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm/kind"
 )
@@ -144,8 +145,8 @@ func stateName(s rationv1.BucketState) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "BUCKET_STATE_"))
 }
 
-func (x *txn) heartbeat(op *rationv1.HeartbeatBatch) *rationv1.HeartbeatBatchResult {
-	out := &rationv1.HeartbeatBatchResult{Entries: make([]*rationv1.CommandResult, 0, len(op.GetEntries()))}
+func (x *txn) heartbeat(op *statev1.HeartbeatBatch) *statev1.HeartbeatBatchResult {
+	out := &statev1.HeartbeatBatchResult{Entries: make([]*statev1.CommandResult, 0, len(op.GetEntries()))}
 	for _, e := range op.GetEntries() {
 		cred := e.GetCredential()
 		if len(cred) == 0 {
@@ -155,7 +156,7 @@ func (x *txn) heartbeat(op *rationv1.HeartbeatBatch) *rationv1.HeartbeatBatchRes
 		if err != nil {
 			worker := e.GetRequest().GetWorkerId()
 			x.record(&Activity{Action: ActHeartbeat, Worker: worker, Actor: worker, Reason: Reason(err), Message: err.Error()})
-			r = &rationv1.CommandResult{Error: &rationv1.CommandError{Reason: Reason(err), Message: err.Error()}}
+			r = &statev1.CommandResult{Error: &statev1.CommandError{Reason: Reason(err), Message: err.Error()}}
 		}
 		out.Entries = append(out.Entries, r)
 	}
@@ -198,7 +199,7 @@ func refusedOutcome(id uint64, err error) *rationv1.HeartbeatOutcome {
 
 // heartbeatOne extends the leases one worker names. A lease that cannot be
 // extended is reported in its own outcome; only a bad request fails whole.
-func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*rationv1.CommandResult, error) {
+func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*statev1.CommandResult, error) {
 	worker := req.GetWorkerId()
 	if err := x.checkHeartbeat(req, cred); err != nil {
 		return nil, err
@@ -248,7 +249,7 @@ func (x *txn) heartbeatOne(req *rationv1.HeartbeatRequest, cred []byte) (*ration
 		x.record(&Activity{Action: ActHeartbeat, Worker: worker, Actor: worker, Reason: firstReason,
 			Message: fmt.Sprintf("%d of %d leases not extended (first: %s)", refused, len(refs), firstReason)})
 	}
-	return &rationv1.CommandResult{Value: &rationv1.CommandResult_HeartbeatEntry{HeartbeatEntry: resp}}, nil
+	return &statev1.CommandResult{Value: &statev1.CommandResult_HeartbeatEntry{HeartbeatEntry: resp}}, nil
 }
 
 // checkSubmit runs submit's refusals (Precheck runs them too): the holder

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -318,7 +319,7 @@ func TestFSM_Heartbeat(t *testing.T) {
 	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: dur(time.Hour)}, 3, "w1", "w2")
 	bs := h.acquire("dm", "w1", 3)
 	h.advance(50 * time.Minute)
-	hb := &rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{
+	hb := &statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{
 		{Request: &rationv1.HeartbeatRequest{WorkerId: "w1", Buckets: []*rationv1.BucketRef{
 			{Id: bs[0].Id, Epoch: bs[0].Lease.Epoch}, {Id: bs[1].Id, Epoch: 12345}, {Id: 999, Epoch: 1}}}},
 		{Request: &rationv1.HeartbeatRequest{WorkerId: "w2", Buckets: []*rationv1.BucketRef{{Id: bs[2].Id, Epoch: bs[2].Lease.Epoch}}}},
@@ -341,7 +342,7 @@ func TestFSM_Heartbeat(t *testing.T) {
 		t.Fatalf("tick expired %d, want 2", r.Expired)
 	}
 	// A dead bucket cannot be heartbeated back to life.
-	hb = &rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w1",
+	hb = &statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w1",
 		Buckets: []*rationv1.BucketRef{{Id: bs[1].Id, Epoch: bs[1].Lease.Epoch}}}}}}
 	if got := h.must(hb).GetHeartbeat().GetEntries()[0].GetHeartbeatEntry().GetBuckets()[0].ErrorReason; got != ErrLeaseExpired.Reason {
 		t.Fatalf("heartbeat on a dead bucket: %q", got)
@@ -409,7 +410,7 @@ func TestFSM_TickWithoutExpiryExpiresNothing(t *testing.T) {
 	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: dur(time.Hour)}, 1, "w1")
 	h.acquire("dm", "w1", 1)
 	h.advance(2 * time.Hour)
-	if r := h.must(&rationv1.Tick{DeactivateIdle: true}).GetTick(); r.Expired != 0 {
+	if r := h.must(&statev1.Tick{DeactivateIdle: true}).GetTick(); r.Expired != 0 {
 		t.Fatalf("tick %v", r)
 	}
 	if st := h.itemState("dm", "u00000"); st != itemLeased {
@@ -421,7 +422,7 @@ func TestFSM_TickRespectsMaxTransitions(t *testing.T) {
 	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: dur(time.Hour), MaxBucketsPerAcquire: 10}, 10, "w1")
 	h.acquire("dm", "w1", 10)
 	h.advance(2 * time.Hour)
-	r := h.must(&rationv1.Tick{ExpireLeases: true, MaxTransitions: 4}).GetTick()
+	r := h.must(&statev1.Tick{ExpireLeases: true, MaxTransitions: 4}).GetTick()
 	if r.Expired != 4 || !r.More {
 		t.Fatalf("tick %v", r)
 	}
@@ -440,14 +441,14 @@ func TestFSM_TimeNeverRunsBackwards(t *testing.T) {
 
 func TestFSM_TickDue(t *testing.T) {
 	h := setup(t, &rationv1.ServiceConfig{BucketSize: 1, LeaseTtl: dur(time.Hour), ReleaseGrace: dur(time.Minute)}, 1, "w1")
-	full := &rationv1.Tick{ExpireLeases: true, DeactivateIdle: true}
+	full := &statev1.Tick{ExpireLeases: true, DeactivateIdle: true}
 	h.acquire("dm", "w1", 1)
 	due := func() bool { return h.f.State().TickDue(h.now.UnixNano(), full) }
 	if due() {
 		t.Fatal("a tick is due with nothing to do")
 	}
 	h.advance(time.Hour + time.Second)
-	if !due() || h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{}) {
+	if !due() || h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{}) {
 		t.Fatal("an expired lease does not make an expiring tick due (or makes an empty one due)")
 	}
 	h.tick()
@@ -463,7 +464,7 @@ func TestFSM_TickDue(t *testing.T) {
 	if !due() {
 		t.Fatal("an idle worker does not make a tick due")
 	}
-	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ActivityMax: 1}) || !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ActivityRetention: int64(time.Hour)}) {
+	if !h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{ActivityMax: 1}) || !h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{ActivityRetention: int64(time.Hour)}) {
 		t.Fatal("activity over its bounds does not make a tick due")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -40,8 +41,8 @@ type modelRun struct {
 }
 
 type retryable struct {
-	cmd *rationv1.Command
-	res *rationv1.CommandResult
+	cmd *statev1.Command
+	res *statev1.CommandResult
 	at  time.Time
 }
 
@@ -171,11 +172,11 @@ func (m *modelRun) step() {
 			refs = append(refs, &rationv1.BucketRef{Id: b.Id, Epoch: b.Lease.Epoch})
 		}
 		if len(refs) > 0 {
-			h.apply(&rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: w, Buckets: refs}}}})
+			h.apply(&statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: w, Buckets: refs}}}})
 		}
 	case n < 78:
 		h.advance(time.Duration(m.r.IntN(180)) * time.Second)
-		h.apply(&rationv1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour),
+		h.apply(&statev1.Tick{ExpireLeases: m.r.IntN(8) != 0, DeactivateIdle: true, RequestRetention: int64(time.Hour),
 			RequestMaxBytes: 64 << 10, TrimResults: true, ForgetDone: true, RefreshDone: true})
 	case n < 84:
 		h.apply(&rationv1.RegisterRequest{Service: svc, WorkerId: w})

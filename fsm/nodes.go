@@ -5,14 +5,14 @@ import (
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // The cluster's address book: each member's API address, kept in the
 // replicated state so any node can forward to the leader.
 
 // checkSetNode runs setNode's refusals (Precheck runs them too).
-func checkSetNode(op *rationv1.SetNode) error {
+func checkSetNode(op *statev1.SetNode) error {
 	if op.GetNodeId() == "" {
 		return fmt.Errorf("node_id is empty: %w", ErrInvalidArgument)
 	}
@@ -20,14 +20,14 @@ func checkSetNode(op *rationv1.SetNode) error {
 }
 
 // checkRemoveNode runs removeNode's refusals (Precheck runs them too).
-func (x *txn) checkRemoveNode(op *rationv1.RemoveNode) error {
+func (x *txn) checkRemoveNode(op *statev1.RemoveNode) error {
 	if _, ok := x.t.nodes.Get(&NodeAddress{ID: op.GetNodeId()}); !ok {
 		return fmt.Errorf("node %q: %w", op.GetNodeId(), ErrNodeNotFound)
 	}
 	return nil
 }
 
-func (x *txn) setNode(op *rationv1.SetNode) (*emptypb.Empty, error) {
+func (x *txn) setNode(op *statev1.SetNode) (*emptypb.Empty, error) {
 	if err := checkSetNode(op); err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (x *txn) setNode(op *rationv1.SetNode) (*emptypb.Empty, error) {
 	return nil, nil
 }
 
-func (x *txn) removeNode(op *rationv1.RemoveNode) (*emptypb.Empty, error) {
+func (x *txn) removeNode(op *statev1.RemoveNode) (*emptypb.Empty, error) {
 	if err := x.checkRemoveNode(op); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -15,8 +16,8 @@ import (
 // else in the package switches over a command's operation.
 //
 // Adding an operation takes its request in Command's op and its response in
-// CommandResult's value (both in api/ration/v1/command.proto), a file here
-// with its checks and its change, and an entry below.
+// CommandResult's value (both in api/ration/state/v1/command.proto), a file
+// here with its checks and its change, and an entry below.
 var operations = newOpTable(
 	// Services.
 	op[*rationv1.CreateServiceRequest, *rationv1.CreateServiceResponse]{
@@ -93,7 +94,7 @@ var operations = newOpTable(
 		apply: (*txn).acquire,
 	},
 	// Heartbeats are never refused as a whole: each entry has its own answer.
-	op[*rationv1.HeartbeatBatch, *rationv1.HeartbeatBatchResult]{
+	op[*statev1.HeartbeatBatch, *statev1.HeartbeatBatchResult]{
 		action: ActHeartbeat, scope: byHeartbeatWorker, apply: infallible((*txn).heartbeat),
 	},
 	op[*rationv1.SubmitRequest, *rationv1.SubmitResponse]{
@@ -115,14 +116,14 @@ var operations = newOpTable(
 		apply: (*txn).ackResults,
 	},
 	// Housekeeping the leader proposes: never refused as a whole.
-	op[*rationv1.Tick, *rationv1.TickResult]{action: ActTick, scope: unscoped, apply: infallible((*txn).tick)},
+	op[*statev1.Tick, *statev1.TickResult]{action: ActTick, scope: unscoped, apply: infallible((*txn).tick)},
 	// Cluster metadata.
-	op[*rationv1.SetNode, *emptypb.Empty]{
+	op[*statev1.SetNode, *emptypb.Empty]{
 		action: ActSetNode, scope: unscoped,
-		check: func(_ *txn, r *rationv1.SetNode) error { return checkSetNode(r) },
+		check: func(_ *txn, r *statev1.SetNode) error { return checkSetNode(r) },
 		apply: (*txn).setNode,
 	},
-	op[*rationv1.RemoveNode, *emptypb.Empty]{
+	op[*statev1.RemoveNode, *emptypb.Empty]{
 		action: ActRemoveNode, scope: unscoped, check: (*txn).checkRemoveNode, apply: (*txn).removeNode,
 	},
 )
@@ -199,8 +200,8 @@ func (o op[Req, Res]) describe() *operation {
 }
 
 var (
-	commandOps   = (&rationv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
-	resultValues = (&rationv1.CommandResult{}).ProtoReflect().Descriptor().Oneofs().ByName("value")
+	commandOps   = (&statev1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
+	resultValues = (&statev1.CommandResult{}).ProtoReflect().Descriptor().Oneofs().ByName("value")
 )
 
 // oneofField returns the field of a oneof that holds a message of type m.
@@ -235,7 +236,7 @@ func newOpTable(ds ...describer) *opTable {
 // decode returns cmd's operation and its request as the command carries
 // it, and whether that is the compact form; nil when cmd carries no known
 // operation.
-func (t *opTable) decode(cmd *rationv1.Command) (o *operation, req proto.Message, compacted bool) {
+func (t *opTable) decode(cmd *statev1.Command) (o *operation, req proto.Message, compacted bool) {
 	m := cmd.ProtoReflect()
 	f := m.WhichOneof(commandOps)
 	if f == nil {
@@ -255,19 +256,19 @@ func (t *opTable) of(req proto.Message) (*operation, bool) {
 
 // NewCommand returns a Command carrying req, an operation's request, with
 // no header; ok is false when no operation takes req.
-func NewCommand(req proto.Message) (cmd *rationv1.Command, ok bool) {
+func NewCommand(req proto.Message) (cmd *statev1.Command, ok bool) {
 	o, ok := operations.of(req)
 	if !ok {
 		return nil, false
 	}
-	cmd = &rationv1.Command{}
+	cmd = &statev1.Command{}
 	cmd.ProtoReflect().Set(o.field, protoreflect.ValueOfMessage(req.ProtoReflect()))
 	return cmd, true
 }
 
 // Answer returns the operation's response a result carries, or nil when
 // it carries an error or no response.
-func Answer(res *rationv1.CommandResult) proto.Message {
+func Answer(res *statev1.CommandResult) proto.Message {
 	m := res.ProtoReflect()
 	f := m.WhichOneof(resultValues)
 	if f == nil {
@@ -277,8 +278,8 @@ func Answer(res *rationv1.CommandResult) proto.Message {
 }
 
 // result wraps an operation's answer in a CommandResult.
-func (o *operation) resultOf(x *txn, answer proto.Message) *rationv1.CommandResult {
-	res := &rationv1.CommandResult{}
+func (o *operation) resultOf(x *txn, answer proto.Message) *statev1.CommandResult {
+	res := &statev1.CommandResult{}
 	if o.result != nil {
 		res.ProtoReflect().Set(o.result, protoreflect.ValueOfMessage(answer.ProtoReflect()))
 	}
@@ -330,7 +331,7 @@ var (
 	// byHeartbeatWorker keeps ids per worker for a heartbeat of one worker;
 	// a batch of several workers' heartbeats keeps none.
 	byHeartbeatWorker = &scope{func(req proto.Message) string {
-		es := req.(*rationv1.HeartbeatBatch).GetEntries()
+		es := req.(*statev1.HeartbeatBatch).GetEntries()
 		if len(es) != 1 {
 			return ""
 		}
@@ -340,7 +341,7 @@ var (
 
 // requestKey is the key a command's request id and answer are kept under,
 // or "" when it keeps none.
-func (o *operation) requestKey(hdr *rationv1.CommandHeader, req proto.Message) string {
+func (o *operation) requestKey(hdr *statev1.CommandHeader, req proto.Message) string {
 	id := hdr.GetRequestId()
 	if id == "" {
 		return ""

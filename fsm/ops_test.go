@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -46,11 +47,11 @@ func TestOps_NewCommandAndAnswer(t *testing.T) {
 	if _, ok := NewCommand(&rationv1.HeartbeatRequest{}); ok {
 		t.Error("NewCommand took a HeartbeatRequest, which no command carries")
 	}
-	res := &rationv1.CommandResult{Value: &rationv1.CommandResult_Submit{Submit: &rationv1.SubmitResponse{Accepted: 3}}}
+	res := &statev1.CommandResult{Value: &statev1.CommandResult_Submit{Submit: &rationv1.SubmitResponse{Accepted: 3}}}
 	if a, ok := Answer(res).(*rationv1.SubmitResponse); !ok || a.Accepted != 3 {
 		t.Errorf("Answer = %v", Answer(res))
 	}
-	if a := Answer(&rationv1.CommandResult{Error: &rationv1.CommandError{Reason: "X"}}); a != nil {
+	if a := Answer(&statev1.CommandResult{Error: &statev1.CommandError{Reason: "X"}}); a != nil {
 		t.Errorf("Answer of an error = %v", a)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -19,11 +20,11 @@ func tokenHash(s string) []byte {
 
 // ownerCmd stamps op as the server does for a call made with an owner token
 // (cred) and, for CreateService and RotateOwnerToken, a new token's hash.
-func (h *harness) ownerCmd(op proto.Message, actor string, cred, newHash []byte, requestID string) *rationv1.Command {
-	var c *rationv1.Command
+func (h *harness) ownerCmd(op proto.Message, actor string, cred, newHash []byte, requestID string) *statev1.Command {
+	var c *statev1.Command
 	if r, ok := op.(*rationv1.RotateOwnerTokenRequest); ok {
 		c = h.command(&rationv1.ReinstateServiceRequest{}, actor, nil, requestID)
-		c.Op = &rationv1.Command_RotateOwnerToken{RotateOwnerToken: r}
+		c.Op = &statev1.Command_RotateOwnerToken{RotateOwnerToken: r}
 	} else {
 		c = h.command(op, actor, nil, requestID)
 	}
@@ -31,7 +32,7 @@ func (h *harness) ownerCmd(op proto.Message, actor string, cred, newHash []byte,
 	return c
 }
 
-func wantReason(t *testing.T, r *rationv1.CommandResult, want *Error) {
+func wantReason(t *testing.T, r *statev1.CommandResult, want *Error) {
 	t.Helper()
 	err := ResultError(r)
 	if want == nil {

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -23,7 +24,7 @@ import (
 //
 // The API's leader refuses what Precheck refuses without proposing it, so a
 // refused request costs no log entry and changes nothing.
-func (s *State) Precheck(cmd *rationv1.Command) error {
+func (s *State) Precheck(cmd *statev1.Command) error {
 	hdr := cmd.GetHeader()
 	if hdr == nil {
 		return nil
@@ -62,8 +63,8 @@ func (s *State) Precheck(cmd *rationv1.Command) error {
 // extended, the answer Apply would give (each lease's refusal), since
 // applying it would change nothing but the activity log; or neither, when
 // the entry must be proposed.
-func (s *State) PrecheckHeartbeat(e *rationv1.HeartbeatEntry) (*rationv1.HeartbeatResponse, error) {
-	x := &txn{t: s.t, index: s.t.meta.index, now: s.t.meta.now, hdr: &rationv1.CommandHeader{}}
+func (s *State) PrecheckHeartbeat(e *statev1.HeartbeatEntry) (*rationv1.HeartbeatResponse, error) {
+	x := &txn{t: s.t, index: s.t.meta.index, now: s.t.meta.now, hdr: &statev1.CommandHeader{}}
 	req := e.GetRequest()
 	if err := x.checkHeartbeat(req, e.GetCredential()); err != nil {
 		return nil, err
@@ -81,7 +82,7 @@ func (s *State) PrecheckHeartbeat(e *rationv1.HeartbeatEntry) (*rationv1.Heartbe
 
 // RefusalService names the service whose rejected counters a refusal of
 // cmd counts under, as Apply counts it, or "" when no such service exists.
-func (s *State) RefusalService(cmd *rationv1.Command) string {
+func (s *State) RefusalService(cmd *statev1.Command) string {
 	_, req, _ := operations.decode(cmd)
 	if req == nil {
 		return ""

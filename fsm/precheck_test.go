@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -17,12 +18,12 @@ import (
 // answered from its request-id table. Heartbeat entries are held to
 // PrecheckHeartbeat the same way. The harness runs it on every command, so
 // every table, model and determinism test checks it.
-func checkPrecheck(t testing.TB, before *State, c *rationv1.Command, res *rationv1.CommandResult) {
+func checkPrecheck(t testing.TB, before *State, c *statev1.Command, res *statev1.CommandResult) {
 	t.Helper()
-	if _, ok := c.Op.(*rationv1.Command_Batch); ok {
+	if _, ok := c.Op.(*statev1.Command_Batch); ok {
 		return // sub-commands see each other's changes, not the state before
 	}
-	if hb, ok := c.Op.(*rationv1.Command_Heartbeat); ok {
+	if hb, ok := c.Op.(*statev1.Command_Heartbeat); ok {
 		for i, e := range hb.Heartbeat.GetEntries() {
 			if len(e.GetCredential()) == 0 && len(c.GetHeader().GetCredential()) > 0 {
 				continue // Apply falls back to the header's secret; the API never sends that
@@ -44,7 +45,7 @@ func checkPrecheck(t testing.TB, before *State, c *rationv1.Command, res *ration
 	}
 }
 
-func checkPrecheckBeat(t testing.TB, before *State, e *rationv1.HeartbeatEntry, got *rationv1.CommandResult) {
+func checkPrecheckBeat(t testing.TB, before *State, e *statev1.HeartbeatEntry, got *statev1.CommandResult) {
 	t.Helper()
 	resp, p := before.PrecheckHeartbeat(e)
 	switch {
@@ -71,7 +72,7 @@ func checkPrecheckBeat(t testing.TB, before *State, e *rationv1.HeartbeatEntry, 
 }
 
 // dedupHit reports whether Apply answers c from its request-id table.
-func dedupHit(st *State, c *rationv1.Command) bool {
+func dedupHit(st *State, c *statev1.Command) bool {
 	o, req, compacted := operations.decode(c)
 	if o == nil {
 		return false
@@ -112,7 +113,7 @@ func newPrecheckFixture(t *testing.T) *precheckFixture {
 	if r := h.applyAs(&rationv1.RegisterRequest{Service: "dm", WorkerId: "w2"}, "w2", secret("w2"), "id-1"); r.GetError() != nil {
 		t.Fatal(r.GetError())
 	}
-	h.must(&rationv1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:1"})
+	h.must(&statev1.SetNode{NodeId: "n1", ApiAddress: "127.0.0.1:1"})
 	return &precheckFixture{h: h, b: b}
 }
 
@@ -180,8 +181,8 @@ func TestPrecheck_RefusesAsApply(t *testing.T) {
 		{"release: not the holder", &rationv1.ReleaseRequest{WorkerId: "w2", BucketId: b.Id, Epoch: b.Lease.Epoch}, w("w2"), ErrNotHolder},
 		{"release: wrong secret", &rationv1.ReleaseRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch}, as{actor: "w1", cred: secret("x")}, ErrBadCredential},
 		{"request id reused", &rationv1.RegisterRequest{Service: "dm", WorkerId: "w2", Name: "other"}, as{actor: "w2", cred: secret("w2"), id: "id-1"}, ErrRequestIDReused},
-		{"set node: empty id", &rationv1.SetNode{}, admin, ErrInvalidArgument},
-		{"remove node: unknown", &rationv1.RemoveNode{NodeId: "n9"}, admin, ErrNodeNotFound},
+		{"set node: empty id", &statev1.SetNode{}, admin, ErrInvalidArgument},
+		{"remove node: unknown", &statev1.RemoveNode{NodeId: "n9"}, admin, ErrNodeNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,7 +224,7 @@ func TestPrecheck_PassesRetriesAndValidCommands(t *testing.T) {
 	if r := h.applyCmd(refused); r.GetError().GetReason() != ErrBucketNotFound.Reason {
 		t.Fatalf("release of a missing bucket: %v", r)
 	}
-	valid := []*rationv1.Command{
+	valid := []*statev1.Command{
 		retry, other, refused,
 		h.command(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch, Results: results(b, "DM")}, "w1", secret("w1"), ""),
 		h.command(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w2", MaxBuckets: 1000}, "w2", secret("w2"), ""),
@@ -231,7 +232,7 @@ func TestPrecheck_PassesRetriesAndValidCommands(t *testing.T) {
 		h.command(&rationv1.RevokeServiceRequest{Name: "old"}, "admin", nil, ""),
 		h.command(&rationv1.ReinstateServiceRequest{Name: "old"}, "admin", nil, ""),
 		h.command(&rationv1.ReactivateWorkerRequest{Service: "dm", WorkerId: "bad"}, "admin", nil, ""),
-		h.command(&rationv1.Tick{ExpireLeases: true}, "system", nil, ""),
+		h.command(&statev1.Tick{ExpireLeases: true}, "system", nil, ""),
 	}
 	for _, c := range valid {
 		if p := h.f.State().Precheck(c); p != nil {
@@ -239,7 +240,7 @@ func TestPrecheck_PassesRetriesAndValidCommands(t *testing.T) {
 		}
 		h.applyCmd(c) // checkPrecheck: Apply must not refuse it
 	}
-	if r := h.applyCmd(proto.Clone(refused).(*rationv1.Command)); r.GetError().GetReason() != ErrBucketNotFound.Reason {
+	if r := h.applyCmd(proto.Clone(refused).(*statev1.Command)); r.GetError().GetReason() != ErrBucketNotFound.Reason {
 		t.Fatalf("a retried refusal: %v", r)
 	}
 }
@@ -250,15 +251,15 @@ func TestPrecheck_PassesRetriesAndValidCommands(t *testing.T) {
 func TestPrecheck_Heartbeat(t *testing.T) {
 	fx := newPrecheckFixture(t)
 	h, b := fx.h, fx.b
-	entry := func(worker string, cred []byte, refs ...*rationv1.BucketRef) *rationv1.HeartbeatEntry {
-		return &rationv1.HeartbeatEntry{Request: &rationv1.HeartbeatRequest{WorkerId: worker, Buckets: refs}, Credential: cred}
+	entry := func(worker string, cred []byte, refs ...*rationv1.BucketRef) *statev1.HeartbeatEntry {
+		return &statev1.HeartbeatEntry{Request: &rationv1.HeartbeatRequest{WorkerId: worker, Buckets: refs}, Credential: cred}
 	}
 	mine := &rationv1.BucketRef{Id: b.Id, Epoch: b.Lease.Epoch}
 	stale := &rationv1.BucketRef{Id: b.Id, Epoch: b.Lease.Epoch + 7}
 	missing := &rationv1.BucketRef{Id: 999, Epoch: 1}
 	tests := []struct {
 		name    string
-		e       *rationv1.HeartbeatEntry
+		e       *statev1.HeartbeatEntry
 		refuse  *Error
 		answers []string // each lease's refusal, when none is extended
 	}{
@@ -293,7 +294,7 @@ func TestPrecheck_Heartbeat(t *testing.T) {
 					t.Fatalf("PrecheckHeartbeat = %v, %v; want neither", resp, p)
 				}
 			}
-			h.applyCmd(h.command(&rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{tt.e}}, "system", nil, "")) // checkPrecheck compares
+			h.applyCmd(h.command(&statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{tt.e}}, "system", nil, "")) // checkPrecheck compares
 		})
 	}
 }
@@ -311,7 +312,7 @@ func TestPrecheck_RefusalService(t *testing.T) {
 		{&rationv1.AcquireRequest{Service: "old", WorkerId: "w1"}, "old"},
 		{&rationv1.AcquireRequest{Service: "nope", WorkerId: "w1"}, ""},
 		{&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: 999}, ""},
-		{&rationv1.SetNode{}, ""},
+		{&statev1.SetNode{}, ""},
 	} {
 		c := h.command(tt.op, "x", nil, "")
 		if got := h.f.State().RefusalService(c); got != tt.want {
@@ -327,14 +328,14 @@ func TestPrecheck_RefusalService(t *testing.T) {
 func TestPrecheck_CoversEveryOperation(t *testing.T) {
 	fx := newPrecheckFixture(t)
 	h := fx.h
-	op := (&rationv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
+	op := (&statev1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
 	fields := op.Fields()
 	refused := 0
 	for i := range fields.Len() {
 		fd := fields.Get(i)
 		t.Run(string(fd.Name()), func(t *testing.T) {
 			h.t = t
-			c := h.command(&rationv1.Tick{}, "admin", nil, "")
+			c := h.command(&statev1.Tick{}, "admin", nil, "")
 			m := c.ProtoReflect()
 			m.Set(fd, m.NewField(fd))
 			before := h.f.State()

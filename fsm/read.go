@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -306,7 +307,7 @@ func (s *State) LastActivitySeq() uint64 {
 
 // TickDue reports whether a Tick proposed at now with these settings would
 // change anything, so that an idle cluster's leader need not write ticks.
-func (s *State) TickDue(now int64, tick *rationv1.Tick) bool {
+func (s *State) TickDue(now int64, tick *statev1.Tick) bool {
 	t := s.t
 	if tick.GetExpireLeases() {
 		if k, ok := t.leases.Min(); ok && k.at < now {

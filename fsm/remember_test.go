@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -31,7 +32,7 @@ func TestFSM_DoneItemsRemembered(t *testing.T) {
 	}
 	last := h.f.State().Results("dm", 0, 10)[1].Seq
 	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: last})
-	if r := h.must(&rationv1.Tick{TrimResults: true}).GetTick(); r.ResultsTrimmed != 2 {
+	if r := h.must(&statev1.Tick{TrimResults: true}).GetTick(); r.ResultsTrimmed != 2 {
 		t.Fatalf("trim: %v", r)
 	}
 	st := h.f.State()
@@ -72,7 +73,7 @@ func TestFSM_DoneItemsRemembered(t *testing.T) {
 	h.restored()
 	// After done_retention they are forgotten, and new again.
 	h.advance(time.Hour)
-	if r := h.must(&rationv1.Tick{ForgetDone: true, RefreshDone: true}).GetTick(); r.ItemsForgotten != 5 || r.ItemsRefreshed != 0 {
+	if r := h.must(&statev1.Tick{ForgetDone: true, RefreshDone: true}).GetTick(); r.ItemsForgotten != 5 || r.ItemsRefreshed != 0 {
 		t.Fatalf("forget: %v", r)
 	}
 	if h.f.State().t.remember.Len() != 0 {
@@ -90,12 +91,12 @@ func TestFSM_RememberedItemsRefresh(t *testing.T) {
 	b := h.acquire("dm", "w1", 1)[0]
 	h.submitAll("w1", b, "DM")
 	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: h.f.State().Results("dm", 0, 1)[0].Seq})
-	h.must(&rationv1.Tick{TrimResults: true})
+	h.must(&statev1.Tick{TrimResults: true})
 	if h.f.State().t.remember.Len() != 2 {
 		t.Fatal("not remembered")
 	}
 	h.advance(time.Hour)
-	if r := h.must(&rationv1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 2 {
+	if r := h.must(&statev1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 2 {
 		t.Fatalf("refresh: %v", r)
 	}
 	for _, id := range []string{"10", "11"} {

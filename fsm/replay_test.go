@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -61,15 +62,15 @@ func recordReplayLog(t *testing.T) []*raft.Log {
 	wrong := sha256.Sum256([]byte("not a token"))
 	owner(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"o1"}}, wrong[:])
 	owner(&rationv1.AcquireRequest{Service: "dm", WorkerId: "w1"}, wrong[:])
-	owner(&rationv1.Tick{}, wrong[:])
+	owner(&statev1.Tick{}, wrong[:])
 	owner(&rationv1.CreateServiceRequest{Name: "x", Kind: "dmcheck"}, wrong[:])
 	reused := h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"r1"}}, "admin", nil, "same")
 	h.applyCmd(reused)
 	h.applyCmd(h.command(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"r2"}}, "admin", nil, "same"))
-	hb := h.command(&rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w1",
+	hb := h.command(&statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w1",
 		Buckets: []*rationv1.BucketRef{{Id: 1, Epoch: 1}}}, Credential: secret("w1")}}}, "system", nil, "hb")
 	h.applyCmd(hb)
-	h.applyCmd(h.command(&rationv1.HeartbeatBatch{Entries: []*rationv1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w1",
+	h.applyCmd(h.command(&statev1.HeartbeatBatch{Entries: []*statev1.HeartbeatEntry{{Request: &rationv1.HeartbeatRequest{WorkerId: "w1",
 		Buckets: []*rationv1.BucketRef{{Id: 2, Epoch: 9}}}, Credential: secret("w1")}}}, "system", nil, "hb"))
 	bad := h.command(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: 3, Epoch: 1,
 		Results: []*rationv1.ResultInput{{Item: "d00001", Verdict: "DM"}}}, "w1", secret("w1"), "")
@@ -82,9 +83,9 @@ func recordReplayLog(t *testing.T) []*raft.Log {
 	cut := bytes.Clone(data)
 	cut[len(cut)-1]++
 	capture(&raft.Log{Data: cut})
-	h.must(&rationv1.SetNode{NodeId: "n2", ApiAddress: "127.0.0.1:7071"})
-	h.apply(&rationv1.RemoveNode{NodeId: "n9"})
-	h.must(&rationv1.RemoveNode{NodeId: "n2"})
+	h.must(&statev1.SetNode{NodeId: "n2", ApiAddress: "127.0.0.1:7071"})
+	h.apply(&statev1.RemoveNode{NodeId: "n9"})
+	h.must(&statev1.RemoveNode{NodeId: "n2"})
 	return logs
 }
 
@@ -95,7 +96,7 @@ func replay(t *testing.T, logs []*raft.Log) ([]byte, string) {
 	sum := sha256.New()
 	for i := 0; i < len(logs); i += 7 {
 		for _, r := range f.ApplyBatch(logs[i:min(i+7, len(logs))]) {
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.(*rationv1.CommandResult))
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.(*statev1.CommandResult))
 			if err != nil {
 				t.Fatal(err)
 			}

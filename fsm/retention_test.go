@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -25,9 +26,9 @@ func retentionFixture(t *testing.T, cfg *rationv1.ServiceConfig, items ...string
 	return h, seqs
 }
 
-func trim(h *harness) *rationv1.TickResult {
+func trim(h *harness) *statev1.TickResult {
 	h.t.Helper()
-	return h.must(&rationv1.Tick{TrimResults: true}).GetTick()
+	return h.must(&statev1.Tick{TrimResults: true}).GetTick()
 }
 
 func retained(h *harness) int { return len(h.f.State().Results("dm", 0, 1000)) }
@@ -42,14 +43,14 @@ func TestFSM_ResultRetention(t *testing.T) {
 		t.Fatalf("trimmed unacknowledged results: %v", r)
 	}
 	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]})
-	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{TrimResults: true}) {
+	if !h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{TrimResults: true}) {
 		t.Fatal("TickDue says nothing to trim")
 	}
 	r := trim(h)
 	if r.ResultsTrimmed != 2 || r.ResultsDropped != 0 || retained(h) != 1 {
 		t.Fatalf("after acknowledging two old batches: %v, %d retained", r, retained(h))
 	}
-	if h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{TrimResults: true}) {
+	if h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{TrimResults: true}) {
 		t.Fatal("TickDue says there is more to trim")
 	}
 	for _, id := range []string{"a", "b", "c"} {
@@ -194,9 +195,9 @@ func TestFSM_RetentionSurvivesRestore(t *testing.T) {
 // An item re-run meanwhile is not forgotten.
 func TestFSM_DoneRetention(t *testing.T) {
 	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{ResultRetention: dur(0), DoneRetention: dur(time.Hour)}, "a", "b", "c")
-	forget := func() *rationv1.TickResult {
+	forget := func() *statev1.TickResult {
 		t.Helper()
-		return h.must(&rationv1.Tick{TrimResults: true, ForgetDone: true}).GetTick()
+		return h.must(&statev1.Tick{TrimResults: true, ForgetDone: true}).GetTick()
 	}
 	if r := forget(); r.ItemsForgotten != 0 {
 		t.Fatalf("forgot items whose results are not trimmed: %v", r)
@@ -219,7 +220,7 @@ func TestFSM_DoneRetention(t *testing.T) {
 		t.Fatalf("forgot before done_retention: %v", r)
 	}
 	h.advance(2*time.Minute + time.Second)
-	if !h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{ForgetDone: true}) {
+	if !h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{ForgetDone: true}) {
 		t.Fatal("TickDue sees nothing to forget")
 	}
 	if r := forget(); r.ItemsForgotten != 2 {
@@ -259,10 +260,10 @@ func TestFSM_DoneRetentionBounds(t *testing.T) {
 			h, seqs := retentionFixture(t, tt.keep, "a", "b")
 			h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[1]})
 			h.advance(400 * 24 * time.Hour)
-			if r := h.must(&rationv1.Tick{TrimResults: true, ForgetDone: true}).GetTick(); r.ResultsTrimmed != 2 || r.ItemsForgotten != 0 {
+			if r := h.must(&statev1.Tick{TrimResults: true, ForgetDone: true}).GetTick(); r.ResultsTrimmed != 2 || r.ItemsForgotten != 0 {
 				t.Fatalf("the tick that trims: %v", r)
 			}
-			if r := h.must(&rationv1.Tick{TrimResults: true, ForgetDone: true}).GetTick(); r.ItemsForgotten != tt.forgot {
+			if r := h.must(&statev1.Tick{TrimResults: true, ForgetDone: true}).GetTick(); r.ItemsForgotten != tt.forgot {
 				t.Fatalf("forgot %d, want %d", r.ItemsForgotten, tt.forgot)
 			}
 		})
@@ -275,16 +276,16 @@ func TestFSM_DoneRetentionBounds(t *testing.T) {
 // and done again like a new one.
 func TestFSM_RefreshAfter(t *testing.T) {
 	h, seqs := retentionFixture(t, &rationv1.ServiceConfig{RefreshAfter: dur(time.Hour), ResultRetention: dur(0)}, "a", "b", "c")
-	refresh := func() *rationv1.TickResult {
+	refresh := func() *statev1.TickResult {
 		t.Helper()
-		return h.must(&rationv1.Tick{TrimResults: true, RefreshDone: true, ForgetDone: true}).GetTick()
+		return h.must(&statev1.Tick{TrimResults: true, RefreshDone: true, ForgetDone: true}).GetTick()
 	}
 	due := func() bool {
-		return h.f.State().TickDue(h.now.UnixNano(), &rationv1.Tick{RefreshDone: true})
+		return h.f.State().TickDue(h.now.UnixNano(), &statev1.Tick{RefreshDone: true})
 	}
 	// "a"'s result is trimmed (acknowledged, retention 0s); "b" and "c" keep theirs.
 	h.must(&rationv1.AckResultsRequest{Service: "dm", ThroughSeq: seqs[0]})
-	if r := h.must(&rationv1.Tick{TrimResults: true}).GetTick(); r.ResultsTrimmed != 1 {
+	if r := h.must(&statev1.Tick{TrimResults: true}).GetTick(); r.ResultsTrimmed != 1 {
 		t.Fatalf("trim: %v", r)
 	}
 	// The results were accepted a minute apart, the first two minutes ago.
@@ -334,11 +335,11 @@ func TestFSM_RefreshAfterWaitsWhileRevoked(t *testing.T) {
 	h, _ := retentionFixture(t, &rationv1.ServiceConfig{RefreshAfter: dur(time.Minute)}, "a")
 	h.must(&rationv1.RevokeServiceRequest{Name: "dm", Reason: "paused"})
 	h.advance(time.Hour)
-	if r := h.must(&rationv1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 0 {
+	if r := h.must(&statev1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 0 {
 		t.Fatalf("refreshed in a revoked service: %v", r)
 	}
 	h.must(&rationv1.ReinstateServiceRequest{Name: "dm"})
-	if r := h.must(&rationv1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 1 {
+	if r := h.must(&statev1.Tick{RefreshDone: true}).GetTick(); r.ItemsRefreshed != 1 {
 		t.Fatalf("after reinstating: %v", r)
 	}
 }

@@ -12,13 +12,14 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm/kind"
 )
 
 // Snapshot format: the magic, a big-endian uint32 version, then
-// length-prefixed SnapshotRecords (see api/ration/v1/snapshot.proto), the
-// meta first; from version 2 on, an end record with the count last.
+// length-prefixed SnapshotRecords (see api/ration/state/v1/snapshot.proto),
+// the meta first; from version 2 on, an end record with the count last.
 const (
 	snapshotMagic = "RATNSNAP"
 	// SnapshotVersion is the format Persist writes. Restore reads it and
@@ -88,7 +89,7 @@ type recordWriter struct {
 	n   uint64 // records written
 }
 
-func (rw *recordWriter) put(r *rationv1.SnapshotRecord) {
+func (rw *recordWriter) put(r *statev1.SnapshotRecord) {
 	if rw.err != nil {
 		return
 	}
@@ -117,47 +118,47 @@ func (t *tables) encode(w io.Writer) error {
 	}
 	rw := &recordWriter{w: w}
 	m := t.meta
-	rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Meta{Meta: &rationv1.SnapshotMeta{
+	rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Meta{Meta: &statev1.SnapshotMeta{
 		Index: m.index, Now: m.now, NextSeq: m.nextSeq, NextEpoch: m.nextEpoch, NextBucket: m.nextBucket, NextService: m.nextService,
 	}}})
 	t.nodes.Scan(func(n *NodeAddress) bool {
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Node{Node: &rationv1.NodeRecord{
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Node{Node: &statev1.NodeRecord{
 			NodeId: n.ID, ApiAddress: n.APIAddress}}})
 		return rw.err == nil
 	})
 	t.ordinals.Scan(func(s *Service) bool {
-		rec := &rationv1.ServiceRecord{Ordinal: s.Ordinal, Name: s.Name, Kind: s.Kind, Config: s.Config.Proto(),
+		rec := &statev1.ServiceRecord{Ordinal: s.Ordinal, Name: s.Name, Kind: s.Kind, Config: s.Config.Proto(),
 			State: s.State, Reason: s.Reason, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Counters: s.Counters.Proto(),
 			OwnerTokenHash: s.OwnerTokenHash, AckedThrough: s.AckedThrough, LastResultSeq: s.LastResultSeq,
 			TrimmedThrough: s.TrimmedThrough}
 		for _, o := range s.Open {
-			rec.Open = append(rec.Open, &rationv1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
+			rec.Open = append(rec.Open, &statev1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
 		}
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Service{Service: rec}})
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Service{Service: rec}})
 		return rw.err == nil
 	})
 	t.workers.Scan(func(w *Worker) bool {
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Worker{Worker: &rationv1.WorkerRecord{
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Worker{Worker: &statev1.WorkerRecord{
 			Id: w.ID, SecretHash: w.SecretHash, CreatedAt: w.CreatedAt}}})
 		return rw.err == nil
 	})
 	t.regs.Scan(func(r *Registration) bool {
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Registration{Registration: &rationv1.RegistrationRecord{
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Registration{Registration: &statev1.RegistrationRecord{
 			Service: r.Service, WorkerId: r.Worker, Name: r.Name, State: r.State, Reason: r.Reason,
 			RegisteredAt: r.RegisteredAt, LastSeen: r.LastSeen, ChangedAt: r.ChangedAt, Counters: r.Counters.Proto(), Blocked: r.Blocked,
 		}}})
 		return rw.err == nil
 	})
 	t.buckets.Scan(func(b *Bucket) bool {
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Bucket{Bucket: &rationv1.BucketRecord{
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Bucket{Bucket: &statev1.BucketRecord{
 			Id: b.ID, Service: b.Service, State: b.State, Priority: b.Priority, ReadySince: b.ReadySince, Items: b.Items,
 			Holder: b.Holder, Epoch: b.Epoch, LeasedAt: b.LeasedAt, Deadline: b.Deadline, DeadAt: b.DeadAt,
 			ReleaseAt: b.ReleaseAt, ClosedAt: b.ClosedAt, ResultSeq: b.ResultSeq, Packed: b.Packed,
 		}}})
 		return rw.err == nil
 	})
-	item := &rationv1.ItemRecord{}
-	rec := &rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Item{Item: item}}
+	item := &statev1.ItemRecord{}
+	rec := &statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Item{Item: item}}
 	t.items.Scan(func(it *Item) bool {
 		item.Service, item.Id, item.Priority, item.Attempts = it.Service, it.ID, it.Priority, it.Attempts
 		item.Bucket, item.Quarantined, item.Since = it.Bucket, it.Quarantined, it.Since
@@ -165,27 +166,27 @@ func (t *tables) encode(w io.Writer) error {
 		return rw.err == nil
 	})
 	t.results.Scan(func(rb *ResultBatch) bool {
-		r := &rationv1.ResultRecord{Seq: rb.Seq, Service: rb.Service, WorkerId: rb.Worker, Bucket: rb.Bucket,
-			Epoch: rb.Epoch, At: rb.At, Results: make([]*rationv1.StoredResult, rb.Len())}
+		r := &statev1.ResultRecord{Seq: rb.Seq, Service: rb.Service, WorkerId: rb.Worker, Bucket: rb.Bucket,
+			Epoch: rb.Epoch, At: rb.At, Results: make([]*statev1.StoredResult, rb.Len())}
 		for i, x := range rb.All() {
-			r.Results[i] = &rationv1.StoredResult{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
+			r.Results[i] = &statev1.StoredResult{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
 		}
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Result{Result: r}})
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Result{Result: r}})
 		return rw.err == nil
 	})
 	t.activity.Scan(func(a *Activity) bool {
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Activity{Activity: &rationv1.ActivityRecord{
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Activity{Activity: &statev1.ActivityRecord{
 			Seq: a.Seq, Index: a.Index, At: a.At, Actor: a.Actor, Service: a.Service, WorkerId: a.Worker,
 			Action: a.Action, Bucket: a.Bucket, Reason: a.Reason, Message: a.Message, Count: a.Count, RequestId: a.RequestID,
 		}}})
 		return rw.err == nil
 	})
 	t.requests.Scan(func(r *request) bool {
-		rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_Request{Request: &rationv1.RequestRecord{
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Request{Request: &statev1.RequestRecord{
 			Key: r.Key, BodyHash: r.BodyHash, At: r.At, Index: r.Index, Result: r.Answer}}})
 		return rw.err == nil
 	})
-	rw.put(&rationv1.SnapshotRecord{Record: &rationv1.SnapshotRecord_End{End: &rationv1.SnapshotEnd{Records: rw.n}}})
+	rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_End{End: &statev1.SnapshotEnd{Records: rw.n}}})
 	return rw.err
 }
 
@@ -213,7 +214,7 @@ func decode(r *bufio.Reader) (*tables, error) {
 	t := newTables()
 	var (
 		buf     []byte
-		rec     rationv1.SnapshotRecord
+		rec     statev1.SnapshotRecord
 		sawMeta bool
 		sawEnd  bool
 		n       int
@@ -275,50 +276,50 @@ func decode(r *bufio.Reader) (*tables, error) {
 }
 
 // load adds one record. Records of a table arrive in key order.
-func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
+func (t *tables) load(rec *statev1.SnapshotRecord, sawMeta *bool) error {
 	switch r := rec.Record.(type) {
-	case *rationv1.SnapshotRecord_Meta:
+	case *statev1.SnapshotRecord_Meta:
 		if *sawMeta {
 			return errors.New("second meta record")
 		}
 		*sawMeta = true
 		m := r.Meta
 		t.meta = meta{index: m.Index, now: m.Now, nextSeq: m.NextSeq, nextEpoch: m.NextEpoch, nextBucket: m.NextBucket, nextService: m.NextService}
-	case *rationv1.SnapshotRecord_Node:
+	case *statev1.SnapshotRecord_Node:
 		if _, dup := t.nodes.Load(&NodeAddress{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress}); dup {
 			return fmt.Errorf("node %q twice", r.Node.NodeId)
 		}
-	case *rationv1.SnapshotRecord_Service:
+	case *statev1.SnapshotRecord_Service:
 		return t.loadService(r.Service)
-	case *rationv1.SnapshotRecord_Worker:
+	case *statev1.SnapshotRecord_Worker:
 		if _, dup := t.workers.Load(&Worker{ID: r.Worker.Id, SecretHash: r.Worker.SecretHash, CreatedAt: r.Worker.CreatedAt}); dup {
 			return fmt.Errorf("worker %q twice", r.Worker.Id)
 		}
-	case *rationv1.SnapshotRecord_Registration:
+	case *statev1.SnapshotRecord_Registration:
 		return t.loadRegistration(r.Registration)
-	case *rationv1.SnapshotRecord_Bucket:
+	case *statev1.SnapshotRecord_Bucket:
 		return t.loadBucket(r.Bucket)
-	case *rationv1.SnapshotRecord_Item:
+	case *statev1.SnapshotRecord_Item:
 		p := r.Item
 		if _, dup := t.items.Load(&Item{Service: p.Service, ID: p.Id, Priority: p.Priority, Attempts: p.Attempts, Bucket: p.Bucket,
 			Quarantined: p.Quarantined, Since: p.Since}); dup {
 			return fmt.Errorf("item %d/%q twice", p.Service, p.Id)
 		}
-	case *rationv1.SnapshotRecord_Result:
+	case *statev1.SnapshotRecord_Result:
 		return t.loadResults(r.Result)
-	case *rationv1.SnapshotRecord_Activity:
+	case *statev1.SnapshotRecord_Activity:
 		p := r.Activity
 		if _, dup := t.activity.Get(&Activity{Seq: p.Seq}); dup {
 			return fmt.Errorf("activity %d twice", p.Seq)
 		}
 		t.putActivity(&Activity{Seq: p.Seq, Index: p.Index, At: p.At, Actor: p.Actor, Service: p.Service, Worker: p.WorkerId,
 			Action: p.Action, Bucket: p.Bucket, Reason: p.Reason, Message: p.Message, Count: p.Count, RequestID: p.RequestId})
-	case *rationv1.SnapshotRecord_Request:
+	case *statev1.SnapshotRecord_Request:
 		p := r.Request
 		if _, dup := t.requests.Get(&request{Key: p.Key}); dup {
 			return fmt.Errorf("request %q twice", p.Key)
 		}
-		if err := proto.Unmarshal(p.Result, &rationv1.CommandResult{}); err != nil {
+		if err := proto.Unmarshal(p.Result, &statev1.CommandResult{}); err != nil {
 			return fmt.Errorf("request %q: answer: %v", p.Key, err)
 		}
 		t.putRequest(&request{Key: p.Key, BodyHash: p.BodyHash, At: p.At, Index: p.Index, Answer: p.Result})
@@ -328,7 +329,7 @@ func (t *tables) load(rec *rationv1.SnapshotRecord, sawMeta *bool) error {
 	return nil
 }
 
-func (t *tables) loadService(p *rationv1.ServiceRecord) error {
+func (t *tables) loadService(p *statev1.ServiceRecord) error {
 	cfg, err := configFromRecord(p)
 	if err != nil {
 		return err
@@ -358,7 +359,7 @@ func (t *tables) loadService(p *rationv1.ServiceRecord) error {
 	return nil
 }
 
-func (t *tables) loadRegistration(p *rationv1.RegistrationRecord) error {
+func (t *tables) loadRegistration(p *statev1.RegistrationRecord) error {
 	s, ok := t.serviceByOrdinal(p.Service)
 	if !ok {
 		return fmt.Errorf("registration of %q names unknown service %d", p.WorkerId, p.Service)
@@ -377,7 +378,7 @@ func (t *tables) loadRegistration(p *rationv1.RegistrationRecord) error {
 	return nil
 }
 
-func (t *tables) loadBucket(p *rationv1.BucketRecord) error {
+func (t *tables) loadBucket(p *statev1.BucketRecord) error {
 	s, ok := t.serviceByOrdinal(p.Service)
 	if !ok {
 		return fmt.Errorf("bucket %d names unknown service %d", p.Id, p.Service)
@@ -407,7 +408,7 @@ func (t *tables) loadBucket(p *rationv1.BucketRecord) error {
 	return nil
 }
 
-func (t *tables) loadResults(p *rationv1.ResultRecord) error {
+func (t *tables) loadResults(p *statev1.ResultRecord) error {
 	var reverted int64
 	for i, x := range p.Results {
 		if i == 0 {
@@ -417,7 +418,7 @@ func (t *tables) loadResults(p *rationv1.ResultRecord) error {
 		}
 	}
 	rb := newResultBatch(ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
-		RevertedAt: reverted}, p.Results, func(x *rationv1.StoredResult) (string, string, string) {
+		RevertedAt: reverted}, p.Results, func(x *statev1.StoredResult) (string, string, string) {
 		return x.Item, x.Verdict, x.Payload
 	})
 	if _, dup := t.results.Get(rb); dup {
@@ -476,7 +477,7 @@ func (t *tables) derive() error {
 	return nil
 }
 
-func configFromRecord(p *rationv1.ServiceRecord) (Config, error) {
+func configFromRecord(p *statev1.ServiceRecord) (Config, error) {
 	pc := p.GetConfig()
 	c := Config{
 		BucketSize: pc.GetBucketSize(), MaxBucketsPerAcquire: pc.GetMaxBucketsPerAcquire(),

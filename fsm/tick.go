@@ -8,14 +8,14 @@ import (
 
 	"github.com/tidwall/btree"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // tick moves time-driven transitions forward to the command's time. The FSM
 // re-checks every condition against its own clock, so a late or repeated
 // tick does nothing wrong: a lease is never expired before its deadline.
-func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
-	res := &rationv1.TickResult{}
+func (x *txn) tick(op *statev1.Tick) *statev1.TickResult {
+	res := &statev1.TickResult{}
 	budget := int(op.GetMaxTransitions())
 	if budget == 0 {
 		budget = int(^uint(0) >> 1)
@@ -50,7 +50,7 @@ func (x *txn) tick(op *rationv1.Tick) *rationv1.TickResult {
 
 // expireLeases turns leases past their deadline into dead buckets. A lease
 // is good up to and including its deadline.
-func (x *txn) expireLeases(res *rationv1.TickResult, budget int) int {
+func (x *txn) expireLeases(res *statev1.TickResult, budget int) int {
 	due := dueIDs(x.t.leases, x.now-1, budget)
 	for _, id := range due {
 		b := x.bkt(id)
@@ -86,7 +86,7 @@ func dueIDs(index *btree.BTreeG[timeKey], until int64, budget int) []uint64 {
 // releaseDead sends dead buckets past their grace back to the pool; each of
 // their items has failed once more, and those at max_attempts are
 // quarantined.
-func (x *txn) releaseDead(res *rationv1.TickResult, budget int) int {
+func (x *txn) releaseDead(res *statev1.TickResult, budget int) int {
 	due := dueIDs(x.t.dead, x.now, budget)
 	for _, id := range due {
 		b := x.peekBucket(id)
@@ -142,7 +142,7 @@ func (x *txn) failItems(s *Service, id uint64) int {
 
 // deactivateIdle deactivates registrations idle past their service's
 // worker_inactive_after and takes back what they hold.
-func (x *txn) deactivateIdle(res *rationv1.TickResult, budget int) int {
+func (x *txn) deactivateIdle(res *statev1.TickResult, budget int) int {
 	var due []idleKey
 	x.t.idle.Scan(func(k idleKey) bool {
 		if k.at > x.now || len(due) >= budget {
@@ -216,7 +216,7 @@ func (x *txn) trimRequests(retention int64, maxBytes uint64) uint32 {
 // its items stay done in it until done_retention. One batch is one
 // transition of the budget; each service that trimmed gets one activity
 // record.
-func (x *txn) trimResults(res *rationv1.TickResult, budget int) int {
+func (x *txn) trimResults(res *statev1.TickResult, budget int) int {
 	for _, ord := range x.serviceOrdinals() {
 		if budget <= 0 {
 			break
@@ -298,14 +298,14 @@ func (x *txn) trimBatch(rb *ResultBatch) (uint64, bool) {
 // after the results were accepted (the bucket's close): the bucket goes,
 // and with it every item still done in it. An AddItems of a forgotten id
 // queues it as new.
-func (x *txn) forgetDone(res *rationv1.TickResult, budget int) int {
+func (x *txn) forgetDone(res *statev1.TickResult, budget int) int {
 	return x.sweepDone(res, budget, doneSweep{
 		due:    (*tables).forgetDue,
 		action: ActItemsForgotten,
 		note: func(s *Service, buckets int) string {
 			return fmt.Sprintf("%d done buckets, results trimmed, done_retention %s", buckets, s.Config.DoneRetention)
 		},
-		count: func(s *Service, res *rationv1.TickResult, n uint64) {
+		count: func(s *Service, res *statev1.TickResult, n uint64) {
 			s.Counters.ItemsForgotten += n
 			res.ItemsForgotten += uint32(n)
 		},
@@ -325,7 +325,7 @@ func (t *tables) forgetDue(s *Service, now int64, n int) []uint64 {
 // were accepted (the bucket's close): the items still done in the bucket
 // become pending with no failed attempts, and the bucket goes (its result
 // batch, if retained, stays).
-func (x *txn) refreshDone(res *rationv1.TickResult, budget int) int {
+func (x *txn) refreshDone(res *statev1.TickResult, budget int) int {
 	return x.sweepDone(res, budget, doneSweep{
 		due: (*tables).refreshDue,
 		each: func(x *txn, s *Service, it Item) {
@@ -336,7 +336,7 @@ func (x *txn) refreshDone(res *rationv1.TickResult, budget int) int {
 		note: func(s *Service, buckets int) string {
 			return fmt.Sprintf("%d done buckets, refresh_after %s", buckets, s.Config.RefreshAfter)
 		},
-		count: func(s *Service, res *rationv1.TickResult, n uint64) {
+		count: func(s *Service, res *statev1.TickResult, n uint64) {
 			s.Counters.ItemsRefreshed += n
 			res.ItemsRefreshed += uint32(n)
 		},
@@ -375,14 +375,14 @@ type doneSweep struct {
 	each   func(x *txn, s *Service, it Item)
 	action string
 	note   func(s *Service, buckets int) string
-	count  func(s *Service, res *rationv1.TickResult, items uint64)
+	count  func(s *Service, res *statev1.TickResult, items uint64)
 }
 
 // sweepDone deletes the due done buckets, each service's oldest first, and
 // hands each item still done in them to w.each. One bucket is one
 // transition of the budget; each service that swept gets one activity
 // record.
-func (x *txn) sweepDone(res *rationv1.TickResult, budget int, w doneSweep) int {
+func (x *txn) sweepDone(res *statev1.TickResult, budget int, w doneSweep) int {
 	for _, ord := range x.serviceOrdinals() {
 		if budget <= 0 {
 			break

@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/btree"
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -35,7 +36,7 @@ type txn struct {
 	t     *tables
 	index uint64
 	now   int64
-	hdr   *rationv1.CommandHeader
+	hdr   *statev1.CommandHeader
 	rng   *rand.Rand
 
 	svcs map[uint32]*Service
@@ -86,7 +87,7 @@ func (x *txn) random() *rand.Rand {
 
 // fail records a refused command and turns err into its result. A refused
 // command changes nothing but the activity log and the rejected counters.
-func (x *txn) fail(o *operation, req proto.Message, err error) *rationv1.CommandResult {
+func (x *txn) fail(o *operation, req proto.Message, err error) *statev1.CommandResult {
 	reason := Reason(err)
 	if reason == "" {
 		// Only domain errors may come back from an operation: anything else
@@ -105,11 +106,11 @@ func (x *txn) fail(o *operation, req proto.Message, err error) *rationv1.Command
 		}
 	}
 	x.record(&Activity{Action: o.action, Reason: reason, Message: err.Error(), Service: sub.service, Worker: sub.worker, Bucket: sub.bucket})
-	return &rationv1.CommandResult{Error: &rationv1.CommandError{Reason: reason, Message: err.Error()}}
+	return &statev1.CommandResult{Error: &statev1.CommandError{Reason: reason, Message: err.Error()}}
 }
 
 // refuse is fail for a command that stops here: it writes the record back.
-func (x *txn) refuse(o *operation, req proto.Message, err error) *rationv1.CommandResult {
+func (x *txn) refuse(o *operation, req proto.Message, err error) *statev1.CommandResult {
 	res := x.fail(o, req, err)
 	x.flush()
 	return res

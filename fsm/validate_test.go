@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -128,10 +129,10 @@ func TestState_Reads(t *testing.T) {
 	if st.Items("nope", 0, "", 10) != nil || st.Buckets(BucketQuery{Service: "nope", Limit: 1}) != nil || st.Results("nope", 0, 1) != nil {
 		t.Fatal("reads of an unknown service returned something")
 	}
-	h.must(&rationv1.SetNode{NodeId: "n1", ApiAddress: "a"})
-	h.must(&rationv1.RemoveNode{NodeId: "n1"})
-	h.refuse(&rationv1.RemoveNode{NodeId: "n1"}, ErrNodeNotFound)
-	h.refuse(&rationv1.SetNode{}, ErrInvalidArgument)
+	h.must(&statev1.SetNode{NodeId: "n1", ApiAddress: "a"})
+	h.must(&statev1.RemoveNode{NodeId: "n1"})
+	h.refuse(&statev1.RemoveNode{NodeId: "n1"}, ErrNodeNotFound)
+	h.refuse(&statev1.SetNode{}, ErrInvalidArgument)
 }
 
 func TestState_ActivityNewest(t *testing.T) {

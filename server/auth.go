@@ -9,7 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 )
 
 // Worker secrets are between these lengths, in bytes.
@@ -40,8 +40,8 @@ func callerOf(ctx context.Context) caller {
 
 // header returns the header of a command this caller sends: the admin's,
 // a worker's (actor workerID, with its secret's hash) or an owner's.
-func (c caller) header(requestID, workerID string) *rationv1.CommandHeader {
-	hdr := &rationv1.CommandHeader{RequestId: requestID, Actor: "admin"}
+func (c caller) header(requestID, workerID string) *statev1.CommandHeader {
+	hdr := &statev1.CommandHeader{RequestId: requestID, Actor: "admin"}
 	if c.workerSecret != nil {
 		hdr.Credential, hdr.Actor = c.workerSecret, workerID
 	}

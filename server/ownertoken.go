@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm"
 )
@@ -58,7 +59,7 @@ func looksLikeOwnerToken(s string) bool {
 // reveal returns the token if res shows that its command stored this
 // token's hash, and "" if res replays an earlier command with the same
 // request id (whose token this node never knew).
-func (t *ownerToken) reveal(res *rationv1.CommandResult) string {
+func (t *ownerToken) reveal(res *statev1.CommandResult) string {
 	if subtle.ConstantTimeCompare(res.GetOwnerTokenHash(), t.hash) != 1 {
 		return ""
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
@@ -20,7 +21,7 @@ import (
 // command, it is proposed. A new leader that cannot serve a read index yet
 // proposes the command and lets the log decide. A refused command changes
 // nothing in the replicated state; it counts in this node's edge refusals.
-func (s *Server) precheck(ctx context.Context, cmd *rationv1.Command) error {
+func (s *Server) precheck(ctx context.Context, cmd *statev1.Command) error {
 	if s.store.State().Precheck(cmd) == nil {
 		return nil
 	}
@@ -41,7 +42,7 @@ func (s *Server) precheck(ctx context.Context, cmd *rationv1.Command) error {
 // would refuse whole, or the answer for one that would extend none of its
 // leases (each lease's refusal), confirmed as precheck confirms; or neither,
 // when the heartbeat must be proposed.
-func (s *Server) precheckHeartbeat(ctx context.Context, e *rationv1.HeartbeatEntry) (*rationv1.HeartbeatResponse, error) {
+func (s *Server) precheckHeartbeat(ctx context.Context, e *statev1.HeartbeatEntry) (*rationv1.HeartbeatResponse, error) {
 	if resp, perr := s.store.State().PrecheckHeartbeat(e); resp == nil && perr == nil {
 		return nil, nil
 	}

@@ -91,8 +91,8 @@ var (
 	roleLine = regexp.MustCompile(`^\s*//.*\bRole: (\w+)`)
 )
 
-// TestRoles_ProtoCommentsMatchTable: every RPC's comment states its role,
-// and it is the role the server enforces.
+// TestRoles_ProtoCommentsMatchTable: every RPC's comment says what it does
+// and states its role, and it is the role the server enforces.
 func TestRoles_ProtoCommentsMatchTable(t *testing.T) {
 	var files []string
 	for _, dir := range []string{"v1", filepath.Join("peer", "v1")} {
@@ -110,6 +110,7 @@ func TestRoles_ProtoCommentsMatchTable(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pkg, svc, role string
+		var says bool // the comment has a line besides the role
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
 			line := sc.Text()
@@ -118,8 +119,11 @@ func TestRoles_ProtoCommentsMatchTable(t *testing.T) {
 				pkg = strings.TrimSuffix(strings.TrimPrefix(line, "package "), ";")
 			case strings.HasPrefix(line, "service "):
 				svc = strings.Fields(line)[1]
+				says = false
 			case roleLine.MatchString(line):
 				role = roleLine.FindStringSubmatch(line)[1]
+			case strings.HasPrefix(strings.TrimSpace(line), "//"):
+				says = true
 			case rpcLine.MatchString(line):
 				p := "/" + pkg + "." + svc + "/" + rpcLine.FindStringSubmatch(line)[1]
 				seen++
@@ -128,9 +132,12 @@ func TestRoles_ProtoCommentsMatchTable(t *testing.T) {
 				} else if role != table[p] {
 					t.Errorf("%s: %s says Role: %s, the server enforces %s", f, p, role, table[p])
 				}
-				role = ""
-			case !strings.HasPrefix(strings.TrimSpace(line), "//"):
-				role = "" // a role line belongs to the RPC right under its comment
+				if !says {
+					t.Errorf("%s: %s's comment says only its role, not what it does", f, p)
+				}
+				role, says = "", false
+			default:
+				role, says = "", false // a comment belongs to the RPC right under it
 			}
 		}
 	}

@@ -15,8 +15,9 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
+	"github.com/rationhq/ration/api"
 	"github.com/rationhq/ration/api/ration/peer/v1/peerv1connect"
-	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/fsm"
@@ -28,8 +29,8 @@ type Store interface {
 	ID() string
 	IsLeader() bool
 	Leader() (id, apiAddr string, err error)
-	Apply(ctx context.Context, cmd *rationv1.Command) (*rationv1.CommandResult, error)
-	Heartbeat(ctx context.Context, e *rationv1.HeartbeatEntry) (*rationv1.CommandResult, error)
+	Apply(ctx context.Context, cmd *statev1.Command) (*statev1.CommandResult, error)
+	Heartbeat(ctx context.Context, e *statev1.HeartbeatEntry) (*statev1.CommandResult, error)
 	State() *fsm.State
 	Changed() <-chan struct{}
 	ReadIndex(ctx context.Context) (uint64, error)
@@ -165,8 +166,9 @@ func (s *Server) Handler() http.Handler {
 		checker.services[n] = true
 	}
 	mux.Handle(grpchealth.NewHandler(checker, connect.WithReadMaxBytes(MaxRequestBytes)))
-	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(names...), connect.WithReadMaxBytes(MaxRequestBytes)))
+	reflector := s.reflector(names)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithReadMaxBytes(MaxRequestBytes)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithReadMaxBytes(MaxRequestBytes)))
 	// Monitoring needs no admin token, as in etcd: probes and scrapers
 	// carry no credentials, and these reveal counts by service, never item
 	// or worker ids or payloads.
@@ -180,6 +182,19 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
 	return h2c.NewHandler(rpcEdge(mux), &http2.Server{IdleTimeout: 2 * time.Minute})
+}
+
+// reflector serves the public services' descriptors with their comments
+// (api.PublicFiles), so that grpcurl describe shows the docs; the
+// generated Go's descriptors, which have none, only if those cannot load.
+func (s *Server) reflector(services []string) *grpcreflect.Reflector {
+	var opts []grpcreflect.Option
+	if files, err := api.PublicFiles(); err != nil {
+		s.log.Warn("reflection serves descriptors without comments", "error", err)
+	} else {
+		opts = append(opts, grpcreflect.WithDescriptorResolver(files))
+	}
+	return grpcreflect.NewReflector(grpcreflect.NamerFunc(func() []string { return services }), opts...)
 }
 
 // CompressMinBytes is the smallest response the server compresses.

@@ -6,6 +6,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm"
 )
@@ -78,7 +79,7 @@ func (s *Server) heartbeat(ctx context.Context, req *connect.Request[rationv1.He
 	if err := fsm.CheckRequest(req.Msg); err != nil {
 		return nil, s.rpcError(err)
 	}
-	e := &rationv1.HeartbeatEntry{Request: req.Msg, Credential: callerOf(ctx).workerSecret}
+	e := &statev1.HeartbeatEntry{Request: req.Msg, Credential: callerOf(ctx).workerSecret}
 	// A heartbeat applied twice extends the same leases to the same end.
 	return onLeader(s, ctx, req, true, func() (*rationv1.HeartbeatResponse, error) {
 		if resp, err := s.precheckHeartbeat(ctx, e); resp != nil || err != nil {

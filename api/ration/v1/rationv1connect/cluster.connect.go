@@ -51,6 +51,8 @@ const (
 
 // ClusterServiceClient is a client for the ration.v1.ClusterService service.
 type ClusterServiceClient interface {
+	// Status is this node's view: its Raft state, the leader, term, indexes,
+	// members and clock offset.
 	// Role: admin.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 	// Join adds a node as a voter. Joining again with the same id and
@@ -62,6 +64,8 @@ type ClusterServiceClient interface {
 	// retried Remove succeeds), and says so in removed.
 	// Role: admin.
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
+	// TransferLeadership hands leadership to node_id, or to the most
+	// up-to-date follower.
 	// Role: admin.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
 	// SaveSnapshot streams a fresh snapshot of the state machine.
@@ -165,6 +169,8 @@ func (c *clusterServiceClient) Restore(ctx context.Context, req *connect.Request
 
 // ClusterServiceHandler is an implementation of the ration.v1.ClusterService service.
 type ClusterServiceHandler interface {
+	// Status is this node's view: its Raft state, the leader, term, indexes,
+	// members and clock offset.
 	// Role: admin.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 	// Join adds a node as a voter. Joining again with the same id and
@@ -176,6 +182,8 @@ type ClusterServiceHandler interface {
 	// retried Remove succeeds), and says so in removed.
 	// Role: admin.
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
+	// TransferLeadership hands leadership to node_id, or to the most
+	// up-to-date follower.
 	// Role: admin.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
 	// SaveSnapshot streams a fresh snapshot of the state machine.

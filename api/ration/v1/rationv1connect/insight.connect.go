@@ -53,12 +53,19 @@ const (
 
 // InsightServiceClient is a client for the ration.v1.InsightService service.
 type InsightServiceClient interface {
+	// GetStats returns the item and bucket counts of one service or all, and
+	// with worker_id that worker's registrations.
 	// Role: owner.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
+	// ListWorkers pages through a service's workers, with their counters and
+	// why any looks suspect.
 	// Role: owner.
 	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
+	// ListBuckets pages through a service's buckets, by state or holder.
 	// Role: owner.
 	ListBuckets(context.Context, *connect.Request[v1.ListBucketsRequest]) (*connect.Response[v1.ListBucketsResponse], error)
+	// ListActivity pages through the activity log (every change, oldest
+	// first), by service, worker, action or time.
 	// Role: owner.
 	ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error)
 	// Explain answers, from the state and the activity log, why a bucket is
@@ -170,12 +177,19 @@ func (c *insightServiceClient) WatchActivity(ctx context.Context, req *connect.R
 
 // InsightServiceHandler is an implementation of the ration.v1.InsightService service.
 type InsightServiceHandler interface {
+	// GetStats returns the item and bucket counts of one service or all, and
+	// with worker_id that worker's registrations.
 	// Role: owner.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
+	// ListWorkers pages through a service's workers, with their counters and
+	// why any looks suspect.
 	// Role: owner.
 	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
+	// ListBuckets pages through a service's buckets, by state or holder.
 	// Role: owner.
 	ListBuckets(context.Context, *connect.Request[v1.ListBucketsRequest]) (*connect.Response[v1.ListBucketsResponse], error)
+	// ListActivity pages through the activity log (every change, oldest
+	// first), by service, worker, action or time.
 	// Role: owner.
 	ListActivity(context.Context, *connect.Request[v1.ListActivityRequest]) (*connect.Response[v1.ListActivityResponse], error)
 	// Explain answers, from the state and the activity log, why a bucket is

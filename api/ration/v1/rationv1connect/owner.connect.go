@@ -84,6 +84,8 @@ type OwnerServiceClient interface {
 	// UpdateService replaces a service's config (the kind stays).
 	// Role: owner.
 	UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error)
+	// GetService returns one service: its config, state, item and bucket
+	// counts, and where its export stands.
 	// Role: owner.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
 	// ListServices lists every service.
@@ -93,6 +95,8 @@ type OwnerServiceClient interface {
 	// and ends outstanding leases; history stays readable.
 	// Role: owner.
 	RevokeService(context.Context, *connect.Request[v1.RevokeServiceRequest]) (*connect.Response[v1.RevokeServiceResponse], error)
+	// ReinstateService makes a revoked service active again; reinstating an
+	// active one changes nothing.
 	// Role: owner.
 	ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error)
 	// DeleteService removes a revoked service with its items, buckets,
@@ -101,14 +105,19 @@ type OwnerServiceClient interface {
 	// (RESULTS_NOT_ACKNOWLEDGED) unless force is set. The name is free again.
 	// Role: owner.
 	DeleteService(context.Context, *connect.Request[v1.DeleteServiceRequest]) (*connect.Response[v1.DeleteServiceResponse], error)
+	// AddItems queues item ids in a service, packed into buckets; ids already
+	// pending, leased or done are skipped (done ones re-queued with rerun).
 	// Role: owner.
 	AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error)
+	// ListItems pages through a service's items in id order, with their states.
 	// Role: owner.
 	ListItems(context.Context, *connect.Request[v1.ListItemsRequest]) (*connect.Response[v1.ListItemsResponse], error)
 	// DeactivateWorker ends a worker's registration and leases; it stays out
 	// until ReactivateWorker.
 	// Role: owner.
 	DeactivateWorker(context.Context, *connect.Request[v1.DeactivateWorkerRequest]) (*connect.Response[v1.DeactivateWorkerResponse], error)
+	// ReactivateWorker makes a deactivated worker active again (and able to
+	// register).
 	// Role: owner.
 	ReactivateWorker(context.Context, *connect.Request[v1.ReactivateWorkerRequest]) (*connect.Response[v1.ReactivateWorkerResponse], error)
 	// RevertWorker marks a worker's results since a time as reverted and
@@ -341,6 +350,8 @@ type OwnerServiceHandler interface {
 	// UpdateService replaces a service's config (the kind stays).
 	// Role: owner.
 	UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error)
+	// GetService returns one service: its config, state, item and bucket
+	// counts, and where its export stands.
 	// Role: owner.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
 	// ListServices lists every service.
@@ -350,6 +361,8 @@ type OwnerServiceHandler interface {
 	// and ends outstanding leases; history stays readable.
 	// Role: owner.
 	RevokeService(context.Context, *connect.Request[v1.RevokeServiceRequest]) (*connect.Response[v1.RevokeServiceResponse], error)
+	// ReinstateService makes a revoked service active again; reinstating an
+	// active one changes nothing.
 	// Role: owner.
 	ReinstateService(context.Context, *connect.Request[v1.ReinstateServiceRequest]) (*connect.Response[v1.ReinstateServiceResponse], error)
 	// DeleteService removes a revoked service with its items, buckets,
@@ -358,14 +371,19 @@ type OwnerServiceHandler interface {
 	// (RESULTS_NOT_ACKNOWLEDGED) unless force is set. The name is free again.
 	// Role: owner.
 	DeleteService(context.Context, *connect.Request[v1.DeleteServiceRequest]) (*connect.Response[v1.DeleteServiceResponse], error)
+	// AddItems queues item ids in a service, packed into buckets; ids already
+	// pending, leased or done are skipped (done ones re-queued with rerun).
 	// Role: owner.
 	AddItems(context.Context, *connect.Request[v1.AddItemsRequest]) (*connect.Response[v1.AddItemsResponse], error)
+	// ListItems pages through a service's items in id order, with their states.
 	// Role: owner.
 	ListItems(context.Context, *connect.Request[v1.ListItemsRequest]) (*connect.Response[v1.ListItemsResponse], error)
 	// DeactivateWorker ends a worker's registration and leases; it stays out
 	// until ReactivateWorker.
 	// Role: owner.
 	DeactivateWorker(context.Context, *connect.Request[v1.DeactivateWorkerRequest]) (*connect.Response[v1.DeactivateWorkerResponse], error)
+	// ReactivateWorker makes a deactivated worker active again (and able to
+	// register).
 	// Role: owner.
 	ReactivateWorker(context.Context, *connect.Request[v1.ReactivateWorkerRequest]) (*connect.Response[v1.ReactivateWorkerResponse], error)
 	// RevertWorker marks a worker's results since a time as reverted and

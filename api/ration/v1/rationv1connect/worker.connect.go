@@ -60,6 +60,8 @@ type WorkerServiceClient interface {
 	// other worker. It reactivates a worker the system deactivated.
 	// Role: worker.
 	Register(context.Context, *connect.Request[v1.RegisterRequest]) (*connect.Response[v1.RegisterResponse], error)
+	// Unregister makes the worker inactive in the service and ends its leases;
+	// their unsubmitted items go back to the pool.
 	// Role: worker.
 	Unregister(context.Context, *connect.Request[v1.UnregisterRequest]) (*connect.Response[v1.UnregisterResponse], error)
 	// CheckService tells whether a service exists and is active.
@@ -205,6 +207,8 @@ type WorkerServiceHandler interface {
 	// other worker. It reactivates a worker the system deactivated.
 	// Role: worker.
 	Register(context.Context, *connect.Request[v1.RegisterRequest]) (*connect.Response[v1.RegisterResponse], error)
+	// Unregister makes the worker inactive in the service and ends its leases;
+	// their unsubmitted items go back to the pool.
 	// Role: worker.
 	Unregister(context.Context, *connect.Request[v1.UnregisterRequest]) (*connect.Response[v1.UnregisterResponse], error)
 	// CheckService tells whether a service exists and is active.

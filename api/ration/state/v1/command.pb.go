@@ -2,11 +2,16 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: ration/v1/command.proto
+// source: ration/state/v1/command.proto
 
-package rationv1
+// Internal, not part of the API (ration/v1): the entries of the Raft log.
+// Nodes apply logs that earlier builds wrote, so field numbers and types
+// never change.
+
+package statev1
 
 import (
+	v1 "github.com/rationhq/ration/api/ration/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -59,7 +64,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_ration_v1_command_proto_msgTypes[0]
+	mi := &file_ration_state_v1_command_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -71,7 +76,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[0]
+	mi := &file_ration_state_v1_command_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -84,7 +89,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{0}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Command) GetHeader() *CommandHeader {
@@ -101,7 +106,7 @@ func (x *Command) GetOp() isCommand_Op {
 	return nil
 }
 
-func (x *Command) GetCreateService() *CreateServiceRequest {
+func (x *Command) GetCreateService() *v1.CreateServiceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateService); ok {
 			return x.CreateService
@@ -110,7 +115,7 @@ func (x *Command) GetCreateService() *CreateServiceRequest {
 	return nil
 }
 
-func (x *Command) GetUpdateService() *UpdateServiceRequest {
+func (x *Command) GetUpdateService() *v1.UpdateServiceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_UpdateService); ok {
 			return x.UpdateService
@@ -119,7 +124,7 @@ func (x *Command) GetUpdateService() *UpdateServiceRequest {
 	return nil
 }
 
-func (x *Command) GetRevokeService() *RevokeServiceRequest {
+func (x *Command) GetRevokeService() *v1.RevokeServiceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_RevokeService); ok {
 			return x.RevokeService
@@ -128,7 +133,7 @@ func (x *Command) GetRevokeService() *RevokeServiceRequest {
 	return nil
 }
 
-func (x *Command) GetReinstateService() *ReinstateServiceRequest {
+func (x *Command) GetReinstateService() *v1.ReinstateServiceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_ReinstateService); ok {
 			return x.ReinstateService
@@ -137,7 +142,7 @@ func (x *Command) GetReinstateService() *ReinstateServiceRequest {
 	return nil
 }
 
-func (x *Command) GetRotateOwnerToken() *RotateOwnerTokenRequest {
+func (x *Command) GetRotateOwnerToken() *v1.RotateOwnerTokenRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_RotateOwnerToken); ok {
 			return x.RotateOwnerToken
@@ -146,7 +151,7 @@ func (x *Command) GetRotateOwnerToken() *RotateOwnerTokenRequest {
 	return nil
 }
 
-func (x *Command) GetDeleteService() *DeleteServiceRequest {
+func (x *Command) GetDeleteService() *v1.DeleteServiceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_DeleteService); ok {
 			return x.DeleteService
@@ -155,7 +160,7 @@ func (x *Command) GetDeleteService() *DeleteServiceRequest {
 	return nil
 }
 
-func (x *Command) GetRegister() *RegisterRequest {
+func (x *Command) GetRegister() *v1.RegisterRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Register); ok {
 			return x.Register
@@ -164,7 +169,7 @@ func (x *Command) GetRegister() *RegisterRequest {
 	return nil
 }
 
-func (x *Command) GetUnregister() *UnregisterRequest {
+func (x *Command) GetUnregister() *v1.UnregisterRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Unregister); ok {
 			return x.Unregister
@@ -173,7 +178,7 @@ func (x *Command) GetUnregister() *UnregisterRequest {
 	return nil
 }
 
-func (x *Command) GetDeactivateWorker() *DeactivateWorkerRequest {
+func (x *Command) GetDeactivateWorker() *v1.DeactivateWorkerRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_DeactivateWorker); ok {
 			return x.DeactivateWorker
@@ -182,7 +187,7 @@ func (x *Command) GetDeactivateWorker() *DeactivateWorkerRequest {
 	return nil
 }
 
-func (x *Command) GetReactivateWorker() *ReactivateWorkerRequest {
+func (x *Command) GetReactivateWorker() *v1.ReactivateWorkerRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_ReactivateWorker); ok {
 			return x.ReactivateWorker
@@ -191,7 +196,7 @@ func (x *Command) GetReactivateWorker() *ReactivateWorkerRequest {
 	return nil
 }
 
-func (x *Command) GetRevertWorker() *RevertWorkerRequest {
+func (x *Command) GetRevertWorker() *v1.RevertWorkerRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_RevertWorker); ok {
 			return x.RevertWorker
@@ -200,7 +205,7 @@ func (x *Command) GetRevertWorker() *RevertWorkerRequest {
 	return nil
 }
 
-func (x *Command) GetAddItems() *AddItemsRequest {
+func (x *Command) GetAddItems() *v1.AddItemsRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_AddItems); ok {
 			return x.AddItems
@@ -209,7 +214,7 @@ func (x *Command) GetAddItems() *AddItemsRequest {
 	return nil
 }
 
-func (x *Command) GetAcquire() *AcquireRequest {
+func (x *Command) GetAcquire() *v1.AcquireRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Acquire); ok {
 			return x.Acquire
@@ -227,7 +232,7 @@ func (x *Command) GetHeartbeat() *HeartbeatBatch {
 	return nil
 }
 
-func (x *Command) GetSubmit() *SubmitRequest {
+func (x *Command) GetSubmit() *v1.SubmitRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Submit); ok {
 			return x.Submit
@@ -236,7 +241,7 @@ func (x *Command) GetSubmit() *SubmitRequest {
 	return nil
 }
 
-func (x *Command) GetRelease() *ReleaseRequest {
+func (x *Command) GetRelease() *v1.ReleaseRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Release); ok {
 			return x.Release
@@ -245,7 +250,7 @@ func (x *Command) GetRelease() *ReleaseRequest {
 	return nil
 }
 
-func (x *Command) GetAckResults() *AckResultsRequest {
+func (x *Command) GetAckResults() *v1.AckResultsRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_AckResults); ok {
 			return x.AckResults
@@ -314,57 +319,57 @@ type isCommand_Op interface {
 
 type Command_CreateService struct {
 	// 10-19: services.
-	CreateService *CreateServiceRequest `protobuf:"bytes,10,opt,name=create_service,json=createService,proto3,oneof"`
+	CreateService *v1.CreateServiceRequest `protobuf:"bytes,10,opt,name=create_service,json=createService,proto3,oneof"`
 }
 
 type Command_UpdateService struct {
-	UpdateService *UpdateServiceRequest `protobuf:"bytes,11,opt,name=update_service,json=updateService,proto3,oneof"`
+	UpdateService *v1.UpdateServiceRequest `protobuf:"bytes,11,opt,name=update_service,json=updateService,proto3,oneof"`
 }
 
 type Command_RevokeService struct {
-	RevokeService *RevokeServiceRequest `protobuf:"bytes,12,opt,name=revoke_service,json=revokeService,proto3,oneof"`
+	RevokeService *v1.RevokeServiceRequest `protobuf:"bytes,12,opt,name=revoke_service,json=revokeService,proto3,oneof"`
 }
 
 type Command_ReinstateService struct {
-	ReinstateService *ReinstateServiceRequest `protobuf:"bytes,13,opt,name=reinstate_service,json=reinstateService,proto3,oneof"`
+	ReinstateService *v1.ReinstateServiceRequest `protobuf:"bytes,13,opt,name=reinstate_service,json=reinstateService,proto3,oneof"`
 }
 
 type Command_RotateOwnerToken struct {
-	RotateOwnerToken *RotateOwnerTokenRequest `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
+	RotateOwnerToken *v1.RotateOwnerTokenRequest `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
 }
 
 type Command_DeleteService struct {
-	DeleteService *DeleteServiceRequest `protobuf:"bytes,15,opt,name=delete_service,json=deleteService,proto3,oneof"`
+	DeleteService *v1.DeleteServiceRequest `protobuf:"bytes,15,opt,name=delete_service,json=deleteService,proto3,oneof"`
 }
 
 type Command_Register struct {
 	// 20-29: workers.
-	Register *RegisterRequest `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
+	Register *v1.RegisterRequest `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
 }
 
 type Command_Unregister struct {
-	Unregister *UnregisterRequest `protobuf:"bytes,21,opt,name=unregister,proto3,oneof"`
+	Unregister *v1.UnregisterRequest `protobuf:"bytes,21,opt,name=unregister,proto3,oneof"`
 }
 
 type Command_DeactivateWorker struct {
-	DeactivateWorker *DeactivateWorkerRequest `protobuf:"bytes,22,opt,name=deactivate_worker,json=deactivateWorker,proto3,oneof"`
+	DeactivateWorker *v1.DeactivateWorkerRequest `protobuf:"bytes,22,opt,name=deactivate_worker,json=deactivateWorker,proto3,oneof"`
 }
 
 type Command_ReactivateWorker struct {
-	ReactivateWorker *ReactivateWorkerRequest `protobuf:"bytes,23,opt,name=reactivate_worker,json=reactivateWorker,proto3,oneof"`
+	ReactivateWorker *v1.ReactivateWorkerRequest `protobuf:"bytes,23,opt,name=reactivate_worker,json=reactivateWorker,proto3,oneof"`
 }
 
 type Command_RevertWorker struct {
-	RevertWorker *RevertWorkerRequest `protobuf:"bytes,24,opt,name=revert_worker,json=revertWorker,proto3,oneof"`
+	RevertWorker *v1.RevertWorkerRequest `protobuf:"bytes,24,opt,name=revert_worker,json=revertWorker,proto3,oneof"`
 }
 
 type Command_AddItems struct {
 	// 30-39: items and leases.
-	AddItems *AddItemsRequest `protobuf:"bytes,30,opt,name=add_items,json=addItems,proto3,oneof"`
+	AddItems *v1.AddItemsRequest `protobuf:"bytes,30,opt,name=add_items,json=addItems,proto3,oneof"`
 }
 
 type Command_Acquire struct {
-	Acquire *AcquireRequest `protobuf:"bytes,31,opt,name=acquire,proto3,oneof"`
+	Acquire *v1.AcquireRequest `protobuf:"bytes,31,opt,name=acquire,proto3,oneof"`
 }
 
 type Command_Heartbeat struct {
@@ -372,16 +377,16 @@ type Command_Heartbeat struct {
 }
 
 type Command_Submit struct {
-	Submit *SubmitRequest `protobuf:"bytes,33,opt,name=submit,proto3,oneof"`
+	Submit *v1.SubmitRequest `protobuf:"bytes,33,opt,name=submit,proto3,oneof"`
 }
 
 type Command_Release struct {
-	Release *ReleaseRequest `protobuf:"bytes,34,opt,name=release,proto3,oneof"`
+	Release *v1.ReleaseRequest `protobuf:"bytes,34,opt,name=release,proto3,oneof"`
 }
 
 type Command_AckResults struct {
 	// 35 is CommandResult's heartbeat_entry.
-	AckResults *AckResultsRequest `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
+	AckResults *v1.AckResultsRequest `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
 }
 
 type Command_Tick struct {
@@ -494,7 +499,7 @@ type CommandHeader struct {
 
 func (x *CommandHeader) Reset() {
 	*x = CommandHeader{}
-	mi := &file_ration_v1_command_proto_msgTypes[1]
+	mi := &file_ration_state_v1_command_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +511,7 @@ func (x *CommandHeader) String() string {
 func (*CommandHeader) ProtoMessage() {}
 
 func (x *CommandHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[1]
+	mi := &file_ration_state_v1_command_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +524,7 @@ func (x *CommandHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandHeader.ProtoReflect.Descriptor instead.
 func (*CommandHeader) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CommandHeader) GetRequestId() string {
@@ -591,7 +596,7 @@ type HeartbeatBatch struct {
 
 func (x *HeartbeatBatch) Reset() {
 	*x = HeartbeatBatch{}
-	mi := &file_ration_v1_command_proto_msgTypes[2]
+	mi := &file_ration_state_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +608,7 @@ func (x *HeartbeatBatch) String() string {
 func (*HeartbeatBatch) ProtoMessage() {}
 
 func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[2]
+	mi := &file_ration_state_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +621,7 @@ func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatch.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatch) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HeartbeatBatch) GetEntries() []*HeartbeatEntry {
@@ -628,7 +633,7 @@ func (x *HeartbeatBatch) GetEntries() []*HeartbeatEntry {
 
 type HeartbeatEntry struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Request *HeartbeatRequest      `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	Request *v1.HeartbeatRequest   `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
 	// SHA-256 of this worker's secret.
 	Credential    []byte `protobuf:"bytes,2,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -637,7 +642,7 @@ type HeartbeatEntry struct {
 
 func (x *HeartbeatEntry) Reset() {
 	*x = HeartbeatEntry{}
-	mi := &file_ration_v1_command_proto_msgTypes[3]
+	mi := &file_ration_state_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +654,7 @@ func (x *HeartbeatEntry) String() string {
 func (*HeartbeatEntry) ProtoMessage() {}
 
 func (x *HeartbeatEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[3]
+	mi := &file_ration_state_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,10 +667,10 @@ func (x *HeartbeatEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatEntry.ProtoReflect.Descriptor instead.
 func (*HeartbeatEntry) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *HeartbeatEntry) GetRequest() *HeartbeatRequest {
+func (x *HeartbeatEntry) GetRequest() *v1.HeartbeatRequest {
 	if x != nil {
 		return x.Request
 	}
@@ -716,7 +721,7 @@ type Tick struct {
 
 func (x *Tick) Reset() {
 	*x = Tick{}
-	mi := &file_ration_v1_command_proto_msgTypes[4]
+	mi := &file_ration_state_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +733,7 @@ func (x *Tick) String() string {
 func (*Tick) ProtoMessage() {}
 
 func (x *Tick) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[4]
+	mi := &file_ration_state_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +746,7 @@ func (x *Tick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tick.ProtoReflect.Descriptor instead.
 func (*Tick) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Tick) GetExpireLeases() bool {
@@ -824,7 +829,7 @@ type SetNode struct {
 
 func (x *SetNode) Reset() {
 	*x = SetNode{}
-	mi := &file_ration_v1_command_proto_msgTypes[5]
+	mi := &file_ration_state_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +841,7 @@ func (x *SetNode) String() string {
 func (*SetNode) ProtoMessage() {}
 
 func (x *SetNode) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[5]
+	mi := &file_ration_state_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +854,7 @@ func (x *SetNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNode.ProtoReflect.Descriptor instead.
 func (*SetNode) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SetNode) GetNodeId() string {
@@ -875,7 +880,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_ration_v1_command_proto_msgTypes[6]
+	mi := &file_ration_state_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +892,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[6]
+	mi := &file_ration_state_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +905,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveNode) GetNodeId() string {
@@ -919,7 +924,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_ration_v1_command_proto_msgTypes[7]
+	mi := &file_ration_state_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +936,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[7]
+	mi := &file_ration_state_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +949,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -993,7 +998,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[8]
+	mi := &file_ration_state_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1010,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[8]
+	mi := &file_ration_state_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1023,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommandResult) GetError() *CommandError {
@@ -1042,7 +1047,7 @@ func (x *CommandResult) GetValue() isCommandResult_Value {
 	return nil
 }
 
-func (x *CommandResult) GetCreateService() *CreateServiceResponse {
+func (x *CommandResult) GetCreateService() *v1.CreateServiceResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_CreateService); ok {
 			return x.CreateService
@@ -1051,7 +1056,7 @@ func (x *CommandResult) GetCreateService() *CreateServiceResponse {
 	return nil
 }
 
-func (x *CommandResult) GetUpdateService() *UpdateServiceResponse {
+func (x *CommandResult) GetUpdateService() *v1.UpdateServiceResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_UpdateService); ok {
 			return x.UpdateService
@@ -1060,7 +1065,7 @@ func (x *CommandResult) GetUpdateService() *UpdateServiceResponse {
 	return nil
 }
 
-func (x *CommandResult) GetRevokeService() *RevokeServiceResponse {
+func (x *CommandResult) GetRevokeService() *v1.RevokeServiceResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_RevokeService); ok {
 			return x.RevokeService
@@ -1069,7 +1074,7 @@ func (x *CommandResult) GetRevokeService() *RevokeServiceResponse {
 	return nil
 }
 
-func (x *CommandResult) GetReinstateService() *ReinstateServiceResponse {
+func (x *CommandResult) GetReinstateService() *v1.ReinstateServiceResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_ReinstateService); ok {
 			return x.ReinstateService
@@ -1078,7 +1083,7 @@ func (x *CommandResult) GetReinstateService() *ReinstateServiceResponse {
 	return nil
 }
 
-func (x *CommandResult) GetRotateOwnerToken() *RotateOwnerTokenResponse {
+func (x *CommandResult) GetRotateOwnerToken() *v1.RotateOwnerTokenResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_RotateOwnerToken); ok {
 			return x.RotateOwnerToken
@@ -1087,7 +1092,7 @@ func (x *CommandResult) GetRotateOwnerToken() *RotateOwnerTokenResponse {
 	return nil
 }
 
-func (x *CommandResult) GetDeleteService() *DeleteServiceResponse {
+func (x *CommandResult) GetDeleteService() *v1.DeleteServiceResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_DeleteService); ok {
 			return x.DeleteService
@@ -1096,7 +1101,7 @@ func (x *CommandResult) GetDeleteService() *DeleteServiceResponse {
 	return nil
 }
 
-func (x *CommandResult) GetRegister() *RegisterResponse {
+func (x *CommandResult) GetRegister() *v1.RegisterResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Register); ok {
 			return x.Register
@@ -1105,7 +1110,7 @@ func (x *CommandResult) GetRegister() *RegisterResponse {
 	return nil
 }
 
-func (x *CommandResult) GetUnregister() *UnregisterResponse {
+func (x *CommandResult) GetUnregister() *v1.UnregisterResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Unregister); ok {
 			return x.Unregister
@@ -1114,7 +1119,7 @@ func (x *CommandResult) GetUnregister() *UnregisterResponse {
 	return nil
 }
 
-func (x *CommandResult) GetDeactivateWorker() *DeactivateWorkerResponse {
+func (x *CommandResult) GetDeactivateWorker() *v1.DeactivateWorkerResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_DeactivateWorker); ok {
 			return x.DeactivateWorker
@@ -1123,7 +1128,7 @@ func (x *CommandResult) GetDeactivateWorker() *DeactivateWorkerResponse {
 	return nil
 }
 
-func (x *CommandResult) GetReactivateWorker() *ReactivateWorkerResponse {
+func (x *CommandResult) GetReactivateWorker() *v1.ReactivateWorkerResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_ReactivateWorker); ok {
 			return x.ReactivateWorker
@@ -1132,7 +1137,7 @@ func (x *CommandResult) GetReactivateWorker() *ReactivateWorkerResponse {
 	return nil
 }
 
-func (x *CommandResult) GetRevertWorker() *RevertWorkerResponse {
+func (x *CommandResult) GetRevertWorker() *v1.RevertWorkerResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_RevertWorker); ok {
 			return x.RevertWorker
@@ -1141,7 +1146,7 @@ func (x *CommandResult) GetRevertWorker() *RevertWorkerResponse {
 	return nil
 }
 
-func (x *CommandResult) GetAddItems() *AddItemsResponse {
+func (x *CommandResult) GetAddItems() *v1.AddItemsResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_AddItems); ok {
 			return x.AddItems
@@ -1150,7 +1155,7 @@ func (x *CommandResult) GetAddItems() *AddItemsResponse {
 	return nil
 }
 
-func (x *CommandResult) GetAcquire() *AcquireResponse {
+func (x *CommandResult) GetAcquire() *v1.AcquireResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Acquire); ok {
 			return x.Acquire
@@ -1168,7 +1173,7 @@ func (x *CommandResult) GetHeartbeat() *HeartbeatBatchResult {
 	return nil
 }
 
-func (x *CommandResult) GetSubmit() *SubmitResponse {
+func (x *CommandResult) GetSubmit() *v1.SubmitResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Submit); ok {
 			return x.Submit
@@ -1177,7 +1182,7 @@ func (x *CommandResult) GetSubmit() *SubmitResponse {
 	return nil
 }
 
-func (x *CommandResult) GetRelease() *ReleaseResponse {
+func (x *CommandResult) GetRelease() *v1.ReleaseResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Release); ok {
 			return x.Release
@@ -1186,7 +1191,7 @@ func (x *CommandResult) GetRelease() *ReleaseResponse {
 	return nil
 }
 
-func (x *CommandResult) GetHeartbeatEntry() *HeartbeatResponse {
+func (x *CommandResult) GetHeartbeatEntry() *v1.HeartbeatResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_HeartbeatEntry); ok {
 			return x.HeartbeatEntry
@@ -1195,7 +1200,7 @@ func (x *CommandResult) GetHeartbeatEntry() *HeartbeatResponse {
 	return nil
 }
 
-func (x *CommandResult) GetAckResults() *AckResultsResponse {
+func (x *CommandResult) GetAckResults() *v1.AckResultsResponse {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_AckResults); ok {
 			return x.AckResults
@@ -1227,55 +1232,55 @@ type isCommandResult_Value interface {
 }
 
 type CommandResult_CreateService struct {
-	CreateService *CreateServiceResponse `protobuf:"bytes,10,opt,name=create_service,json=createService,proto3,oneof"`
+	CreateService *v1.CreateServiceResponse `protobuf:"bytes,10,opt,name=create_service,json=createService,proto3,oneof"`
 }
 
 type CommandResult_UpdateService struct {
-	UpdateService *UpdateServiceResponse `protobuf:"bytes,11,opt,name=update_service,json=updateService,proto3,oneof"`
+	UpdateService *v1.UpdateServiceResponse `protobuf:"bytes,11,opt,name=update_service,json=updateService,proto3,oneof"`
 }
 
 type CommandResult_RevokeService struct {
-	RevokeService *RevokeServiceResponse `protobuf:"bytes,12,opt,name=revoke_service,json=revokeService,proto3,oneof"`
+	RevokeService *v1.RevokeServiceResponse `protobuf:"bytes,12,opt,name=revoke_service,json=revokeService,proto3,oneof"`
 }
 
 type CommandResult_ReinstateService struct {
-	ReinstateService *ReinstateServiceResponse `protobuf:"bytes,13,opt,name=reinstate_service,json=reinstateService,proto3,oneof"`
+	ReinstateService *v1.ReinstateServiceResponse `protobuf:"bytes,13,opt,name=reinstate_service,json=reinstateService,proto3,oneof"`
 }
 
 type CommandResult_RotateOwnerToken struct {
-	RotateOwnerToken *RotateOwnerTokenResponse `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
+	RotateOwnerToken *v1.RotateOwnerTokenResponse `protobuf:"bytes,14,opt,name=rotate_owner_token,json=rotateOwnerToken,proto3,oneof"`
 }
 
 type CommandResult_DeleteService struct {
-	DeleteService *DeleteServiceResponse `protobuf:"bytes,15,opt,name=delete_service,json=deleteService,proto3,oneof"`
+	DeleteService *v1.DeleteServiceResponse `protobuf:"bytes,15,opt,name=delete_service,json=deleteService,proto3,oneof"`
 }
 
 type CommandResult_Register struct {
-	Register *RegisterResponse `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
+	Register *v1.RegisterResponse `protobuf:"bytes,20,opt,name=register,proto3,oneof"`
 }
 
 type CommandResult_Unregister struct {
-	Unregister *UnregisterResponse `protobuf:"bytes,21,opt,name=unregister,proto3,oneof"`
+	Unregister *v1.UnregisterResponse `protobuf:"bytes,21,opt,name=unregister,proto3,oneof"`
 }
 
 type CommandResult_DeactivateWorker struct {
-	DeactivateWorker *DeactivateWorkerResponse `protobuf:"bytes,22,opt,name=deactivate_worker,json=deactivateWorker,proto3,oneof"`
+	DeactivateWorker *v1.DeactivateWorkerResponse `protobuf:"bytes,22,opt,name=deactivate_worker,json=deactivateWorker,proto3,oneof"`
 }
 
 type CommandResult_ReactivateWorker struct {
-	ReactivateWorker *ReactivateWorkerResponse `protobuf:"bytes,23,opt,name=reactivate_worker,json=reactivateWorker,proto3,oneof"`
+	ReactivateWorker *v1.ReactivateWorkerResponse `protobuf:"bytes,23,opt,name=reactivate_worker,json=reactivateWorker,proto3,oneof"`
 }
 
 type CommandResult_RevertWorker struct {
-	RevertWorker *RevertWorkerResponse `protobuf:"bytes,24,opt,name=revert_worker,json=revertWorker,proto3,oneof"`
+	RevertWorker *v1.RevertWorkerResponse `protobuf:"bytes,24,opt,name=revert_worker,json=revertWorker,proto3,oneof"`
 }
 
 type CommandResult_AddItems struct {
-	AddItems *AddItemsResponse `protobuf:"bytes,30,opt,name=add_items,json=addItems,proto3,oneof"`
+	AddItems *v1.AddItemsResponse `protobuf:"bytes,30,opt,name=add_items,json=addItems,proto3,oneof"`
 }
 
 type CommandResult_Acquire struct {
-	Acquire *AcquireResponse `protobuf:"bytes,31,opt,name=acquire,proto3,oneof"`
+	Acquire *v1.AcquireResponse `protobuf:"bytes,31,opt,name=acquire,proto3,oneof"`
 }
 
 type CommandResult_Heartbeat struct {
@@ -1283,20 +1288,20 @@ type CommandResult_Heartbeat struct {
 }
 
 type CommandResult_Submit struct {
-	Submit *SubmitResponse `protobuf:"bytes,33,opt,name=submit,proto3,oneof"`
+	Submit *v1.SubmitResponse `protobuf:"bytes,33,opt,name=submit,proto3,oneof"`
 }
 
 type CommandResult_Release struct {
-	Release *ReleaseResponse `protobuf:"bytes,34,opt,name=release,proto3,oneof"`
+	Release *v1.ReleaseResponse `protobuf:"bytes,34,opt,name=release,proto3,oneof"`
 }
 
 type CommandResult_HeartbeatEntry struct {
 	// One entry of a HeartbeatBatchResult.
-	HeartbeatEntry *HeartbeatResponse `protobuf:"bytes,35,opt,name=heartbeat_entry,json=heartbeatEntry,proto3,oneof"`
+	HeartbeatEntry *v1.HeartbeatResponse `protobuf:"bytes,35,opt,name=heartbeat_entry,json=heartbeatEntry,proto3,oneof"`
 }
 
 type CommandResult_AckResults struct {
-	AckResults *AckResultsResponse `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
+	AckResults *v1.AckResultsResponse `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
 }
 
 type CommandResult_Tick struct {
@@ -1360,7 +1365,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_ration_v1_command_proto_msgTypes[9]
+	mi := &file_ration_state_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1377,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[9]
+	mi := &file_ration_state_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1390,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommandError) GetReason() string {
@@ -1412,7 +1417,7 @@ type HeartbeatBatchResult struct {
 
 func (x *HeartbeatBatchResult) Reset() {
 	*x = HeartbeatBatchResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[10]
+	mi := &file_ration_state_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1429,7 @@ func (x *HeartbeatBatchResult) String() string {
 func (*HeartbeatBatchResult) ProtoMessage() {}
 
 func (x *HeartbeatBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[10]
+	mi := &file_ration_state_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1442,7 @@ func (x *HeartbeatBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatchResult.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatchResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeartbeatBatchResult) GetEntries() []*CommandResult {
@@ -1470,7 +1475,7 @@ type TickResult struct {
 
 func (x *TickResult) Reset() {
 	*x = TickResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[11]
+	mi := &file_ration_state_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1487,7 @@ func (x *TickResult) String() string {
 func (*TickResult) ProtoMessage() {}
 
 func (x *TickResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[11]
+	mi := &file_ration_state_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1500,7 @@ func (x *TickResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TickResult.ProtoReflect.Descriptor instead.
 func (*TickResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TickResult) GetExpired() uint32 {
@@ -1584,7 +1589,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_ration_v1_command_proto_msgTypes[12]
+	mi := &file_ration_state_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1601,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_command_proto_msgTypes[12]
+	mi := &file_ration_state_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1614,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchResult) GetResults() []*CommandResult {
@@ -1619,13 +1624,13 @@ func (x *BatchResult) GetResults() []*CommandResult {
 	return nil
 }
 
-var File_ration_v1_command_proto protoreflect.FileDescriptor
+var File_ration_state_v1_command_proto protoreflect.FileDescriptor
 
-const file_ration_v1_command_proto_rawDesc = "" +
+const file_ration_state_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/command.proto\x12\tration.v1\x1a\x17ration/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xa0\f\n" +
-	"\aCommand\x120\n" +
-	"\x06header\x18\x01 \x01(\v2\x18.ration.v1.CommandHeaderR\x06header\x12H\n" +
+	"\x1dration/state/v1/command.proto\x12\x0fration.state.v1\x1a\x1dration/state/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xd0\f\n" +
+	"\aCommand\x126\n" +
+	"\x06header\x18\x01 \x01(\v2\x1e.ration.state.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
 	" \x01(\v2\x1f.ration.v1.CreateServiceRequestH\x00R\rcreateService\x12H\n" +
 	"\x0eupdate_service\x18\v \x01(\v2\x1f.ration.v1.UpdateServiceRequestH\x00R\rupdateService\x12H\n" +
@@ -1641,19 +1646,19 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x11reactivate_worker\x18\x17 \x01(\v2\".ration.v1.ReactivateWorkerRequestH\x00R\x10reactivateWorker\x12E\n" +
 	"\rrevert_worker\x18\x18 \x01(\v2\x1e.ration.v1.RevertWorkerRequestH\x00R\frevertWorker\x129\n" +
 	"\tadd_items\x18\x1e \x01(\v2\x1a.ration.v1.AddItemsRequestH\x00R\baddItems\x125\n" +
-	"\aacquire\x18\x1f \x01(\v2\x19.ration.v1.AcquireRequestH\x00R\aacquire\x129\n" +
-	"\theartbeat\x18  \x01(\v2\x19.ration.v1.HeartbeatBatchH\x00R\theartbeat\x122\n" +
+	"\aacquire\x18\x1f \x01(\v2\x19.ration.v1.AcquireRequestH\x00R\aacquire\x12?\n" +
+	"\theartbeat\x18  \x01(\v2\x1f.ration.state.v1.HeartbeatBatchH\x00R\theartbeat\x122\n" +
 	"\x06submit\x18! \x01(\v2\x18.ration.v1.SubmitRequestH\x00R\x06submit\x125\n" +
 	"\arelease\x18\" \x01(\v2\x19.ration.v1.ReleaseRequestH\x00R\arelease\x12?\n" +
 	"\vack_results\x18$ \x01(\v2\x1c.ration.v1.AckResultsRequestH\x00R\n" +
-	"ackResults\x12%\n" +
-	"\x04tick\x18( \x01(\v2\x0f.ration.v1.TickH\x00R\x04tick\x12/\n" +
-	"\bset_node\x182 \x01(\v2\x12.ration.v1.SetNodeH\x00R\asetNode\x128\n" +
-	"\vremove_node\x183 \x01(\v2\x15.ration.v1.RemoveNodeH\x00R\n" +
-	"removeNode\x12/\n" +
-	"\x05batch\x18< \x01(\v2\x17.ration.v1.CommandBatchH\x00R\x05batch\x12H\n" +
-	"\x11compact_add_items\x18F \x01(\v2\x1a.ration.v1.CompactAddItemsH\x00R\x0fcompactAddItems\x12A\n" +
-	"\x0ecompact_submit\x18G \x01(\v2\x18.ration.v1.CompactSubmitH\x00R\rcompactSubmitB\x04\n" +
+	"ackResults\x12+\n" +
+	"\x04tick\x18( \x01(\v2\x15.ration.state.v1.TickH\x00R\x04tick\x125\n" +
+	"\bset_node\x182 \x01(\v2\x18.ration.state.v1.SetNodeH\x00R\asetNode\x12>\n" +
+	"\vremove_node\x183 \x01(\v2\x1b.ration.state.v1.RemoveNodeH\x00R\n" +
+	"removeNode\x125\n" +
+	"\x05batch\x18< \x01(\v2\x1d.ration.state.v1.CommandBatchH\x00R\x05batch\x12N\n" +
+	"\x11compact_add_items\x18F \x01(\v2 .ration.state.v1.CompactAddItemsH\x00R\x0fcompactAddItems\x12G\n" +
+	"\x0ecompact_submit\x18G \x01(\v2\x1e.ration.state.v1.CompactSubmitH\x00R\rcompactSubmitB\x04\n" +
 	"\x02op\"\x91\x02\n" +
 	"\rCommandHeader\x12\x1d\n" +
 	"\n" +
@@ -1667,9 +1672,9 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"credential\x18\x06 \x01(\fR\n" +
 	"credential\x12)\n" +
 	"\x10owner_credential\x18\a \x01(\fR\x0fownerCredential\x12/\n" +
-	"\x14new_owner_token_hash\x18\b \x01(\fR\x11newOwnerTokenHash\"E\n" +
-	"\x0eHeartbeatBatch\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.ration.v1.HeartbeatEntryR\aentries\"g\n" +
+	"\x14new_owner_token_hash\x18\b \x01(\fR\x11newOwnerTokenHash\"K\n" +
+	"\x0eHeartbeatBatch\x129\n" +
+	"\aentries\x18\x01 \x03(\v2\x1f.ration.state.v1.HeartbeatEntryR\aentries\"g\n" +
 	"\x0eHeartbeatEntry\x125\n" +
 	"\arequest\x18\x01 \x01(\v2\x1b.ration.v1.HeartbeatRequestR\arequest\x12\x1e\n" +
 	"\n" +
@@ -1694,11 +1699,11 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"apiAddress\"%\n" +
 	"\n" +
 	"RemoveNode\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\">\n" +
-	"\fCommandBatch\x12.\n" +
-	"\bcommands\x18\x01 \x03(\v2\x12.ration.v1.CommandR\bcommands\"\xbc\v\n" +
-	"\rCommandResult\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.ration.v1.CommandErrorR\x05error\x12(\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"D\n" +
+	"\fCommandBatch\x124\n" +
+	"\bcommands\x18\x01 \x03(\v2\x18.ration.state.v1.CommandR\bcommands\"\xd4\v\n" +
+	"\rCommandResult\x123\n" +
+	"\x05error\x18\x01 \x01(\v2\x1d.ration.state.v1.CommandErrorR\x05error\x12(\n" +
 	"\x10owner_token_hash\x18\x02 \x01(\fR\x0eownerTokenHash\x12I\n" +
 	"\x0ecreate_service\x18\n" +
 	" \x01(\v2 .ration.v1.CreateServiceResponseH\x00R\rcreateService\x12I\n" +
@@ -1715,21 +1720,21 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x11reactivate_worker\x18\x17 \x01(\v2#.ration.v1.ReactivateWorkerResponseH\x00R\x10reactivateWorker\x12F\n" +
 	"\rrevert_worker\x18\x18 \x01(\v2\x1f.ration.v1.RevertWorkerResponseH\x00R\frevertWorker\x12:\n" +
 	"\tadd_items\x18\x1e \x01(\v2\x1b.ration.v1.AddItemsResponseH\x00R\baddItems\x126\n" +
-	"\aacquire\x18\x1f \x01(\v2\x1a.ration.v1.AcquireResponseH\x00R\aacquire\x12?\n" +
-	"\theartbeat\x18  \x01(\v2\x1f.ration.v1.HeartbeatBatchResultH\x00R\theartbeat\x123\n" +
+	"\aacquire\x18\x1f \x01(\v2\x1a.ration.v1.AcquireResponseH\x00R\aacquire\x12E\n" +
+	"\theartbeat\x18  \x01(\v2%.ration.state.v1.HeartbeatBatchResultH\x00R\theartbeat\x123\n" +
 	"\x06submit\x18! \x01(\v2\x19.ration.v1.SubmitResponseH\x00R\x06submit\x126\n" +
 	"\arelease\x18\" \x01(\v2\x1a.ration.v1.ReleaseResponseH\x00R\arelease\x12G\n" +
 	"\x0fheartbeat_entry\x18# \x01(\v2\x1c.ration.v1.HeartbeatResponseH\x00R\x0eheartbeatEntry\x12@\n" +
 	"\vack_results\x18$ \x01(\v2\x1d.ration.v1.AckResultsResponseH\x00R\n" +
-	"ackResults\x12+\n" +
-	"\x04tick\x18( \x01(\v2\x15.ration.v1.TickResultH\x00R\x04tick\x12.\n" +
-	"\x05batch\x18< \x01(\v2\x16.ration.v1.BatchResultH\x00R\x05batchB\a\n" +
+	"ackResults\x121\n" +
+	"\x04tick\x18( \x01(\v2\x1b.ration.state.v1.TickResultH\x00R\x04tick\x124\n" +
+	"\x05batch\x18< \x01(\v2\x1c.ration.state.v1.BatchResultH\x00R\x05batchB\a\n" +
 	"\x05value\"@\n" +
 	"\fCommandError\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
-	"\x14HeartbeatBatchResult\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aentries\"\x94\x03\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"P\n" +
+	"\x14HeartbeatBatchResult\x128\n" +
+	"\aentries\x18\x01 \x03(\v2\x1e.ration.state.v1.CommandResultR\aentries\"\x94\x03\n" +
 	"\n" +
 	"TickResult\x12\x18\n" +
 	"\aexpired\x18\x01 \x01(\rR\aexpired\x12\x1a\n" +
@@ -1743,125 +1748,125 @@ const file_ration_v1_command_proto_rawDesc = "" +
 	"\x0fresults_dropped\x18\t \x01(\rR\x0eresultsDropped\x12'\n" +
 	"\x0fitems_forgotten\x18\n" +
 	" \x01(\rR\x0eitemsForgotten\x12'\n" +
-	"\x0fitems_refreshed\x18\v \x01(\rR\x0eitemsRefreshed\"A\n" +
-	"\vBatchResult\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.ration.v1.CommandResultR\aresultsB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
+	"\x0fitems_refreshed\x18\v \x01(\rR\x0eitemsRefreshed\"G\n" +
+	"\vBatchResult\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.ration.state.v1.CommandResultR\aresultsB8Z6github.com/rationhq/ration/api/ration/state/v1;statev1b\x06proto3"
 
 var (
-	file_ration_v1_command_proto_rawDescOnce sync.Once
-	file_ration_v1_command_proto_rawDescData []byte
+	file_ration_state_v1_command_proto_rawDescOnce sync.Once
+	file_ration_state_v1_command_proto_rawDescData []byte
 )
 
-func file_ration_v1_command_proto_rawDescGZIP() []byte {
-	file_ration_v1_command_proto_rawDescOnce.Do(func() {
-		file_ration_v1_command_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_v1_command_proto_rawDesc), len(file_ration_v1_command_proto_rawDesc)))
+func file_ration_state_v1_command_proto_rawDescGZIP() []byte {
+	file_ration_state_v1_command_proto_rawDescOnce.Do(func() {
+		file_ration_state_v1_command_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_state_v1_command_proto_rawDesc), len(file_ration_state_v1_command_proto_rawDesc)))
 	})
-	return file_ration_v1_command_proto_rawDescData
+	return file_ration_state_v1_command_proto_rawDescData
 }
 
-var file_ration_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
-var file_ration_v1_command_proto_goTypes = []any{
-	(*Command)(nil),                  // 0: ration.v1.Command
-	(*CommandHeader)(nil),            // 1: ration.v1.CommandHeader
-	(*HeartbeatBatch)(nil),           // 2: ration.v1.HeartbeatBatch
-	(*HeartbeatEntry)(nil),           // 3: ration.v1.HeartbeatEntry
-	(*Tick)(nil),                     // 4: ration.v1.Tick
-	(*SetNode)(nil),                  // 5: ration.v1.SetNode
-	(*RemoveNode)(nil),               // 6: ration.v1.RemoveNode
-	(*CommandBatch)(nil),             // 7: ration.v1.CommandBatch
-	(*CommandResult)(nil),            // 8: ration.v1.CommandResult
-	(*CommandError)(nil),             // 9: ration.v1.CommandError
-	(*HeartbeatBatchResult)(nil),     // 10: ration.v1.HeartbeatBatchResult
-	(*TickResult)(nil),               // 11: ration.v1.TickResult
-	(*BatchResult)(nil),              // 12: ration.v1.BatchResult
-	(*CreateServiceRequest)(nil),     // 13: ration.v1.CreateServiceRequest
-	(*UpdateServiceRequest)(nil),     // 14: ration.v1.UpdateServiceRequest
-	(*RevokeServiceRequest)(nil),     // 15: ration.v1.RevokeServiceRequest
-	(*ReinstateServiceRequest)(nil),  // 16: ration.v1.ReinstateServiceRequest
-	(*RotateOwnerTokenRequest)(nil),  // 17: ration.v1.RotateOwnerTokenRequest
-	(*DeleteServiceRequest)(nil),     // 18: ration.v1.DeleteServiceRequest
-	(*RegisterRequest)(nil),          // 19: ration.v1.RegisterRequest
-	(*UnregisterRequest)(nil),        // 20: ration.v1.UnregisterRequest
-	(*DeactivateWorkerRequest)(nil),  // 21: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 22: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 23: ration.v1.RevertWorkerRequest
-	(*AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
-	(*AcquireRequest)(nil),           // 25: ration.v1.AcquireRequest
-	(*SubmitRequest)(nil),            // 26: ration.v1.SubmitRequest
-	(*ReleaseRequest)(nil),           // 27: ration.v1.ReleaseRequest
-	(*AckResultsRequest)(nil),        // 28: ration.v1.AckResultsRequest
-	(*CompactAddItems)(nil),          // 29: ration.v1.CompactAddItems
-	(*CompactSubmit)(nil),            // 30: ration.v1.CompactSubmit
-	(*HeartbeatRequest)(nil),         // 31: ration.v1.HeartbeatRequest
-	(*CreateServiceResponse)(nil),    // 32: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 33: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 34: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 35: ration.v1.ReinstateServiceResponse
-	(*RotateOwnerTokenResponse)(nil), // 36: ration.v1.RotateOwnerTokenResponse
-	(*DeleteServiceResponse)(nil),    // 37: ration.v1.DeleteServiceResponse
-	(*RegisterResponse)(nil),         // 38: ration.v1.RegisterResponse
-	(*UnregisterResponse)(nil),       // 39: ration.v1.UnregisterResponse
-	(*DeactivateWorkerResponse)(nil), // 40: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 41: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 42: ration.v1.RevertWorkerResponse
-	(*AddItemsResponse)(nil),         // 43: ration.v1.AddItemsResponse
-	(*AcquireResponse)(nil),          // 44: ration.v1.AcquireResponse
-	(*SubmitResponse)(nil),           // 45: ration.v1.SubmitResponse
-	(*ReleaseResponse)(nil),          // 46: ration.v1.ReleaseResponse
-	(*HeartbeatResponse)(nil),        // 47: ration.v1.HeartbeatResponse
-	(*AckResultsResponse)(nil),       // 48: ration.v1.AckResultsResponse
+var file_ration_state_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ration_state_v1_command_proto_goTypes = []any{
+	(*Command)(nil),                     // 0: ration.state.v1.Command
+	(*CommandHeader)(nil),               // 1: ration.state.v1.CommandHeader
+	(*HeartbeatBatch)(nil),              // 2: ration.state.v1.HeartbeatBatch
+	(*HeartbeatEntry)(nil),              // 3: ration.state.v1.HeartbeatEntry
+	(*Tick)(nil),                        // 4: ration.state.v1.Tick
+	(*SetNode)(nil),                     // 5: ration.state.v1.SetNode
+	(*RemoveNode)(nil),                  // 6: ration.state.v1.RemoveNode
+	(*CommandBatch)(nil),                // 7: ration.state.v1.CommandBatch
+	(*CommandResult)(nil),               // 8: ration.state.v1.CommandResult
+	(*CommandError)(nil),                // 9: ration.state.v1.CommandError
+	(*HeartbeatBatchResult)(nil),        // 10: ration.state.v1.HeartbeatBatchResult
+	(*TickResult)(nil),                  // 11: ration.state.v1.TickResult
+	(*BatchResult)(nil),                 // 12: ration.state.v1.BatchResult
+	(*v1.CreateServiceRequest)(nil),     // 13: ration.v1.CreateServiceRequest
+	(*v1.UpdateServiceRequest)(nil),     // 14: ration.v1.UpdateServiceRequest
+	(*v1.RevokeServiceRequest)(nil),     // 15: ration.v1.RevokeServiceRequest
+	(*v1.ReinstateServiceRequest)(nil),  // 16: ration.v1.ReinstateServiceRequest
+	(*v1.RotateOwnerTokenRequest)(nil),  // 17: ration.v1.RotateOwnerTokenRequest
+	(*v1.DeleteServiceRequest)(nil),     // 18: ration.v1.DeleteServiceRequest
+	(*v1.RegisterRequest)(nil),          // 19: ration.v1.RegisterRequest
+	(*v1.UnregisterRequest)(nil),        // 20: ration.v1.UnregisterRequest
+	(*v1.DeactivateWorkerRequest)(nil),  // 21: ration.v1.DeactivateWorkerRequest
+	(*v1.ReactivateWorkerRequest)(nil),  // 22: ration.v1.ReactivateWorkerRequest
+	(*v1.RevertWorkerRequest)(nil),      // 23: ration.v1.RevertWorkerRequest
+	(*v1.AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
+	(*v1.AcquireRequest)(nil),           // 25: ration.v1.AcquireRequest
+	(*v1.SubmitRequest)(nil),            // 26: ration.v1.SubmitRequest
+	(*v1.ReleaseRequest)(nil),           // 27: ration.v1.ReleaseRequest
+	(*v1.AckResultsRequest)(nil),        // 28: ration.v1.AckResultsRequest
+	(*CompactAddItems)(nil),             // 29: ration.state.v1.CompactAddItems
+	(*CompactSubmit)(nil),               // 30: ration.state.v1.CompactSubmit
+	(*v1.HeartbeatRequest)(nil),         // 31: ration.v1.HeartbeatRequest
+	(*v1.CreateServiceResponse)(nil),    // 32: ration.v1.CreateServiceResponse
+	(*v1.UpdateServiceResponse)(nil),    // 33: ration.v1.UpdateServiceResponse
+	(*v1.RevokeServiceResponse)(nil),    // 34: ration.v1.RevokeServiceResponse
+	(*v1.ReinstateServiceResponse)(nil), // 35: ration.v1.ReinstateServiceResponse
+	(*v1.RotateOwnerTokenResponse)(nil), // 36: ration.v1.RotateOwnerTokenResponse
+	(*v1.DeleteServiceResponse)(nil),    // 37: ration.v1.DeleteServiceResponse
+	(*v1.RegisterResponse)(nil),         // 38: ration.v1.RegisterResponse
+	(*v1.UnregisterResponse)(nil),       // 39: ration.v1.UnregisterResponse
+	(*v1.DeactivateWorkerResponse)(nil), // 40: ration.v1.DeactivateWorkerResponse
+	(*v1.ReactivateWorkerResponse)(nil), // 41: ration.v1.ReactivateWorkerResponse
+	(*v1.RevertWorkerResponse)(nil),     // 42: ration.v1.RevertWorkerResponse
+	(*v1.AddItemsResponse)(nil),         // 43: ration.v1.AddItemsResponse
+	(*v1.AcquireResponse)(nil),          // 44: ration.v1.AcquireResponse
+	(*v1.SubmitResponse)(nil),           // 45: ration.v1.SubmitResponse
+	(*v1.ReleaseResponse)(nil),          // 46: ration.v1.ReleaseResponse
+	(*v1.HeartbeatResponse)(nil),        // 47: ration.v1.HeartbeatResponse
+	(*v1.AckResultsResponse)(nil),       // 48: ration.v1.AckResultsResponse
 }
-var file_ration_v1_command_proto_depIdxs = []int32{
-	1,  // 0: ration.v1.Command.header:type_name -> ration.v1.CommandHeader
-	13, // 1: ration.v1.Command.create_service:type_name -> ration.v1.CreateServiceRequest
-	14, // 2: ration.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
-	15, // 3: ration.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
-	16, // 4: ration.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
-	17, // 5: ration.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
-	18, // 6: ration.v1.Command.delete_service:type_name -> ration.v1.DeleteServiceRequest
-	19, // 7: ration.v1.Command.register:type_name -> ration.v1.RegisterRequest
-	20, // 8: ration.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
-	21, // 9: ration.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
-	22, // 10: ration.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
-	23, // 11: ration.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
-	24, // 12: ration.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
-	25, // 13: ration.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
-	2,  // 14: ration.v1.Command.heartbeat:type_name -> ration.v1.HeartbeatBatch
-	26, // 15: ration.v1.Command.submit:type_name -> ration.v1.SubmitRequest
-	27, // 16: ration.v1.Command.release:type_name -> ration.v1.ReleaseRequest
-	28, // 17: ration.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
-	4,  // 18: ration.v1.Command.tick:type_name -> ration.v1.Tick
-	5,  // 19: ration.v1.Command.set_node:type_name -> ration.v1.SetNode
-	6,  // 20: ration.v1.Command.remove_node:type_name -> ration.v1.RemoveNode
-	7,  // 21: ration.v1.Command.batch:type_name -> ration.v1.CommandBatch
-	29, // 22: ration.v1.Command.compact_add_items:type_name -> ration.v1.CompactAddItems
-	30, // 23: ration.v1.Command.compact_submit:type_name -> ration.v1.CompactSubmit
-	3,  // 24: ration.v1.HeartbeatBatch.entries:type_name -> ration.v1.HeartbeatEntry
-	31, // 25: ration.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 26: ration.v1.CommandBatch.commands:type_name -> ration.v1.Command
-	9,  // 27: ration.v1.CommandResult.error:type_name -> ration.v1.CommandError
-	32, // 28: ration.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	33, // 29: ration.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	34, // 30: ration.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	35, // 31: ration.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	36, // 32: ration.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
-	37, // 33: ration.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
-	38, // 34: ration.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	39, // 35: ration.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	40, // 36: ration.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	41, // 37: ration.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	42, // 38: ration.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	43, // 39: ration.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	44, // 40: ration.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	10, // 41: ration.v1.CommandResult.heartbeat:type_name -> ration.v1.HeartbeatBatchResult
-	45, // 42: ration.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	46, // 43: ration.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	47, // 44: ration.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	48, // 45: ration.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
-	11, // 46: ration.v1.CommandResult.tick:type_name -> ration.v1.TickResult
-	12, // 47: ration.v1.CommandResult.batch:type_name -> ration.v1.BatchResult
-	8,  // 48: ration.v1.HeartbeatBatchResult.entries:type_name -> ration.v1.CommandResult
-	8,  // 49: ration.v1.BatchResult.results:type_name -> ration.v1.CommandResult
+var file_ration_state_v1_command_proto_depIdxs = []int32{
+	1,  // 0: ration.state.v1.Command.header:type_name -> ration.state.v1.CommandHeader
+	13, // 1: ration.state.v1.Command.create_service:type_name -> ration.v1.CreateServiceRequest
+	14, // 2: ration.state.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
+	15, // 3: ration.state.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
+	16, // 4: ration.state.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
+	17, // 5: ration.state.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
+	18, // 6: ration.state.v1.Command.delete_service:type_name -> ration.v1.DeleteServiceRequest
+	19, // 7: ration.state.v1.Command.register:type_name -> ration.v1.RegisterRequest
+	20, // 8: ration.state.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
+	21, // 9: ration.state.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
+	22, // 10: ration.state.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
+	23, // 11: ration.state.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
+	24, // 12: ration.state.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
+	25, // 13: ration.state.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
+	2,  // 14: ration.state.v1.Command.heartbeat:type_name -> ration.state.v1.HeartbeatBatch
+	26, // 15: ration.state.v1.Command.submit:type_name -> ration.v1.SubmitRequest
+	27, // 16: ration.state.v1.Command.release:type_name -> ration.v1.ReleaseRequest
+	28, // 17: ration.state.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
+	4,  // 18: ration.state.v1.Command.tick:type_name -> ration.state.v1.Tick
+	5,  // 19: ration.state.v1.Command.set_node:type_name -> ration.state.v1.SetNode
+	6,  // 20: ration.state.v1.Command.remove_node:type_name -> ration.state.v1.RemoveNode
+	7,  // 21: ration.state.v1.Command.batch:type_name -> ration.state.v1.CommandBatch
+	29, // 22: ration.state.v1.Command.compact_add_items:type_name -> ration.state.v1.CompactAddItems
+	30, // 23: ration.state.v1.Command.compact_submit:type_name -> ration.state.v1.CompactSubmit
+	3,  // 24: ration.state.v1.HeartbeatBatch.entries:type_name -> ration.state.v1.HeartbeatEntry
+	31, // 25: ration.state.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 26: ration.state.v1.CommandBatch.commands:type_name -> ration.state.v1.Command
+	9,  // 27: ration.state.v1.CommandResult.error:type_name -> ration.state.v1.CommandError
+	32, // 28: ration.state.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	33, // 29: ration.state.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	34, // 30: ration.state.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	35, // 31: ration.state.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	36, // 32: ration.state.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	37, // 33: ration.state.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
+	38, // 34: ration.state.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	39, // 35: ration.state.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	40, // 36: ration.state.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	41, // 37: ration.state.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	42, // 38: ration.state.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	43, // 39: ration.state.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	44, // 40: ration.state.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	10, // 41: ration.state.v1.CommandResult.heartbeat:type_name -> ration.state.v1.HeartbeatBatchResult
+	45, // 42: ration.state.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	46, // 43: ration.state.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	47, // 44: ration.state.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	48, // 45: ration.state.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
+	11, // 46: ration.state.v1.CommandResult.tick:type_name -> ration.state.v1.TickResult
+	12, // 47: ration.state.v1.CommandResult.batch:type_name -> ration.state.v1.BatchResult
+	8,  // 48: ration.state.v1.HeartbeatBatchResult.entries:type_name -> ration.state.v1.CommandResult
+	8,  // 49: ration.state.v1.BatchResult.results:type_name -> ration.state.v1.CommandResult
 	50, // [50:50] is the sub-list for method output_type
 	50, // [50:50] is the sub-list for method input_type
 	50, // [50:50] is the sub-list for extension type_name
@@ -1869,14 +1874,13 @@ var file_ration_v1_command_proto_depIdxs = []int32{
 	0,  // [0:50] is the sub-list for field type_name
 }
 
-func init() { file_ration_v1_command_proto_init() }
-func file_ration_v1_command_proto_init() {
-	if File_ration_v1_command_proto != nil {
+func init() { file_ration_state_v1_command_proto_init() }
+func file_ration_state_v1_command_proto_init() {
+	if File_ration_state_v1_command_proto != nil {
 		return
 	}
-	file_ration_v1_compact_proto_init()
-	file_ration_v1_requests_proto_init()
-	file_ration_v1_command_proto_msgTypes[0].OneofWrappers = []any{
+	file_ration_state_v1_compact_proto_init()
+	file_ration_state_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateService)(nil),
 		(*Command_UpdateService)(nil),
 		(*Command_RevokeService)(nil),
@@ -1901,7 +1905,7 @@ func file_ration_v1_command_proto_init() {
 		(*Command_CompactAddItems)(nil),
 		(*Command_CompactSubmit)(nil),
 	}
-	file_ration_v1_command_proto_msgTypes[8].OneofWrappers = []any{
+	file_ration_state_v1_command_proto_msgTypes[8].OneofWrappers = []any{
 		(*CommandResult_CreateService)(nil),
 		(*CommandResult_UpdateService)(nil),
 		(*CommandResult_RevokeService)(nil),
@@ -1927,17 +1931,17 @@ func file_ration_v1_command_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_command_proto_rawDesc), len(file_ration_v1_command_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_state_v1_command_proto_rawDesc), len(file_ration_state_v1_command_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_ration_v1_command_proto_goTypes,
-		DependencyIndexes: file_ration_v1_command_proto_depIdxs,
-		MessageInfos:      file_ration_v1_command_proto_msgTypes,
+		GoTypes:           file_ration_state_v1_command_proto_goTypes,
+		DependencyIndexes: file_ration_state_v1_command_proto_depIdxs,
+		MessageInfos:      file_ration_state_v1_command_proto_msgTypes,
 	}.Build()
-	File_ration_v1_command_proto = out.File
-	file_ration_v1_command_proto_goTypes = nil
-	file_ration_v1_command_proto_depIdxs = nil
+	File_ration_state_v1_command_proto = out.File
+	file_ration_state_v1_command_proto_goTypes = nil
+	file_ration_state_v1_command_proto_depIdxs = nil
 }

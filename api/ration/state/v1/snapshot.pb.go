@@ -2,11 +2,16 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: ration/v1/snapshot.proto
+// source: ration/state/v1/snapshot.proto
 
-package rationv1
+// Internal, not part of the API (ration/v1): the records of a snapshot.
+// Nodes restore snapshots that earlier builds wrote, so field numbers and
+// types never change.
+
+package statev1
 
 import (
+	v1 "github.com/rationhq/ration/api/ration/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -47,7 +52,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[0]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +64,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[0]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +77,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{0}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -264,7 +269,7 @@ type SnapshotEnd struct {
 
 func (x *SnapshotEnd) Reset() {
 	*x = SnapshotEnd{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[1]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +281,7 @@ func (x *SnapshotEnd) String() string {
 func (*SnapshotEnd) ProtoMessage() {}
 
 func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[1]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +294,7 @@ func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
 func (*SnapshotEnd) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SnapshotEnd) GetRecords() uint64 {
@@ -315,7 +320,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[2]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +332,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[2]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +345,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SnapshotMeta) GetIndex() uint64 {
@@ -395,7 +400,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[3]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +412,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[3]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +425,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeRecord) GetNodeId() string {
@@ -447,7 +452,7 @@ type OpenBucket struct {
 
 func (x *OpenBucket) Reset() {
 	*x = OpenBucket{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[4]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +464,7 @@ func (x *OpenBucket) String() string {
 func (*OpenBucket) ProtoMessage() {}
 
 func (x *OpenBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[4]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +477,7 @@ func (x *OpenBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenBucket.ProtoReflect.Descriptor instead.
 func (*OpenBucket) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OpenBucket) GetPriority() int32 {
@@ -494,13 +499,13 @@ type ServiceRecord struct {
 	Ordinal   uint32                 `protobuf:"varint,1,opt,name=ordinal,proto3" json:"ordinal,omitempty"`
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Kind      string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
-	Config    *ServiceConfig         `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
-	State     ServiceState           `protobuf:"varint,5,opt,name=state,proto3,enum=ration.v1.ServiceState" json:"state,omitempty"`
+	Config    *v1.ServiceConfig      `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	State     v1.ServiceState        `protobuf:"varint,5,opt,name=state,proto3,enum=ration.v1.ServiceState" json:"state,omitempty"`
 	Reason    string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	CreatedAt int64                  `protobuf:"varint,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt int64                  `protobuf:"varint,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	Open      []*OpenBucket          `protobuf:"bytes,9,rep,name=open,proto3" json:"open,omitempty"`
-	Counters  *Counters              `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
+	Counters  *v1.Counters           `protobuf:"bytes,10,opt,name=counters,proto3" json:"counters,omitempty"`
 	// SHA-256 of the service's owner token; empty when it has none.
 	OwnerTokenHash []byte `protobuf:"bytes,11,opt,name=owner_token_hash,json=ownerTokenHash,proto3" json:"owner_token_hash,omitempty"`
 	// Every result with a seq at or below this is acknowledged (AckResults).
@@ -516,7 +521,7 @@ type ServiceRecord struct {
 
 func (x *ServiceRecord) Reset() {
 	*x = ServiceRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[5]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +533,7 @@ func (x *ServiceRecord) String() string {
 func (*ServiceRecord) ProtoMessage() {}
 
 func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[5]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +546,7 @@ func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
 func (*ServiceRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ServiceRecord) GetOrdinal() uint32 {
@@ -565,18 +570,18 @@ func (x *ServiceRecord) GetKind() string {
 	return ""
 }
 
-func (x *ServiceRecord) GetConfig() *ServiceConfig {
+func (x *ServiceRecord) GetConfig() *v1.ServiceConfig {
 	if x != nil {
 		return x.Config
 	}
 	return nil
 }
 
-func (x *ServiceRecord) GetState() ServiceState {
+func (x *ServiceRecord) GetState() v1.ServiceState {
 	if x != nil {
 		return x.State
 	}
-	return ServiceState_SERVICE_STATE_UNSPECIFIED
+	return v1.ServiceState(0)
 }
 
 func (x *ServiceRecord) GetReason() string {
@@ -607,7 +612,7 @@ func (x *ServiceRecord) GetOpen() []*OpenBucket {
 	return nil
 }
 
-func (x *ServiceRecord) GetCounters() *Counters {
+func (x *ServiceRecord) GetCounters() *v1.Counters {
 	if x != nil {
 		return x.Counters
 	}
@@ -653,7 +658,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[6]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +670,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[6]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +683,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WorkerRecord) GetId() string {
@@ -707,13 +712,13 @@ type RegistrationRecord struct {
 	Service  uint32                 `protobuf:"varint,1,opt,name=service,proto3" json:"service,omitempty"`
 	WorkerId string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Name     string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	State    WorkerState            `protobuf:"varint,4,opt,name=state,proto3,enum=ration.v1.WorkerState" json:"state,omitempty"`
+	State    v1.WorkerState         `protobuf:"varint,4,opt,name=state,proto3,enum=ration.v1.WorkerState" json:"state,omitempty"`
 	// Why it is inactive: "unregistered", "deactivated", "idle".
-	Reason       string    `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	RegisteredAt int64     `protobuf:"varint,6,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
-	LastSeen     int64     `protobuf:"varint,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	ChangedAt    int64     `protobuf:"varint,8,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
-	Counters     *Counters `protobuf:"bytes,9,opt,name=counters,proto3" json:"counters,omitempty"`
+	Reason       string       `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	RegisteredAt int64        `protobuf:"varint,6,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	LastSeen     int64        `protobuf:"varint,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	ChangedAt    int64        `protobuf:"varint,8,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	Counters     *v1.Counters `protobuf:"bytes,9,opt,name=counters,proto3" json:"counters,omitempty"`
 	// Deactivated by an owner: Register does not undo it, ReactivateWorker does.
 	Blocked       bool `protobuf:"varint,10,opt,name=blocked,proto3" json:"blocked,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -722,7 +727,7 @@ type RegistrationRecord struct {
 
 func (x *RegistrationRecord) Reset() {
 	*x = RegistrationRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[7]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +739,7 @@ func (x *RegistrationRecord) String() string {
 func (*RegistrationRecord) ProtoMessage() {}
 
 func (x *RegistrationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[7]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +752,7 @@ func (x *RegistrationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistrationRecord.ProtoReflect.Descriptor instead.
 func (*RegistrationRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegistrationRecord) GetService() uint32 {
@@ -771,11 +776,11 @@ func (x *RegistrationRecord) GetName() string {
 	return ""
 }
 
-func (x *RegistrationRecord) GetState() WorkerState {
+func (x *RegistrationRecord) GetState() v1.WorkerState {
 	if x != nil {
 		return x.State
 	}
-	return WorkerState_WORKER_STATE_UNSPECIFIED
+	return v1.WorkerState(0)
 }
 
 func (x *RegistrationRecord) GetReason() string {
@@ -806,7 +811,7 @@ func (x *RegistrationRecord) GetChangedAt() int64 {
 	return 0
 }
 
-func (x *RegistrationRecord) GetCounters() *Counters {
+func (x *RegistrationRecord) GetCounters() *v1.Counters {
 	if x != nil {
 		return x.Counters
 	}
@@ -824,7 +829,7 @@ type BucketRecord struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Service    uint32                 `protobuf:"varint,2,opt,name=service,proto3" json:"service,omitempty"`
-	State      BucketState            `protobuf:"varint,3,opt,name=state,proto3,enum=ration.v1.BucketState" json:"state,omitempty"`
+	State      v1.BucketState         `protobuf:"varint,3,opt,name=state,proto3,enum=ration.v1.BucketState" json:"state,omitempty"`
 	Priority   int32                  `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
 	ReadySince int64                  `protobuf:"varint,5,opt,name=ready_since,json=readySince,proto3" json:"ready_since,omitempty"`
 	Items      []string               `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
@@ -847,7 +852,7 @@ type BucketRecord struct {
 
 func (x *BucketRecord) Reset() {
 	*x = BucketRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[8]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +864,7 @@ func (x *BucketRecord) String() string {
 func (*BucketRecord) ProtoMessage() {}
 
 func (x *BucketRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[8]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +877,7 @@ func (x *BucketRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRecord.ProtoReflect.Descriptor instead.
 func (*BucketRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BucketRecord) GetId() uint64 {
@@ -889,11 +894,11 @@ func (x *BucketRecord) GetService() uint32 {
 	return 0
 }
 
-func (x *BucketRecord) GetState() BucketState {
+func (x *BucketRecord) GetState() v1.BucketState {
 	if x != nil {
 		return x.State
 	}
-	return BucketState_BUCKET_STATE_UNSPECIFIED
+	return v1.BucketState(0)
 }
 
 func (x *BucketRecord) GetPriority() int32 {
@@ -1000,7 +1005,7 @@ type ItemRecord struct {
 
 func (x *ItemRecord) Reset() {
 	*x = ItemRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[9]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1017,7 @@ func (x *ItemRecord) String() string {
 func (*ItemRecord) ProtoMessage() {}
 
 func (x *ItemRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[9]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1030,7 @@ func (x *ItemRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRecord.ProtoReflect.Descriptor instead.
 func (*ItemRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ItemRecord) GetService() uint32 {
@@ -1093,7 +1098,7 @@ type ResultRecord struct {
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[10]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1110,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[10]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1123,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResultRecord) GetSeq() uint64 {
@@ -1183,7 +1188,7 @@ type StoredResult struct {
 
 func (x *StoredResult) Reset() {
 	*x = StoredResult{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[11]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1200,7 @@ func (x *StoredResult) String() string {
 func (*StoredResult) ProtoMessage() {}
 
 func (x *StoredResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[11]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1213,7 @@ func (x *StoredResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredResult.ProtoReflect.Descriptor instead.
 func (*StoredResult) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StoredResult) GetItem() string {
@@ -1264,7 +1269,7 @@ type ActivityRecord struct {
 
 func (x *ActivityRecord) Reset() {
 	*x = ActivityRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[12]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1281,7 @@ func (x *ActivityRecord) String() string {
 func (*ActivityRecord) ProtoMessage() {}
 
 func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[12]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1294,7 @@ func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityRecord.ProtoReflect.Descriptor instead.
 func (*ActivityRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ActivityRecord) GetSeq() uint64 {
@@ -1392,7 +1397,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_ration_v1_snapshot_proto_msgTypes[13]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1409,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_snapshot_proto_msgTypes[13]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1422,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_ration_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RequestRecord) GetKey() string {
@@ -1455,24 +1460,24 @@ func (x *RequestRecord) GetResult() []byte {
 	return nil
 }
 
-var File_ration_v1_snapshot_proto protoreflect.FileDescriptor
+var File_ration_state_v1_snapshot_proto protoreflect.FileDescriptor
 
-const file_ration_v1_snapshot_proto_rawDesc = "" +
+const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x18ration/v1/snapshot.proto\x12\tration.v1\x1a\x15ration/v1/types.proto\"\xd2\x04\n" +
-	"\x0eSnapshotRecord\x12-\n" +
-	"\x04meta\x18\x01 \x01(\v2\x17.ration.v1.SnapshotMetaH\x00R\x04meta\x12+\n" +
-	"\x04node\x18\x02 \x01(\v2\x15.ration.v1.NodeRecordH\x00R\x04node\x124\n" +
-	"\aservice\x18\x03 \x01(\v2\x18.ration.v1.ServiceRecordH\x00R\aservice\x121\n" +
-	"\x06worker\x18\x04 \x01(\v2\x17.ration.v1.WorkerRecordH\x00R\x06worker\x12C\n" +
-	"\fregistration\x18\x05 \x01(\v2\x1d.ration.v1.RegistrationRecordH\x00R\fregistration\x121\n" +
-	"\x06bucket\x18\x06 \x01(\v2\x17.ration.v1.BucketRecordH\x00R\x06bucket\x12+\n" +
-	"\x04item\x18\a \x01(\v2\x15.ration.v1.ItemRecordH\x00R\x04item\x121\n" +
-	"\x06result\x18\b \x01(\v2\x17.ration.v1.ResultRecordH\x00R\x06result\x127\n" +
-	"\bactivity\x18\t \x01(\v2\x19.ration.v1.ActivityRecordH\x00R\bactivity\x124\n" +
+	"\x1eration/state/v1/snapshot.proto\x12\x0fration.state.v1\x1a\x15ration/v1/types.proto\"\x94\x05\n" +
+	"\x0eSnapshotRecord\x123\n" +
+	"\x04meta\x18\x01 \x01(\v2\x1d.ration.state.v1.SnapshotMetaH\x00R\x04meta\x121\n" +
+	"\x04node\x18\x02 \x01(\v2\x1b.ration.state.v1.NodeRecordH\x00R\x04node\x12:\n" +
+	"\aservice\x18\x03 \x01(\v2\x1e.ration.state.v1.ServiceRecordH\x00R\aservice\x127\n" +
+	"\x06worker\x18\x04 \x01(\v2\x1d.ration.state.v1.WorkerRecordH\x00R\x06worker\x12I\n" +
+	"\fregistration\x18\x05 \x01(\v2#.ration.state.v1.RegistrationRecordH\x00R\fregistration\x127\n" +
+	"\x06bucket\x18\x06 \x01(\v2\x1d.ration.state.v1.BucketRecordH\x00R\x06bucket\x121\n" +
+	"\x04item\x18\a \x01(\v2\x1b.ration.state.v1.ItemRecordH\x00R\x04item\x127\n" +
+	"\x06result\x18\b \x01(\v2\x1d.ration.state.v1.ResultRecordH\x00R\x06result\x12=\n" +
+	"\bactivity\x18\t \x01(\v2\x1f.ration.state.v1.ActivityRecordH\x00R\bactivity\x12:\n" +
 	"\arequest\x18\n" +
-	" \x01(\v2\x18.ration.v1.RequestRecordH\x00R\arequest\x12*\n" +
-	"\x03end\x18\v \x01(\v2\x16.ration.v1.SnapshotEndH\x00R\x03endB\b\n" +
+	" \x01(\v2\x1e.ration.state.v1.RequestRecordH\x00R\arequest\x120\n" +
+	"\x03end\x18\v \x01(\v2\x1c.ration.state.v1.SnapshotEndH\x00R\x03endB\b\n" +
 	"\x06record\"'\n" +
 	"\vSnapshotEnd\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\"\xb4\x01\n" +
@@ -1493,7 +1498,7 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"OpenBucket\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
-	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\x84\x04\n" +
+	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\x8a\x04\n" +
 	"\rServiceRecord\x12\x18\n" +
 	"\aordinal\x18\x01 \x01(\rR\aordinal\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1504,8 +1509,8 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\x03R\tupdatedAt\x12)\n" +
-	"\x04open\x18\t \x03(\v2\x15.ration.v1.OpenBucketR\x04open\x12/\n" +
+	"updated_at\x18\b \x01(\x03R\tupdatedAt\x12/\n" +
+	"\x04open\x18\t \x03(\v2\x1b.ration.state.v1.OpenBucketR\x04open\x12/\n" +
 	"\bcounters\x18\n" +
 	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12(\n" +
 	"\x10owner_token_hash\x18\v \x01(\fR\x0eownerTokenHash\x12#\n" +
@@ -1559,15 +1564,15 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x01(\rR\battempts\x12\x16\n" +
 	"\x06bucket\x18\x05 \x01(\x04R\x06bucket\x12 \n" +
 	"\vquarantined\x18\x06 \x01(\bR\vquarantined\x12\x14\n" +
-	"\x05since\x18\a \x01(\x03R\x05since\"\xc8\x01\n" +
+	"\x05since\x18\a \x01(\x03R\x05since\"\xce\x01\n" +
 	"\fResultRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\rR\aservice\x12\x1b\n" +
 	"\tworker_id\x18\x03 \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06bucket\x18\x04 \x01(\x04R\x06bucket\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x0e\n" +
-	"\x02at\x18\x06 \x01(\x03R\x02at\x121\n" +
-	"\aresults\x18\a \x03(\v2\x17.ration.v1.StoredResultR\aresults\"w\n" +
+	"\x02at\x18\x06 \x01(\x03R\x02at\x127\n" +
+	"\aresults\x18\a \x03(\v2\x1d.ration.state.v1.StoredResultR\aresults\"w\n" +
 	"\fStoredResult\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
 	"\averdict\x18\x02 \x01(\tR\averdict\x12\x18\n" +
@@ -1594,62 +1599,62 @@ const file_ration_v1_snapshot_proto_rawDesc = "" +
 	"\tbody_hash\x18\x02 \x01(\fR\bbodyHash\x12\x0e\n" +
 	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x14\n" +
 	"\x05index\x18\x04 \x01(\x04R\x05index\x12\x16\n" +
-	"\x06result\x18\x05 \x01(\fR\x06resultB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
+	"\x06result\x18\x05 \x01(\fR\x06resultB8Z6github.com/rationhq/ration/api/ration/state/v1;statev1b\x06proto3"
 
 var (
-	file_ration_v1_snapshot_proto_rawDescOnce sync.Once
-	file_ration_v1_snapshot_proto_rawDescData []byte
+	file_ration_state_v1_snapshot_proto_rawDescOnce sync.Once
+	file_ration_state_v1_snapshot_proto_rawDescData []byte
 )
 
-func file_ration_v1_snapshot_proto_rawDescGZIP() []byte {
-	file_ration_v1_snapshot_proto_rawDescOnce.Do(func() {
-		file_ration_v1_snapshot_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_v1_snapshot_proto_rawDesc), len(file_ration_v1_snapshot_proto_rawDesc)))
+func file_ration_state_v1_snapshot_proto_rawDescGZIP() []byte {
+	file_ration_state_v1_snapshot_proto_rawDescOnce.Do(func() {
+		file_ration_state_v1_snapshot_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_state_v1_snapshot_proto_rawDesc), len(file_ration_state_v1_snapshot_proto_rawDesc)))
 	})
-	return file_ration_v1_snapshot_proto_rawDescData
+	return file_ration_state_v1_snapshot_proto_rawDescData
 }
 
-var file_ration_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
-var file_ration_v1_snapshot_proto_goTypes = []any{
-	(*SnapshotRecord)(nil),     // 0: ration.v1.SnapshotRecord
-	(*SnapshotEnd)(nil),        // 1: ration.v1.SnapshotEnd
-	(*SnapshotMeta)(nil),       // 2: ration.v1.SnapshotMeta
-	(*NodeRecord)(nil),         // 3: ration.v1.NodeRecord
-	(*OpenBucket)(nil),         // 4: ration.v1.OpenBucket
-	(*ServiceRecord)(nil),      // 5: ration.v1.ServiceRecord
-	(*WorkerRecord)(nil),       // 6: ration.v1.WorkerRecord
-	(*RegistrationRecord)(nil), // 7: ration.v1.RegistrationRecord
-	(*BucketRecord)(nil),       // 8: ration.v1.BucketRecord
-	(*ItemRecord)(nil),         // 9: ration.v1.ItemRecord
-	(*ResultRecord)(nil),       // 10: ration.v1.ResultRecord
-	(*StoredResult)(nil),       // 11: ration.v1.StoredResult
-	(*ActivityRecord)(nil),     // 12: ration.v1.ActivityRecord
-	(*RequestRecord)(nil),      // 13: ration.v1.RequestRecord
-	(*ServiceConfig)(nil),      // 14: ration.v1.ServiceConfig
-	(ServiceState)(0),          // 15: ration.v1.ServiceState
-	(*Counters)(nil),           // 16: ration.v1.Counters
-	(WorkerState)(0),           // 17: ration.v1.WorkerState
-	(BucketState)(0),           // 18: ration.v1.BucketState
+var file_ration_state_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ration_state_v1_snapshot_proto_goTypes = []any{
+	(*SnapshotRecord)(nil),     // 0: ration.state.v1.SnapshotRecord
+	(*SnapshotEnd)(nil),        // 1: ration.state.v1.SnapshotEnd
+	(*SnapshotMeta)(nil),       // 2: ration.state.v1.SnapshotMeta
+	(*NodeRecord)(nil),         // 3: ration.state.v1.NodeRecord
+	(*OpenBucket)(nil),         // 4: ration.state.v1.OpenBucket
+	(*ServiceRecord)(nil),      // 5: ration.state.v1.ServiceRecord
+	(*WorkerRecord)(nil),       // 6: ration.state.v1.WorkerRecord
+	(*RegistrationRecord)(nil), // 7: ration.state.v1.RegistrationRecord
+	(*BucketRecord)(nil),       // 8: ration.state.v1.BucketRecord
+	(*ItemRecord)(nil),         // 9: ration.state.v1.ItemRecord
+	(*ResultRecord)(nil),       // 10: ration.state.v1.ResultRecord
+	(*StoredResult)(nil),       // 11: ration.state.v1.StoredResult
+	(*ActivityRecord)(nil),     // 12: ration.state.v1.ActivityRecord
+	(*RequestRecord)(nil),      // 13: ration.state.v1.RequestRecord
+	(*v1.ServiceConfig)(nil),   // 14: ration.v1.ServiceConfig
+	(v1.ServiceState)(0),       // 15: ration.v1.ServiceState
+	(*v1.Counters)(nil),        // 16: ration.v1.Counters
+	(v1.WorkerState)(0),        // 17: ration.v1.WorkerState
+	(v1.BucketState)(0),        // 18: ration.v1.BucketState
 }
-var file_ration_v1_snapshot_proto_depIdxs = []int32{
-	2,  // 0: ration.v1.SnapshotRecord.meta:type_name -> ration.v1.SnapshotMeta
-	3,  // 1: ration.v1.SnapshotRecord.node:type_name -> ration.v1.NodeRecord
-	5,  // 2: ration.v1.SnapshotRecord.service:type_name -> ration.v1.ServiceRecord
-	6,  // 3: ration.v1.SnapshotRecord.worker:type_name -> ration.v1.WorkerRecord
-	7,  // 4: ration.v1.SnapshotRecord.registration:type_name -> ration.v1.RegistrationRecord
-	8,  // 5: ration.v1.SnapshotRecord.bucket:type_name -> ration.v1.BucketRecord
-	9,  // 6: ration.v1.SnapshotRecord.item:type_name -> ration.v1.ItemRecord
-	10, // 7: ration.v1.SnapshotRecord.result:type_name -> ration.v1.ResultRecord
-	12, // 8: ration.v1.SnapshotRecord.activity:type_name -> ration.v1.ActivityRecord
-	13, // 9: ration.v1.SnapshotRecord.request:type_name -> ration.v1.RequestRecord
-	1,  // 10: ration.v1.SnapshotRecord.end:type_name -> ration.v1.SnapshotEnd
-	14, // 11: ration.v1.ServiceRecord.config:type_name -> ration.v1.ServiceConfig
-	15, // 12: ration.v1.ServiceRecord.state:type_name -> ration.v1.ServiceState
-	4,  // 13: ration.v1.ServiceRecord.open:type_name -> ration.v1.OpenBucket
-	16, // 14: ration.v1.ServiceRecord.counters:type_name -> ration.v1.Counters
-	17, // 15: ration.v1.RegistrationRecord.state:type_name -> ration.v1.WorkerState
-	16, // 16: ration.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
-	18, // 17: ration.v1.BucketRecord.state:type_name -> ration.v1.BucketState
-	11, // 18: ration.v1.ResultRecord.results:type_name -> ration.v1.StoredResult
+var file_ration_state_v1_snapshot_proto_depIdxs = []int32{
+	2,  // 0: ration.state.v1.SnapshotRecord.meta:type_name -> ration.state.v1.SnapshotMeta
+	3,  // 1: ration.state.v1.SnapshotRecord.node:type_name -> ration.state.v1.NodeRecord
+	5,  // 2: ration.state.v1.SnapshotRecord.service:type_name -> ration.state.v1.ServiceRecord
+	6,  // 3: ration.state.v1.SnapshotRecord.worker:type_name -> ration.state.v1.WorkerRecord
+	7,  // 4: ration.state.v1.SnapshotRecord.registration:type_name -> ration.state.v1.RegistrationRecord
+	8,  // 5: ration.state.v1.SnapshotRecord.bucket:type_name -> ration.state.v1.BucketRecord
+	9,  // 6: ration.state.v1.SnapshotRecord.item:type_name -> ration.state.v1.ItemRecord
+	10, // 7: ration.state.v1.SnapshotRecord.result:type_name -> ration.state.v1.ResultRecord
+	12, // 8: ration.state.v1.SnapshotRecord.activity:type_name -> ration.state.v1.ActivityRecord
+	13, // 9: ration.state.v1.SnapshotRecord.request:type_name -> ration.state.v1.RequestRecord
+	1,  // 10: ration.state.v1.SnapshotRecord.end:type_name -> ration.state.v1.SnapshotEnd
+	14, // 11: ration.state.v1.ServiceRecord.config:type_name -> ration.v1.ServiceConfig
+	15, // 12: ration.state.v1.ServiceRecord.state:type_name -> ration.v1.ServiceState
+	4,  // 13: ration.state.v1.ServiceRecord.open:type_name -> ration.state.v1.OpenBucket
+	16, // 14: ration.state.v1.ServiceRecord.counters:type_name -> ration.v1.Counters
+	17, // 15: ration.state.v1.RegistrationRecord.state:type_name -> ration.v1.WorkerState
+	16, // 16: ration.state.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
+	18, // 17: ration.state.v1.BucketRecord.state:type_name -> ration.v1.BucketState
+	11, // 18: ration.state.v1.ResultRecord.results:type_name -> ration.state.v1.StoredResult
 	19, // [19:19] is the sub-list for method output_type
 	19, // [19:19] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
@@ -1657,13 +1662,12 @@ var file_ration_v1_snapshot_proto_depIdxs = []int32{
 	0,  // [0:19] is the sub-list for field type_name
 }
 
-func init() { file_ration_v1_snapshot_proto_init() }
-func file_ration_v1_snapshot_proto_init() {
-	if File_ration_v1_snapshot_proto != nil {
+func init() { file_ration_state_v1_snapshot_proto_init() }
+func file_ration_state_v1_snapshot_proto_init() {
+	if File_ration_state_v1_snapshot_proto != nil {
 		return
 	}
-	file_ration_v1_types_proto_init()
-	file_ration_v1_snapshot_proto_msgTypes[0].OneofWrappers = []any{
+	file_ration_state_v1_snapshot_proto_msgTypes[0].OneofWrappers = []any{
 		(*SnapshotRecord_Meta)(nil),
 		(*SnapshotRecord_Node)(nil),
 		(*SnapshotRecord_Service)(nil),
@@ -1680,17 +1684,17 @@ func file_ration_v1_snapshot_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_snapshot_proto_rawDesc), len(file_ration_v1_snapshot_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_state_v1_snapshot_proto_rawDesc), len(file_ration_state_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_ration_v1_snapshot_proto_goTypes,
-		DependencyIndexes: file_ration_v1_snapshot_proto_depIdxs,
-		MessageInfos:      file_ration_v1_snapshot_proto_msgTypes,
+		GoTypes:           file_ration_state_v1_snapshot_proto_goTypes,
+		DependencyIndexes: file_ration_state_v1_snapshot_proto_depIdxs,
+		MessageInfos:      file_ration_state_v1_snapshot_proto_msgTypes,
 	}.Build()
-	File_ration_v1_snapshot_proto = out.File
-	file_ration_v1_snapshot_proto_goTypes = nil
-	file_ration_v1_snapshot_proto_depIdxs = nil
+	File_ration_state_v1_snapshot_proto = out.File
+	file_ration_state_v1_snapshot_proto_goTypes = nil
+	file_ration_state_v1_snapshot_proto_depIdxs = nil
 }

@@ -2,11 +2,16 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: ration/v1/compact.proto
+// source: ration/state/v1/compact.proto
 
-package rationv1
+// Internal, not part of the API (ration/v1): compact forms of the largest
+// log commands. This file uses editions, which protoc before 27 cannot read;
+// the public API does not import it.
+
+package statev1
 
 import (
+	v1 "github.com/rationhq/ration/api/ration/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -26,7 +31,7 @@ const (
 type CompactAddItems struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The request, with items empty.
-	Request *AddItemsRequest `protobuf:"bytes,1,opt,name=request" json:"request,omitempty"`
+	Request *v1.AddItemsRequest `protobuf:"bytes,1,opt,name=request" json:"request,omitempty"`
 	// The ids, each as a uvarint length and its bytes.
 	Items string `protobuf:"bytes,2,opt,name=items" json:"items,omitempty"`
 	// The number of ids in items.
@@ -37,7 +42,7 @@ type CompactAddItems struct {
 
 func (x *CompactAddItems) Reset() {
 	*x = CompactAddItems{}
-	mi := &file_ration_v1_compact_proto_msgTypes[0]
+	mi := &file_ration_state_v1_compact_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +54,7 @@ func (x *CompactAddItems) String() string {
 func (*CompactAddItems) ProtoMessage() {}
 
 func (x *CompactAddItems) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_compact_proto_msgTypes[0]
+	mi := &file_ration_state_v1_compact_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,10 +67,10 @@ func (x *CompactAddItems) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactAddItems.ProtoReflect.Descriptor instead.
 func (*CompactAddItems) Descriptor() ([]byte, []int) {
-	return file_ration_v1_compact_proto_rawDescGZIP(), []int{0}
+	return file_ration_state_v1_compact_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *CompactAddItems) GetRequest() *AddItemsRequest {
+func (x *CompactAddItems) GetRequest() *v1.AddItemsRequest {
 	if x != nil {
 		return x.Request
 	}
@@ -90,7 +95,7 @@ func (x *CompactAddItems) GetCount() uint32 {
 type CompactSubmit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The request, with results empty.
-	Request *SubmitRequest `protobuf:"bytes,1,opt,name=request" json:"request,omitempty"`
+	Request *v1.SubmitRequest `protobuf:"bytes,1,opt,name=request" json:"request,omitempty"`
 	// The results, each as three uvarint-length-prefixed strings: item,
 	// verdict and payload.
 	Results string `protobuf:"bytes,2,opt,name=results" json:"results,omitempty"`
@@ -102,7 +107,7 @@ type CompactSubmit struct {
 
 func (x *CompactSubmit) Reset() {
 	*x = CompactSubmit{}
-	mi := &file_ration_v1_compact_proto_msgTypes[1]
+	mi := &file_ration_state_v1_compact_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +119,7 @@ func (x *CompactSubmit) String() string {
 func (*CompactSubmit) ProtoMessage() {}
 
 func (x *CompactSubmit) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_compact_proto_msgTypes[1]
+	mi := &file_ration_state_v1_compact_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,10 +132,10 @@ func (x *CompactSubmit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactSubmit.ProtoReflect.Descriptor instead.
 func (*CompactSubmit) Descriptor() ([]byte, []int) {
-	return file_ration_v1_compact_proto_rawDescGZIP(), []int{1}
+	return file_ration_state_v1_compact_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *CompactSubmit) GetRequest() *SubmitRequest {
+func (x *CompactSubmit) GetRequest() *v1.SubmitRequest {
 	if x != nil {
 		return x.Request
 	}
@@ -151,11 +156,11 @@ func (x *CompactSubmit) GetCount() uint32 {
 	return 0
 }
 
-var File_ration_v1_compact_proto protoreflect.FileDescriptor
+var File_ration_state_v1_compact_proto protoreflect.FileDescriptor
 
-const file_ration_v1_compact_proto_rawDesc = "" +
+const file_ration_state_v1_compact_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/compact.proto\x12\tration.v1\x1a\x18ration/v1/requests.proto\"s\n" +
+	"\x1dration/state/v1/compact.proto\x12\x0fration.state.v1\x1a\x18ration/v1/requests.proto\"s\n" +
 	"\x0fCompactAddItems\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.ration.v1.AddItemsRequestR\arequest\x12\x14\n" +
 	"\x05items\x18\x02 \x01(\tR\x05items\x12\x14\n" +
@@ -163,30 +168,30 @@ const file_ration_v1_compact_proto_rawDesc = "" +
 	"\rCompactSubmit\x122\n" +
 	"\arequest\x18\x01 \x01(\v2\x18.ration.v1.SubmitRequestR\arequest\x12\x18\n" +
 	"\aresults\x18\x02 \x01(\tR\aresults\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\rR\x05countB:Z1github.com/rationhq/ration/api/ration/v1;rationv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x05count\x18\x03 \x01(\rR\x05countB?Z6github.com/rationhq/ration/api/ration/state/v1;statev1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
-	file_ration_v1_compact_proto_rawDescOnce sync.Once
-	file_ration_v1_compact_proto_rawDescData []byte
+	file_ration_state_v1_compact_proto_rawDescOnce sync.Once
+	file_ration_state_v1_compact_proto_rawDescData []byte
 )
 
-func file_ration_v1_compact_proto_rawDescGZIP() []byte {
-	file_ration_v1_compact_proto_rawDescOnce.Do(func() {
-		file_ration_v1_compact_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_v1_compact_proto_rawDesc), len(file_ration_v1_compact_proto_rawDesc)))
+func file_ration_state_v1_compact_proto_rawDescGZIP() []byte {
+	file_ration_state_v1_compact_proto_rawDescOnce.Do(func() {
+		file_ration_state_v1_compact_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_ration_state_v1_compact_proto_rawDesc), len(file_ration_state_v1_compact_proto_rawDesc)))
 	})
-	return file_ration_v1_compact_proto_rawDescData
+	return file_ration_state_v1_compact_proto_rawDescData
 }
 
-var file_ration_v1_compact_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
-var file_ration_v1_compact_proto_goTypes = []any{
-	(*CompactAddItems)(nil), // 0: ration.v1.CompactAddItems
-	(*CompactSubmit)(nil),   // 1: ration.v1.CompactSubmit
-	(*AddItemsRequest)(nil), // 2: ration.v1.AddItemsRequest
-	(*SubmitRequest)(nil),   // 3: ration.v1.SubmitRequest
+var file_ration_state_v1_compact_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_ration_state_v1_compact_proto_goTypes = []any{
+	(*CompactAddItems)(nil),    // 0: ration.state.v1.CompactAddItems
+	(*CompactSubmit)(nil),      // 1: ration.state.v1.CompactSubmit
+	(*v1.AddItemsRequest)(nil), // 2: ration.v1.AddItemsRequest
+	(*v1.SubmitRequest)(nil),   // 3: ration.v1.SubmitRequest
 }
-var file_ration_v1_compact_proto_depIdxs = []int32{
-	2, // 0: ration.v1.CompactAddItems.request:type_name -> ration.v1.AddItemsRequest
-	3, // 1: ration.v1.CompactSubmit.request:type_name -> ration.v1.SubmitRequest
+var file_ration_state_v1_compact_proto_depIdxs = []int32{
+	2, // 0: ration.state.v1.CompactAddItems.request:type_name -> ration.v1.AddItemsRequest
+	3, // 1: ration.state.v1.CompactSubmit.request:type_name -> ration.v1.SubmitRequest
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -194,27 +199,26 @@ var file_ration_v1_compact_proto_depIdxs = []int32{
 	0, // [0:2] is the sub-list for field type_name
 }
 
-func init() { file_ration_v1_compact_proto_init() }
-func file_ration_v1_compact_proto_init() {
-	if File_ration_v1_compact_proto != nil {
+func init() { file_ration_state_v1_compact_proto_init() }
+func file_ration_state_v1_compact_proto_init() {
+	if File_ration_state_v1_compact_proto != nil {
 		return
 	}
-	file_ration_v1_requests_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_compact_proto_rawDesc), len(file_ration_v1_compact_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_state_v1_compact_proto_rawDesc), len(file_ration_state_v1_compact_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_ration_v1_compact_proto_goTypes,
-		DependencyIndexes: file_ration_v1_compact_proto_depIdxs,
-		MessageInfos:      file_ration_v1_compact_proto_msgTypes,
+		GoTypes:           file_ration_state_v1_compact_proto_goTypes,
+		DependencyIndexes: file_ration_state_v1_compact_proto_depIdxs,
+		MessageInfos:      file_ration_state_v1_compact_proto_msgTypes,
 	}.Build()
-	File_ration_v1_compact_proto = out.File
-	file_ration_v1_compact_proto_goTypes = nil
-	file_ration_v1_compact_proto_depIdxs = nil
+	File_ration_state_v1_compact_proto = out.File
+	file_ration_state_v1_compact_proto_goTypes = nil
+	file_ration_state_v1_compact_proto_depIdxs = nil
 }
