@@ -85,6 +85,15 @@ func TestFailover_FrozenLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Following the new leader is not having applied its log: wait for the
+	// state the read saw, so the cut node lacks only the write after the cut.
+	clustertest.WaitFor(t, 10*time.Second, func() error {
+		st, err := c.procs[l].status(context.Background())
+		if err != nil || st.AppliedIndex < before.Msg.GetRead().GetIndex() {
+			return fmt.Errorf("%s applied %d (%v), want %d", c.procs[l].id, st.GetAppliedIndex(), err, before.Msg.GetRead().GetIndex())
+		}
+		return nil
+	})
 	c.cutNode(l, true)
 	if _, err := owners[newLeader].AddItems(context.Background(), connect.NewRequest(&rationv1.AddItemsRequest{Service: "dm", Items: []string{"after-cut"}})); err != nil {
 		t.Fatal(err)
