@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
@@ -117,4 +118,63 @@ func TestWorker_ProcessesEverything(t *testing.T) {
 	if s.Service.Counters.LeasesReleased != uint64(failures.Load()) || s.Service.Counters.Heartbeats == 0 {
 		t.Fatalf("counters %v after %d failures", s.Service.Counters, failures.Load())
 	}
+}
+
+// TestWorker_HeartbeatsWaitingBuckets: the buckets of one Acquire are
+// worked one after the other, each for longer than the lease lasts; the
+// loop keeps the waiting ones leased too, so none expires and no submit
+// is late.
+func TestWorker_HeartbeatsWaitingBuckets(t *testing.T) {
+	c := servertest.StartWith(t, 1, servertest.Options{InMemory: true})
+	owner, _ := client.New(client.Config{Addrs: c.Addrs})
+	ctx := context.Background()
+	if _, err := owner.CreateService(ctx, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 2, MaxBucketsPerAcquire: 3, LeaseTtl: durationpb.New(time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.AddItems(ctx, &rationv1.AddItemsRequest{Service: "dm", Items: []string{"1", "2", "3", "4", "5", "6"}}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	cl, _ := client.New(client.Config{Addrs: c.Addrs, WorkerSecret: secret})
+	var batch atomic.Int64
+	worker := &client.Worker{Client: cl, Service: "dm", WorkerID: "w", MaxBuckets: 3,
+		HeartbeatEvery: 150 * time.Millisecond, IdleWait: 20 * time.Millisecond,
+		Process: func(ctx context.Context, b *rationv1.LeasedBucket) ([]*rationv1.ResultInput, error) {
+			batch.Add(1)
+			select {
+			case <-time.After(1300 * time.Millisecond): // longer than lease_ttl
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return results(b.Items), nil
+		}}
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(wctx) }()
+	clustertest.WaitState(t, c.Nodes[0], 30*time.Second, func(st *fsm.State) error {
+		if s, _ := st.Service("dm"); s.Items[rationv1.ItemState_ITEM_STATE_DONE] != 6 {
+			return fmt.Errorf("items %v", s.Items)
+		}
+		return nil
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := s.Service.Counters; k.LeasesGranted != 3 || k.LeasesExpired != 0 || k.LateSubmits != 0 || k.BucketsDone != 3 {
+		t.Fatalf("counters %v after %d buckets processed: want 3 leases, none expired, no late submit", k, batch.Load())
+	}
+}
+
+func results(items []string) []*rationv1.ResultInput {
+	out := make([]*rationv1.ResultInput, len(items))
+	for i, it := range items {
+		out[i] = &rationv1.ResultInput{Item: it, Verdict: "DM"}
+	}
+	return out
 }

@@ -1,9 +1,11 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,8 +28,9 @@ type Worker struct {
 	Name     string
 	// MaxBuckets per Acquire (default 1).
 	MaxBuckets uint32
-	// HeartbeatEvery is the heartbeat period while processing (default
-	// 30s); keep it well under the service's lease_ttl.
+	// HeartbeatEvery is the heartbeat period while it holds leases
+	// (default 30s): every lease of an Acquire is kept alive, those waiting
+	// their turn too. Keep it well under the service's lease_ttl.
 	HeartbeatEvery time.Duration
 	// IdleWait is the pause when no bucket is available (default 5s).
 	IdleWait time.Duration
@@ -65,11 +68,74 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.sleep(ctx, w.idle())
 			continue
 		}
-		for _, b := range acq.Buckets {
-			w.work(ctx, b)
-		}
+		w.workAll(ctx, acq.Buckets)
 	}
 	return nil
+}
+
+// workAll works through the buckets of one Acquire in turn while one
+// heartbeat loop keeps every lease still held alive, those waiting their
+// turn too.
+func (w *Worker) workAll(ctx context.Context, buckets []*rationv1.LeasedBucket) {
+	hctx, stop := context.WithCancel(ctx)
+	h := &held{leases: map[uint64]*heldLease{}}
+	for _, b := range buckets {
+		pctx, lost := context.WithCancel(ctx)
+		h.leases[b.Id] = &heldLease{ref: &rationv1.BucketRef{Id: b.Id, Epoch: b.Lease.GetEpoch()}, ctx: pctx, lost: lost}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.heartbeat(hctx, h)
+	}()
+	for _, b := range buckets {
+		w.work(ctx, h, b)
+	}
+	stop()
+	wg.Wait()
+}
+
+// held are the leases of one Acquire not yet submitted or released.
+type held struct {
+	mu     sync.Mutex
+	leases map[uint64]*heldLease
+}
+
+type heldLease struct {
+	ref  *rationv1.BucketRef
+	ctx  context.Context // ends when the lease is lost
+	lost context.CancelFunc
+}
+
+// refs are the leases to heartbeat, in bucket order.
+func (h *held) refs() []*rationv1.BucketRef {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*rationv1.BucketRef
+	for _, l := range h.leases {
+		out = append(out, l.ref)
+	}
+	slices.SortFunc(out, func(a, b *rationv1.BucketRef) int { return cmp.Compare(a.Id, b.Id) })
+	return out
+}
+
+// drop stops heartbeating a bucket; with lost set, its work stops too.
+func (h *held) drop(id uint64, lost bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l, ok := h.leases[id]; ok {
+		delete(h.leases, id)
+		if lost {
+			l.lost()
+		}
+	}
+}
+
+func (h *held) get(id uint64) *heldLease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.leases[id]
 }
 
 func (w *Worker) register(ctx context.Context) error {
@@ -87,19 +153,17 @@ func (w *Worker) register(ctx context.Context) error {
 	}
 }
 
-// work processes one bucket under heartbeats, then submits or releases it.
-func (w *Worker) work(ctx context.Context, b *rationv1.LeasedBucket) {
-	pctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.heartbeat(pctx, cancel, b)
-	}()
-	results, err := w.Process(pctx, b)
-	lost := pctx.Err() != nil && ctx.Err() == nil
-	cancel()
-	wg.Wait()
+// work processes one bucket, which the heartbeat loop keeps leased, then
+// submits or releases it.
+func (w *Worker) work(ctx context.Context, h *held, b *rationv1.LeasedBucket) {
+	l := h.get(b.Id)
+	if l == nil {
+		return // lost while it waited its turn (reported by the heartbeat)
+	}
+	results, err := w.Process(l.ctx, b)
+	lost := l.ctx.Err() != nil && ctx.Err() == nil
+	h.drop(b.Id, false)
+	l.lost() // releases the context
 	if ctx.Err() != nil {
 		return
 	}
@@ -121,9 +185,9 @@ func (w *Worker) work(ctx context.Context, b *rationv1.LeasedBucket) {
 	}
 }
 
-// heartbeat extends the lease until ctx ends, and cancels the processing
-// when the lease is lost.
-func (w *Worker) heartbeat(ctx context.Context, lost context.CancelFunc, b *rationv1.LeasedBucket) {
+// heartbeat extends the held leases until ctx ends, and stops the work of
+// a bucket whose lease is lost.
+func (w *Worker) heartbeat(ctx context.Context, h *held) {
 	every := w.HeartbeatEvery
 	if every <= 0 {
 		every = 30 * time.Second
@@ -136,18 +200,22 @@ func (w *Worker) heartbeat(ctx context.Context, lost context.CancelFunc, b *rati
 			return
 		case <-t.C:
 		}
-		res, err := w.Client.Heartbeat(ctx, &rationv1.HeartbeatRequest{WorkerId: w.WorkerID,
-			Buckets: []*rationv1.BucketRef{{Id: b.Id, Epoch: b.Lease.GetEpoch()}}})
+		refs := h.refs()
+		if len(refs) == 0 {
+			continue
+		}
+		res, err := w.Client.Heartbeat(ctx, &rationv1.HeartbeatRequest{WorkerId: w.WorkerID, Buckets: refs})
 		if err != nil {
 			if ctx.Err() == nil {
-				w.report(fmt.Errorf("heartbeat bucket %d: %w", b.Id, err))
+				w.report(fmt.Errorf("heartbeat %d buckets: %w", len(refs), err))
 			}
 			continue
 		}
-		if o := res.GetBuckets(); len(o) == 1 && o[0].GetErrorReason() != "" {
-			w.report(fmt.Errorf("heartbeat bucket %d: %s: %s", b.Id, o[0].GetErrorReason(), o[0].GetErrorMessage()))
-			lost()
-			return
+		for _, o := range res.GetBuckets() {
+			if o.GetErrorReason() != "" && h.get(o.GetBucketId()) != nil {
+				w.report(fmt.Errorf("heartbeat bucket %d: %s: %s", o.GetBucketId(), o.GetErrorReason(), o.GetErrorMessage()))
+				h.drop(o.GetBucketId(), true)
+			}
 		}
 	}
 }
