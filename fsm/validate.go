@@ -59,7 +59,8 @@ func firstErr(errs ...error) error {
 // limits before it knows the service's kind; Apply checks the rest.
 type anyKind struct{}
 
-func (anyKind) Name() string                                 { return "" }
-func (anyKind) Defaults(s kind.Settings) kind.Settings       { return s }
-func (anyKind) Check(kind.Settings) error                    { return nil }
-func (anyKind) Validate(kind.Settings, string, string) error { return nil }
+func (anyKind) Name() string                                       { return "" }
+func (anyKind) Defaults(s kind.Settings) kind.Settings             { return s }
+func (anyKind) Check(kind.Settings) error                          { return nil }
+func (anyKind) Validate(kind.Settings, string, string) error       { return nil }
+func (anyKind) Agree(kind.Settings, kind.Result, kind.Result) bool { return false }

@@ -27,8 +27,14 @@ func (DMCheck) Check(s Settings) error {
 	if len(s.Verdicts) > 0 {
 		return errors.New("verdicts are fixed for kind dmcheck (DM, NON_DM, UNKNOWN)")
 	}
+	if s.ListTolerance > 0 || s.ComparePayload {
+		return errors.New("kind dmcheck compares verdicts only: list_tolerance and compare_payload do not apply")
+	}
 	return checkMaxPayload(s)
 }
+
+// Agree implements Kind: the verdicts are equal (the payload is a note).
+func (DMCheck) Agree(_ Settings, a, b Result) bool { return a.Verdict == b.Verdict }
 
 // Validate implements Kind.
 func (DMCheck) Validate(s Settings, verdict, payload string) error {

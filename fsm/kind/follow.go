@@ -34,7 +34,41 @@ func (f Follow) Check(s Settings) error {
 	if len(s.Verdicts) > 0 {
 		return fmt.Errorf("verdicts are fixed for kind %s (OK, NOT_FOUND, PROTECTED)", f.name)
 	}
+	if s.ComparePayload {
+		return fmt.Errorf("kind %s compares its id lists within list_tolerance: compare_payload does not apply", f.name)
+	}
 	return checkMaxPayload(s)
+}
+
+// Agree implements Kind: the verdicts are equal and, for OK, the two id
+// lists differ by at most ListTolerance thousandths of the ids in either
+// (their symmetric difference over their union; two empty lists agree).
+func (Follow) Agree(s Settings, a, b Result) bool {
+	if a.Verdict != b.Verdict {
+		return false
+	}
+	if a.Verdict != "OK" {
+		return true
+	}
+	var la, lb []string
+	if json.Unmarshal([]byte(a.Payload), &la) != nil || json.Unmarshal([]byte(b.Payload), &lb) != nil {
+		return a.Payload == b.Payload // not valid lists: Validate refuses them first
+	}
+	in := make(map[string]uint8, len(la)+len(lb))
+	for _, id := range la {
+		in[id] |= 1
+	}
+	for _, id := range lb {
+		in[id] |= 2
+	}
+	differ := 0
+	for _, m := range in {
+		if m != 3 {
+			differ++
+		}
+	}
+	// Integers only: every node must reach the same answer.
+	return uint64(differ)*MaxListTolerance <= uint64(s.ListTolerance)*uint64(len(in))
 }
 
 // Validate implements Kind.

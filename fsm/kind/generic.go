@@ -53,7 +53,16 @@ func (Generic) Check(s Settings) error {
 		}
 		seen[v] = true
 	}
+	if s.ListTolerance > 0 {
+		return errors.New("kind generic has no id lists: list_tolerance does not apply")
+	}
 	return checkMaxPayload(s)
+}
+
+// Agree implements Kind: the verdicts are equal, and with ComparePayload
+// the payloads too.
+func (Generic) Agree(s Settings, a, b Result) bool {
+	return a.Verdict == b.Verdict && (!s.ComparePayload || a.Payload == b.Payload)
 }
 
 // Validate implements Kind.

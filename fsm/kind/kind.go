@@ -17,7 +17,23 @@ type Settings struct {
 	MaxPayloadBytes uint32
 	// Verdicts is the verdict set of a declarative (generic) service.
 	Verdicts []string
+	// ListTolerance is how far two id lists (followers, following) may
+	// differ and still agree: the ids in one list only, over the ids in
+	// either, in thousandths (0: the lists must be equal; 1000: any lists
+	// agree). Lists change between two checks minutes apart.
+	ListTolerance uint32
+	// ComparePayload makes two generic results agree only when their
+	// payloads are equal too, not their verdicts alone.
+	ComparePayload bool
 }
+
+// Result is one worker's answer for one item, as a kind compares answers.
+type Result struct {
+	Verdict, Payload string
+}
+
+// MaxListTolerance is ListTolerance's largest value: any two lists agree.
+const MaxListTolerance = 1000
 
 // Kind validates the results of one kind of work. Implementations must be
 // deterministic and pure: the state machine calls them while applying the
@@ -31,6 +47,11 @@ type Kind interface {
 	Check(s Settings) error
 	// Validate reports whether one result is acceptable.
 	Validate(s Settings, verdict, payload string) error
+	// Agree reports whether two valid results for one item say the same
+	// thing, as far as this kind of work can tell: when several workers
+	// process an item, a result counts toward the quorum with those it
+	// agrees with. It must be symmetric.
+	Agree(s Settings, a, b Result) bool
 }
 
 // MaxPayloadLimit is the largest max_payload_bytes any service may set (1 MiB).
@@ -96,10 +117,14 @@ func checkVerdict(verdict string, allowed []string) error {
 	return fmt.Errorf("%w: %q (want one of %v)", ErrVerdict, verdict, allowed)
 }
 
-// checkMaxPayload is the common settings check.
+// checkMaxPayload is the common settings check: the payload limit, and
+// the comparison settings only the kinds that read them may set.
 func checkMaxPayload(s Settings) error {
 	if s.MaxPayloadBytes > MaxPayloadLimit {
 		return fmt.Errorf("max_payload_bytes %d is above the limit %d", s.MaxPayloadBytes, MaxPayloadLimit)
+	}
+	if s.ListTolerance > MaxListTolerance {
+		return fmt.Errorf("list_tolerance %d is above %d (thousandths)", s.ListTolerance, MaxListTolerance)
 	}
 	return nil
 }
