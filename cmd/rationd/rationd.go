@@ -130,19 +130,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 			m.Join = append(m.Join, a)
 		}
 	}
-	if m.AdvertiseHTTP != "" {
-		if err := cluster.CheckAdvertiseAddr(m.AdvertiseHTTP); err != nil {
-			return fmt.Errorf("--advertise-http %w", err)
-		}
-	} else if unspecified(m.HTTPAddr) {
-		return fmt.Errorf("--http-addr %s listens on every interface: give --advertise-http, the API address other nodes forward to", m.HTTPAddr)
-	}
-	if m.AdvertiseRaft != "" {
-		if err := cluster.CheckAdvertiseAddr(m.AdvertiseRaft); err != nil {
-			return fmt.Errorf("--advertise-raft %w", err)
-		}
-	} else if unspecified(m.RaftAddr) {
-		return fmt.Errorf("--raft-addr %s listens on every interface: give --advertise-raft, the address other nodes reach this one at", m.RaftAddr)
+	if err := m.checkAdvertiseFlags(); err != nil {
+		return err
 	}
 	if m.Bootstrap && len(m.Join) > 0 {
 		return errors.New("--bootstrap and --join exclude each other: bootstrap the first node, join the others")
@@ -167,6 +156,27 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	if m.AdminToken == "" && !m.Insecure && !loopback(m.HTTPAddr) {
 		return fmt.Errorf("refusing to serve %s without an admin token: set --admin-token (or RATION_ADMIN_TOKEN), or pass --insecure to accept that anyone who reaches it can administer the cluster", m.HTTPAddr)
+	}
+	return nil
+}
+
+// checkAdvertiseFlags refuses an address other nodes could not reach: an
+// advertised one must name a host, and one listening on every interface
+// needs an advertised one.
+func (m *Main) checkAdvertiseFlags() error {
+	if m.AdvertiseHTTP != "" {
+		if err := cluster.CheckAdvertiseAddr(m.AdvertiseHTTP); err != nil {
+			return fmt.Errorf("--advertise-http %w", err)
+		}
+	} else if unspecified(m.HTTPAddr) {
+		return fmt.Errorf("--http-addr %s listens on every interface: give --advertise-http, the API address other nodes forward to", m.HTTPAddr)
+	}
+	if m.AdvertiseRaft != "" {
+		if err := cluster.CheckAdvertiseAddr(m.AdvertiseRaft); err != nil {
+			return fmt.Errorf("--advertise-raft %w", err)
+		}
+	} else if unspecified(m.RaftAddr) {
+		return fmt.Errorf("--raft-addr %s listens on every interface: give --advertise-raft, the address other nodes reach this one at", m.RaftAddr)
 	}
 	return nil
 }
