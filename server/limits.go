@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm"
 	"github.com/rationhq/ration/fsm/kind"
 )
@@ -309,8 +310,7 @@ func (l *limiter) openStream(a netip.Addr, node string) (release func(), err err
 }
 
 // limitInterceptor bounds the server streams one client address holds
-// open, and passes on the retry hints of refusals forwarded from the
-// leader.
+// open, and gives every unary refusal its answer headers (answerHeaders).
 type limitInterceptor struct {
 	l *limiter
 	s *Server
@@ -319,25 +319,40 @@ type limitInterceptor struct {
 func (s limitInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		res, err := next(ctx, req)
-		return res, keepRetryHint(err)
+		return res, answerHeaders(err, s.s.store.ID())
 	}
 }
 
-// keepRetryHint returns err with its retry hint headers sent on: Connect
-// sends no metadata of an error that came from another server (as a
-// forwarded call's refusal does), so such an error is rebuilt.
-func keepRetryHint(err error) error {
+// answerHeaders gives a refusal the headers an answer has: Ration-Served-By,
+// naming the node its detail names (the leader, for a refusal forwarded
+// from it), and a rate limit's retry hints. Connect sends no metadata of an
+// error that came from another server, so such an error is rebuilt.
+func answerHeaders(err error, self string) error {
 	var ce *connect.Error
-	if !errors.As(err, &ce) || ce.Code() != connect.CodeResourceExhausted || ce.Meta().Get(RetryAfterMsHeader) == "" {
+	if !errors.As(err, &ce) {
 		return err
 	}
-	e := connect.NewError(ce.Code(), errors.New(ce.Message()))
+	served := self
 	for _, d := range ce.Details() {
-		e.AddDetail(d)
+		if m, derr := d.Value(); derr == nil {
+			if ed, ok := m.(*rationv1.ErrorDetail); ok && ed.GetServedBy() != "" {
+				served = ed.GetServedBy()
+			}
+		}
 	}
-	for _, h := range []string{RetryAfterHeader, RetryAfterMsHeader} {
-		e.Meta().Set(h, ce.Meta().Get(h))
+	e := ce
+	if connect.IsWireError(ce) {
+		e = connect.NewError(ce.Code(), errors.New(ce.Message()))
+		for _, d := range ce.Details() {
+			e.AddDetail(d)
+		}
+		for _, h := range []string{RetryAfterHeader, RetryAfterMsHeader} {
+			if v := ce.Meta().Get(h); v != "" {
+				e.Meta().Set(h, v)
+			}
+		}
 	}
+	e.Meta().Set(ServedByHeader, served)
 	return e
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -629,4 +630,33 @@ func rawCall(t *testing.T, method, url, ct, body string) (int, string) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
+}
+
+// TestServer_RefusalsNameTheirNode: a refusal carries Ration-Served-By as
+// an answer does, naming the node that refused: the follower for its own
+// read, the leader for a write it refused through the follower.
+func TestServer_RefusalsNameTheirNode(t *testing.T) {
+	c := newTestCluster(t, 3, "")
+	f := c.Followers()[0]
+	cl := newClients(http.DefaultClient, c.addrOf(f), nil, "", workerSecret)
+	create := connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"})
+	if _, err := cl.owner.CreateService(ctx(t), create); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(c.Leader().State().Index())
+	servedBy := func(err error) string {
+		var ce *connect.Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("want a refusal, got %v", err)
+		}
+		return ce.Meta().Get(server.ServedByHeader)
+	}
+	_, err := cl.owner.GetService(ctx(t), connect.NewRequest(&rationv1.GetServiceRequest{Name: "nope", Consistency: rationv1.Consistency_CONSISTENCY_STALE}))
+	if got := servedBy(err); got != f.ID() || connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("a follower's own refusal: served by %q (%v), want %s", got, err, f.ID())
+	}
+	_, err = cl.owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck"}))
+	if got := servedBy(err); got != c.Leader().ID() || reasonOf(err) != "SERVICE_EXISTS" {
+		t.Errorf("the leader's refusal through a follower: served by %q (%v), want %s", got, err, c.Leader().ID())
+	}
 }
