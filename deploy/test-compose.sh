@@ -231,6 +231,14 @@ docker start "$cid" >/dev/null
 wait_ready n1 n2 n3
 echo "restarted $old: all three ready after $(since "$t1")s"
 
+# --- the image's health check (compose.yaml) passes on every node
+for n in n1 n2 n3; do
+  compose exec -T "$n" /rationctl --retry-for 10s cluster status --ready >/dev/null || fail "$n: its health check command fails"
+  h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(container "$n")")
+  [ "$h" != unhealthy ] || fail "$n: docker reports it unhealthy"
+done
+echo "the health check (rationctl cluster status --ready) passes on n1, n2 and n3"
+
 # --- nothing acknowledged is lost
 ctl results export ci >"$tmp/results"
 ctl -o json service get ci >"$tmp/service"

@@ -27,12 +27,13 @@ func (a *app) clusterCommand() *cobra.Command {
 }
 
 func (a *app) clusterStatusCommand() *cobra.Command {
-	return &cobra.Command{
+	var ready bool
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the answering node's Raft state and the members, leader marked (waits up to --retry-for for a leader)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := a.statusWithLeader(cmd.Context())
+			resp, err := a.statusWhen(cmd.Context(), ready)
 			if err != nil {
 				return err
 			}
@@ -61,6 +62,8 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&ready, "ready", false, "wait up to --retry-for for the node to be ready (as /readyz), else fail: a health check")
+	return cmd
 }
 
 func (a *app) clusterJoinCommand() *cobra.Command {
@@ -235,17 +238,20 @@ and replaced by the snapshot's; take a snapshot save first.`,
 	}
 }
 
-// statusWithLeader asks for the node's status until it knows a leader, for
-// up to --retry-for (a node just started has none yet); with none by then
-// it prints the status and fails.
-func (a *app) statusWithLeader(ctx context.Context) (*rationv1.StatusResponse, error) {
+// statusWhen asks for the node's status until it knows a leader (with
+// ready, until it is ready), for up to --retry-for (a node just started has
+// no leader yet); if it is not so by then, it fails saying why.
+func (a *app) statusWhen(ctx context.Context, ready bool) (*rationv1.StatusResponse, error) {
 	deadline := time.Now().Add(a.retryFor)
 	for {
 		resp, err := a.api.Status(ctx, &rationv1.StatusRequest{})
-		if err != nil || resp.GetLeaderId() != "" {
+		if err != nil || resp.GetLeaderId() != "" && (!ready || resp.GetNotReady() == "") {
 			return resp, err
 		}
 		if !time.Now().Before(deadline) {
+			if resp.GetLeaderId() != "" {
+				return nil, fmt.Errorf("node %s is not ready: %s (waited --retry-for %s)", resp.GetNodeId(), resp.GetNotReady(), a.retryFor)
+			}
 			return nil, fmt.Errorf("no leader yet: node %s is %s in term %d with %d members (waited --retry-for %s)",
 				resp.GetNodeId(), resp.GetState(), resp.GetTerm(), len(resp.GetMembers()), a.retryFor)
 		}

@@ -38,7 +38,8 @@ type fakeServer struct {
 
 	// statusErr, when set, is Status's answer.
 	statusErr error
-	noLeader  bool // Status answers as a node that knows no leader yet
+	noLeader  bool   // Status answers as a node that knows no leader yet
+	notReady  string // Status's not_ready
 	// ownerToken is the owner token CreateService and RotateOwnerToken return.
 	ownerToken string
 	services   []*rationv1.ServiceInfo
@@ -113,7 +114,7 @@ func (f *fakeServer) Status(_ context.Context, req *connect.Request[rationv1.Sta
 		return connect.NewResponse(&rationv1.StatusResponse{NodeId: "n1", State: "Follower", Term: 0}), nil
 	}
 	return connect.NewResponse(&rationv1.StatusResponse{
-		NodeId: "n2", State: "Follower", LeaderId: "n1", Term: 4,
+		NodeId: "n2", State: "Follower", LeaderId: "n1", Term: 4, NotReady: f.notReady,
 		Members: []*rationv1.Member{
 			{Id: "n1", RaftAddress: "127.0.0.1:7001", ApiAddress: "127.0.0.1:7071", Suffrage: "Voter", Leader: true},
 			{Id: "n2", RaftAddress: "127.0.0.1:7002", ApiAddress: "127.0.0.1:7072", Suffrage: "Voter"},
@@ -625,6 +626,24 @@ func TestClusterStatus_WaitsForALeader(t *testing.T) {
 	}
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Errorf("gave up after %s, before --retry-for", took)
+	}
+}
+
+// TestClusterStatus_Ready: with --ready, status fails unless the node is
+// ready, saying why: a health check for a container.
+func TestClusterStatus_Ready(t *testing.T) {
+	f := &fakeServer{notReady: "lagging 5000 entries behind the leader"}
+	addr := startFake(t, f)
+	if r := runCLI(t, nil, "", "--addr", addr, "--retry-for", "200ms", "cluster", "status"); r.code != 0 {
+		t.Fatalf("without --ready: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r := runCLI(t, nil, "", "--addr", addr, "--retry-for", "200ms", "cluster", "status", "--ready")
+	if r.code == 0 || !strings.Contains(r.stderr, "node n2 is not ready: lagging 5000 entries behind the leader") {
+		t.Fatalf("--ready on a node not ready: exit %d, stderr %q", r.code, r.stderr)
+	}
+	f.notReady = ""
+	if r := runCLI(t, nil, "", "--addr", addr, "cluster", "status", "--ready"); r.code != 0 {
+		t.Fatalf("--ready on a ready node: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
 
