@@ -153,7 +153,7 @@ func script(blocks []block) (string, []command) {
 	var all []command
 	// Job control (-m), as in a terminal: each "&" job is a process group
 	// of its own that takes SIGINT (a script's jobs would ignore it).
-	sb.WriteString("set -euo pipefail -m\nexec 2>&1\nBG=()\n")
+	sb.WriteString("set -euo pipefail -m\nexec 2>&1\nBG=()\nJOBS=()\n")
 	mark := func(c command) {
 		all = append(all, c)
 		fmt.Fprintf(&sb, "printf '\\n%s%d %%s\\n' \"$(date +%%s.%%N)\"\n", marker, len(all)-1)
@@ -167,7 +167,7 @@ func script(blocks []block) (string, []command) {
 			// Ctrl-C: to the background blocks' groups, and to the
 			// processes blocks left running with "&".
 			sb.WriteString("for p in \"${BG[@]}\"; do kill -INT -- -$p 2>/dev/null || true; done; BG=()\n")
-			sb.WriteString("for p in $(jobs -p); do kill -INT $p 2>/dev/null || true; wait $p || true; done\n")
+			sb.WriteString("for p in $(jobs -p); do kill -INT $p 2>/dev/null || true; wait $p || true; done; JOBS=()\n")
 		}
 		cmds := commands(b)
 		if b.background != "" {
@@ -185,7 +185,14 @@ func script(blocks []block) (string, []command) {
 				continue
 			}
 			sb.WriteString(c.text + "\n")
+			if strings.HasSuffix(strings.TrimSpace(c.text), "&") {
+				sb.WriteString("JOBS+=($!)\n")
+			}
 		}
+		// What a block left running ("&": nodes) must still run: a node
+		// that could not start (its port taken) is a failure, however well
+		// the next command goes.
+		sb.WriteString("[ ${#JOBS[@]} = 0 ] || sleep 1\nfor p in \"${JOBS[@]}\"; do kill -0 $p 2>/dev/null || { echo \"a command left running with & has exited\"; exit 1; }; done\n")
 	}
 	return sb.String(), all
 }
