@@ -123,11 +123,27 @@ func call[Req, Res any](ctx context.Context, c *Client, req *Req, write bool,
 	return out, err
 }
 
-// once makes one attempt of a unary RPC on node n, within CallTimeout.
+// attemptKey carries a shorter bound for each attempt of a call than
+// CallTimeout (withAttemptTimeout).
+type attemptKey struct{}
+
+// withAttemptTimeout bounds each attempt of the calls made with ctx by d,
+// when that is shorter than CallTimeout: a node that does not answer within
+// d is left for the next.
+func withAttemptTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, attemptKey{}, d)
+}
+
+// once makes one attempt of a unary RPC on node n, within CallTimeout (or
+// the shorter bound of withAttemptTimeout).
 func once[Req, Res any](ctx context.Context, c *Client, n *node, req *Req, rpc func(*node) rpcFunc[Req, Res]) (*Res, error) {
-	if c.cfg.CallTimeout > 0 {
+	limit := c.cfg.CallTimeout
+	if d, ok := ctx.Value(attemptKey{}).(time.Duration); ok && d > 0 && (limit <= 0 || d < limit) {
+		limit = d
+	}
+	if limit > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
 	res, err := rpc(n)(ctx, connect.NewRequest(req))

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,4 +178,112 @@ func results(items []string) []*rationv1.ResultInput {
 		out[i] = &rationv1.ResultInput{Item: it, Verdict: "DM"}
 	}
 	return out
+}
+
+// pausingProxy forwards TCP to a node until paused: then it holds every
+// byte, on new connections and on those already open, as a frozen process
+// would.
+type pausingProxy struct {
+	addr   string
+	paused atomic.Bool
+}
+
+func startPausingProxy(t *testing.T, target string) *pausingProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pausingProxy{addr: ln.Addr().String()}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for p.paused.Load() {
+				select {
+				case <-done:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return p
+}
+
+// TestWorker_HeartbeatsLeaveAFrozenNode: the node the worker talks to
+// freezes while it processes a bucket for longer than the lease lasts; each
+// heartbeat attempt gives that node half a period, not the whole call
+// timeout, and then moves to another node, so the lease holds and the
+// submit is on time.
+func TestWorker_HeartbeatsLeaveAFrozenNode(t *testing.T) {
+	c := servertest.Start(t, 3, "")
+	owner, _ := client.New(client.Config{Addrs: c.Addrs})
+	ctx := context.Background()
+	if _, err := owner.CreateService(ctx, &rationv1.CreateServiceRequest{Name: "dm", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 2, LeaseTtl: durationpb.New(time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.AddItems(ctx, &rationv1.AddItemsRequest{Service: "dm", Items: []string{"1", "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	f := c.Followers()
+	proxy := startPausingProxy(t, c.AddrOf(f[0]))
+	cl, _ := client.New(client.Config{Addrs: []string{proxy.addr, c.AddrOf(f[1])}, WorkerSecret: secret, CallTimeout: 5 * time.Second})
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	worker := &client.Worker{Client: cl, Service: "dm", WorkerID: "w", HeartbeatEvery: 200 * time.Millisecond, IdleWait: 20 * time.Millisecond,
+		Process: func(ctx context.Context, b *rationv1.LeasedBucket) ([]*rationv1.ResultInput, error) {
+			proxy.paused.Store(true) // the node it has been talking to freezes
+			select {
+			case <-time.After(2500 * time.Millisecond): // more than two lease lifetimes
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return results(b.Items), nil
+		}}
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(wctx) }()
+	clustertest.WaitState(t, c.Leader(), 20*time.Second, func(st *fsm.State) error {
+		if s, _ := st.Service("dm"); s.Items[rationv1.ItemState_ITEM_STATE_DONE] != 2 {
+			return fmt.Errorf("items %v", s.Items)
+		}
+		return nil
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := s.Service.Counters; k.LeasesGranted != 1 || k.LeasesExpired != 0 || k.LateSubmits != 0 || k.Heartbeats == 0 {
+		t.Fatalf("counters %v: want one lease, kept alive by heartbeats, never expired, submitted on time", k)
+	}
 }

@@ -30,7 +30,9 @@ type Worker struct {
 	MaxBuckets uint32
 	// HeartbeatEvery is the heartbeat period while it holds leases
 	// (default 30s): every lease of an Acquire is kept alive, those waiting
-	// their turn too. Keep it well under the service's lease_ttl.
+	// their turn too, and a node that does not answer a heartbeat within
+	// half a period is left for another. Keep it well under the service's
+	// lease_ttl.
 	HeartbeatEvery time.Duration
 	// IdleWait is the pause when no bucket is available (default 5s).
 	IdleWait time.Duration
@@ -204,7 +206,11 @@ func (w *Worker) heartbeat(ctx context.Context, h *held) {
 		if len(refs) == 0 {
 			continue
 		}
-		res, err := w.Client.Heartbeat(ctx, &rationv1.HeartbeatRequest{WorkerId: w.WorkerID, Buckets: refs})
+		// A node that does not answer within half a period is left for the
+		// next: waiting out the call timeout on a frozen node could cost
+		// the leases.
+		actx := withAttemptTimeout(ctx, max(every/2, 100*time.Millisecond))
+		res, err := w.Client.Heartbeat(actx, &rationv1.HeartbeatRequest{WorkerId: w.WorkerID, Buckets: refs})
 		if err != nil {
 			if ctx.Err() == nil {
 				w.report(fmt.Errorf("heartbeat %d buckets: %w", len(refs), err))
