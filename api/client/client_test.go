@@ -13,6 +13,7 @@ import (
 
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/cluster"
 	"github.com/rationhq/ration/cluster/clustertest"
 	"github.com/rationhq/ration/fsm"
 	"github.com/rationhq/ration/server/servertest"
@@ -136,8 +137,6 @@ func TestWorker_HeartbeatsWaitingBuckets(t *testing.T) {
 	if _, err := owner.AddItems(ctx, &rationv1.AddItemsRequest{Service: "dm", Items: []string{"1", "2", "3", "4", "5", "6"}}); err != nil {
 		t.Fatal(err)
 	}
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
 	cl, _ := client.New(client.Config{Addrs: c.Addrs, WorkerSecret: secret})
 	var batch atomic.Int64
 	worker := &client.Worker{Client: cl, Service: "dm", WorkerID: "w", MaxBuckets: 3,
@@ -151,23 +150,7 @@ func TestWorker_HeartbeatsWaitingBuckets(t *testing.T) {
 			}
 			return results(b.Items), nil
 		}}
-	done := make(chan error, 1)
-	go func() { done <- worker.Run(wctx) }()
-	clustertest.WaitState(t, c.Nodes[0], 30*time.Second, func(st *fsm.State) error {
-		if s, _ := st.Service("dm"); s.Items[rationv1.ItemState_ITEM_STATE_DONE] != 6 {
-			return fmt.Errorf("items %v", s.Items)
-		}
-		return nil
-	})
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k := s.Service.Counters; k.LeasesGranted != 3 || k.LeasesExpired != 0 || k.LateSubmits != 0 || k.BucketsDone != 3 {
+	if k := runUntilDone(t, worker, c.Nodes[0], owner, 6); k.LeasesGranted != 3 || k.LeasesExpired != 0 || k.LateSubmits != 0 || k.BucketsDone != 3 {
 		t.Fatalf("counters %v after %d buckets processed: want 3 leases, none expired, no late submit", k, batch.Load())
 	}
 }
@@ -255,8 +238,6 @@ func TestWorker_HeartbeatsLeaveAFrozenNode(t *testing.T) {
 	f := c.Followers()
 	proxy := startPausingProxy(t, c.AddrOf(f[0]))
 	cl, _ := client.New(client.Config{Addrs: []string{proxy.addr, c.AddrOf(f[1])}, WorkerSecret: secret, CallTimeout: 5 * time.Second})
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
 	worker := &client.Worker{Client: cl, Service: "dm", WorkerID: "w", HeartbeatEvery: 200 * time.Millisecond, IdleWait: 20 * time.Millisecond,
 		Process: func(ctx context.Context, b *rationv1.LeasedBucket) ([]*rationv1.ResultInput, error) {
 			proxy.paused.Store(true) // the node it has been talking to freezes
@@ -267,23 +248,32 @@ func TestWorker_HeartbeatsLeaveAFrozenNode(t *testing.T) {
 			}
 			return results(b.Items), nil
 		}}
-	done := make(chan error, 1)
-	go func() { done <- worker.Run(wctx) }()
-	clustertest.WaitState(t, c.Leader(), 20*time.Second, func(st *fsm.State) error {
-		if s, _ := st.Service("dm"); s.Items[rationv1.ItemState_ITEM_STATE_DONE] != 2 {
+	if k := runUntilDone(t, worker, c.Leader(), owner, 2); k.LeasesGranted != 1 || k.LeasesExpired != 0 || k.LateSubmits != 0 || k.Heartbeats == 0 {
+		t.Fatalf("counters %v: want one lease, kept alive by heartbeats, never expired, submitted on time", k)
+	}
+}
+
+// runUntilDone runs the worker loop until node holds done items of service
+// dm done, stops it, and returns the service's counters.
+func runUntilDone(t *testing.T, w *client.Worker, node *cluster.Node, owner *client.Client, done int64) *rationv1.Counters {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ended := make(chan error, 1)
+	go func() { ended <- w.Run(ctx) }()
+	clustertest.WaitState(t, node, 30*time.Second, func(st *fsm.State) error {
+		if s, _ := st.Service("dm"); s.Items[rationv1.ItemState_ITEM_STATE_DONE] != done {
 			return fmt.Errorf("items %v", s.Items)
 		}
 		return nil
 	})
 	stop()
-	if err := <-done; err != nil {
+	if err := <-ended; err != nil {
 		t.Fatal(err)
 	}
-	s, err := owner.GetService(ctx, &rationv1.GetServiceRequest{Name: "dm"})
+	s, err := owner.GetService(context.Background(), &rationv1.GetServiceRequest{Name: "dm"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := s.Service.Counters; k.LeasesGranted != 1 || k.LeasesExpired != 0 || k.LateSubmits != 0 || k.Heartbeats == 0 {
-		t.Fatalf("counters %v: want one lease, kept alive by heartbeats, never expired, submitted on time", k)
-	}
+	return s.Service.Counters
 }
