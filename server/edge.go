@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 // rpcEdge answers, before Connect sees the call, the protocol mistakes a
@@ -51,8 +53,10 @@ func rpcEdge(next http.Handler) http.Handler {
 	})
 }
 
-// publicServices are the services clients call.
-var publicServices = []string{"ration.v1.OwnerService", "ration.v1.WorkerService", "ration.v1.InsightService", "ration.v1.ClusterService"}
+// publicServices are the services clients call (the peer service is not
+// one): health, reflection and the edge's answers name these.
+var publicServices = []string{rationv1connect.OwnerServiceName, rationv1connect.WorkerServiceName,
+	rationv1connect.InsightServiceName, rationv1connect.ClusterServiceName}
 
 // rpcContentType reports whether a request's Content-Type is one that
 // Connect, gRPC or gRPC-Web speaks.

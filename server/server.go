@@ -159,14 +159,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(rationv1connect.NewClusterServiceHandler(&clusterHandler{s}, opts,
 		connect.WithReadMaxBytes(MaxRestoreBytes)))
 	mux.Handle(peerv1connect.NewPeerServiceHandler(&peerHandler{s}, opts))
-	names := []string{rationv1connect.OwnerServiceName, rationv1connect.WorkerServiceName,
-		rationv1connect.InsightServiceName, rationv1connect.ClusterServiceName}
 	checker := &readyChecker{s: s, services: map[string]bool{}}
-	for _, n := range names {
+	for _, n := range publicServices {
 		checker.services[n] = true
 	}
 	mux.Handle(grpchealth.NewHandler(checker, connect.WithReadMaxBytes(MaxRequestBytes)))
-	reflector := s.reflector(names)
+	reflector := s.reflector(publicServices)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithReadMaxBytes(MaxRequestBytes)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithReadMaxBytes(MaxRequestBytes)))
 	// Monitoring needs no admin token, as in etcd: probes and scrapers
