@@ -100,9 +100,9 @@ func (jsonCodec) Unmarshal(data []byte, m any) error {
 var jsonPosition = regexp.MustCompile(`^proto:[\s\x{00a0}]*(syntax error[\s\x{00a0}]*)?(?:\(line (\d+):(\d+)\):[\s\x{00a0}]*)?`)
 
 // jsonBadValue is protojson's word for a value of the wrong type or range:
-// "invalid value for uint32 field maxBuckets: -1", or for a well-known
-// type, "invalid google.protobuf.Timestamp value "x"".
-var jsonBadValue = regexp.MustCompile(`^invalid (?:value for (\w+) field (\w+)|(google\.protobuf\.\w+) value)[\s\x{00a0}]*:?[\s\x{00a0}]*(.*)$`)
+// "invalid value for uint32 field maxBuckets: -1" (the field's JSON name),
+// or for a well-known type, "invalid google.protobuf.Timestamp value "x"".
+var jsonBadValue = regexp.MustCompile(`^invalid (?:value for \w+ field (\w+)|google\.protobuf\.\w+ value)[\s\x{00a0}]*:?[\s\x{00a0}]*(.*)$`)
 
 // jsonProblem words a protojson error for the caller: `unknown field
 // "maxBucket" (line 1, column 32)`, or for a bad value, `"max_buckets": -1
@@ -121,24 +121,26 @@ func jsonProblem(err error, data []byte, md protoreflect.MessageDescriptor) stri
 		col, _ = strconv.Atoi(m[3])
 	}
 	if v := jsonBadValue.FindStringSubmatch(msg); v != nil {
+		// A bad element of a list is reported under the list's name, and
+		// is no object member: the key is then protojson's name.
 		key := jsonKeyBefore(data, line, col)
 		if key == "" {
-			key = v[2]
+			key = v[1]
 		}
-		got := strings.TrimSpace(v[4])
+		got := strings.TrimSpace(v[2])
 		switch got {
 		case "[":
 			got = "an array"
 		case "{":
 			got = "an object"
 		}
-		msg = fmt.Sprintf("%q: %s is not %s", key, got, jsonWants(v[1], v[3], key, md))
+		msg = fmt.Sprintf("%q: %s is not %s", key, got, valueWants(findField(md, key, map[protoreflect.FullName]bool{})))
 	} else if tok, ok := strings.CutPrefix(msg, "unexpected token "); ok {
 		if line == 1 && col == 1 {
 			msg = "the body is not a JSON object: it starts with " + tok
 		} else if key := jsonKeyBefore(data, line, col); key != "" {
-			if want := fieldWants(key, md); want != "" {
-				msg = fmt.Sprintf("%q: %s is not %s", key, tok, want)
+			if f := findField(md, key, map[protoreflect.FullName]bool{}); f != nil {
+				msg = fmt.Sprintf("%q: %s is not %s", key, tok, fieldWants(f))
 			} else {
 				msg = fmt.Sprintf("%q: unexpected %s", key, tok)
 			}
@@ -154,64 +156,54 @@ func jsonProblem(err error, data []byte, md protoreflect.MessageDescriptor) stri
 	return msg
 }
 
-// jsonWants says what a field of this type takes: kind is protojson's
-// name for a scalar type, wkt a well-known type's full name; key finds an
-// enum's names.
-func jsonWants(kind, wkt, key string, md protoreflect.MessageDescriptor) string {
-	switch kind {
-	case "int32", "sint32", "sfixed32":
-		return "a whole number from -2147483648 to 2147483647"
-	case "uint32", "fixed32":
-		return "a whole number from 0 to 4294967295"
-	case "int64", "sint64", "sfixed64":
-		return "a whole number from -9223372036854775808 to 9223372036854775807 (a number or a string)"
-	case "uint64", "fixed64":
-		return "a whole number from 0 to 18446744073709551615 (a number or a string)"
-	case "float", "double":
-		return "a number"
-	case "bool":
-		return "true or false"
-	case "string":
-		return "a string"
-	case "bytes":
-		return "a base64 string"
-	case "enum":
-		if f := findField(md, key, map[protoreflect.FullName]bool{}); f != nil && f.Enum() != nil {
-			var names []string
-			for i := 0; i < f.Enum().Values().Len(); i++ {
-				names = append(names, string(f.Enum().Values().Get(i).Name()))
-			}
-			return "one of " + strings.Join(names, ", ")
-		}
-		return "one of the enum's names"
+// fieldWants says what a field takes as its JSON value.
+func fieldWants(f protoreflect.FieldDescriptor) string {
+	switch {
+	case f.IsList():
+		return "an array"
+	case f.IsMap():
+		return "an object"
 	}
-	switch wkt {
+	return valueWants(f)
+}
+
+// valueWants says what one value of a field takes (each element, for a
+// list); f nil is a field it cannot tell.
+func valueWants(f protoreflect.FieldDescriptor) string {
+	if f == nil {
+		return "a value of the field's type"
+	}
+	switch f.Kind() {
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return "a whole number from -2147483648 to 2147483647"
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return "a whole number from 0 to 4294967295"
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return "a whole number from -9223372036854775808 to 9223372036854775807 (a number or a string)"
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return "a whole number from 0 to 18446744073709551615 (a number or a string)"
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		return "a number"
+	case protoreflect.BoolKind:
+		return "true or false"
+	case protoreflect.StringKind:
+		return "a string"
+	case protoreflect.BytesKind:
+		return "a base64 string"
+	case protoreflect.EnumKind:
+		var names []string
+		for i := 0; i < f.Enum().Values().Len(); i++ {
+			names = append(names, string(f.Enum().Values().Get(i).Name()))
+		}
+		return "one of " + strings.Join(names, ", ")
+	}
+	switch f.Message().FullName() {
 	case "google.protobuf.Timestamp":
 		return `a time in RFC 3339 ("2026-11-30T06:00:00Z")`
 	case "google.protobuf.Duration":
 		return `a duration in seconds with an "s" ("90s", "0.5s")`
 	}
-	return "a value of the field's type"
-}
-
-// fieldWants says what the field named key takes, for a token protojson
-// did not expect there; "" if there is no such field.
-func fieldWants(key string, md protoreflect.MessageDescriptor) string {
-	f := findField(md, key, map[protoreflect.FullName]bool{})
-	switch {
-	case f == nil:
-		return ""
-	case f.IsList():
-		return "an array"
-	case f.IsMap():
-		return "an object"
-	case f.Message() != nil:
-		if w := jsonWants("", string(f.Message().FullName()), key, md); w != "a value of the field's type" {
-			return w
-		}
-		return "an object"
-	}
-	return jsonWants(f.Kind().String(), "", key, md)
+	return "an object"
 }
 
 // findField finds the field named key (JSON or proto name) anywhere in md's
