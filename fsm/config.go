@@ -181,7 +181,11 @@ func configFromProto(k kind.Kind, pc *rationv1.ServiceConfig) (Config, error) {
 	if err := retentionFromProto(pc, &c); err != nil {
 		return c, err
 	}
-	s := k.Defaults(kind.Settings{MaxPayloadBytes: pc.GetMaxPayloadBytes(), Verdicts: pc.GetVerdicts()})
+	if c.Validation, err = validationFromProto(pc.GetValidation()); err != nil {
+		return c, err
+	}
+	s := k.Defaults(kind.Settings{MaxPayloadBytes: pc.GetMaxPayloadBytes(), Verdicts: pc.GetVerdicts(),
+		ListTolerance: c.Validation.ListTolerance, ComparePayload: c.Validation.ComparePayload})
 	if err := k.Check(s); err != nil {
 		return c, fmt.Errorf("config: %v: %w", err, ErrInvalidConfig)
 	}
@@ -264,6 +268,7 @@ func (c Config) Proto() *rationv1.ServiceConfig {
 		MaxLeasesPerWorker:   c.MaxLeasesPerWorker,
 		ResultRetention:      durationpb.New(c.ResultRetention),
 		MaxUnackedResults:    c.MaxUnackedResults,
+		Validation:           c.Validation.proto(),
 	}
 	if c.UnackedResultRetention > 0 {
 		p.UnackedResultRetention = durationpb.New(c.UnackedResultRetention)
@@ -278,5 +283,6 @@ func (c Config) Proto() *rationv1.ServiceConfig {
 }
 
 func (c Config) settings() kind.Settings {
-	return kind.Settings{MaxPayloadBytes: c.MaxPayloadBytes, Verdicts: c.Verdicts}
+	return kind.Settings{MaxPayloadBytes: c.MaxPayloadBytes, Verdicts: c.Verdicts,
+		ListTolerance: c.Validation.ListTolerance, ComparePayload: c.Validation.ComparePayload}
 }

@@ -97,30 +97,74 @@ func script(h *harness) {
 	}})
 }
 
-func TestFSM_SameLogSameBytes(t *testing.T) {
-	h1, h2 := newHarness(t), newHarness(t)
-	script(h1)
-	script(h2)
-	s1, s2 := h1.snapshot(), h2.snapshot()
-	if !bytes.Equal(s1, s2) {
-		t.Fatal("two state machines fed the same commands wrote different snapshots")
+// validationScript drives a service that validates its results: replicas,
+// adaptive trust, canaries, disagreement, inconclusive items and an
+// automatic deactivation, each drawing on the commands' seeds.
+func validationScript(h *harness) {
+	h.createService("val", "dmcheck", &rationv1.ServiceConfig{BucketSize: 4, Validation: &rationv1.ValidationPolicy{
+		Replicas: 2, MaxReplicas: 4, Adaptive: true, TrustAfter: 4, CanaryRate: 250, CanaryFailuresToDeactivate: 2}})
+	var cs []*rationv1.Canary
+	for _, id := range ids("c", 6) {
+		cs = append(cs, &rationv1.Canary{Item: id, Verdict: "DM"})
 	}
-	// Replaying the same log bytes through ApplyBatch gives the same bytes too.
-	h3 := newHarness(t)
-	h3.check = false
-	h3.f.ApplyBatch(replayLog(t))
-	if !bytes.Equal(s1, h3.snapshot()) {
-		t.Fatal("ApplyBatch of the same log wrote a different snapshot")
+	h.must(&rationv1.AddCanariesRequest{Service: "val", Canaries: cs})
+	workers := []string{"v1", "v2", "v3", "v4", "v5"}
+	for _, w := range workers {
+		h.register("val", w)
+	}
+	h.add("val", 0, ids("x", 40)...)
+	answers := []string{"DM", "DM", "DM", "NON_DM", "UNKNOWN"}
+	for round := range 60 {
+		w := workers[round%len(workers)]
+		r := h.apply(&rationv1.AcquireRequest{Service: "val", WorkerId: w, MaxBuckets: 1})
+		for _, b := range r.GetAcquire().GetBuckets() {
+			res := results(b, "DM")
+			for i, in := range res {
+				in.Verdict = answers[(round+i)%len(answers)]
+			}
+			h.apply(&rationv1.SubmitRequest{WorkerId: w, BucketId: b.Id, Epoch: b.Lease.Epoch, Results: res})
+		}
+		h.advance(time.Second)
+	}
+	s, _ := h.f.State().Service("val")
+	c := s.Counters
+	if c.ResultsValidated == 0 || c.ResultsDisagreed == 0 || c.ItemsInconclusive == 0 || c.CanariesPassed == 0 || c.CanariesFailed == 0 {
+		h.t.Fatalf("the validation script missed a case: %+v", c)
+	}
+}
+
+func TestFSM_SameLogSameBytes(t *testing.T) {
+	for name, run := range map[string]func(*harness){"script": script, "validation": validationScript} {
+		t.Run(name, func(t *testing.T) {
+			h1, h2 := newHarness(t), newHarness(t)
+			run(h1)
+			run(h2)
+			s1, s2 := h1.snapshot(), h2.snapshot()
+			if !bytes.Equal(s1, s2) {
+				t.Fatal("two state machines fed the same commands wrote different snapshots")
+			}
+			// Replaying the same log bytes through ApplyBatch gives the same bytes too.
+			h3 := newHarness(t)
+			h3.check = false
+			h3.f.ApplyBatch(captureLog(t, run))
+			if !bytes.Equal(s1, h3.snapshot()) {
+				t.Fatal("ApplyBatch of the same log wrote a different snapshot")
+			}
+			h1.restored()
+		})
 	}
 }
 
 // replayLog re-runs script, capturing the raw log entries.
-func replayLog(t *testing.T) []*rawEntry {
+func replayLog(t *testing.T) []*rawEntry { return captureLog(t, script) }
+
+// captureLog runs a script, capturing the raw log entries.
+func captureLog(t *testing.T, run func(*harness)) []*rawEntry {
 	h := newHarness(t)
 	h.check = false
 	var logs []*rawEntry
 	h.capture = func(e *rawEntry) { logs = append(logs, e) }
-	script(h)
+	run(h)
 	return logs
 }
 

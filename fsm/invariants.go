@@ -73,8 +73,8 @@ func tallyOf(t *tables) (*tally, error) {
 	var err error
 	var last *Bucket // items in id order mostly share a bucket with the one before
 	t.items.Scan(func(it *Item) bool {
-		st := quarantined
-		if !it.Quarantined {
+		st := it.parkedState()
+		if !it.parked() {
 			b, ok := last, last != nil && last.ID == it.Bucket
 			if !ok {
 				b, ok = t.bucket(it.Bucket)
@@ -118,6 +118,7 @@ type checker struct {
 	trimmed             int // done buckets whose results were trimmed
 	remembered          int // items remembered by done buckets
 	closed              int // done buckets
+	voting              int // buckets awaiting a quorum
 	active              int // active registrations
 }
 
@@ -154,8 +155,49 @@ func (c *checker) checkBuckets() {
 		if b.State != done {
 			c.checkListed(b)
 		}
+		c.checkVotes(b)
 		return true
 	})
+}
+
+// checkVotes checks a bucket's validation records: votes only on a bucket
+// that is not done, from distinct workers other than its holder, each with a
+// result for every item; canaries only on a held bucket, distinct, in order
+// of position, and indexed as voting exactly when it awaits a quorum.
+func (c *checker) checkVotes(b *Bucket) {
+	if b.awaitingQuorum() {
+		c.voting++
+		if _, ok := c.t.voting.Get(svcSeq{b.Service, b.ID}); !ok {
+			c.fail("bucket %d: holds votes but is not in the voting index", b.ID)
+		}
+	}
+	if len(b.Votes) > 0 && b.State == done {
+		c.fail("bucket %d: done but holds votes", b.ID)
+	}
+	for i, v := range b.Votes {
+		if votedOn(&Bucket{Votes: b.Votes[:i]}, v.Worker) {
+			c.fail("bucket %d: two votes from %q", b.ID, v.Worker)
+		}
+		if b.Held() && v.Worker == b.Holder {
+			c.fail("bucket %d: held by %q, who has voted on it", b.ID, v.Worker)
+		}
+		for _, id := range b.Items {
+			if _, ok := v.Find(id); !ok {
+				c.fail("bucket %d: %q's vote has no result for item %q", b.ID, v.Worker, id)
+			}
+		}
+	}
+	if len(b.Canaries) > 0 && !b.Held() {
+		c.fail("bucket %d: %s but shows canaries", b.ID, stateName(b.State))
+	}
+	for i, ca := range b.Canaries {
+		if int(ca.Position) > len(b.Items) || (i > 0 && ca.Position < b.Canaries[i-1].Position) {
+			c.fail("bucket %d: canary %q at position %d out of order or range", b.ID, ca.ID, ca.Position)
+		}
+		if slices.ContainsFunc(b.Canaries[:i], func(o CanaryAt) bool { return o.ID == ca.ID }) {
+			c.fail("bucket %d: canary %q shown twice", b.ID, ca.ID)
+		}
+	}
 }
 
 // checkBucketIndex checks that a bucket is in the index of its state.
@@ -236,8 +278,8 @@ func (c *checker) checkListed(b *Bucket) {
 		switch {
 		case !ok:
 			c.fail("bucket %d lists missing item %q", b.ID, id)
-		case it.Quarantined || it.Bucket != b.ID:
-			c.fail("bucket %d lists item %q, which is in bucket %d (quarantined %v)", b.ID, id, it.Bucket, it.Quarantined)
+		case it.parked() || it.Bucket != b.ID:
+			c.fail("bucket %d lists item %q, which is in bucket %d (%v)", b.ID, id, it.Bucket, it.parkedState())
 		}
 	}
 }
@@ -245,9 +287,12 @@ func (c *checker) checkListed(b *Bucket) {
 func (c *checker) checkItems() {
 	t := c.t
 	t.items.Scan(func(it *Item) bool {
-		if it.Quarantined {
+		if it.Quarantined && it.Inconclusive {
+			c.fail("item %q: quarantined and inconclusive", it.ID)
+		}
+		if it.parked() {
 			if it.Bucket != 0 {
-				c.fail("item %q: quarantined but in bucket %d", it.ID, it.Bucket)
+				c.fail("item %q: %v but in bucket %d", it.ID, it.parkedState(), it.Bucket)
 			}
 			return true
 		}
@@ -292,6 +337,14 @@ func (c *checker) checkServices() {
 	t.services.Scan(func(s *Service) bool {
 		if o, ok := t.serviceByOrdinal(s.Ordinal); !ok || o != s {
 			c.fail("service %q: ordinal index out of step", s.Name)
+		}
+		for i, ca := range s.Canaries {
+			if i > 0 && ca.ID <= s.Canaries[i-1].ID {
+				c.fail("service %q: canaries out of order at %q", s.Name, ca.ID)
+			}
+			if _, ok := t.item(s.Ordinal, ca.ID); ok {
+				c.fail("service %q: canary %q is also an item", s.Name, ca.ID)
+			}
 		}
 		if want := countsOf(c.tally.items, s.Ordinal); s.Items != want {
 			c.fail("service %q: item counts %v, actual %v", s.Name, s.Items, want)
@@ -343,6 +396,9 @@ func (c *checker) checkIndexSizes() {
 	}
 	if n := t.trimmed.Len(); n != c.trimmed {
 		c.fail("trimmed index has %d entries for %d done buckets with their results trimmed", n, c.trimmed)
+	}
+	if n := t.voting.Len(); n != c.voting {
+		c.fail("voting index has %d entries for %d buckets awaiting a quorum", n, c.voting)
 	}
 	if n := t.held.Len(); n != c.leases+c.dead {
 		c.fail("holder index has %d entries for %d held buckets", n, c.leases+c.dead)

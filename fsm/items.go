@@ -9,8 +9,8 @@ import (
 
 // itemState says where an item is; it follows from its bucket.
 func (x *txn) itemState(it *Item) rationv1.ItemState {
-	if it.Quarantined {
-		return quarantined
+	if it.parked() {
+		return it.parkedState()
 	}
 	b := x.peekBucket(it.Bucket)
 	if b == nil {
@@ -71,6 +71,12 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 	var slab []Item // new items, allocated together
 	for _, id := range op.GetItems() {
 		it, ok := x.item(s.Ordinal, id)
+		if !ok && len(s.Canaries) > 0 {
+			if _, canary := s.canary(id); canary {
+				res.Skipped++ // a canary's id is not free for an item
+				continue
+			}
+		}
 		if !ok {
 			if k, found := x.t.remembered(s.Ordinal, id); found {
 				if op.GetRerun() {
@@ -103,7 +109,7 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 			x.setItem(&c)
 			res.Raised++
 			res.Skipped++
-		case st == itemDone && op.GetRerun(), st == quarantined:
+		case st == itemDone && op.GetRerun(), st == quarantined, st == inconclusive:
 			x.queueAgain(ms, it, st, prio)
 			res.Added++
 		default:
@@ -122,7 +128,7 @@ func (x *txn) addItems(op *rationv1.AddItemsRequest) (*rationv1.AddItemsResponse
 func (x *txn) queueAgain(s *Service, it *Item, from rationv1.ItemState, prio int32) {
 	s.Items[from]--
 	c := *it
-	c.Priority, c.Attempts, c.Quarantined, c.Since = prio, 0, false, x.now
+	c.Priority, c.Attempts, c.Quarantined, c.Inconclusive, c.Since = prio, 0, false, false, x.now
 	c.Bucket = x.pack(s, prio, c.ID)
 	x.setItem(&c)
 	s.Items[pending]++

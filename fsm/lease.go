@@ -55,18 +55,19 @@ func (x *txn) acquire(op *rationv1.AcquireRequest) (*rationv1.AcquireResponse, e
 	r.LastSeen = x.now
 	out := &rationv1.AcquireResponse{}
 	deadline := x.now + int64(cfg.LeaseTTL)
-	for _, id := range x.pick(s, int(n)) {
+	for _, id := range x.pick(s, r.Worker, int(n)) {
 		b := x.bkt(id)
 		ms.Open = slices.DeleteFunc(slices.Clone(ms.Open), func(o OpenBucket) bool { return o.Bucket == id })
 		b.State, b.Holder, b.Epoch = leased, r.Worker, x.t.meta.nextEpoch
 		x.t.meta.nextEpoch++
 		b.LeasedAt, b.Deadline = x.now, deadline
+		x.mixCanaries(s, b)
 		ms.Buckets[unassigned]--
 		ms.Buckets[leased]++
 		ms.Items[pending] -= int64(len(b.Items))
 		ms.Items[itemLeased] += int64(len(b.Items))
 		out.Buckets = append(out.Buckets, &rationv1.LeasedBucket{
-			Id: b.ID, Service: s.Name, Items: b.Items, State: leased,
+			Id: b.ID, Service: s.Name, Items: b.Shown(), State: leased,
 			Lease: &rationv1.Lease{Epoch: b.Epoch, Deadline: timestamppb.New(unixTime(deadline))},
 		})
 	}
@@ -84,16 +85,23 @@ func (x *txn) acquire(op *rationv1.AcquireRequest) (*rationv1.AcquireResponse, e
 // waiting, so the ready index orders by priority*aging - ready_since. Buckets
 // within one level of the best are equals; among (at most tieWindow of) them
 // the choice is random, drawn from the command's seed, so a worker can
-// neither predict nor steer what it gets.
-func (x *txn) pick(s *Service, n int) []uint64 {
+// neither predict nor steer what it gets. Under validation a worker is
+// never given a bucket it has voted on; past those, the grant looks at no
+// more than maxExcludedCandidate buckets.
+func (x *txn) pick(s *Service, worker string, n int) []uint64 {
 	if n <= 0 {
 		return nil
 	}
 	step := int64(s.Config.PriorityAging / 1e6)
 	var cands []readyKey
+	skipped, exclude := 0, s.Config.Validation.replicated()
 	x.t.ready.Ascend(readyKey{service: s.Ordinal, score: 1<<63 - 1}, func(k readyKey) bool {
 		if k.service != s.Ordinal {
 			return false
+		}
+		if _, voting := x.t.voting.Get(svcSeq{k.service, k.id}); exclude && voting && votedOn(x.peekBucket(k.id), worker) {
+			skipped++
+			return skipped < maxExcludedCandidate
 		}
 		cands = append(cands, k)
 		return len(cands) < n+tieWindow
@@ -276,44 +284,65 @@ func (x *txn) checkSubmit(op *rationv1.SubmitRequest) (*Service, *Bucket, *Regis
 }
 
 func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, error) {
-	worker := op.GetWorkerId()
 	s, b, r, err := x.checkSubmit(op)
 	if err != nil {
 		return nil, err
 	}
 	// Everything is checked: from here on the submit takes effect.
 	ms := x.svc(s.Ordinal)
+	results, deactivate := x.judgeCanaries(s, ms, b, r, op.GetResults())
+	var resp *rationv1.SubmitResponse
+	if x.believe(s, b, r) {
+		resp = x.closeBucket(s, ms, b, r, results)
+	} else {
+		resp = x.vote(s, ms, b, r, results)
+	}
+	// The canaries count as accepted: the worker must not tell them apart.
+	resp.Accepted += uint32(len(op.GetResults()) - len(results))
+	if deactivate {
+		x.canaryDeactivate(s, ms, r)
+	}
+	return resp, nil
+}
+
+// closeBucket closes b with the worker's results, believed as they are,
+// and sends its items without a result back to the pool.
+func (x *txn) closeBucket(s, ms *Service, b *Bucket, r *Registration, results []*rationv1.ResultInput) *rationv1.SubmitResponse {
+	worker := r.Worker
 	nb := x.bkt(b.ID)
 	late := b.State == dead || x.now > b.Deadline
 	rb := &ResultBatch{Seq: x.t.meta.nextSeq, Service: s.Ordinal, Worker: worker, Bucket: b.ID, Epoch: b.Epoch, At: x.now,
-		n: len(op.GetResults()), encoded: x.compactResults}
-	if rb.encoded == "" {
-		rb.encoded = encodeResults(op.GetResults(), func(in *rationv1.ResultInput) (string, string, string) {
-			return in.GetItem(), in.GetVerdict(), in.GetPayload()
-		})
+		n: len(results), encoded: x.compactResults}
+	if rb.encoded == "" || len(b.Canaries) > 0 {
+		rb.encoded = encodeResults(results, resultFields)
 	}
 	x.t.meta.nextSeq++
 	// Results in the bucket's order (the usual case) answer its first items.
 	var got map[string]bool
-	missing := b.Items[len(op.GetResults()):]
-	if !inBucketOrder(b, op.GetResults()) {
-		got, missing = make(map[string]bool, len(op.GetResults())), b.Items
+	missing := b.Items[min(len(results), len(b.Items)):]
+	if !inBucketOrder(b.Items, results) {
+		got, missing = make(map[string]bool, len(results)), b.Items
 	}
 	var verdicts []KeyCount
-	for _, in := range op.GetResults() {
+	for _, in := range results {
 		if got != nil {
 			got[in.GetItem()] = true
 		}
 		verdicts = countKey(verdicts, in.GetVerdict())
 	}
-	x.t.putResults(rb)
-	ms.LastResultSeq = rb.Seq
-	ms.UnackedResults += uint64(rb.Len())
-	ms.UnackedBytes += uint64(rb.Size())
-	ms.Buckets[b.State]--
-	ms.Buckets[done]++
-	nb.State, nb.ClosedAt, nb.ResultSeq = done, x.now, rb.Seq
 	n := uint64(rb.Len())
+	ms.Buckets[b.State]--
+	if n > 0 {
+		x.t.putResults(rb)
+		ms.LastResultSeq = rb.Seq
+		ms.UnackedResults += n
+		ms.UnackedBytes += uint64(rb.Size())
+		ms.Buckets[done]++
+		nb.State, nb.ClosedAt, nb.ResultSeq = done, x.now, rb.Seq
+		nb.Votes, nb.Canaries = nil, nil
+	} else {
+		x.dropBucket(b.ID) // it had only canary answers
+	}
 	ms.Items[itemLeased] -= int64(len(b.Items))
 	ms.Items[itemDone] += int64(n)
 	resp := &rationv1.SubmitResponse{Accepted: uint32(n)}
@@ -328,10 +357,30 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 			resp.Requeued++
 		}
 	}
+	unvalidated := uint64(0)
+	if s.Config.Validation.replicated() {
+		unvalidated = n
+	}
+	x.countSubmit(ms, r, n, uint64(resp.Requeued), verdicts, late)
+	ms.Counters.ResultsUnvalidated += unvalidated
+	r.Counters.ResultsUnvalidated += unvalidated
+	msg := fmt.Sprintf("accepted %d, requeued %d", n, resp.Requeued)
+	if late {
+		msg += ", late"
+	}
+	if unvalidated > 0 {
+		msg += ", believed without replication (trusted)"
+	}
+	x.record(&Activity{Action: ActSubmit, Service: s.Name, Worker: worker, Actor: worker, Bucket: b.ID, Count: n, Message: msg})
+	return resp
+}
+
+// countSubmit counts an accepted submit for its service and worker.
+func (x *txn) countSubmit(ms *Service, r *Registration, accepted, requeued uint64, verdicts []KeyCount, late bool) {
 	for _, c := range []*Counters{&ms.Counters, &r.Counters} {
 		c.BucketsDone++
-		c.ResultsAccepted += n
-		c.ItemsRequeued += uint64(resp.Requeued)
+		c.ResultsAccepted += accepted
+		c.ItemsRequeued += requeued
 		for _, v := range verdicts {
 			c.Verdicts = addCount(c.Verdicts, v.Key, v.Count)
 		}
@@ -341,39 +390,37 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	}
 	r.Held--
 	r.LastSeen = x.now
-	msg := fmt.Sprintf("accepted %d, requeued %d", n, resp.Requeued)
-	if late {
-		msg += ", late"
-	}
-	x.record(&Activity{Action: ActSubmit, Service: s.Name, Worker: worker, Actor: worker, Bucket: b.ID, Count: n, Message: msg})
-	return resp, nil
 }
 
-// inBucketOrder reports whether results answer the bucket's first items in
+// resultFields is a submitted result as a ResultBatch stores it.
+func resultFields(in *rationv1.ResultInput) (string, string, string) {
+	return in.GetItem(), in.GetVerdict(), in.GetPayload()
+}
+
+// inBucketOrder reports whether results answer a bucket's first items in
 // the bucket's order, as workers usually send them.
-func inBucketOrder(b *Bucket, results []*rationv1.ResultInput) bool {
-	if len(results) > len(b.Items) {
+func inBucketOrder(items []string, results []*rationv1.ResultInput) bool {
+	if len(results) > len(items) {
 		return false
 	}
 	for i, r := range results {
-		if r.GetItem() != b.Items[i] {
+		if r.GetItem() != items[i] {
 			return false
 		}
 	}
 	return true
 }
 
-// checkResults validates a submit's results against its bucket and kind.
+// checkResults validates a submit's results against its bucket, as its
+// holder sees it, and its kind.
 func checkResults(s *Service, b *Bucket, results []*rationv1.ResultInput) error {
 	if len(results) == 0 {
 		return fmt.Errorf("results is empty (use Release to give a bucket back): %w", ErrInvalidArgument)
 	}
-	k, ok := kind.Lookup(s.Kind)
-	if !ok {
-		panic(fmt.Sprintf("fsm: service %q has unregistered kind %q", s.Name, s.Kind))
-	}
+	k := mustKind(s)
 	settings := s.Config.settings()
-	if inBucketOrder(b, results) {
+	shown := b.Shown()
+	if inBucketOrder(shown, results) {
 		// Each names a different item of the bucket: only the kind checks.
 		for i, r := range results {
 			if err := k.Validate(settings, r.GetVerdict(), r.GetPayload()); err != nil {
@@ -382,8 +429,8 @@ func checkResults(s *Service, b *Bucket, results []*rationv1.ResultInput) error 
 		}
 		return nil
 	}
-	in := make(map[string]bool, len(b.Items))
-	for _, id := range b.Items {
+	in := make(map[string]bool, len(shown))
+	for _, id := range shown {
 		in[id] = false
 	}
 	for i, r := range results {
@@ -430,7 +477,7 @@ func (x *txn) unlease(s *Service, id uint64) int {
 	s.Buckets[unassigned]++
 	s.Items[itemLeased] -= int64(len(b.Items))
 	s.Items[pending] += int64(len(b.Items))
-	b.State, b.Holder = unassigned, ""
+	b.State, b.Holder, b.Canaries = unassigned, "", nil
 	b.LeasedAt, b.Deadline, b.DeadAt, b.ReleaseAt = 0, 0, 0, 0
 	return len(b.Items)
 }
@@ -448,15 +495,21 @@ func (x *txn) endLeases(svc uint32, worker string) int {
 		return true
 	})
 	s := x.svc(svc)
+	n := 0
 	for _, id := range ids {
-		holder := x.peekBucket(id).Holder
+		b := x.peekBucket(id)
+		if b == nil || !b.Held() {
+			continue // this command closed it (a submit that deactivated its worker)
+		}
+		n++
+		holder := b.Holder
 		x.unlease(s, id)
 		s.Counters.LeasesEnded++
 		if r := x.reg(svc, holder); r != nil {
 			r.Counters.LeasesEnded++
 		}
 	}
-	return len(ids)
+	return n
 }
 
 func validateAcquire(r *rationv1.AcquireRequest) error {

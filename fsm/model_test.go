@@ -63,7 +63,12 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	h.createService("gen", "generic", &rationv1.ServiceConfig{BucketSize: 5, Verdicts: []string{"A", "B", "C"},
 		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2, UnackedResultRetention: dur(30 * time.Minute),
 		RefreshAfter: dur(25 * time.Minute)})
-	m.services = []string{"dm", "gen"}
+	// val checks its results: two workers, adaptive trust, canaries.
+	h.createService("val", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(10 * time.Minute),
+		MaxAttempts: 3, Validation: &rationv1.ValidationPolicy{Replicas: 2, MaxReplicas: 4, Adaptive: true, TrustAfter: 3,
+			CanaryRate: 150, CanaryFailuresToDeactivate: 4}})
+	m.addCanaries()
+	m.services = []string{"dm", "gen", "val"}
 	for i := range 6 {
 		m.workers = append(m.workers, fmt.Sprintf("w%d", i))
 	}
@@ -77,7 +82,8 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	// Every result a submit acknowledged is stored, or was trimmed: dm's
 	// only once its owner acknowledged it, gen's perhaps without.
 	var stored, trimmed uint64
-	for _, s := range m.services {
+	for _, s := range []string{"dm", "gen"} { // val's submits are votes
+
 		for _, rb := range h.f.State().Results(s, 0, 1<<30) {
 			stored += uint64(rb.Len())
 		}
@@ -99,17 +105,36 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	if m.maxRemembered == 0 {
 		t.Fatalf("seed %d: no done item was ever remembered without a record", seed)
 	}
+	val, _ := st.Service("val")
+	if c := val.Counters; c.ResultsValidated == 0 || c.CanariesPassed == 0 || c.CanariesFailed == 0 || c.ItemsInconclusive == 0 {
+		t.Fatalf("seed %d: val validated %d, inconclusive %d, canaries passed %d and failed %d: a case went untried",
+			seed, c.ResultsValidated, c.ItemsInconclusive, c.CanariesPassed, c.CanariesFailed)
+	}
 	t.Logf("seed %d: %d commands; dm items %v buckets %v; %d results; counters %+v; gen refreshed %d; up to %d items remembered",
 		seed, h.index, dm.Items, dm.Buckets, stored, dm.Counters, gen.Counters.ItemsRefreshed, m.maxRemembered)
 }
 
 func (m *modelRun) pick(xs []string) string { return xs[m.r.IntN(len(xs))] }
 
+// addCanaries gives val canaries, now and then naming an item (refused).
+func (m *modelRun) addCanaries() {
+	var cs []*rationv1.Canary
+	for range 1 + m.r.IntN(4) {
+		cs = append(cs, &rationv1.Canary{Item: fmt.Sprintf("c%02d", m.r.IntN(20)), Verdict: m.pick([]string{"DM", "NON_DM"})})
+	}
+	if m.r.IntN(5) == 0 {
+		cs[0].Item = fmt.Sprintf("i%03d", m.r.IntN(150))
+	}
+	m.h.apply(&rationv1.AddCanariesRequest{Service: "val", Canaries: cs})
+}
+
 func (m *modelRun) step() {
 	h := m.h
 	svc, w := m.pick(m.services), m.pick(m.workers)
-	verdicts := map[string][]string{"dm": {"DM", "NON_DM", "UNKNOWN"}, "gen": {"A", "B", "C"}}
+	verdicts := map[string][]string{"dm": {"DM", "NON_DM", "UNKNOWN"}, "gen": {"A", "B", "C"}, "val": {"DM", "DM", "DM", "NON_DM", "UNKNOWN"}}
 	switch n := m.r.IntN(100); {
+	case n < 12 && svc == "val" && m.r.IntN(6) == 0:
+		m.addCanaries()
 	case n < 12:
 		k := 1 + m.r.IntN(12)
 		items := make([]string, k)
@@ -166,7 +191,9 @@ func (m *modelRun) step() {
 			sender = m.pick(m.workers) // someone else's bucket
 		}
 		r := h.apply(&rationv1.SubmitRequest{WorkerId: sender, BucketId: b.Id, Epoch: epoch, Results: res})
-		m.acked += uint64(r.GetSubmit().GetAccepted())
+		if b.Service != "val" {
+			m.acked += uint64(r.GetSubmit().GetAccepted())
+		}
 	case n < 58:
 		if bs := m.held[w]; len(bs) > 0 {
 			b := bs[m.r.IntN(len(bs))]

@@ -115,6 +115,11 @@ var operations = newOpTable(
 		check: func(x *txn, r *rationv1.AckResultsRequest) error { _, err := x.checkAckResults(r); return err },
 		apply: (*txn).ackResults,
 	},
+	op[*rationv1.AddCanariesRequest, *rationv1.AddCanariesResponse]{
+		action: ActAddCanaries, owner: true, validate: validateAddCanaries,
+		check: func(x *txn, r *rationv1.AddCanariesRequest) error { _, err := x.checkAddCanaries(r); return err },
+		apply: (*txn).addCanaries,
+	},
 	// Housekeeping the leader proposes: never refused as a whole.
 	op[*statev1.Tick, *statev1.TickResult]{action: ActTick, scope: unscoped, apply: infallible((*txn).tick)},
 	// Cluster metadata.

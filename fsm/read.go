@@ -47,8 +47,8 @@ type ItemView struct {
 }
 
 func (s *State) view(it *Item) ItemView {
-	v := ItemView{Item: it, State: quarantined}
-	if it.Quarantined {
+	v := ItemView{Item: it, State: it.parkedState()}
+	if it.parked() {
 		return v
 	}
 	b, _ := s.t.bucket(it.Bucket)

@@ -64,7 +64,7 @@ func (x *txn) compactDone(s *Service, b *Bucket) {
 	keep := b.Items[:0]
 	for _, id := range b.Items {
 		it, ok := x.item(b.Service, id)
-		if !ok || it.Quarantined || it.Bucket != b.ID {
+		if !ok || it.parked() || it.Bucket != b.ID {
 			continue // done here once, elsewhere now
 		}
 		if n, ok := numericID(id); ok {

@@ -39,45 +39,11 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 	}
 	worker := op.GetWorkerId()
 	since := op.GetSince().AsTime().UnixNano()
-	var batches []*ResultBatch
-	x.t.resWkr.Ascend(wkrSeq{service: s.Ordinal, worker: worker}, func(k wkrSeq) bool {
-		if k.service != s.Ordinal || k.worker != worker {
-			return false
-		}
-		rb, _ := x.t.results.Get(&ResultBatch{Seq: k.seq})
-		if rb.At >= since {
-			batches = append(batches, rb)
-		}
-		return true
-	})
 	ms := x.svc(s.Ordinal)
 	resp := &rationv1.RevertWorkerResponse{}
-	for _, rb := range batches {
-		if rb.RevertedAt != 0 {
-			continue
-		}
-		c := *rb
-		c.RevertedAt = x.now
-		x.t.results.Set(&c)
-		for _, r := range c.All() {
-			resp.Reverted++
-			it, _ := x.item(s.Ordinal, r.Item)
-			// The item is done by this result only if it is still in this
-			// bucket; a later re-run has moved it on.
-			if it.Quarantined || it.Bucket != rb.Bucket {
-				continue
-			}
-			ms.Items[itemDone]--
-			x.requeue(ms, it, false)
-			resp.Requeued++
-		}
-	}
+	resp.Reverted, resp.Requeued = x.revertBatches(s, ms, worker, since, false)
 	if s.TrimmedThrough > 0 && since <= s.TrimmedThrough {
 		resp.TrimmedBefore = timestamppb.New(unixTime(s.TrimmedThrough))
-	}
-	ms.Counters.ResultsReverted += uint64(resp.Reverted)
-	if r := x.reg(s.Ordinal, worker); r != nil {
-		r.Counters.ResultsReverted += uint64(resp.Reverted)
 	}
 	msg := fmt.Sprintf("since %s, requeued %d", op.GetSince().AsTime().UTC().Format("2006-01-02T15:04:05Z"), resp.Requeued)
 	if resp.TrimmedBefore != nil {
@@ -85,6 +51,45 @@ func (x *txn) revertWorker(op *rationv1.RevertWorkerRequest) (*rationv1.RevertWo
 	}
 	x.record(&Activity{Action: ActRevert, Service: s.Name, Worker: worker, Count: uint64(resp.Reverted), Message: msg})
 	return resp, nil
+}
+
+// revertBatches marks the result batches worker closed in s since a time
+// as reverted (only those no quorum validated, with unvalidatedOnly) and
+// sends the items they still answer back to the pool.
+func (x *txn) revertBatches(s, ms *Service, worker string, since int64, unvalidatedOnly bool) (reverted, requeued uint32) {
+	var batches []*ResultBatch
+	x.t.resWkr.Ascend(wkrSeq{service: s.Ordinal, worker: worker}, func(k wkrSeq) bool {
+		if k.service != s.Ordinal || k.worker != worker {
+			return false
+		}
+		rb, _ := x.t.results.Get(&ResultBatch{Seq: k.seq})
+		if rb.At >= since && rb.RevertedAt == 0 && !(unvalidatedOnly && rb.Validated) {
+			batches = append(batches, rb)
+		}
+		return true
+	})
+	for _, rb := range batches {
+		c := *rb
+		c.RevertedAt = x.now
+		x.t.results.Set(&c)
+		for _, r := range c.All() {
+			reverted++
+			it, _ := x.item(s.Ordinal, r.Item)
+			// The item is done by this result only if it is still in this
+			// bucket; a later re-run has moved it on.
+			if it == nil || it.parked() || it.Bucket != rb.Bucket {
+				continue
+			}
+			ms.Items[itemDone]--
+			x.requeue(ms, it, false)
+			requeued++
+		}
+	}
+	ms.Counters.ResultsReverted += uint64(reverted)
+	if r := x.reg(s.Ordinal, worker); r != nil {
+		r.Counters.ResultsReverted += uint64(reverted)
+	}
+	return reverted, requeued
 }
 
 func validateRevertWorker(r *rationv1.RevertWorkerRequest) error {

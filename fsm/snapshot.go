@@ -134,6 +134,9 @@ func (t *tables) encode(w io.Writer) error {
 		for _, o := range s.Open {
 			rec.Open = append(rec.Open, &statev1.OpenBucket{Priority: o.Priority, BucketId: o.Bucket})
 		}
+		for _, c := range s.Canaries {
+			rec.Canaries = append(rec.Canaries, &rationv1.Canary{Item: c.ID, Verdict: c.Verdict, Payload: c.Payload})
+		}
 		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Service{Service: rec}})
 		return rw.err == nil
 	})
@@ -146,28 +149,34 @@ func (t *tables) encode(w io.Writer) error {
 		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Registration{Registration: &statev1.RegistrationRecord{
 			Service: r.Service, WorkerId: r.Worker, Name: r.Name, State: r.State, Reason: r.Reason,
 			RegisteredAt: r.RegisteredAt, LastSeen: r.LastSeen, ChangedAt: r.ChangedAt, Counters: r.Counters.Proto(), Blocked: r.Blocked,
+			TrustRun: r.TrustRun,
 		}}})
 		return rw.err == nil
 	})
 	t.buckets.Scan(func(b *Bucket) bool {
-		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Bucket{Bucket: &statev1.BucketRecord{
+		rec := &statev1.BucketRecord{
 			Id: b.ID, Service: b.Service, State: b.State, Priority: b.Priority, ReadySince: b.ReadySince, Items: b.Items,
 			Holder: b.Holder, Epoch: b.Epoch, LeasedAt: b.LeasedAt, Deadline: b.Deadline, DeadAt: b.DeadAt,
-			ReleaseAt: b.ReleaseAt, ClosedAt: b.ClosedAt, ResultSeq: b.ResultSeq, Packed: b.Packed,
-		}}})
+			ReleaseAt: b.ReleaseAt, ClosedAt: b.ClosedAt, ResultSeq: b.ResultSeq, Packed: b.Packed, Votes: votesRecord(b.Votes),
+		}
+		for _, c := range b.Canaries {
+			rec.Canaries = append(rec.Canaries, &statev1.CanaryAt{Item: c.ID, Position: c.Position})
+		}
+		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Bucket{Bucket: rec}})
 		return rw.err == nil
 	})
 	item := &statev1.ItemRecord{}
 	rec := &statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Item{Item: item}}
 	t.items.Scan(func(it *Item) bool {
 		item.Service, item.Id, item.Priority, item.Attempts = it.Service, it.ID, it.Priority, it.Attempts
-		item.Bucket, item.Quarantined, item.Since = it.Bucket, it.Quarantined, it.Since
+		item.Bucket, item.Quarantined, item.Since, item.Inconclusive = it.Bucket, it.Quarantined, it.Since, it.Inconclusive
 		rw.put(rec)
 		return rw.err == nil
 	})
 	t.results.Scan(func(rb *ResultBatch) bool {
 		r := &statev1.ResultRecord{Seq: rb.Seq, Service: rb.Service, WorkerId: rb.Worker, Bucket: rb.Bucket,
-			Epoch: rb.Epoch, At: rb.At, Results: make([]*statev1.StoredResult, rb.Len())}
+			Epoch: rb.Epoch, At: rb.At, Results: make([]*statev1.StoredResult, rb.Len()),
+			Validated: rb.Validated, Votes: votesRecord(rb.Votes)}
 		for i, x := range rb.All() {
 			r.Results[i] = &statev1.StoredResult{Item: x.Item, Verdict: x.Verdict, Payload: x.Payload, RevertedAt: x.RevertedAt}
 		}
@@ -302,7 +311,7 @@ func (t *tables) load(rec *statev1.SnapshotRecord, sawMeta *bool) error {
 	case *statev1.SnapshotRecord_Item:
 		p := r.Item
 		if _, dup := t.items.Load(&Item{Service: p.Service, ID: p.Id, Priority: p.Priority, Attempts: p.Attempts, Bucket: p.Bucket,
-			Quarantined: p.Quarantined, Since: p.Since}); dup {
+			Quarantined: p.Quarantined, Inconclusive: p.Inconclusive, Since: p.Since}); dup {
 			return fmt.Errorf("item %d/%q twice", p.Service, p.Id)
 		}
 	case *statev1.SnapshotRecord_Result:
@@ -349,6 +358,12 @@ func (t *tables) loadService(p *statev1.ServiceRecord) error {
 	for _, o := range p.Open {
 		s.Open = append(s.Open, OpenBucket{Priority: o.Priority, Bucket: o.BucketId})
 	}
+	for i, c := range p.Canaries {
+		if i > 0 && c.GetItem() <= p.Canaries[i-1].GetItem() {
+			return fmt.Errorf("service %q: canaries out of order at %q", p.Name, c.GetItem())
+		}
+		s.Canaries = append(s.Canaries, Canary{ID: c.GetItem(), Verdict: c.GetVerdict(), Payload: c.GetPayload()})
+	}
 	if _, dup := t.serviceByName(s.Name); dup {
 		return fmt.Errorf("service %q twice", s.Name)
 	}
@@ -369,7 +384,7 @@ func (t *tables) loadRegistration(p *statev1.RegistrationRecord) error {
 	}
 	reg := &Registration{Service: p.Service, Worker: p.WorkerId, Name: p.Name, State: p.State, Reason: p.Reason,
 		Blocked: p.Blocked, RegisteredAt: p.RegisteredAt, LastSeen: p.LastSeen, ChangedAt: p.ChangedAt,
-		Counters: countersFromProto(p.Counters)}
+		Counters: countersFromProto(p.Counters), TrustRun: p.TrustRun}
 	reg.idleAt = reg.LastSeen + int64(s.Config.WorkerInactiveAfter)
 	if _, dup := t.registration(reg.Service, reg.Worker); dup {
 		return fmt.Errorf("registration %d/%q twice", reg.Service, reg.Worker)
@@ -394,7 +409,10 @@ func (t *tables) loadBucket(p *statev1.BucketRecord) error {
 	}
 	b := &Bucket{ID: p.Id, Service: p.Service, State: p.State, Priority: p.Priority, ReadySince: p.ReadySince,
 		Items: p.Items, Holder: p.Holder, Epoch: p.Epoch, LeasedAt: p.LeasedAt, Deadline: p.Deadline, DeadAt: p.DeadAt,
-		ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq, Packed: p.Packed}
+		ReleaseAt: p.ReleaseAt, ClosedAt: p.ClosedAt, ResultSeq: p.ResultSeq, Packed: p.Packed, Votes: votesOf(p.Votes)}
+	for _, c := range p.Canaries {
+		b.Canaries = append(b.Canaries, CanaryAt{ID: c.GetItem(), Position: c.GetPosition()})
+	}
 	if _, dup := t.bucket(b.ID); dup {
 		return fmt.Errorf("bucket %d twice", b.ID)
 	}
@@ -418,7 +436,7 @@ func (t *tables) loadResults(p *statev1.ResultRecord) error {
 		}
 	}
 	rb := newResultBatch(ResultBatch{Seq: p.Seq, Service: p.Service, Worker: p.WorkerId, Bucket: p.Bucket, Epoch: p.Epoch, At: p.At,
-		RevertedAt: reverted}, p.Results, func(x *statev1.StoredResult) (string, string, string) {
+		RevertedAt: reverted, Validated: p.Validated, Votes: votesOf(p.Votes)}, p.Results, func(x *statev1.StoredResult) (string, string, string) {
 		return x.Item, x.Verdict, x.Payload
 	})
 	if _, dup := t.results.Get(rb); dup {
@@ -493,6 +511,11 @@ func configFromRecord(p *statev1.ServiceRecord) (Config, error) {
 	if err := retentionFromProto(pc, &c); err != nil {
 		return c, fmt.Errorf("service %q: %v", p.Name, err)
 	}
+	v, err := validationFromProto(pc.GetValidation())
+	if err != nil {
+		return c, fmt.Errorf("service %q: %v", p.Name, err)
+	}
+	c.Validation = v
 	return c, nil
 }
 
@@ -505,7 +528,9 @@ func (c Counters) Proto() *rationv1.Counters {
 		Heartbeats: c.Heartbeats, ItemsAdded: c.ItemsAdded, ItemsQuarantined: c.ItemsQuarantined,
 		LateSubmits: c.LateSubmits, DeadReleased: c.DeadReleased,
 		ResultsTrimmed: c.ResultsTrimmed, ResultsDropped: c.ResultsDropped, ItemsForgotten: c.ItemsForgotten,
-		ItemsRefreshed: c.ItemsRefreshed,
+		ItemsRefreshed:   c.ItemsRefreshed,
+		ResultsValidated: c.ResultsValidated, ResultsDisagreed: c.ResultsDisagreed, ResultsUnvalidated: c.ResultsUnvalidated,
+		ItemsInconclusive: c.ItemsInconclusive, CanariesPassed: c.CanariesPassed, CanariesFailed: c.CanariesFailed,
 	}
 	for _, v := range c.Verdicts {
 		p.Verdicts = append(p.Verdicts, &rationv1.VerdictCount{Verdict: v.Key, Count: v.Count})
@@ -524,7 +549,10 @@ func countersFromProto(p *rationv1.Counters) Counters {
 		Heartbeats: p.GetHeartbeats(), ItemsAdded: p.GetItemsAdded(), ItemsQuarantined: p.GetItemsQuarantined(),
 		LateSubmits: p.GetLateSubmits(), DeadReleased: p.GetDeadReleased(),
 		ResultsTrimmed: p.GetResultsTrimmed(), ResultsDropped: p.GetResultsDropped(), ItemsForgotten: p.GetItemsForgotten(),
-		ItemsRefreshed: p.GetItemsRefreshed(),
+		ItemsRefreshed:   p.GetItemsRefreshed(),
+		ResultsValidated: p.GetResultsValidated(), ResultsDisagreed: p.GetResultsDisagreed(),
+		ResultsUnvalidated: p.GetResultsUnvalidated(), ItemsInconclusive: p.GetItemsInconclusive(),
+		CanariesPassed: p.GetCanariesPassed(), CanariesFailed: p.GetCanariesFailed(),
 	}
 	for _, v := range p.GetVerdicts() {
 		c.Verdicts = append(c.Verdicts, KeyCount{Key: v.GetVerdict(), Count: v.GetCount()})
@@ -549,4 +577,27 @@ func CheckSnapshot(r io.Reader) error {
 		return fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
 	}
 	return nil
+}
+
+func votesRecord(vs []Vote) []*statev1.StoredVote {
+	var out []*statev1.StoredVote
+	for _, v := range vs {
+		rec := &statev1.StoredVote{WorkerId: v.Worker, At: v.At, Results: make([]*statev1.StoredResult, 0, v.Len())}
+		for _, r := range v.All() {
+			rec.Results = append(rec.Results, &statev1.StoredResult{Item: r.Item, Verdict: r.Verdict, Payload: r.Payload})
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+func votesOf(recs []*statev1.StoredVote) []Vote {
+	var out []Vote
+	for _, rec := range recs {
+		rb := newResultBatch(ResultBatch{}, rec.GetResults(), func(x *statev1.StoredResult) (string, string, string) {
+			return x.Item, x.Verdict, x.Payload
+		})
+		out = append(out, Vote{Worker: rec.GetWorkerId(), At: rec.GetAt(), n: rb.n, encoded: rb.encoded})
+	}
+	return out
 }

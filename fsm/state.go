@@ -38,6 +38,23 @@ type Config struct {
 	// RefreshAfter queues a done item again this long after its result was
 	// accepted; NeverRefresh never does.
 	RefreshAfter time.Duration
+	// Validation is how results are checked before they are believed.
+	Validation Validation
+}
+
+// Validation is a service's validation policy (see validation.go).
+type Validation struct {
+	Replicas, Quorum, MaxReplicas uint32
+	Adaptive                      bool
+	// SpotCheck is the least chance, in thousandths, that a trusted
+	// worker's bucket is replicated anyway.
+	SpotCheck  uint32
+	TrustAfter uint32
+	// CanaryRate is canaries per thousand leased items.
+	CanaryRate                 uint32
+	CanaryFailuresToDeactivate uint32
+	ListTolerance              uint32
+	ComparePayload             bool
 }
 
 // NeverRefresh is a RefreshAfter that never queues a done item again.
@@ -73,6 +90,8 @@ type Service struct {
 	// TrimmedThrough is when the newest result batch trimmed so far was
 	// accepted (0: none): results accepted at or before it may be gone.
 	TrimmedThrough int64
+	// Canaries are items with known answers (AddCanaries), sorted by id.
+	Canaries []Canary
 	// Derived from the result batches, not stored in a snapshot: the
 	// results (and their bytes) past AckedThrough.
 	UnackedResults uint64
@@ -81,7 +100,7 @@ type Service struct {
 
 // StateCounts counts a service's items or buckets, indexed by their
 // ItemState or BucketState value.
-type StateCounts [5]int64
+type StateCounts [6]int64
 
 // OpenBucket is the unassigned, not yet full bucket of one priority.
 type OpenBucket struct {
@@ -119,6 +138,16 @@ type Counters struct {
 	ItemsForgotten uint64
 	// ItemsRefreshed counts done items queued again after refresh_after.
 	ItemsRefreshed uint64
+	// Validation: results that agreed with a canonical result (for a
+	// service, the items made canonical by a quorum), that disagreed, and
+	// that were believed on one worker's word; items that never reached a
+	// quorum; canary answers right and wrong.
+	ResultsValidated   uint64
+	ResultsDisagreed   uint64
+	ResultsUnvalidated uint64
+	ItemsInconclusive  uint64
+	CanariesPassed     uint64
+	CanariesFailed     uint64
 }
 
 // KeyCount is one entry of a count kept by key (a verdict, a reason).
@@ -149,12 +178,27 @@ type Registration struct {
 	Counters     Counters
 	// Held counts the buckets (leased or dead) the worker holds in the service.
 	Held uint32
+	// TrustRun counts its results in a row that agreed with the canonical
+	// ones (or a canary's answer); the first that does not resets it.
+	TrustRun uint64
 	// idleAt is when the registration turns idle (LastSeen + worker_inactive_after).
 	idleAt int64
 }
 
 // Active reports whether the worker may acquire and submit.
 func (r *Registration) Active() bool { return r.State == rationv1.WorkerState_WORKER_STATE_ACTIVE }
+
+// parked reports whether the item is in no bucket: quarantined or
+// inconclusive.
+func (it *Item) parked() bool { return it.Quarantined || it.Inconclusive }
+
+// parkedState is the state of an item in no bucket.
+func (it *Item) parkedState() rationv1.ItemState {
+	if it.Inconclusive {
+		return inconclusive
+	}
+	return quarantined
+}
 
 // Item is one unit of work. Its state follows from its bucket's state unless
 // it is quarantined; State on a read view computes it.
@@ -167,6 +211,8 @@ type Item struct {
 	Priority    int32
 	Attempts    uint32
 	Quarantined bool
+	// Inconclusive: its workers never reached a quorum (Bucket is 0).
+	Inconclusive bool
 }
 
 // Bucket is a group of items leased as a whole.
@@ -190,6 +236,35 @@ type Bucket struct {
 	// Packed are the ids of the items a trimmed done bucket remembers
 	// (see remember.go); Items then holds only its other done ids.
 	Packed []uint64
+	// Votes are the results of the workers who processed its items so far
+	// without a quorum (validation); none of them may lease it again.
+	Votes []Vote
+	// Canaries are mixed into its current lease (validation).
+	Canaries []CanaryAt
+}
+
+// awaitingQuorum reports whether the bucket's items hold votes and wait
+// for more.
+func (b *Bucket) awaitingQuorum() bool { return len(b.Votes) > 0 && b.State != done }
+
+// Vote is one worker's results for a bucket's items under validation.
+type Vote struct {
+	Worker string
+	At     int64
+
+	n       int
+	encoded string // see results.go
+}
+
+// Canary is an item with a known answer.
+type Canary struct {
+	ID, Verdict, Payload string
+}
+
+// CanaryAt is a canary shown to a lease's holder at a position of its items.
+type CanaryAt struct {
+	ID       string
+	Position uint32
 }
 
 // Held reports whether a worker holds the bucket (leased or dead).
@@ -207,6 +282,10 @@ type ResultBatch struct {
 	Epoch      uint64
 	At         int64
 	RevertedAt int64
+	// Validated: a quorum of distinct workers agreed on these results,
+	// judged from Votes.
+	Validated bool
+	Votes     []Vote
 
 	n       int
 	encoded string // see results.go
@@ -257,30 +336,33 @@ type request struct {
 
 // Actions recorded in the activity log.
 const (
-	ActCreateService    = "create-service"
-	ActUpdateService    = "update-service"
-	ActRevokeService    = "revoke-service"
-	ActReinstateService = "reinstate-service"
-	ActDeleteService    = "delete-service"
-	ActRegister         = "register"
-	ActUnregister       = "unregister"
-	ActDeactivate       = "deactivate-worker"
-	ActReactivate       = "reactivate-worker"
-	ActRevert           = "revert-worker"
-	ActAddItems         = "add-items"
-	ActAcquire          = "acquire"
-	ActHeartbeat        = "heartbeat"
-	ActSubmit           = "submit"
-	ActRelease          = "release"
-	ActLeaseExpired     = "lease-expired"
-	ActDeadReleased     = "dead-released"
-	ActIdle             = "worker-idle"
-	ActSetNode          = "set-node"
-	ActRemoveNode       = "remove-node"
-	ActAckResults       = "ack-results"
-	ActResultsTrimmed   = "results-trimmed"
-	ActItemsForgotten   = "items-forgotten"
-	ActItemsRefreshed   = "items-refreshed"
+	ActCreateService     = "create-service"
+	ActUpdateService     = "update-service"
+	ActRevokeService     = "revoke-service"
+	ActReinstateService  = "reinstate-service"
+	ActDeleteService     = "delete-service"
+	ActRegister          = "register"
+	ActUnregister        = "unregister"
+	ActDeactivate        = "deactivate-worker"
+	ActReactivate        = "reactivate-worker"
+	ActRevert            = "revert-worker"
+	ActAddItems          = "add-items"
+	ActAcquire           = "acquire"
+	ActHeartbeat         = "heartbeat"
+	ActSubmit            = "submit"
+	ActRelease           = "release"
+	ActLeaseExpired      = "lease-expired"
+	ActDeadReleased      = "dead-released"
+	ActIdle              = "worker-idle"
+	ActSetNode           = "set-node"
+	ActRemoveNode        = "remove-node"
+	ActAckResults        = "ack-results"
+	ActResultsTrimmed    = "results-trimmed"
+	ActItemsForgotten    = "items-forgotten"
+	ActItemsRefreshed    = "items-refreshed"
+	ActAddCanaries       = "add-canaries"
+	ActCanaryFailed      = "canary-failed"
+	ActItemsInconclusive = "items-inconclusive"
 	// ActTick names a refused Tick; an applied one records each transition
 	// under its own action (lease-expired, dead-released, worker-idle).
 	ActTick = "tick"

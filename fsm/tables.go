@@ -27,6 +27,7 @@ type tables struct {
 	held     *btree.BTreeG[heldKey]       // leased and dead buckets by holder
 	closed   *btree.BTreeG[svcTimeKey]    // done buckets by service and close time
 	trimmed  *btree.BTreeG[svcTimeKey]    // done buckets whose results were trimmed, by service and close time
+	voting   *btree.BTreeG[svcSeq]        // buckets not done that hold votes, by service and id (validation)
 	results  *btree.BTreeG[*ResultBatch]  // by seq
 	resSvc   *btree.BTreeG[svcSeq]        // result batches by service
 	resWkr   *btree.BTreeG[wkrSeq]        // result batches by service and worker
@@ -135,10 +136,9 @@ func newTables() *tables {
 		remember: newTree(lessDone),
 		closed:   newTree(lessSvcTime),
 		trimmed:  newTree(lessSvcTime),
+		voting:   newTree(lessSvcSeq),
 		results:  newTree(func(a, b *ResultBatch) bool { return a.Seq < b.Seq }),
-		resSvc: newTree(func(a, b svcSeq) bool {
-			return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.seq, b.seq)) < 0
-		}),
+		resSvc:   newTree(lessSvcSeq),
 		resWkr: newTree(func(a, b wkrSeq) bool {
 			return cmp.Or(cmp.Compare(a.service, b.service), strings.Compare(a.worker, b.worker), cmp.Compare(a.seq, b.seq)) < 0
 		}),
@@ -154,6 +154,10 @@ func newTables() *tables {
 
 func lessSvcTime(a, b svcTimeKey) bool {
 	return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) < 0
+}
+
+func lessSvcSeq(a, b svcSeq) bool {
+	return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.seq, b.seq)) < 0
 }
 
 func lessTime(a, b timeKey) bool { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) < 0 }
@@ -181,6 +185,7 @@ func (t *tables) copy() *tables {
 		held:     t.held.Copy(),
 		closed:   t.closed.Copy(),
 		trimmed:  t.trimmed.Copy(),
+		voting:   t.voting.Copy(),
 		results:  t.results.Copy(),
 		resSvc:   t.resSvc.Copy(),
 		resWkr:   t.resWkr.Copy(),
@@ -253,6 +258,9 @@ func (t *tables) putBucket(old, b *Bucket, aging int64) {
 	if b.Held() {
 		t.held.Set(heldKey{b.Service, b.Holder, b.ID})
 	}
+	if b.awaitingQuorum() {
+		t.voting.Set(svcSeq{b.Service, b.ID})
+	}
 }
 
 func (t *tables) unindexBucket(b *Bucket, aging int64) {
@@ -271,6 +279,9 @@ func (t *tables) unindexBucket(b *Bucket, aging int64) {
 	}
 	if b.Held() {
 		t.held.Delete(heldKey{b.Service, b.Holder, b.ID})
+	}
+	if b.awaitingQuorum() {
+		t.voting.Delete(svcSeq{b.Service, b.ID})
 	}
 }
 

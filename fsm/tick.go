@@ -416,7 +416,7 @@ func (x *txn) dropDoneBucket(s *Service, id uint64, each func(*txn, *Service, It
 		}
 	}
 	for _, itemID := range b.Items {
-		if it, ok := x.item(s.Ordinal, itemID); ok && !it.Quarantined && it.Bucket == id {
+		if it, ok := x.item(s.Ordinal, itemID); ok && !it.parked() && it.Bucket == id {
 			x.t.items.Delete(it)
 			take(*it)
 		}

@@ -13,7 +13,7 @@ import (
 // through the real apply, and measures how many of the results the service
 // ends up believing are wrong and how much extra work believing cost. Each
 // validation policy is one line of BenchmarkTrustSimulation; today there
-// is one policy, "off" (every result is believed), the baseline the others
+// is a line for "off" (every result is believed), the baseline the others
 // are measured against.
 
 // simWorker is one volunteer: how often it answers an item wrongly.
@@ -61,9 +61,11 @@ func wrongOf(v string) string {
 
 // simOutcome is what one run measured.
 type simOutcome struct {
-	items   int // items the service finished
-	results int // results the workers submitted
-	wrong   int // finished items whose believed result is wrong
+	items        int // items the service finished
+	results      int // results the workers submitted, canary answers included
+	wrong        int // finished items whose believed result is wrong
+	inconclusive int // items that never reached a quorum
+	deactivated  int // workers deactivated by wrong canary answers
 }
 
 func (o simOutcome) wrongPct() float64    { return 100 * float64(o.wrong) / float64(o.items) }
@@ -81,6 +83,13 @@ func runTrustSim(tb testing.TB, cfg *rationv1.ServiceConfig, workers []simWorker
 	for _, w := range workers {
 		h.register("sim", w.id)
 	}
+	if cfg.GetValidation().GetCanaryRate() > 0 {
+		var cs []*rationv1.Canary
+		for _, id := range ids("k", 500) {
+			cs = append(cs, &rationv1.Canary{Item: id, Verdict: truth(id)})
+		}
+		h.must(&rationv1.AddCanariesRequest{Service: "sim", Canaries: cs})
+	}
 	all := ids("", items)
 	for i := 0; i < len(all); i += 10000 {
 		h.must(&rationv1.AddItemsRequest{Service: "sim", Items: all[i:min(i+10000, len(all))]})
@@ -96,9 +105,10 @@ func runTrustSim(tb testing.TB, cfg *rationv1.ServiceConfig, workers []simWorker
 			break
 		}
 		w := workers[rng.IntN(len(workers))]
-		bs := h.acquire("sim", w.id, 1)
+		r := h.apply(&rationv1.AcquireRequest{Service: "sim", WorkerId: w.id, MaxBuckets: 1})
+		bs := r.GetAcquire().GetBuckets()
 		if len(bs) == 0 {
-			continue
+			continue // nothing it may take, or deactivated
 		}
 		res := make([]*rationv1.ResultInput, len(bs[0].Items))
 		for i, id := range bs[0].Items {
@@ -111,15 +121,27 @@ func runTrustSim(tb testing.TB, cfg *rationv1.ServiceConfig, workers []simWorker
 		h.must(&rationv1.SubmitRequest{WorkerId: w.id, BucketId: bs[0].Id, Epoch: bs[0].Lease.Epoch, Results: res})
 		out.results += len(res)
 	}
-	if err := h.f.State().CheckInvariants(); err != nil {
+	st := h.f.State()
+	if err := st.CheckInvariants(); err != nil {
 		tb.Fatal(err)
 	}
-	for _, rb := range h.f.State().Results("sim", 0, 1<<30) {
-		for _, r := range rb.All() {
+	for _, id := range all {
+		v, _ := st.Item("sim", id)
+		switch v.State {
+		case itemDone:
 			out.items++
-			if r.Verdict != truth(r.Item) {
+			if v.Result.Verdict != truth(id) {
 				out.wrong++
 			}
+		case inconclusive:
+			out.inconclusive++
+		default:
+			tb.Fatalf("item %s is %v at the end", id, v.State)
+		}
+	}
+	for _, w := range workers {
+		if r, _ := st.Registration("sim", w.id); !r.Active() {
+			out.deactivated++
 		}
 	}
 	return out
@@ -131,6 +153,9 @@ var simPolicies = []struct {
 	cfg  *rationv1.ServiceConfig
 }{
 	{"off", &rationv1.ServiceConfig{BucketSize: 20}},
+	{"replicas=2", &rationv1.ServiceConfig{BucketSize: 20, Validation: &rationv1.ValidationPolicy{Replicas: 2}}},
+	{"adaptive+canaries", &rationv1.ServiceConfig{BucketSize: 20, Validation: &rationv1.ValidationPolicy{
+		Replicas: 2, Adaptive: true, CanaryRate: 20, CanaryFailuresToDeactivate: 2}}},
 }
 
 // BenchmarkTrustSimulation prints, per policy, the share of finished items
@@ -148,7 +173,8 @@ func BenchmarkTrustSimulation(b *testing.B) {
 			}
 			b.ReportMetric(out.wrongPct(), "wrong_canonical_%")
 			b.ReportMetric(out.overheadPct(), "overhead_%")
-			fmt.Printf("trust simulation: policy=%s liars=10%% wrong_canonical=%.2f%% overhead=%.0f%%\n", p.name, out.wrongPct(), out.overheadPct())
+			fmt.Printf("trust simulation: policy=%s liars=10%% wrong_canonical=%.2f%% overhead=%.0f%% inconclusive=%d deactivated=%d\n",
+				p.name, out.wrongPct(), out.overheadPct(), out.inconclusive, out.deactivated)
 		})
 	}
 }

@@ -18,10 +18,11 @@ const (
 	dead       = rationv1.BucketState_BUCKET_STATE_DEAD
 	done       = rationv1.BucketState_BUCKET_STATE_DONE
 
-	pending     = rationv1.ItemState_ITEM_STATE_PENDING
-	itemLeased  = rationv1.ItemState_ITEM_STATE_LEASED
-	itemDone    = rationv1.ItemState_ITEM_STATE_DONE
-	quarantined = rationv1.ItemState_ITEM_STATE_QUARANTINED
+	pending      = rationv1.ItemState_ITEM_STATE_PENDING
+	itemLeased   = rationv1.ItemState_ITEM_STATE_LEASED
+	itemDone     = rationv1.ItemState_ITEM_STATE_DONE
+	quarantined  = rationv1.ItemState_ITEM_STATE_QUARANTINED
+	inconclusive = rationv1.ItemState_ITEM_STATE_INCONCLUSIVE
 
 	workerActive   = rationv1.WorkerState_WORKER_STATE_ACTIVE
 	workerInactive = rationv1.WorkerState_WORKER_STATE_INACTIVE

@@ -35,7 +35,7 @@ func (h *insightHandler) GetStats(ctx context.Context, req *connect.Request[rati
 	out := &rationv1.GetStatsResponse{Read: info}
 	var items, buckets fsm.StateCounts
 	for _, svc := range svcs {
-		out.Services = append(out.Services, serviceInfo(svc))
+		out.Services = append(out.Services, serviceInfo(st, svc))
 		for i := range items {
 			items[i] += svc.Items[i]
 			buckets[i] += svc.Buckets[i]
@@ -47,6 +47,9 @@ func (h *insightHandler) GetStats(ctx context.Context, req *connect.Request[rati
 		}
 	}
 	out.Items, out.Buckets = itemCounts(items), bucketCounts(buckets)
+	for _, s := range out.Services {
+		out.Items.AwaitingQuorum += s.GetItems().GetAwaitingQuorum()
+	}
 	return reply(h.s, out), nil
 }
 

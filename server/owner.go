@@ -80,6 +80,10 @@ func (h *ownerHandler) DeleteService(ctx context.Context, req *connect.Request[r
 	return write[rationv1.DeleteServiceResponse](h.s, ctx, req)
 }
 
+func (h *ownerHandler) AddCanaries(ctx context.Context, req *connect.Request[rationv1.AddCanariesRequest]) (*connect.Response[rationv1.AddCanariesResponse], error) {
+	return write[rationv1.AddCanariesResponse](h.s, ctx, req)
+}
+
 func (h *ownerHandler) AddItems(ctx context.Context, req *connect.Request[rationv1.AddItemsRequest]) (*connect.Response[rationv1.AddItemsResponse], error) {
 	return write[rationv1.AddItemsResponse](h.s, ctx, req)
 }
@@ -109,7 +113,7 @@ func (h *ownerHandler) GetService(ctx context.Context, req *connect.Request[rati
 	if !ok {
 		return nil, h.s.notFound("service %q", req.Msg.GetName())
 	}
-	return reply(h.s, &rationv1.GetServiceResponse{Service: serviceInfo(svc), Read: info}), nil
+	return reply(h.s, &rationv1.GetServiceResponse{Service: serviceInfo(st, svc), Read: info}), nil
 }
 
 func (h *ownerHandler) ListServices(ctx context.Context, req *connect.Request[rationv1.ListServicesRequest]) (*connect.Response[rationv1.ListServicesResponse], error) {
@@ -119,7 +123,7 @@ func (h *ownerHandler) ListServices(ctx context.Context, req *connect.Request[ra
 	}
 	out := &rationv1.ListServicesResponse{Read: info}
 	for _, svc := range st.Services() {
-		out.Services = append(out.Services, serviceInfo(svc))
+		out.Services = append(out.Services, serviceInfo(st, svc))
 	}
 	return reply(h.s, out), nil
 }
@@ -132,7 +136,7 @@ func (h *ownerHandler) ListItems(ctx context.Context, req *connect.Request[ratio
 	items := st.Items(req.Msg.GetService(), req.Msg.GetState(), req.Msg.GetPageToken(), n)
 	out := &rationv1.ListItemsResponse{Read: info}
 	for _, v := range items {
-		out.Items = append(out.Items, itemInfo(v, st))
+		out.Items = append(out.Items, itemInfo(v, st, req.Msg.GetService()))
 	}
 	if len(items) == n {
 		out.NextPageToken = items[n-1].ID

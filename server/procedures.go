@@ -31,6 +31,7 @@ var procedures = map[string]procedure{
 	rationv1connect.OwnerServiceReinstateServiceProcedure: {role: roleOwner},
 	rationv1connect.OwnerServiceDeleteServiceProcedure:    {role: roleOwner},
 	rationv1connect.OwnerServiceAddItemsProcedure:         {role: roleOwner},
+	rationv1connect.OwnerServiceAddCanariesProcedure:      {role: roleOwner},
 	rationv1connect.OwnerServiceListItemsProcedure:        {role: roleOwner},
 	rationv1connect.OwnerServiceDeactivateWorkerProcedure: {role: roleOwner},
 	rationv1connect.OwnerServiceReactivateWorkerProcedure: {role: roleOwner},

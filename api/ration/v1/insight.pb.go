@@ -180,8 +180,10 @@ type WorkerInfo struct {
 	Suspect bool `protobuf:"varint,11,opt,name=suspect,proto3" json:"suspect,omitempty"`
 	// e.g. "many expired leases (12) against completed buckets (3)".
 	SuspectReasons []string `protobuf:"bytes,12,rep,name=suspect_reasons,json=suspectReasons,proto3" json:"suspect_reasons,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Under adaptive validation: what it has earned.
+	Trust         *Trust `protobuf:"bytes,13,opt,name=trust,proto3" json:"trust,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
@@ -294,6 +296,13 @@ func (x *WorkerInfo) GetSuspect() bool {
 func (x *WorkerInfo) GetSuspectReasons() []string {
 	if x != nil {
 		return x.SuspectReasons
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetTrust() *Trust {
+	if x != nil {
+		return x.Trust
 	}
 	return nil
 }
@@ -1346,7 +1355,7 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\aworkers\x18\x02 \x03(\v2\x15.ration.v1.WorkerInfoR\aworkers\x12+\n" +
 	"\x05items\x18\x03 \x01(\v2\x15.ration.v1.ItemCountsR\x05items\x121\n" +
 	"\abuckets\x18\x04 \x01(\v2\x17.ration.v1.BucketCountsR\abuckets\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\xb9\x03\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\xe1\x03\n" +
 	"\n" +
 	"WorkerInfo\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
@@ -1361,7 +1370,8 @@ const file_ration_v1_insight_proto_rawDesc = "" +
 	"\bcounters\x18\n" +
 	" \x01(\v2\x13.ration.v1.CountersR\bcounters\x12\x18\n" +
 	"\asuspect\x18\v \x01(\bR\asuspect\x12'\n" +
-	"\x0fsuspect_reasons\x18\f \x03(\tR\x0esuspectReasons\"\xa4\x01\n" +
+	"\x0fsuspect_reasons\x18\f \x03(\tR\x0esuspectReasons\x12&\n" +
+	"\x05trust\x18\r \x01(\v2\x10.ration.v1.TrustR\x05trust\"\xa4\x01\n" +
 	"\x12ListWorkersRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1d\n" +
 	"\n" +
@@ -1496,7 +1506,8 @@ var file_ration_v1_insight_proto_goTypes = []any{
 	(WorkerState)(0),              // 20: ration.v1.WorkerState
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 	(*Counters)(nil),              // 22: ration.v1.Counters
-	(BucketState)(0),              // 23: ration.v1.BucketState
+	(*Trust)(nil),                 // 23: ration.v1.Trust
+	(BucketState)(0),              // 24: ration.v1.BucketState
 }
 var file_ration_v1_insight_proto_depIdxs = []int32{
 	15, // 0: ration.v1.GetStatsRequest.consistency:type_name -> ration.v1.Consistency
@@ -1509,47 +1520,48 @@ var file_ration_v1_insight_proto_depIdxs = []int32{
 	21, // 7: ration.v1.WorkerInfo.registered_at:type_name -> google.protobuf.Timestamp
 	21, // 8: ration.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
 	22, // 9: ration.v1.WorkerInfo.counters:type_name -> ration.v1.Counters
-	15, // 10: ration.v1.ListWorkersRequest.consistency:type_name -> ration.v1.Consistency
-	2,  // 11: ration.v1.ListWorkersResponse.workers:type_name -> ration.v1.WorkerInfo
-	19, // 12: ration.v1.ListWorkersResponse.read:type_name -> ration.v1.ReadInfo
-	23, // 13: ration.v1.BucketInfo.state:type_name -> ration.v1.BucketState
-	21, // 14: ration.v1.BucketInfo.ready_since:type_name -> google.protobuf.Timestamp
-	21, // 15: ration.v1.BucketInfo.leased_at:type_name -> google.protobuf.Timestamp
-	21, // 16: ration.v1.BucketInfo.deadline:type_name -> google.protobuf.Timestamp
-	21, // 17: ration.v1.BucketInfo.dead_at:type_name -> google.protobuf.Timestamp
-	21, // 18: ration.v1.BucketInfo.release_at:type_name -> google.protobuf.Timestamp
-	21, // 19: ration.v1.BucketInfo.closed_at:type_name -> google.protobuf.Timestamp
-	23, // 20: ration.v1.ListBucketsRequest.state:type_name -> ration.v1.BucketState
-	15, // 21: ration.v1.ListBucketsRequest.consistency:type_name -> ration.v1.Consistency
-	5,  // 22: ration.v1.ListBucketsResponse.buckets:type_name -> ration.v1.BucketInfo
-	19, // 23: ration.v1.ListBucketsResponse.read:type_name -> ration.v1.ReadInfo
-	21, // 24: ration.v1.ActivityInfo.at:type_name -> google.protobuf.Timestamp
-	21, // 25: ration.v1.ListActivityRequest.since:type_name -> google.protobuf.Timestamp
-	21, // 26: ration.v1.ListActivityRequest.until:type_name -> google.protobuf.Timestamp
-	15, // 27: ration.v1.ListActivityRequest.consistency:type_name -> ration.v1.Consistency
-	8,  // 28: ration.v1.ListActivityResponse.activity:type_name -> ration.v1.ActivityInfo
-	19, // 29: ration.v1.ListActivityResponse.read:type_name -> ration.v1.ReadInfo
-	15, // 30: ration.v1.ExplainRequest.consistency:type_name -> ration.v1.Consistency
-	8,  // 31: ration.v1.ExplainResponse.activity:type_name -> ration.v1.ActivityInfo
-	19, // 32: ration.v1.ExplainResponse.read:type_name -> ration.v1.ReadInfo
-	8,  // 33: ration.v1.WatchActivityResponse.activity:type_name -> ration.v1.ActivityInfo
-	0,  // 34: ration.v1.InsightService.GetStats:input_type -> ration.v1.GetStatsRequest
-	3,  // 35: ration.v1.InsightService.ListWorkers:input_type -> ration.v1.ListWorkersRequest
-	6,  // 36: ration.v1.InsightService.ListBuckets:input_type -> ration.v1.ListBucketsRequest
-	9,  // 37: ration.v1.InsightService.ListActivity:input_type -> ration.v1.ListActivityRequest
-	11, // 38: ration.v1.InsightService.Explain:input_type -> ration.v1.ExplainRequest
-	13, // 39: ration.v1.InsightService.WatchActivity:input_type -> ration.v1.WatchActivityRequest
-	1,  // 40: ration.v1.InsightService.GetStats:output_type -> ration.v1.GetStatsResponse
-	4,  // 41: ration.v1.InsightService.ListWorkers:output_type -> ration.v1.ListWorkersResponse
-	7,  // 42: ration.v1.InsightService.ListBuckets:output_type -> ration.v1.ListBucketsResponse
-	10, // 43: ration.v1.InsightService.ListActivity:output_type -> ration.v1.ListActivityResponse
-	12, // 44: ration.v1.InsightService.Explain:output_type -> ration.v1.ExplainResponse
-	14, // 45: ration.v1.InsightService.WatchActivity:output_type -> ration.v1.WatchActivityResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	23, // 10: ration.v1.WorkerInfo.trust:type_name -> ration.v1.Trust
+	15, // 11: ration.v1.ListWorkersRequest.consistency:type_name -> ration.v1.Consistency
+	2,  // 12: ration.v1.ListWorkersResponse.workers:type_name -> ration.v1.WorkerInfo
+	19, // 13: ration.v1.ListWorkersResponse.read:type_name -> ration.v1.ReadInfo
+	24, // 14: ration.v1.BucketInfo.state:type_name -> ration.v1.BucketState
+	21, // 15: ration.v1.BucketInfo.ready_since:type_name -> google.protobuf.Timestamp
+	21, // 16: ration.v1.BucketInfo.leased_at:type_name -> google.protobuf.Timestamp
+	21, // 17: ration.v1.BucketInfo.deadline:type_name -> google.protobuf.Timestamp
+	21, // 18: ration.v1.BucketInfo.dead_at:type_name -> google.protobuf.Timestamp
+	21, // 19: ration.v1.BucketInfo.release_at:type_name -> google.protobuf.Timestamp
+	21, // 20: ration.v1.BucketInfo.closed_at:type_name -> google.protobuf.Timestamp
+	24, // 21: ration.v1.ListBucketsRequest.state:type_name -> ration.v1.BucketState
+	15, // 22: ration.v1.ListBucketsRequest.consistency:type_name -> ration.v1.Consistency
+	5,  // 23: ration.v1.ListBucketsResponse.buckets:type_name -> ration.v1.BucketInfo
+	19, // 24: ration.v1.ListBucketsResponse.read:type_name -> ration.v1.ReadInfo
+	21, // 25: ration.v1.ActivityInfo.at:type_name -> google.protobuf.Timestamp
+	21, // 26: ration.v1.ListActivityRequest.since:type_name -> google.protobuf.Timestamp
+	21, // 27: ration.v1.ListActivityRequest.until:type_name -> google.protobuf.Timestamp
+	15, // 28: ration.v1.ListActivityRequest.consistency:type_name -> ration.v1.Consistency
+	8,  // 29: ration.v1.ListActivityResponse.activity:type_name -> ration.v1.ActivityInfo
+	19, // 30: ration.v1.ListActivityResponse.read:type_name -> ration.v1.ReadInfo
+	15, // 31: ration.v1.ExplainRequest.consistency:type_name -> ration.v1.Consistency
+	8,  // 32: ration.v1.ExplainResponse.activity:type_name -> ration.v1.ActivityInfo
+	19, // 33: ration.v1.ExplainResponse.read:type_name -> ration.v1.ReadInfo
+	8,  // 34: ration.v1.WatchActivityResponse.activity:type_name -> ration.v1.ActivityInfo
+	0,  // 35: ration.v1.InsightService.GetStats:input_type -> ration.v1.GetStatsRequest
+	3,  // 36: ration.v1.InsightService.ListWorkers:input_type -> ration.v1.ListWorkersRequest
+	6,  // 37: ration.v1.InsightService.ListBuckets:input_type -> ration.v1.ListBucketsRequest
+	9,  // 38: ration.v1.InsightService.ListActivity:input_type -> ration.v1.ListActivityRequest
+	11, // 39: ration.v1.InsightService.Explain:input_type -> ration.v1.ExplainRequest
+	13, // 40: ration.v1.InsightService.WatchActivity:input_type -> ration.v1.WatchActivityRequest
+	1,  // 41: ration.v1.InsightService.GetStats:output_type -> ration.v1.GetStatsResponse
+	4,  // 42: ration.v1.InsightService.ListWorkers:output_type -> ration.v1.ListWorkersResponse
+	7,  // 43: ration.v1.InsightService.ListBuckets:output_type -> ration.v1.ListBucketsResponse
+	10, // 44: ration.v1.InsightService.ListActivity:output_type -> ration.v1.ListActivityResponse
+	12, // 45: ration.v1.InsightService.Explain:output_type -> ration.v1.ExplainResponse
+	14, // 46: ration.v1.InsightService.WatchActivity:output_type -> ration.v1.WatchActivityResponse
+	41, // [41:47] is the sub-list for method output_type
+	35, // [35:41] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_insight_proto_init() }

@@ -23,13 +23,16 @@ const (
 )
 
 type ItemCounts struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pending       int64                  `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`
-	Leased        int64                  `protobuf:"varint,2,opt,name=leased,proto3" json:"leased,omitempty"`
-	Done          int64                  `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
-	Quarantined   int64                  `protobuf:"varint,4,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Pending      int64                  `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`
+	Leased       int64                  `protobuf:"varint,2,opt,name=leased,proto3" json:"leased,omitempty"`
+	Done         int64                  `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	Quarantined  int64                  `protobuf:"varint,4,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	Inconclusive int64                  `protobuf:"varint,5,opt,name=inconclusive,proto3" json:"inconclusive,omitempty"`
+	// Pending or leased items that hold votes and wait for more (validation).
+	AwaitingQuorum int64 `protobuf:"varint,6,opt,name=awaiting_quorum,json=awaitingQuorum,proto3" json:"awaiting_quorum,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ItemCounts) Reset() {
@@ -86,6 +89,20 @@ func (x *ItemCounts) GetDone() int64 {
 func (x *ItemCounts) GetQuarantined() int64 {
 	if x != nil {
 		return x.Quarantined
+	}
+	return 0
+}
+
+func (x *ItemCounts) GetInconclusive() int64 {
+	if x != nil {
+		return x.Inconclusive
+	}
+	return 0
+}
+
+func (x *ItemCounts) GetAwaitingQuorum() int64 {
+	if x != nil {
+		return x.AwaitingQuorum
 	}
 	return 0
 }
@@ -504,7 +521,10 @@ type ResultInfo struct {
 	Epoch    uint64                 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	At       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
 	// Set when RevertWorker reverted it.
-	RevertedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=reverted_at,json=revertedAt,proto3" json:"reverted_at,omitempty"`
+	RevertedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=reverted_at,json=revertedAt,proto3" json:"reverted_at,omitempty"`
+	// A quorum of distinct workers agreed on it (validation); false for a
+	// result believed on one worker's word.
+	Validated     bool `protobuf:"varint,9,opt,name=validated,proto3" json:"validated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -595,6 +615,13 @@ func (x *ResultInfo) GetRevertedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ResultInfo) GetValidated() bool {
+	if x != nil {
+		return x.Validated
+	}
+	return false
+}
+
 type ItemInfo struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -604,8 +631,10 @@ type ItemInfo struct {
 	// The bucket it is in, or was done in; 0 when quarantined.
 	BucketId uint64                 `protobuf:"varint,5,opt,name=bucket_id,json=bucketId,proto3" json:"bucket_id,omitempty"`
 	Since    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
-	// The standing result, when done.
-	Result        *ResultInfo `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	// The standing result, when done: canonical under validation.
+	Result *ResultInfo `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	// Under validation: every worker's result for it, in the order they came.
+	Votes         []*Vote `protobuf:"bytes,8,rep,name=votes,proto3" json:"votes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +714,13 @@ func (x *ItemInfo) GetSince() *timestamppb.Timestamp {
 func (x *ItemInfo) GetResult() *ResultInfo {
 	if x != nil {
 		return x.Result
+	}
+	return nil
+}
+
+func (x *ItemInfo) GetVotes() []*Vote {
+	if x != nil {
+		return x.Votes
 	}
 	return nil
 }
@@ -967,13 +1003,15 @@ var File_ration_v1_owner_proto protoreflect.FileDescriptor
 
 const file_ration_v1_owner_proto_rawDesc = "" +
 	"\n" +
-	"\x15ration/v1/owner.proto\x12\tration.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14ration/v1/read.proto\x1a\x18ration/v1/requests.proto\x1a\x15ration/v1/types.proto\"t\n" +
+	"\x15ration/v1/owner.proto\x12\tration.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14ration/v1/read.proto\x1a\x18ration/v1/requests.proto\x1a\x15ration/v1/types.proto\"\xc1\x01\n" +
 	"\n" +
 	"ItemCounts\x12\x18\n" +
 	"\apending\x18\x01 \x01(\x03R\apending\x12\x16\n" +
 	"\x06leased\x18\x02 \x01(\x03R\x06leased\x12\x12\n" +
 	"\x04done\x18\x03 \x01(\x03R\x04done\x12 \n" +
-	"\vquarantined\x18\x04 \x01(\x03R\vquarantined\"n\n" +
+	"\vquarantined\x18\x04 \x01(\x03R\vquarantined\x12\"\n" +
+	"\finconclusive\x18\x05 \x01(\x03R\finconclusive\x12'\n" +
+	"\x0fawaiting_quorum\x18\x06 \x01(\x03R\x0eawaitingQuorum\"n\n" +
 	"\fBucketCounts\x12\x1e\n" +
 	"\n" +
 	"unassigned\x18\x01 \x01(\x03R\n" +
@@ -1007,7 +1045,7 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\vconsistency\x18\x0f \x01(\x0e2\x16.ration.v1.ConsistencyR\vconsistency\"s\n" +
 	"\x14ListServicesResponse\x122\n" +
 	"\bservices\x18\x01 \x03(\v2\x16.ration.v1.ServiceInfoR\bservices\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\x8d\x02\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read\"\xab\x02\n" +
 	"\n" +
 	"ResultInfo\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
@@ -1018,7 +1056,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12*\n" +
 	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12;\n" +
 	"\vreverted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revertedAt\"\xfc\x01\n" +
+	"revertedAt\x12\x1c\n" +
+	"\tvalidated\x18\t \x01(\bR\tvalidated\"\xa3\x02\n" +
 	"\bItemInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x14.ration.v1.ItemStateR\x05state\x12\x1a\n" +
@@ -1026,7 +1065,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x01(\rR\battempts\x12\x1b\n" +
 	"\tbucket_id\x18\x05 \x01(\x04R\bbucketId\x120\n" +
 	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12-\n" +
-	"\x06result\x18\a \x01(\v2\x15.ration.v1.ResultInfoR\x06result\"\xce\x01\n" +
+	"\x06result\x18\a \x01(\v2\x15.ration.v1.ResultInfoR\x06result\x12%\n" +
+	"\x05votes\x18\b \x03(\v2\x0f.ration.v1.VoteR\x05votes\"\xce\x01\n" +
 	"\x10ListItemsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12*\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x14.ration.v1.ItemStateR\x05state\x12\x1d\n" +
@@ -1046,7 +1086,7 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\x15ExportResultsResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.ration.v1.ResultInfoR\aresults\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12'\n" +
-	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\x81\n" +
+	"\x04read\x18\x0f \x01(\v2\x13.ration.v1.ReadInfoR\x04read2\xcf\n" +
 	"\n" +
 	"\fOwnerService\x12R\n" +
 	"\rCreateService\x12\x1f.ration.v1.CreateServiceRequest\x1a .ration.v1.CreateServiceResponse\x12R\n" +
@@ -1064,7 +1104,8 @@ const file_ration_v1_owner_proto_rawDesc = "" +
 	"\fRevertWorker\x12\x1e.ration.v1.RevertWorkerRequest\x1a\x1f.ration.v1.RevertWorkerResponse\x12Y\n" +
 	"\rExportResults\x12\x1f.ration.v1.ExportResultsRequest\x1a .ration.v1.ExportResultsResponse\"\x03\x90\x02\x010\x01\x12I\n" +
 	"\n" +
-	"AckResults\x12\x1c.ration.v1.AckResultsRequest\x1a\x1d.ration.v1.AckResultsResponse\x12[\n" +
+	"AckResults\x12\x1c.ration.v1.AckResultsRequest\x1a\x1d.ration.v1.AckResultsResponse\x12L\n" +
+	"\vAddCanaries\x12\x1d.ration.v1.AddCanariesRequest\x1a\x1e.ration.v1.AddCanariesResponse\x12[\n" +
 	"\x10RotateOwnerToken\x12\".ration.v1.RotateOwnerTokenRequest\x1a#.ration.v1.RotateOwnerTokenResponseB3Z1github.com/rationhq/ration/api/ration/v1;rationv1b\x06proto3"
 
 var (
@@ -1102,28 +1143,31 @@ var file_ration_v1_owner_proto_goTypes = []any{
 	(Consistency)(0),                 // 18: ration.v1.Consistency
 	(*ReadInfo)(nil),                 // 19: ration.v1.ReadInfo
 	(ItemState)(0),                   // 20: ration.v1.ItemState
-	(*CreateServiceRequest)(nil),     // 21: ration.v1.CreateServiceRequest
-	(*UpdateServiceRequest)(nil),     // 22: ration.v1.UpdateServiceRequest
-	(*RevokeServiceRequest)(nil),     // 23: ration.v1.RevokeServiceRequest
-	(*ReinstateServiceRequest)(nil),  // 24: ration.v1.ReinstateServiceRequest
-	(*DeleteServiceRequest)(nil),     // 25: ration.v1.DeleteServiceRequest
-	(*AddItemsRequest)(nil),          // 26: ration.v1.AddItemsRequest
-	(*DeactivateWorkerRequest)(nil),  // 27: ration.v1.DeactivateWorkerRequest
-	(*ReactivateWorkerRequest)(nil),  // 28: ration.v1.ReactivateWorkerRequest
-	(*RevertWorkerRequest)(nil),      // 29: ration.v1.RevertWorkerRequest
-	(*AckResultsRequest)(nil),        // 30: ration.v1.AckResultsRequest
-	(*RotateOwnerTokenRequest)(nil),  // 31: ration.v1.RotateOwnerTokenRequest
-	(*CreateServiceResponse)(nil),    // 32: ration.v1.CreateServiceResponse
-	(*UpdateServiceResponse)(nil),    // 33: ration.v1.UpdateServiceResponse
-	(*RevokeServiceResponse)(nil),    // 34: ration.v1.RevokeServiceResponse
-	(*ReinstateServiceResponse)(nil), // 35: ration.v1.ReinstateServiceResponse
-	(*DeleteServiceResponse)(nil),    // 36: ration.v1.DeleteServiceResponse
-	(*AddItemsResponse)(nil),         // 37: ration.v1.AddItemsResponse
-	(*DeactivateWorkerResponse)(nil), // 38: ration.v1.DeactivateWorkerResponse
-	(*ReactivateWorkerResponse)(nil), // 39: ration.v1.ReactivateWorkerResponse
-	(*RevertWorkerResponse)(nil),     // 40: ration.v1.RevertWorkerResponse
-	(*AckResultsResponse)(nil),       // 41: ration.v1.AckResultsResponse
-	(*RotateOwnerTokenResponse)(nil), // 42: ration.v1.RotateOwnerTokenResponse
+	(*Vote)(nil),                     // 21: ration.v1.Vote
+	(*CreateServiceRequest)(nil),     // 22: ration.v1.CreateServiceRequest
+	(*UpdateServiceRequest)(nil),     // 23: ration.v1.UpdateServiceRequest
+	(*RevokeServiceRequest)(nil),     // 24: ration.v1.RevokeServiceRequest
+	(*ReinstateServiceRequest)(nil),  // 25: ration.v1.ReinstateServiceRequest
+	(*DeleteServiceRequest)(nil),     // 26: ration.v1.DeleteServiceRequest
+	(*AddItemsRequest)(nil),          // 27: ration.v1.AddItemsRequest
+	(*DeactivateWorkerRequest)(nil),  // 28: ration.v1.DeactivateWorkerRequest
+	(*ReactivateWorkerRequest)(nil),  // 29: ration.v1.ReactivateWorkerRequest
+	(*RevertWorkerRequest)(nil),      // 30: ration.v1.RevertWorkerRequest
+	(*AckResultsRequest)(nil),        // 31: ration.v1.AckResultsRequest
+	(*AddCanariesRequest)(nil),       // 32: ration.v1.AddCanariesRequest
+	(*RotateOwnerTokenRequest)(nil),  // 33: ration.v1.RotateOwnerTokenRequest
+	(*CreateServiceResponse)(nil),    // 34: ration.v1.CreateServiceResponse
+	(*UpdateServiceResponse)(nil),    // 35: ration.v1.UpdateServiceResponse
+	(*RevokeServiceResponse)(nil),    // 36: ration.v1.RevokeServiceResponse
+	(*ReinstateServiceResponse)(nil), // 37: ration.v1.ReinstateServiceResponse
+	(*DeleteServiceResponse)(nil),    // 38: ration.v1.DeleteServiceResponse
+	(*AddItemsResponse)(nil),         // 39: ration.v1.AddItemsResponse
+	(*DeactivateWorkerResponse)(nil), // 40: ration.v1.DeactivateWorkerResponse
+	(*ReactivateWorkerResponse)(nil), // 41: ration.v1.ReactivateWorkerResponse
+	(*RevertWorkerResponse)(nil),     // 42: ration.v1.RevertWorkerResponse
+	(*AckResultsResponse)(nil),       // 43: ration.v1.AckResultsResponse
+	(*AddCanariesResponse)(nil),      // 44: ration.v1.AddCanariesResponse
+	(*RotateOwnerTokenResponse)(nil), // 45: ration.v1.RotateOwnerTokenResponse
 }
 var file_ration_v1_owner_proto_depIdxs = []int32{
 	13, // 0: ration.v1.ServiceInfo.config:type_name -> ration.v1.ServiceConfig
@@ -1145,48 +1189,51 @@ var file_ration_v1_owner_proto_depIdxs = []int32{
 	20, // 16: ration.v1.ItemInfo.state:type_name -> ration.v1.ItemState
 	15, // 17: ration.v1.ItemInfo.since:type_name -> google.protobuf.Timestamp
 	7,  // 18: ration.v1.ItemInfo.result:type_name -> ration.v1.ResultInfo
-	20, // 19: ration.v1.ListItemsRequest.state:type_name -> ration.v1.ItemState
-	18, // 20: ration.v1.ListItemsRequest.consistency:type_name -> ration.v1.Consistency
-	8,  // 21: ration.v1.ListItemsResponse.items:type_name -> ration.v1.ItemInfo
-	19, // 22: ration.v1.ListItemsResponse.read:type_name -> ration.v1.ReadInfo
-	18, // 23: ration.v1.ExportResultsRequest.consistency:type_name -> ration.v1.Consistency
-	7,  // 24: ration.v1.ExportResultsResponse.results:type_name -> ration.v1.ResultInfo
-	19, // 25: ration.v1.ExportResultsResponse.read:type_name -> ration.v1.ReadInfo
-	21, // 26: ration.v1.OwnerService.CreateService:input_type -> ration.v1.CreateServiceRequest
-	22, // 27: ration.v1.OwnerService.UpdateService:input_type -> ration.v1.UpdateServiceRequest
-	3,  // 28: ration.v1.OwnerService.GetService:input_type -> ration.v1.GetServiceRequest
-	5,  // 29: ration.v1.OwnerService.ListServices:input_type -> ration.v1.ListServicesRequest
-	23, // 30: ration.v1.OwnerService.RevokeService:input_type -> ration.v1.RevokeServiceRequest
-	24, // 31: ration.v1.OwnerService.ReinstateService:input_type -> ration.v1.ReinstateServiceRequest
-	25, // 32: ration.v1.OwnerService.DeleteService:input_type -> ration.v1.DeleteServiceRequest
-	26, // 33: ration.v1.OwnerService.AddItems:input_type -> ration.v1.AddItemsRequest
-	9,  // 34: ration.v1.OwnerService.ListItems:input_type -> ration.v1.ListItemsRequest
-	27, // 35: ration.v1.OwnerService.DeactivateWorker:input_type -> ration.v1.DeactivateWorkerRequest
-	28, // 36: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
-	29, // 37: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
-	11, // 38: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
-	30, // 39: ration.v1.OwnerService.AckResults:input_type -> ration.v1.AckResultsRequest
-	31, // 40: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
-	32, // 41: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
-	33, // 42: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
-	4,  // 43: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
-	6,  // 44: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
-	34, // 45: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
-	35, // 46: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
-	36, // 47: ration.v1.OwnerService.DeleteService:output_type -> ration.v1.DeleteServiceResponse
-	37, // 48: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
-	10, // 49: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
-	38, // 50: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
-	39, // 51: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
-	40, // 52: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
-	12, // 53: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
-	41, // 54: ration.v1.OwnerService.AckResults:output_type -> ration.v1.AckResultsResponse
-	42, // 55: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
-	41, // [41:56] is the sub-list for method output_type
-	26, // [26:41] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 19: ration.v1.ItemInfo.votes:type_name -> ration.v1.Vote
+	20, // 20: ration.v1.ListItemsRequest.state:type_name -> ration.v1.ItemState
+	18, // 21: ration.v1.ListItemsRequest.consistency:type_name -> ration.v1.Consistency
+	8,  // 22: ration.v1.ListItemsResponse.items:type_name -> ration.v1.ItemInfo
+	19, // 23: ration.v1.ListItemsResponse.read:type_name -> ration.v1.ReadInfo
+	18, // 24: ration.v1.ExportResultsRequest.consistency:type_name -> ration.v1.Consistency
+	7,  // 25: ration.v1.ExportResultsResponse.results:type_name -> ration.v1.ResultInfo
+	19, // 26: ration.v1.ExportResultsResponse.read:type_name -> ration.v1.ReadInfo
+	22, // 27: ration.v1.OwnerService.CreateService:input_type -> ration.v1.CreateServiceRequest
+	23, // 28: ration.v1.OwnerService.UpdateService:input_type -> ration.v1.UpdateServiceRequest
+	3,  // 29: ration.v1.OwnerService.GetService:input_type -> ration.v1.GetServiceRequest
+	5,  // 30: ration.v1.OwnerService.ListServices:input_type -> ration.v1.ListServicesRequest
+	24, // 31: ration.v1.OwnerService.RevokeService:input_type -> ration.v1.RevokeServiceRequest
+	25, // 32: ration.v1.OwnerService.ReinstateService:input_type -> ration.v1.ReinstateServiceRequest
+	26, // 33: ration.v1.OwnerService.DeleteService:input_type -> ration.v1.DeleteServiceRequest
+	27, // 34: ration.v1.OwnerService.AddItems:input_type -> ration.v1.AddItemsRequest
+	9,  // 35: ration.v1.OwnerService.ListItems:input_type -> ration.v1.ListItemsRequest
+	28, // 36: ration.v1.OwnerService.DeactivateWorker:input_type -> ration.v1.DeactivateWorkerRequest
+	29, // 37: ration.v1.OwnerService.ReactivateWorker:input_type -> ration.v1.ReactivateWorkerRequest
+	30, // 38: ration.v1.OwnerService.RevertWorker:input_type -> ration.v1.RevertWorkerRequest
+	11, // 39: ration.v1.OwnerService.ExportResults:input_type -> ration.v1.ExportResultsRequest
+	31, // 40: ration.v1.OwnerService.AckResults:input_type -> ration.v1.AckResultsRequest
+	32, // 41: ration.v1.OwnerService.AddCanaries:input_type -> ration.v1.AddCanariesRequest
+	33, // 42: ration.v1.OwnerService.RotateOwnerToken:input_type -> ration.v1.RotateOwnerTokenRequest
+	34, // 43: ration.v1.OwnerService.CreateService:output_type -> ration.v1.CreateServiceResponse
+	35, // 44: ration.v1.OwnerService.UpdateService:output_type -> ration.v1.UpdateServiceResponse
+	4,  // 45: ration.v1.OwnerService.GetService:output_type -> ration.v1.GetServiceResponse
+	6,  // 46: ration.v1.OwnerService.ListServices:output_type -> ration.v1.ListServicesResponse
+	36, // 47: ration.v1.OwnerService.RevokeService:output_type -> ration.v1.RevokeServiceResponse
+	37, // 48: ration.v1.OwnerService.ReinstateService:output_type -> ration.v1.ReinstateServiceResponse
+	38, // 49: ration.v1.OwnerService.DeleteService:output_type -> ration.v1.DeleteServiceResponse
+	39, // 50: ration.v1.OwnerService.AddItems:output_type -> ration.v1.AddItemsResponse
+	10, // 51: ration.v1.OwnerService.ListItems:output_type -> ration.v1.ListItemsResponse
+	40, // 52: ration.v1.OwnerService.DeactivateWorker:output_type -> ration.v1.DeactivateWorkerResponse
+	41, // 53: ration.v1.OwnerService.ReactivateWorker:output_type -> ration.v1.ReactivateWorkerResponse
+	42, // 54: ration.v1.OwnerService.RevertWorker:output_type -> ration.v1.RevertWorkerResponse
+	12, // 55: ration.v1.OwnerService.ExportResults:output_type -> ration.v1.ExportResultsResponse
+	43, // 56: ration.v1.OwnerService.AckResults:output_type -> ration.v1.AckResultsResponse
+	44, // 57: ration.v1.OwnerService.AddCanaries:output_type -> ration.v1.AddCanariesResponse
+	45, // 58: ration.v1.OwnerService.RotateOwnerToken:output_type -> ration.v1.RotateOwnerTokenResponse
+	43, // [43:59] is the sub-list for method output_type
+	27, // [27:43] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_owner_proto_init() }

@@ -1503,6 +1503,130 @@ func (x *AddItemsResponse) GetBuckets() uint32 {
 	return 0
 }
 
+type AddCanariesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// 1 to 1000 canaries, distinct ids.
+	Canaries      []*Canary `protobuf:"bytes,2,rep,name=canaries,proto3" json:"canaries,omitempty"`
+	RequestId     string    `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCanariesRequest) Reset() {
+	*x = AddCanariesRequest{}
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCanariesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCanariesRequest) ProtoMessage() {}
+
+func (x *AddCanariesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCanariesRequest.ProtoReflect.Descriptor instead.
+func (*AddCanariesRequest) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AddCanariesRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *AddCanariesRequest) GetCanaries() []*Canary {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
+}
+
+func (x *AddCanariesRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type AddCanariesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// New canaries.
+	Added uint32 `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	// Canaries already stored whose answer was replaced.
+	Updated uint32 `protobuf:"varint,2,opt,name=updated,proto3" json:"updated,omitempty"`
+	// Canaries the service holds now (at most 10000).
+	Total         uint32 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCanariesResponse) Reset() {
+	*x = AddCanariesResponse{}
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCanariesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCanariesResponse) ProtoMessage() {}
+
+func (x *AddCanariesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCanariesResponse.ProtoReflect.Descriptor instead.
+func (*AddCanariesResponse) Descriptor() ([]byte, []int) {
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AddCanariesResponse) GetAdded() uint32 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
+
+func (x *AddCanariesResponse) GetUpdated() uint32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *AddCanariesResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 type AcquireRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1516,7 +1640,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1652,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[26]
+	mi := &file_ration_v1_requests_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1665,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{26}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AcquireRequest) GetService() string {
@@ -1586,7 +1710,7 @@ type LeasedBucket struct {
 
 func (x *LeasedBucket) Reset() {
 	*x = LeasedBucket{}
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1722,7 @@ func (x *LeasedBucket) String() string {
 func (*LeasedBucket) ProtoMessage() {}
 
 func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[27]
+	mi := &file_ration_v1_requests_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1735,7 @@ func (x *LeasedBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeasedBucket.ProtoReflect.Descriptor instead.
 func (*LeasedBucket) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{27}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeasedBucket) GetId() uint64 {
@@ -1659,7 +1783,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1795,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[28]
+	mi := &file_ration_v1_requests_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1808,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{28}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AcquireResponse) GetBuckets() []*LeasedBucket {
@@ -1705,7 +1829,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1841,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[29]
+	mi := &file_ration_v1_requests_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1854,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{29}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -1768,7 +1892,7 @@ type HeartbeatOutcome struct {
 
 func (x *HeartbeatOutcome) Reset() {
 	*x = HeartbeatOutcome{}
-	mi := &file_ration_v1_requests_proto_msgTypes[30]
+	mi := &file_ration_v1_requests_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1904,7 @@ func (x *HeartbeatOutcome) String() string {
 func (*HeartbeatOutcome) ProtoMessage() {}
 
 func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[30]
+	mi := &file_ration_v1_requests_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1917,7 @@ func (x *HeartbeatOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatOutcome.ProtoReflect.Descriptor instead.
 func (*HeartbeatOutcome) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{30}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HeartbeatOutcome) GetBucketId() uint64 {
@@ -1833,7 +1957,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[31]
+	mi := &file_ration_v1_requests_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1969,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[31]
+	mi := &file_ration_v1_requests_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1982,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{31}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HeartbeatResponse) GetBuckets() []*HeartbeatOutcome {
@@ -1881,7 +2005,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[32]
+	mi := &file_ration_v1_requests_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2017,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[32]
+	mi := &file_ration_v1_requests_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2030,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{32}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubmitRequest) GetWorkerId() string {
@@ -1958,7 +2082,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[33]
+	mi := &file_ration_v1_requests_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2094,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[33]
+	mi := &file_ration_v1_requests_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2107,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{33}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SubmitResponse) GetAccepted() uint32 {
@@ -2019,7 +2143,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_ration_v1_requests_proto_msgTypes[34]
+	mi := &file_ration_v1_requests_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2155,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[34]
+	mi := &file_ration_v1_requests_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2168,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{34}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReleaseRequest) GetWorkerId() string {
@@ -2086,7 +2210,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_ration_v1_requests_proto_msgTypes[35]
+	mi := &file_ration_v1_requests_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2222,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_requests_proto_msgTypes[35]
+	mi := &file_ration_v1_requests_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2235,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_ration_v1_requests_proto_rawDescGZIP(), []int{35}
+	return file_ration_v1_requests_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReleaseResponse) GetRequeued() uint32 {
@@ -2238,7 +2362,16 @@ const file_ration_v1_requests_proto_rawDesc = "" +
 	"\x05added\x18\x01 \x01(\rR\x05added\x12\x18\n" +
 	"\askipped\x18\x02 \x01(\rR\askipped\x12\x16\n" +
 	"\x06raised\x18\x03 \x01(\rR\x06raised\x12\x18\n" +
-	"\abuckets\x18\x04 \x01(\rR\abuckets\"\x87\x01\n" +
+	"\abuckets\x18\x04 \x01(\rR\abuckets\"|\n" +
+	"\x12AddCanariesRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12-\n" +
+	"\bcanaries\x18\x02 \x03(\v2\x11.ration.v1.CanaryR\bcanaries\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\"[\n" +
+	"\x13AddCanariesResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\rR\x05added\x12\x18\n" +
+	"\aupdated\x18\x02 \x01(\rR\aupdated\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\rR\x05total\"\x87\x01\n" +
 	"\x0eAcquireRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x1f\n" +
@@ -2299,7 +2432,7 @@ func file_ration_v1_requests_proto_rawDescGZIP() []byte {
 	return file_ration_v1_requests_proto_rawDescData
 }
 
-var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_ration_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_ration_v1_requests_proto_goTypes = []any{
 	(*CreateServiceRequest)(nil),     // 0: ration.v1.CreateServiceRequest
 	(*CreateServiceResponse)(nil),    // 1: ration.v1.CreateServiceResponse
@@ -2327,44 +2460,48 @@ var file_ration_v1_requests_proto_goTypes = []any{
 	(*AckResultsResponse)(nil),       // 23: ration.v1.AckResultsResponse
 	(*AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
 	(*AddItemsResponse)(nil),         // 25: ration.v1.AddItemsResponse
-	(*AcquireRequest)(nil),           // 26: ration.v1.AcquireRequest
-	(*LeasedBucket)(nil),             // 27: ration.v1.LeasedBucket
-	(*AcquireResponse)(nil),          // 28: ration.v1.AcquireResponse
-	(*HeartbeatRequest)(nil),         // 29: ration.v1.HeartbeatRequest
-	(*HeartbeatOutcome)(nil),         // 30: ration.v1.HeartbeatOutcome
-	(*HeartbeatResponse)(nil),        // 31: ration.v1.HeartbeatResponse
-	(*SubmitRequest)(nil),            // 32: ration.v1.SubmitRequest
-	(*SubmitResponse)(nil),           // 33: ration.v1.SubmitResponse
-	(*ReleaseRequest)(nil),           // 34: ration.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),          // 35: ration.v1.ReleaseResponse
-	(*ServiceConfig)(nil),            // 36: ration.v1.ServiceConfig
-	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
-	(*ExportPosition)(nil),           // 38: ration.v1.ExportPosition
-	(*Lease)(nil),                    // 39: ration.v1.Lease
-	(BucketState)(0),                 // 40: ration.v1.BucketState
-	(*BucketRef)(nil),                // 41: ration.v1.BucketRef
-	(*ResultInput)(nil),              // 42: ration.v1.ResultInput
+	(*AddCanariesRequest)(nil),       // 26: ration.v1.AddCanariesRequest
+	(*AddCanariesResponse)(nil),      // 27: ration.v1.AddCanariesResponse
+	(*AcquireRequest)(nil),           // 28: ration.v1.AcquireRequest
+	(*LeasedBucket)(nil),             // 29: ration.v1.LeasedBucket
+	(*AcquireResponse)(nil),          // 30: ration.v1.AcquireResponse
+	(*HeartbeatRequest)(nil),         // 31: ration.v1.HeartbeatRequest
+	(*HeartbeatOutcome)(nil),         // 32: ration.v1.HeartbeatOutcome
+	(*HeartbeatResponse)(nil),        // 33: ration.v1.HeartbeatResponse
+	(*SubmitRequest)(nil),            // 34: ration.v1.SubmitRequest
+	(*SubmitResponse)(nil),           // 35: ration.v1.SubmitResponse
+	(*ReleaseRequest)(nil),           // 36: ration.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),          // 37: ration.v1.ReleaseResponse
+	(*ServiceConfig)(nil),            // 38: ration.v1.ServiceConfig
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(*ExportPosition)(nil),           // 40: ration.v1.ExportPosition
+	(*Canary)(nil),                   // 41: ration.v1.Canary
+	(*Lease)(nil),                    // 42: ration.v1.Lease
+	(BucketState)(0),                 // 43: ration.v1.BucketState
+	(*BucketRef)(nil),                // 44: ration.v1.BucketRef
+	(*ResultInput)(nil),              // 45: ration.v1.ResultInput
 }
 var file_ration_v1_requests_proto_depIdxs = []int32{
-	36, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	36, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	36, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
-	36, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
-	37, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
-	37, // 5: ration.v1.RevertWorkerResponse.trimmed_before:type_name -> google.protobuf.Timestamp
-	38, // 6: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
-	39, // 7: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
-	40, // 8: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
-	27, // 9: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
-	41, // 10: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
-	39, // 11: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
-	30, // 12: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
-	42, // 13: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	38, // 0: ration.v1.CreateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	38, // 1: ration.v1.CreateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	38, // 2: ration.v1.UpdateServiceRequest.config:type_name -> ration.v1.ServiceConfig
+	38, // 3: ration.v1.UpdateServiceResponse.config:type_name -> ration.v1.ServiceConfig
+	39, // 4: ration.v1.RevertWorkerRequest.since:type_name -> google.protobuf.Timestamp
+	39, // 5: ration.v1.RevertWorkerResponse.trimmed_before:type_name -> google.protobuf.Timestamp
+	40, // 6: ration.v1.AckResultsResponse.export:type_name -> ration.v1.ExportPosition
+	41, // 7: ration.v1.AddCanariesRequest.canaries:type_name -> ration.v1.Canary
+	42, // 8: ration.v1.LeasedBucket.lease:type_name -> ration.v1.Lease
+	43, // 9: ration.v1.LeasedBucket.state:type_name -> ration.v1.BucketState
+	29, // 10: ration.v1.AcquireResponse.buckets:type_name -> ration.v1.LeasedBucket
+	44, // 11: ration.v1.HeartbeatRequest.buckets:type_name -> ration.v1.BucketRef
+	42, // 12: ration.v1.HeartbeatOutcome.lease:type_name -> ration.v1.Lease
+	32, // 13: ration.v1.HeartbeatResponse.buckets:type_name -> ration.v1.HeartbeatOutcome
+	45, // 14: ration.v1.SubmitRequest.results:type_name -> ration.v1.ResultInput
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_requests_proto_init() }
@@ -2379,7 +2516,7 @@ func file_ration_v1_requests_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_requests_proto_rawDesc), len(file_ration_v1_requests_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

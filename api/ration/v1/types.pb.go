@@ -88,6 +88,9 @@ const (
 	ItemState_ITEM_STATE_DONE ItemState = 3
 	// Reached max_attempts; kept visible and re-addable.
 	ItemState_ITEM_STATE_QUARANTINED ItemState = 4
+	// Its workers never reached the quorum within max_replicas (validation);
+	// kept visible, with their votes, and re-addable like a quarantined item.
+	ItemState_ITEM_STATE_INCONCLUSIVE ItemState = 5
 )
 
 // Enum value maps for ItemState.
@@ -98,13 +101,15 @@ var (
 		2: "ITEM_STATE_LEASED",
 		3: "ITEM_STATE_DONE",
 		4: "ITEM_STATE_QUARANTINED",
+		5: "ITEM_STATE_INCONCLUSIVE",
 	}
 	ItemState_value = map[string]int32{
-		"ITEM_STATE_UNSPECIFIED": 0,
-		"ITEM_STATE_PENDING":     1,
-		"ITEM_STATE_LEASED":      2,
-		"ITEM_STATE_DONE":        3,
-		"ITEM_STATE_QUARANTINED": 4,
+		"ITEM_STATE_UNSPECIFIED":  0,
+		"ITEM_STATE_PENDING":      1,
+		"ITEM_STATE_LEASED":       2,
+		"ITEM_STATE_DONE":         3,
+		"ITEM_STATE_QUARANTINED":  4,
+		"ITEM_STATE_INCONCLUSIVE": 5,
 	}
 )
 
@@ -294,7 +299,10 @@ type ServiceConfig struct {
 	// be checked anew (the seed's checks recur: who follows whom changes).
 	// Unset never does; 1m to 3650 days. A done item forgotten first
 	// (done_retention shorter) is not refreshed: adding it again queues it.
-	RefreshAfter  *durationpb.Duration `protobuf:"bytes,16,opt,name=refresh_after,json=refreshAfter,proto3" json:"refresh_after,omitempty"`
+	RefreshAfter *durationpb.Duration `protobuf:"bytes,16,opt,name=refresh_after,json=refreshAfter,proto3" json:"refresh_after,omitempty"`
+	// How results are checked before they are believed; unset believes every
+	// result (replicas 1).
+	Validation    *ValidationPolicy `protobuf:"bytes,17,opt,name=validation,proto3" json:"validation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -441,6 +449,157 @@ func (x *ServiceConfig) GetRefreshAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *ServiceConfig) GetValidation() *ValidationPolicy {
+	if x != nil {
+		return x.Validation
+	}
+	return nil
+}
+
+// ValidationPolicy makes a service check its workers' results before it
+// believes them: each item goes to several distinct workers, one after the
+// other, and a result becomes canonical when a quorum of them agree, as the
+// service's kind compares results. Canaries (AddCanaries) are items with
+// known answers mixed into buckets; a wrong answer on one ends a worker's
+// trust. A zero field takes the default named in its comment.
+type ValidationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Distinct workers that process each item before its result is judged
+	// (default 1: every result is believed; at most 10).
+	Replicas uint32 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// Agreeing results that make a result canonical (default: a majority of
+	// replicas; 1 to replicas).
+	Quorum uint32 `protobuf:"varint,2,opt,name=quorum,proto3" json:"quorum,omitempty"`
+	// Results an item may collect before it is marked INCONCLUSIVE (default
+	// replicas + 2; replicas to 20).
+	MaxReplicas uint32 `protobuf:"varint,3,opt,name=max_replicas,json=maxReplicas,proto3" json:"max_replicas,omitempty"`
+	// Workers earn trust: a worker whose last results all agreed with the
+	// canonical ones (at least trust_after of them in a row) has its result
+	// believed without replication, with a probability that grows with that
+	// run. Needs replicas of 2 or more.
+	Adaptive bool `protobuf:"varint,4,opt,name=adaptive,proto3" json:"adaptive,omitempty"`
+	// With adaptive, the least share of a trusted worker's buckets that are
+	// still replicated, in thousandths (default 20 = 2%; 1 to 1000).
+	SpotCheck uint32 `protobuf:"varint,5,opt,name=spot_check,json=spotCheck,proto3" json:"spot_check,omitempty"`
+	// Results in a row that agreed with the canonical ones before a worker is
+	// trusted (default 10; at most 1000000).
+	TrustAfter uint32 `protobuf:"varint,6,opt,name=trust_after,json=trustAfter,proto3" json:"trust_after,omitempty"`
+	// Canaries mixed into each leased bucket, per thousand items (0: none; at
+	// most 500).
+	CanaryRate uint32 `protobuf:"varint,7,opt,name=canary_rate,json=canaryRate,proto3" json:"canary_rate,omitempty"`
+	// Wrong canary answers that deactivate a worker and revert its
+	// unvalidated results (0: never).
+	CanaryFailuresToDeactivate uint32 `protobuf:"varint,8,opt,name=canary_failures_to_deactivate,json=canaryFailuresToDeactivate,proto3" json:"canary_failures_to_deactivate,omitempty"`
+	// How far two id lists (followers, following) may differ and still
+	// agree: the ids in one list only, over the ids in either, in
+	// thousandths (0: equal lists only; at most 1000).
+	ListTolerance uint32 `protobuf:"varint,9,opt,name=list_tolerance,json=listTolerance,proto3" json:"list_tolerance,omitempty"`
+	// Generic services: results agree only when their payloads are equal too.
+	ComparePayload bool `protobuf:"varint,10,opt,name=compare_payload,json=comparePayload,proto3" json:"compare_payload,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ValidationPolicy) Reset() {
+	*x = ValidationPolicy{}
+	mi := &file_ration_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidationPolicy) ProtoMessage() {}
+
+func (x *ValidationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidationPolicy.ProtoReflect.Descriptor instead.
+func (*ValidationPolicy) Descriptor() ([]byte, []int) {
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ValidationPolicy) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetQuorum() uint32 {
+	if x != nil {
+		return x.Quorum
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetMaxReplicas() uint32 {
+	if x != nil {
+		return x.MaxReplicas
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetAdaptive() bool {
+	if x != nil {
+		return x.Adaptive
+	}
+	return false
+}
+
+func (x *ValidationPolicy) GetSpotCheck() uint32 {
+	if x != nil {
+		return x.SpotCheck
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetTrustAfter() uint32 {
+	if x != nil {
+		return x.TrustAfter
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetCanaryRate() uint32 {
+	if x != nil {
+		return x.CanaryRate
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetCanaryFailuresToDeactivate() uint32 {
+	if x != nil {
+		return x.CanaryFailuresToDeactivate
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetListTolerance() uint32 {
+	if x != nil {
+		return x.ListTolerance
+	}
+	return 0
+}
+
+func (x *ValidationPolicy) GetComparePayload() bool {
+	if x != nil {
+		return x.ComparePayload
+	}
+	return false
+}
+
 // Lease is a worker's hold on a bucket.
 type Lease struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -453,7 +612,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_ration_v1_types_proto_msgTypes[1]
+	mi := &file_ration_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +624,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[1]
+	mi := &file_ration_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +637,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Lease) GetEpoch() uint64 {
@@ -508,7 +667,7 @@ type ResultInput struct {
 
 func (x *ResultInput) Reset() {
 	*x = ResultInput{}
-	mi := &file_ration_v1_types_proto_msgTypes[2]
+	mi := &file_ration_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +679,7 @@ func (x *ResultInput) String() string {
 func (*ResultInput) ProtoMessage() {}
 
 func (x *ResultInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[2]
+	mi := &file_ration_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +692,7 @@ func (x *ResultInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultInput.ProtoReflect.Descriptor instead.
 func (*ResultInput) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ResultInput) GetItem() string {
@@ -568,7 +727,7 @@ type BucketRef struct {
 
 func (x *BucketRef) Reset() {
 	*x = BucketRef{}
-	mi := &file_ration_v1_types_proto_msgTypes[3]
+	mi := &file_ration_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +739,7 @@ func (x *BucketRef) String() string {
 func (*BucketRef) ProtoMessage() {}
 
 func (x *BucketRef) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[3]
+	mi := &file_ration_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +752,7 @@ func (x *BucketRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRef.ProtoReflect.Descriptor instead.
 func (*BucketRef) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BucketRef) GetId() uint64 {
@@ -621,7 +780,7 @@ type VerdictCount struct {
 
 func (x *VerdictCount) Reset() {
 	*x = VerdictCount{}
-	mi := &file_ration_v1_types_proto_msgTypes[4]
+	mi := &file_ration_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +792,7 @@ func (x *VerdictCount) String() string {
 func (*VerdictCount) ProtoMessage() {}
 
 func (x *VerdictCount) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[4]
+	mi := &file_ration_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +805,7 @@ func (x *VerdictCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerdictCount.ProtoReflect.Descriptor instead.
 func (*VerdictCount) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VerdictCount) GetVerdict() string {
@@ -707,13 +866,27 @@ type Counters struct {
 	ItemsForgotten uint64 `protobuf:"varint,19,opt,name=items_forgotten,json=itemsForgotten,proto3" json:"items_forgotten,omitempty"`
 	// Done items queued again after refresh_after.
 	ItemsRefreshed uint64 `protobuf:"varint,20,opt,name=items_refreshed,json=itemsRefreshed,proto3" json:"items_refreshed,omitempty"`
+	// Validation (replicas above 1): items whose result a quorum agreed on;
+	// for a worker, its results that agreed with the canonical one.
+	ResultsValidated uint64 `protobuf:"varint,21,opt,name=results_validated,json=resultsValidated,proto3" json:"results_validated,omitempty"`
+	// Results that disagreed with the canonical one.
+	ResultsDisagreed uint64 `protobuf:"varint,22,opt,name=results_disagreed,json=resultsDisagreed,proto3" json:"results_disagreed,omitempty"`
+	// Items believed on one result: replicas 1, or a trusted worker's
+	// unreplicated bucket.
+	ResultsUnvalidated uint64 `protobuf:"varint,23,opt,name=results_unvalidated,json=resultsUnvalidated,proto3" json:"results_unvalidated,omitempty"`
+	// Items that never reached a quorum within max_replicas.
+	ItemsInconclusive uint64 `protobuf:"varint,24,opt,name=items_inconclusive,json=itemsInconclusive,proto3" json:"items_inconclusive,omitempty"`
+	// Canary answers that agreed with the known answer.
+	CanariesPassed uint64 `protobuf:"varint,25,opt,name=canaries_passed,json=canariesPassed,proto3" json:"canaries_passed,omitempty"`
+	// Canary answers that did not.
+	CanariesFailed uint64 `protobuf:"varint,26,opt,name=canaries_failed,json=canariesFailed,proto3" json:"canaries_failed,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
 	*x = Counters{}
-	mi := &file_ration_v1_types_proto_msgTypes[5]
+	mi := &file_ration_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +898,7 @@ func (x *Counters) String() string {
 func (*Counters) ProtoMessage() {}
 
 func (x *Counters) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[5]
+	mi := &file_ration_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +911,7 @@ func (x *Counters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counters.ProtoReflect.Descriptor instead.
 func (*Counters) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Counters) GetLeasesGranted() uint64 {
@@ -881,6 +1054,265 @@ func (x *Counters) GetItemsRefreshed() uint64 {
 	return 0
 }
 
+func (x *Counters) GetResultsValidated() uint64 {
+	if x != nil {
+		return x.ResultsValidated
+	}
+	return 0
+}
+
+func (x *Counters) GetResultsDisagreed() uint64 {
+	if x != nil {
+		return x.ResultsDisagreed
+	}
+	return 0
+}
+
+func (x *Counters) GetResultsUnvalidated() uint64 {
+	if x != nil {
+		return x.ResultsUnvalidated
+	}
+	return 0
+}
+
+func (x *Counters) GetItemsInconclusive() uint64 {
+	if x != nil {
+		return x.ItemsInconclusive
+	}
+	return 0
+}
+
+func (x *Counters) GetCanariesPassed() uint64 {
+	if x != nil {
+		return x.CanariesPassed
+	}
+	return 0
+}
+
+func (x *Counters) GetCanariesFailed() uint64 {
+	if x != nil {
+		return x.CanariesFailed
+	}
+	return 0
+}
+
+// Trust is what a worker has earned in one service under adaptive
+// validation.
+type Trust struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Results in a row that agreed with the canonical ones (or with a canary's
+	// known answer) since the last that did not.
+	Run uint64 `protobuf:"varint,1,opt,name=run,proto3" json:"run,omitempty"`
+	// Whether its results may be believed without replication.
+	Trusted bool `protobuf:"varint,2,opt,name=trusted,proto3" json:"trusted,omitempty"`
+	// The chance, in thousandths, that one of its buckets is still replicated
+	// (1000 while untrusted).
+	ReplicateChance uint32 `protobuf:"varint,3,opt,name=replicate_chance,json=replicateChance,proto3" json:"replicate_chance,omitempty"`
+	// Why, in words.
+	Why           string `protobuf:"bytes,4,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Trust) Reset() {
+	*x = Trust{}
+	mi := &file_ration_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Trust) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Trust) ProtoMessage() {}
+
+func (x *Trust) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Trust.ProtoReflect.Descriptor instead.
+func (*Trust) Descriptor() ([]byte, []int) {
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Trust) GetRun() uint64 {
+	if x != nil {
+		return x.Run
+	}
+	return 0
+}
+
+func (x *Trust) GetTrusted() bool {
+	if x != nil {
+		return x.Trusted
+	}
+	return false
+}
+
+func (x *Trust) GetReplicateChance() uint32 {
+	if x != nil {
+		return x.ReplicateChance
+	}
+	return 0
+}
+
+func (x *Trust) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+// Canary is an item with a known answer.
+type Canary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An id no item of the service has.
+	Item string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	// The right verdict, valid for the service's kind.
+	Verdict       string `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	Payload       string `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Canary) Reset() {
+	*x = Canary{}
+	mi := &file_ration_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Canary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Canary) ProtoMessage() {}
+
+func (x *Canary) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Canary.ProtoReflect.Descriptor instead.
+func (*Canary) Descriptor() ([]byte, []int) {
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Canary) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *Canary) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *Canary) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+// Vote is one worker's result for an item under validation.
+type Vote struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Verdict  string                 `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	Payload  string                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	At       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	// Whether it agrees with the canonical result (false while there is none).
+	Agreed        bool `protobuf:"varint,5,opt,name=agreed,proto3" json:"agreed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vote) Reset() {
+	*x = Vote{}
+	mi := &file_ration_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vote) ProtoMessage() {}
+
+func (x *Vote) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vote.ProtoReflect.Descriptor instead.
+func (*Vote) Descriptor() ([]byte, []int) {
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Vote) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Vote) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *Vote) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *Vote) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Vote) GetAgreed() bool {
+	if x != nil {
+		return x.Agreed
+	}
+	return false
+}
+
 // ReasonCount counts refusals with one reason.
 type ReasonCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -892,7 +1324,7 @@ type ReasonCount struct {
 
 func (x *ReasonCount) Reset() {
 	*x = ReasonCount{}
-	mi := &file_ration_v1_types_proto_msgTypes[6]
+	mi := &file_ration_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1336,7 @@ func (x *ReasonCount) String() string {
 func (*ReasonCount) ProtoMessage() {}
 
 func (x *ReasonCount) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[6]
+	mi := &file_ration_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1349,7 @@ func (x *ReasonCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
 func (*ReasonCount) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReasonCount) GetReason() string {
@@ -953,7 +1385,7 @@ type ExportPosition struct {
 
 func (x *ExportPosition) Reset() {
 	*x = ExportPosition{}
-	mi := &file_ration_v1_types_proto_msgTypes[7]
+	mi := &file_ration_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1397,7 @@ func (x *ExportPosition) String() string {
 func (*ExportPosition) ProtoMessage() {}
 
 func (x *ExportPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_v1_types_proto_msgTypes[7]
+	mi := &file_ration_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1410,7 @@ func (x *ExportPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportPosition.ProtoReflect.Descriptor instead.
 func (*ExportPosition) Descriptor() ([]byte, []int) {
-	return file_ration_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_ration_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExportPosition) GetAckedThrough() uint64 {
@@ -1013,7 +1445,7 @@ var File_ration_v1_types_proto protoreflect.FileDescriptor
 
 const file_ration_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\a\n" +
+	"\x15ration/v1/types.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\a\n" +
 	"\rServiceConfig\x12\x1f\n" +
 	"\vbucket_size\x18\x01 \x01(\rR\n" +
 	"bucketSize\x125\n" +
@@ -1032,7 +1464,25 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x18unacked_result_retention\x18\r \x01(\v2\x19.google.protobuf.DurationR\x16unackedResultRetention\x12.\n" +
 	"\x13max_unacked_results\x18\x0e \x01(\x04R\x11maxUnackedResults\x12@\n" +
 	"\x0edone_retention\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\rdoneRetention\x12>\n" +
-	"\rrefresh_after\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\frefreshAfter\"U\n" +
+	"\rrefresh_after\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\frefreshAfter\x12;\n" +
+	"\n" +
+	"validation\x18\x11 \x01(\v2\x1b.ration.v1.ValidationPolicyR\n" +
+	"validation\"\xf9\x02\n" +
+	"\x10ValidationPolicy\x12\x1a\n" +
+	"\breplicas\x18\x01 \x01(\rR\breplicas\x12\x16\n" +
+	"\x06quorum\x18\x02 \x01(\rR\x06quorum\x12!\n" +
+	"\fmax_replicas\x18\x03 \x01(\rR\vmaxReplicas\x12\x1a\n" +
+	"\badaptive\x18\x04 \x01(\bR\badaptive\x12\x1d\n" +
+	"\n" +
+	"spot_check\x18\x05 \x01(\rR\tspotCheck\x12\x1f\n" +
+	"\vtrust_after\x18\x06 \x01(\rR\n" +
+	"trustAfter\x12\x1f\n" +
+	"\vcanary_rate\x18\a \x01(\rR\n" +
+	"canaryRate\x12A\n" +
+	"\x1dcanary_failures_to_deactivate\x18\b \x01(\rR\x1acanaryFailuresToDeactivate\x12%\n" +
+	"\x0elist_tolerance\x18\t \x01(\rR\rlistTolerance\x12'\n" +
+	"\x0fcompare_payload\x18\n" +
+	" \x01(\bR\x0ecomparePayload\"U\n" +
 	"\x05Lease\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"U\n" +
@@ -1045,7 +1495,7 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\">\n" +
 	"\fVerdictCount\x12\x18\n" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\xb5\x06\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xc1\b\n" +
 	"\bCounters\x12%\n" +
 	"\x0eleases_granted\x18\x01 \x01(\x04R\rleasesGranted\x12%\n" +
 	"\x0eleases_expired\x18\x02 \x01(\x04R\rleasesExpired\x12'\n" +
@@ -1070,7 +1520,28 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\x0fresults_trimmed\x18\x11 \x01(\x04R\x0eresultsTrimmed\x12'\n" +
 	"\x0fresults_dropped\x18\x12 \x01(\x04R\x0eresultsDropped\x12'\n" +
 	"\x0fitems_forgotten\x18\x13 \x01(\x04R\x0eitemsForgotten\x12'\n" +
-	"\x0fitems_refreshed\x18\x14 \x01(\x04R\x0eitemsRefreshed\";\n" +
+	"\x0fitems_refreshed\x18\x14 \x01(\x04R\x0eitemsRefreshed\x12+\n" +
+	"\x11results_validated\x18\x15 \x01(\x04R\x10resultsValidated\x12+\n" +
+	"\x11results_disagreed\x18\x16 \x01(\x04R\x10resultsDisagreed\x12/\n" +
+	"\x13results_unvalidated\x18\x17 \x01(\x04R\x12resultsUnvalidated\x12-\n" +
+	"\x12items_inconclusive\x18\x18 \x01(\x04R\x11itemsInconclusive\x12'\n" +
+	"\x0fcanaries_passed\x18\x19 \x01(\x04R\x0ecanariesPassed\x12'\n" +
+	"\x0fcanaries_failed\x18\x1a \x01(\x04R\x0ecanariesFailed\"p\n" +
+	"\x05Trust\x12\x10\n" +
+	"\x03run\x18\x01 \x01(\x04R\x03run\x12\x18\n" +
+	"\atrusted\x18\x02 \x01(\bR\atrusted\x12)\n" +
+	"\x10replicate_chance\x18\x03 \x01(\rR\x0freplicateChance\x12\x10\n" +
+	"\x03why\x18\x04 \x01(\tR\x03why\"P\n" +
+	"\x06Canary\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
+	"\averdict\x18\x02 \x01(\tR\averdict\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\tR\apayload\"\x9b\x01\n" +
+	"\x04Vote\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
+	"\averdict\x18\x02 \x01(\tR\averdict\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\tR\apayload\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06agreed\x18\x05 \x01(\bR\x06agreed\";\n" +
 	"\vReasonCount\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\x9e\x01\n" +
@@ -1082,13 +1553,14 @@ const file_ration_v1_types_proto_rawDesc = "" +
 	"\fServiceState\x12\x1d\n" +
 	"\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SERVICE_STATE_ACTIVE\x10\x01\x12\x19\n" +
-	"\x15SERVICE_STATE_REVOKED\x10\x02*\x87\x01\n" +
+	"\x15SERVICE_STATE_REVOKED\x10\x02*\xa4\x01\n" +
 	"\tItemState\x12\x1a\n" +
 	"\x16ITEM_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ITEM_STATE_PENDING\x10\x01\x12\x15\n" +
 	"\x11ITEM_STATE_LEASED\x10\x02\x12\x13\n" +
 	"\x0fITEM_STATE_DONE\x10\x03\x12\x1a\n" +
-	"\x16ITEM_STATE_QUARANTINED\x10\x04*\x8f\x01\n" +
+	"\x16ITEM_STATE_QUARANTINED\x10\x04\x12\x1b\n" +
+	"\x17ITEM_STATE_INCONCLUSIVE\x10\x05*\x8f\x01\n" +
 	"\vBucketState\x12\x1c\n" +
 	"\x18BUCKET_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17BUCKET_STATE_UNASSIGNED\x10\x01\x12\x17\n" +
@@ -1113,40 +1585,46 @@ func file_ration_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_ration_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ration_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_ration_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_ration_v1_types_proto_goTypes = []any{
 	(ServiceState)(0),             // 0: ration.v1.ServiceState
 	(ItemState)(0),                // 1: ration.v1.ItemState
 	(BucketState)(0),              // 2: ration.v1.BucketState
 	(WorkerState)(0),              // 3: ration.v1.WorkerState
 	(*ServiceConfig)(nil),         // 4: ration.v1.ServiceConfig
-	(*Lease)(nil),                 // 5: ration.v1.Lease
-	(*ResultInput)(nil),           // 6: ration.v1.ResultInput
-	(*BucketRef)(nil),             // 7: ration.v1.BucketRef
-	(*VerdictCount)(nil),          // 8: ration.v1.VerdictCount
-	(*Counters)(nil),              // 9: ration.v1.Counters
-	(*ReasonCount)(nil),           // 10: ration.v1.ReasonCount
-	(*ExportPosition)(nil),        // 11: ration.v1.ExportPosition
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*ValidationPolicy)(nil),      // 5: ration.v1.ValidationPolicy
+	(*Lease)(nil),                 // 6: ration.v1.Lease
+	(*ResultInput)(nil),           // 7: ration.v1.ResultInput
+	(*BucketRef)(nil),             // 8: ration.v1.BucketRef
+	(*VerdictCount)(nil),          // 9: ration.v1.VerdictCount
+	(*Counters)(nil),              // 10: ration.v1.Counters
+	(*Trust)(nil),                 // 11: ration.v1.Trust
+	(*Canary)(nil),                // 12: ration.v1.Canary
+	(*Vote)(nil),                  // 13: ration.v1.Vote
+	(*ReasonCount)(nil),           // 14: ration.v1.ReasonCount
+	(*ExportPosition)(nil),        // 15: ration.v1.ExportPosition
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_ration_v1_types_proto_depIdxs = []int32{
-	12, // 0: ration.v1.ServiceConfig.lease_ttl:type_name -> google.protobuf.Duration
-	12, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
-	12, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
-	12, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
-	12, // 4: ration.v1.ServiceConfig.result_retention:type_name -> google.protobuf.Duration
-	12, // 5: ration.v1.ServiceConfig.unacked_result_retention:type_name -> google.protobuf.Duration
-	12, // 6: ration.v1.ServiceConfig.done_retention:type_name -> google.protobuf.Duration
-	12, // 7: ration.v1.ServiceConfig.refresh_after:type_name -> google.protobuf.Duration
-	13, // 8: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
-	8,  // 9: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
-	10, // 10: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 0: ration.v1.ServiceConfig.lease_ttl:type_name -> google.protobuf.Duration
+	16, // 1: ration.v1.ServiceConfig.release_grace:type_name -> google.protobuf.Duration
+	16, // 2: ration.v1.ServiceConfig.worker_inactive_after:type_name -> google.protobuf.Duration
+	16, // 3: ration.v1.ServiceConfig.priority_aging:type_name -> google.protobuf.Duration
+	16, // 4: ration.v1.ServiceConfig.result_retention:type_name -> google.protobuf.Duration
+	16, // 5: ration.v1.ServiceConfig.unacked_result_retention:type_name -> google.protobuf.Duration
+	16, // 6: ration.v1.ServiceConfig.done_retention:type_name -> google.protobuf.Duration
+	16, // 7: ration.v1.ServiceConfig.refresh_after:type_name -> google.protobuf.Duration
+	5,  // 8: ration.v1.ServiceConfig.validation:type_name -> ration.v1.ValidationPolicy
+	17, // 9: ration.v1.Lease.deadline:type_name -> google.protobuf.Timestamp
+	9,  // 10: ration.v1.Counters.verdicts:type_name -> ration.v1.VerdictCount
+	14, // 11: ration.v1.Counters.rejected_by_reason:type_name -> ration.v1.ReasonCount
+	17, // 12: ration.v1.Vote.at:type_name -> google.protobuf.Timestamp
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_ration_v1_types_proto_init() }
@@ -1160,7 +1638,7 @@ func file_ration_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_v1_types_proto_rawDesc), len(file_ration_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -51,6 +51,7 @@ type Command struct {
 	//	*Command_Submit
 	//	*Command_Release
 	//	*Command_AckResults
+	//	*Command_AddCanaries
 	//	*Command_Tick
 	//	*Command_SetNode
 	//	*Command_RemoveNode
@@ -259,6 +260,15 @@ func (x *Command) GetAckResults() *v1.AckResultsRequest {
 	return nil
 }
 
+func (x *Command) GetAddCanaries() *v1.AddCanariesRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddCanaries); ok {
+			return x.AddCanaries
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetTick() *Tick {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Tick); ok {
@@ -389,6 +399,10 @@ type Command_AckResults struct {
 	AckResults *v1.AckResultsRequest `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
 }
 
+type Command_AddCanaries struct {
+	AddCanaries *v1.AddCanariesRequest `protobuf:"bytes,37,opt,name=add_canaries,json=addCanaries,proto3,oneof"`
+}
+
 type Command_Tick struct {
 	// 40-49: housekeeping proposed by the leader.
 	Tick *Tick `protobuf:"bytes,40,opt,name=tick,proto3,oneof"`
@@ -452,6 +466,8 @@ func (*Command_Submit) isCommand_Op() {}
 func (*Command_Release) isCommand_Op() {}
 
 func (*Command_AckResults) isCommand_Op() {}
+
+func (*Command_AddCanaries) isCommand_Op() {}
 
 func (*Command_Tick) isCommand_Op() {}
 
@@ -989,6 +1005,7 @@ type CommandResult struct {
 	//	*CommandResult_Release
 	//	*CommandResult_HeartbeatEntry
 	//	*CommandResult_AckResults
+	//	*CommandResult_AddCanaries
 	//	*CommandResult_Tick
 	//	*CommandResult_Batch
 	Value         isCommandResult_Value `protobuf_oneof:"value"`
@@ -1209,6 +1226,15 @@ func (x *CommandResult) GetAckResults() *v1.AckResultsResponse {
 	return nil
 }
 
+func (x *CommandResult) GetAddCanaries() *v1.AddCanariesResponse {
+	if x != nil {
+		if x, ok := x.Value.(*CommandResult_AddCanaries); ok {
+			return x.AddCanaries
+		}
+	}
+	return nil
+}
+
 func (x *CommandResult) GetTick() *TickResult {
 	if x != nil {
 		if x, ok := x.Value.(*CommandResult_Tick); ok {
@@ -1304,6 +1330,10 @@ type CommandResult_AckResults struct {
 	AckResults *v1.AckResultsResponse `protobuf:"bytes,36,opt,name=ack_results,json=ackResults,proto3,oneof"`
 }
 
+type CommandResult_AddCanaries struct {
+	AddCanaries *v1.AddCanariesResponse `protobuf:"bytes,37,opt,name=add_canaries,json=addCanaries,proto3,oneof"`
+}
+
 type CommandResult_Tick struct {
 	Tick *TickResult `protobuf:"bytes,40,opt,name=tick,proto3,oneof"`
 }
@@ -1347,6 +1377,8 @@ func (*CommandResult_Release) isCommandResult_Value() {}
 func (*CommandResult_HeartbeatEntry) isCommandResult_Value() {}
 
 func (*CommandResult_AckResults) isCommandResult_Value() {}
+
+func (*CommandResult_AddCanaries) isCommandResult_Value() {}
 
 func (*CommandResult_Tick) isCommandResult_Value() {}
 
@@ -1628,7 +1660,7 @@ var File_ration_state_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_state_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dration/state/v1/command.proto\x12\x0fration.state.v1\x1a\x1dration/state/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xd0\f\n" +
+	"\x1dration/state/v1/command.proto\x12\x0fration.state.v1\x1a\x1dration/state/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\x94\r\n" +
 	"\aCommand\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.ration.state.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
@@ -1651,7 +1683,8 @@ const file_ration_state_v1_command_proto_rawDesc = "" +
 	"\x06submit\x18! \x01(\v2\x18.ration.v1.SubmitRequestH\x00R\x06submit\x125\n" +
 	"\arelease\x18\" \x01(\v2\x19.ration.v1.ReleaseRequestH\x00R\arelease\x12?\n" +
 	"\vack_results\x18$ \x01(\v2\x1c.ration.v1.AckResultsRequestH\x00R\n" +
-	"ackResults\x12+\n" +
+	"ackResults\x12B\n" +
+	"\fadd_canaries\x18% \x01(\v2\x1d.ration.v1.AddCanariesRequestH\x00R\vaddCanaries\x12+\n" +
 	"\x04tick\x18( \x01(\v2\x15.ration.state.v1.TickH\x00R\x04tick\x125\n" +
 	"\bset_node\x182 \x01(\v2\x18.ration.state.v1.SetNodeH\x00R\asetNode\x12>\n" +
 	"\vremove_node\x183 \x01(\v2\x1b.ration.state.v1.RemoveNodeH\x00R\n" +
@@ -1701,7 +1734,7 @@ const file_ration_state_v1_command_proto_rawDesc = "" +
 	"RemoveNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"D\n" +
 	"\fCommandBatch\x124\n" +
-	"\bcommands\x18\x01 \x03(\v2\x18.ration.state.v1.CommandR\bcommands\"\xd4\v\n" +
+	"\bcommands\x18\x01 \x03(\v2\x18.ration.state.v1.CommandR\bcommands\"\x99\f\n" +
 	"\rCommandResult\x123\n" +
 	"\x05error\x18\x01 \x01(\v2\x1d.ration.state.v1.CommandErrorR\x05error\x12(\n" +
 	"\x10owner_token_hash\x18\x02 \x01(\fR\x0eownerTokenHash\x12I\n" +
@@ -1726,7 +1759,8 @@ const file_ration_state_v1_command_proto_rawDesc = "" +
 	"\arelease\x18\" \x01(\v2\x1a.ration.v1.ReleaseResponseH\x00R\arelease\x12G\n" +
 	"\x0fheartbeat_entry\x18# \x01(\v2\x1c.ration.v1.HeartbeatResponseH\x00R\x0eheartbeatEntry\x12@\n" +
 	"\vack_results\x18$ \x01(\v2\x1d.ration.v1.AckResultsResponseH\x00R\n" +
-	"ackResults\x121\n" +
+	"ackResults\x12C\n" +
+	"\fadd_canaries\x18% \x01(\v2\x1e.ration.v1.AddCanariesResponseH\x00R\vaddCanaries\x121\n" +
 	"\x04tick\x18( \x01(\v2\x1b.ration.state.v1.TickResultH\x00R\x04tick\x124\n" +
 	"\x05batch\x18< \x01(\v2\x1c.ration.state.v1.BatchResultH\x00R\x05batchB\a\n" +
 	"\x05value\"@\n" +
@@ -1795,26 +1829,28 @@ var file_ration_state_v1_command_proto_goTypes = []any{
 	(*v1.SubmitRequest)(nil),            // 26: ration.v1.SubmitRequest
 	(*v1.ReleaseRequest)(nil),           // 27: ration.v1.ReleaseRequest
 	(*v1.AckResultsRequest)(nil),        // 28: ration.v1.AckResultsRequest
-	(*CompactAddItems)(nil),             // 29: ration.state.v1.CompactAddItems
-	(*CompactSubmit)(nil),               // 30: ration.state.v1.CompactSubmit
-	(*v1.HeartbeatRequest)(nil),         // 31: ration.v1.HeartbeatRequest
-	(*v1.CreateServiceResponse)(nil),    // 32: ration.v1.CreateServiceResponse
-	(*v1.UpdateServiceResponse)(nil),    // 33: ration.v1.UpdateServiceResponse
-	(*v1.RevokeServiceResponse)(nil),    // 34: ration.v1.RevokeServiceResponse
-	(*v1.ReinstateServiceResponse)(nil), // 35: ration.v1.ReinstateServiceResponse
-	(*v1.RotateOwnerTokenResponse)(nil), // 36: ration.v1.RotateOwnerTokenResponse
-	(*v1.DeleteServiceResponse)(nil),    // 37: ration.v1.DeleteServiceResponse
-	(*v1.RegisterResponse)(nil),         // 38: ration.v1.RegisterResponse
-	(*v1.UnregisterResponse)(nil),       // 39: ration.v1.UnregisterResponse
-	(*v1.DeactivateWorkerResponse)(nil), // 40: ration.v1.DeactivateWorkerResponse
-	(*v1.ReactivateWorkerResponse)(nil), // 41: ration.v1.ReactivateWorkerResponse
-	(*v1.RevertWorkerResponse)(nil),     // 42: ration.v1.RevertWorkerResponse
-	(*v1.AddItemsResponse)(nil),         // 43: ration.v1.AddItemsResponse
-	(*v1.AcquireResponse)(nil),          // 44: ration.v1.AcquireResponse
-	(*v1.SubmitResponse)(nil),           // 45: ration.v1.SubmitResponse
-	(*v1.ReleaseResponse)(nil),          // 46: ration.v1.ReleaseResponse
-	(*v1.HeartbeatResponse)(nil),        // 47: ration.v1.HeartbeatResponse
-	(*v1.AckResultsResponse)(nil),       // 48: ration.v1.AckResultsResponse
+	(*v1.AddCanariesRequest)(nil),       // 29: ration.v1.AddCanariesRequest
+	(*CompactAddItems)(nil),             // 30: ration.state.v1.CompactAddItems
+	(*CompactSubmit)(nil),               // 31: ration.state.v1.CompactSubmit
+	(*v1.HeartbeatRequest)(nil),         // 32: ration.v1.HeartbeatRequest
+	(*v1.CreateServiceResponse)(nil),    // 33: ration.v1.CreateServiceResponse
+	(*v1.UpdateServiceResponse)(nil),    // 34: ration.v1.UpdateServiceResponse
+	(*v1.RevokeServiceResponse)(nil),    // 35: ration.v1.RevokeServiceResponse
+	(*v1.ReinstateServiceResponse)(nil), // 36: ration.v1.ReinstateServiceResponse
+	(*v1.RotateOwnerTokenResponse)(nil), // 37: ration.v1.RotateOwnerTokenResponse
+	(*v1.DeleteServiceResponse)(nil),    // 38: ration.v1.DeleteServiceResponse
+	(*v1.RegisterResponse)(nil),         // 39: ration.v1.RegisterResponse
+	(*v1.UnregisterResponse)(nil),       // 40: ration.v1.UnregisterResponse
+	(*v1.DeactivateWorkerResponse)(nil), // 41: ration.v1.DeactivateWorkerResponse
+	(*v1.ReactivateWorkerResponse)(nil), // 42: ration.v1.ReactivateWorkerResponse
+	(*v1.RevertWorkerResponse)(nil),     // 43: ration.v1.RevertWorkerResponse
+	(*v1.AddItemsResponse)(nil),         // 44: ration.v1.AddItemsResponse
+	(*v1.AcquireResponse)(nil),          // 45: ration.v1.AcquireResponse
+	(*v1.SubmitResponse)(nil),           // 46: ration.v1.SubmitResponse
+	(*v1.ReleaseResponse)(nil),          // 47: ration.v1.ReleaseResponse
+	(*v1.HeartbeatResponse)(nil),        // 48: ration.v1.HeartbeatResponse
+	(*v1.AckResultsResponse)(nil),       // 49: ration.v1.AckResultsResponse
+	(*v1.AddCanariesResponse)(nil),      // 50: ration.v1.AddCanariesResponse
 }
 var file_ration_state_v1_command_proto_depIdxs = []int32{
 	1,  // 0: ration.state.v1.Command.header:type_name -> ration.state.v1.CommandHeader
@@ -1835,43 +1871,45 @@ var file_ration_state_v1_command_proto_depIdxs = []int32{
 	26, // 15: ration.state.v1.Command.submit:type_name -> ration.v1.SubmitRequest
 	27, // 16: ration.state.v1.Command.release:type_name -> ration.v1.ReleaseRequest
 	28, // 17: ration.state.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
-	4,  // 18: ration.state.v1.Command.tick:type_name -> ration.state.v1.Tick
-	5,  // 19: ration.state.v1.Command.set_node:type_name -> ration.state.v1.SetNode
-	6,  // 20: ration.state.v1.Command.remove_node:type_name -> ration.state.v1.RemoveNode
-	7,  // 21: ration.state.v1.Command.batch:type_name -> ration.state.v1.CommandBatch
-	29, // 22: ration.state.v1.Command.compact_add_items:type_name -> ration.state.v1.CompactAddItems
-	30, // 23: ration.state.v1.Command.compact_submit:type_name -> ration.state.v1.CompactSubmit
-	3,  // 24: ration.state.v1.HeartbeatBatch.entries:type_name -> ration.state.v1.HeartbeatEntry
-	31, // 25: ration.state.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 26: ration.state.v1.CommandBatch.commands:type_name -> ration.state.v1.Command
-	9,  // 27: ration.state.v1.CommandResult.error:type_name -> ration.state.v1.CommandError
-	32, // 28: ration.state.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	33, // 29: ration.state.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	34, // 30: ration.state.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	35, // 31: ration.state.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	36, // 32: ration.state.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
-	37, // 33: ration.state.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
-	38, // 34: ration.state.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	39, // 35: ration.state.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	40, // 36: ration.state.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	41, // 37: ration.state.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	42, // 38: ration.state.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	43, // 39: ration.state.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	44, // 40: ration.state.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	10, // 41: ration.state.v1.CommandResult.heartbeat:type_name -> ration.state.v1.HeartbeatBatchResult
-	45, // 42: ration.state.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	46, // 43: ration.state.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	47, // 44: ration.state.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	48, // 45: ration.state.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
-	11, // 46: ration.state.v1.CommandResult.tick:type_name -> ration.state.v1.TickResult
-	12, // 47: ration.state.v1.CommandResult.batch:type_name -> ration.state.v1.BatchResult
-	8,  // 48: ration.state.v1.HeartbeatBatchResult.entries:type_name -> ration.state.v1.CommandResult
-	8,  // 49: ration.state.v1.BatchResult.results:type_name -> ration.state.v1.CommandResult
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	29, // 18: ration.state.v1.Command.add_canaries:type_name -> ration.v1.AddCanariesRequest
+	4,  // 19: ration.state.v1.Command.tick:type_name -> ration.state.v1.Tick
+	5,  // 20: ration.state.v1.Command.set_node:type_name -> ration.state.v1.SetNode
+	6,  // 21: ration.state.v1.Command.remove_node:type_name -> ration.state.v1.RemoveNode
+	7,  // 22: ration.state.v1.Command.batch:type_name -> ration.state.v1.CommandBatch
+	30, // 23: ration.state.v1.Command.compact_add_items:type_name -> ration.state.v1.CompactAddItems
+	31, // 24: ration.state.v1.Command.compact_submit:type_name -> ration.state.v1.CompactSubmit
+	3,  // 25: ration.state.v1.HeartbeatBatch.entries:type_name -> ration.state.v1.HeartbeatEntry
+	32, // 26: ration.state.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 27: ration.state.v1.CommandBatch.commands:type_name -> ration.state.v1.Command
+	9,  // 28: ration.state.v1.CommandResult.error:type_name -> ration.state.v1.CommandError
+	33, // 29: ration.state.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	34, // 30: ration.state.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	35, // 31: ration.state.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	36, // 32: ration.state.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	37, // 33: ration.state.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	38, // 34: ration.state.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
+	39, // 35: ration.state.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	40, // 36: ration.state.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	41, // 37: ration.state.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	42, // 38: ration.state.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	43, // 39: ration.state.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	44, // 40: ration.state.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	45, // 41: ration.state.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	10, // 42: ration.state.v1.CommandResult.heartbeat:type_name -> ration.state.v1.HeartbeatBatchResult
+	46, // 43: ration.state.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	47, // 44: ration.state.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	48, // 45: ration.state.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	49, // 46: ration.state.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
+	50, // 47: ration.state.v1.CommandResult.add_canaries:type_name -> ration.v1.AddCanariesResponse
+	11, // 48: ration.state.v1.CommandResult.tick:type_name -> ration.state.v1.TickResult
+	12, // 49: ration.state.v1.CommandResult.batch:type_name -> ration.state.v1.BatchResult
+	8,  // 50: ration.state.v1.HeartbeatBatchResult.entries:type_name -> ration.state.v1.CommandResult
+	8,  // 51: ration.state.v1.BatchResult.results:type_name -> ration.state.v1.CommandResult
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_ration_state_v1_command_proto_init() }
@@ -1898,6 +1936,7 @@ func file_ration_state_v1_command_proto_init() {
 		(*Command_Submit)(nil),
 		(*Command_Release)(nil),
 		(*Command_AckResults)(nil),
+		(*Command_AddCanaries)(nil),
 		(*Command_Tick)(nil),
 		(*Command_SetNode)(nil),
 		(*Command_RemoveNode)(nil),
@@ -1924,6 +1963,7 @@ func file_ration_state_v1_command_proto_init() {
 		(*CommandResult_Release)(nil),
 		(*CommandResult_HeartbeatEntry)(nil),
 		(*CommandResult_AckResults)(nil),
+		(*CommandResult_AddCanaries)(nil),
 		(*CommandResult_Tick)(nil),
 		(*CommandResult_Batch)(nil),
 	}

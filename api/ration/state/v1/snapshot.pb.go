@@ -515,8 +515,10 @@ type ServiceRecord struct {
 	LastResultSeq uint64 `protobuf:"varint,13,opt,name=last_result_seq,json=lastResultSeq,proto3" json:"last_result_seq,omitempty"`
 	// When the newest result batch trimmed so far was accepted; 0 if none.
 	TrimmedThrough int64 `protobuf:"varint,14,opt,name=trimmed_through,json=trimmedThrough,proto3" json:"trimmed_through,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Items with known answers (AddCanaries), sorted by id.
+	Canaries      []*v1.Canary `protobuf:"bytes,15,rep,name=canaries,proto3" json:"canaries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceRecord) Reset() {
@@ -647,6 +649,13 @@ func (x *ServiceRecord) GetTrimmedThrough() int64 {
 	return 0
 }
 
+func (x *ServiceRecord) GetCanaries() []*v1.Canary {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
+}
+
 type WorkerRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -720,7 +729,9 @@ type RegistrationRecord struct {
 	ChangedAt    int64        `protobuf:"varint,8,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
 	Counters     *v1.Counters `protobuf:"bytes,9,opt,name=counters,proto3" json:"counters,omitempty"`
 	// Deactivated by an owner: Register does not undo it, ReactivateWorker does.
-	Blocked       bool `protobuf:"varint,10,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	Blocked bool `protobuf:"varint,10,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	// Results in a row that agreed with the canonical ones (validation).
+	TrustRun      uint64 `protobuf:"varint,11,opt,name=trust_run,json=trustRun,proto3" json:"trust_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -825,6 +836,13 @@ func (x *RegistrationRecord) GetBlocked() bool {
 	return false
 }
 
+func (x *RegistrationRecord) GetTrustRun() uint64 {
+	if x != nil {
+		return x.TrustRun
+	}
+	return 0
+}
+
 type BucketRecord struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -845,7 +863,12 @@ type BucketRecord struct {
 	ResultSeq uint64 `protobuf:"varint,14,opt,name=result_seq,json=resultSeq,proto3" json:"result_seq,omitempty"`
 	// A done bucket whose results were trimmed: the ids (decimal, in 64
 	// bits) of the items it remembers as done, which have no item record.
-	Packed        []uint64 `protobuf:"varint,15,rep,packed,name=packed,proto3" json:"packed,omitempty"`
+	Packed []uint64 `protobuf:"varint,15,rep,packed,name=packed,proto3" json:"packed,omitempty"`
+	// Validation: the results of the workers who processed its items so far,
+	// which do not yet make a quorum.
+	Votes []*StoredVote `protobuf:"bytes,16,rep,name=votes,proto3" json:"votes,omitempty"`
+	// The canaries mixed into its current lease, and where.
+	Canaries      []*CanaryAt `protobuf:"bytes,17,rep,name=canaries,proto3" json:"canaries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -985,6 +1008,134 @@ func (x *BucketRecord) GetPacked() []uint64 {
 	return nil
 }
 
+func (x *BucketRecord) GetVotes() []*StoredVote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *BucketRecord) GetCanaries() []*CanaryAt {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
+}
+
+// StoredVote is one worker's results for a bucket's items under validation.
+type StoredVote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	At            int64                  `protobuf:"varint,2,opt,name=at,proto3" json:"at,omitempty"`
+	Results       []*StoredResult        `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredVote) Reset() {
+	*x = StoredVote{}
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredVote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredVote) ProtoMessage() {}
+
+func (x *StoredVote) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredVote.ProtoReflect.Descriptor instead.
+func (*StoredVote) Descriptor() ([]byte, []int) {
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StoredVote) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *StoredVote) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *StoredVote) GetResults() []*StoredResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// CanaryAt is a canary shown to a lease's holder at a position in its items.
+type CanaryAt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Item          string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	Position      uint32                 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CanaryAt) Reset() {
+	*x = CanaryAt{}
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CanaryAt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CanaryAt) ProtoMessage() {}
+
+func (x *CanaryAt) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CanaryAt.ProtoReflect.Descriptor instead.
+func (*CanaryAt) Descriptor() ([]byte, []int) {
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CanaryAt) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *CanaryAt) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 // ItemRecord is an item; its state follows from its bucket's (pending,
 // leased or done) unless it is quarantined.
 type ItemRecord struct {
@@ -998,14 +1149,16 @@ type ItemRecord struct {
 	Bucket      uint64 `protobuf:"varint,5,opt,name=bucket,proto3" json:"bucket,omitempty"`
 	Quarantined bool   `protobuf:"varint,6,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
 	// When it was added or last re-queued (Unix ns).
-	Since         int64 `protobuf:"varint,7,opt,name=since,proto3" json:"since,omitempty"`
+	Since int64 `protobuf:"varint,7,opt,name=since,proto3" json:"since,omitempty"`
+	// Its workers never reached a quorum (validation); bucket is 0.
+	Inconclusive  bool `protobuf:"varint,8,opt,name=inconclusive,proto3" json:"inconclusive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ItemRecord) Reset() {
 	*x = ItemRecord{}
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[9]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1170,7 @@ func (x *ItemRecord) String() string {
 func (*ItemRecord) ProtoMessage() {}
 
 func (x *ItemRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[9]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1183,7 @@ func (x *ItemRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRecord.ProtoReflect.Descriptor instead.
 func (*ItemRecord) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ItemRecord) GetService() uint32 {
@@ -1082,23 +1235,34 @@ func (x *ItemRecord) GetSince() int64 {
 	return 0
 }
 
+func (x *ItemRecord) GetInconclusive() bool {
+	if x != nil {
+		return x.Inconclusive
+	}
+	return false
+}
+
 // ResultRecord holds the results of one accepted submit.
 type ResultRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Service       uint32                 `protobuf:"varint,2,opt,name=service,proto3" json:"service,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Bucket        uint64                 `protobuf:"varint,4,opt,name=bucket,proto3" json:"bucket,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	At            int64                  `protobuf:"varint,6,opt,name=at,proto3" json:"at,omitempty"`
-	Results       []*StoredResult        `protobuf:"bytes,7,rep,name=results,proto3" json:"results,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Seq      uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Service  uint32                 `protobuf:"varint,2,opt,name=service,proto3" json:"service,omitempty"`
+	WorkerId string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Bucket   uint64                 `protobuf:"varint,4,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Epoch    uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	At       int64                  `protobuf:"varint,6,opt,name=at,proto3" json:"at,omitempty"`
+	Results  []*StoredResult        `protobuf:"bytes,7,rep,name=results,proto3" json:"results,omitempty"`
+	// A quorum of distinct workers agreed on these results.
+	Validated bool `protobuf:"varint,8,opt,name=validated,proto3" json:"validated,omitempty"`
+	// The votes they were judged from (validation).
+	Votes         []*StoredVote `protobuf:"bytes,9,rep,name=votes,proto3" json:"votes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[10]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1274,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[10]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1287,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResultRecord) GetSeq() uint64 {
@@ -1175,6 +1339,20 @@ func (x *ResultRecord) GetResults() []*StoredResult {
 	return nil
 }
 
+func (x *ResultRecord) GetValidated() bool {
+	if x != nil {
+		return x.Validated
+	}
+	return false
+}
+
+func (x *ResultRecord) GetVotes() []*StoredVote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
 type StoredResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Item    string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
@@ -1188,7 +1366,7 @@ type StoredResult struct {
 
 func (x *StoredResult) Reset() {
 	*x = StoredResult{}
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[11]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1378,7 @@ func (x *StoredResult) String() string {
 func (*StoredResult) ProtoMessage() {}
 
 func (x *StoredResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[11]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1391,7 @@ func (x *StoredResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredResult.ProtoReflect.Descriptor instead.
 func (*StoredResult) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StoredResult) GetItem() string {
@@ -1269,7 +1447,7 @@ type ActivityRecord struct {
 
 func (x *ActivityRecord) Reset() {
 	*x = ActivityRecord{}
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[12]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1459,7 @@ func (x *ActivityRecord) String() string {
 func (*ActivityRecord) ProtoMessage() {}
 
 func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[12]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1472,7 @@ func (x *ActivityRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityRecord.ProtoReflect.Descriptor instead.
 func (*ActivityRecord) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ActivityRecord) GetSeq() uint64 {
@@ -1397,7 +1575,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[13]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1587,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_snapshot_proto_msgTypes[13]
+	mi := &file_ration_state_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1600,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_ration_state_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestRecord) GetKey() string {
@@ -1498,7 +1676,7 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"OpenBucket\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12\x1b\n" +
-	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\x8a\x04\n" +
+	"\tbucket_id\x18\x02 \x01(\x04R\bbucketId\"\xb9\x04\n" +
 	"\rServiceRecord\x12\x18\n" +
 	"\aordinal\x18\x01 \x01(\rR\aordinal\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1516,13 +1694,14 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\x10owner_token_hash\x18\v \x01(\fR\x0eownerTokenHash\x12#\n" +
 	"\racked_through\x18\f \x01(\x04R\fackedThrough\x12&\n" +
 	"\x0flast_result_seq\x18\r \x01(\x04R\rlastResultSeq\x12'\n" +
-	"\x0ftrimmed_through\x18\x0e \x01(\x03R\x0etrimmedThrough\"^\n" +
+	"\x0ftrimmed_through\x18\x0e \x01(\x03R\x0etrimmedThrough\x12-\n" +
+	"\bcanaries\x18\x0f \x03(\v2\x11.ration.v1.CanaryR\bcanaries\"^\n" +
 	"\fWorkerRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsecret_hash\x18\x02 \x01(\fR\n" +
 	"secretHash\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"\xd1\x02\n" +
+	"created_at\x18\x03 \x01(\x03R\tcreatedAt\"\xee\x02\n" +
 	"\x12RegistrationRecord\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\rR\aservice\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x12\n" +
@@ -1535,7 +1714,8 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"changed_at\x18\b \x01(\x03R\tchangedAt\x12/\n" +
 	"\bcounters\x18\t \x01(\v2\x13.ration.v1.CountersR\bcounters\x12\x18\n" +
 	"\ablocked\x18\n" +
-	" \x01(\bR\ablocked\"\xac\x03\n" +
+	" \x01(\bR\ablocked\x12\x1b\n" +
+	"\ttrust_run\x18\v \x01(\x04R\btrustRun\"\x96\x04\n" +
 	"\fBucketRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\rR\aservice\x12,\n" +
@@ -1555,7 +1735,17 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\tclosed_at\x18\r \x01(\x03R\bclosedAt\x12\x1d\n" +
 	"\n" +
 	"result_seq\x18\x0e \x01(\x04R\tresultSeq\x12\x16\n" +
-	"\x06packed\x18\x0f \x03(\x04R\x06packed\"\xbe\x01\n" +
+	"\x06packed\x18\x0f \x03(\x04R\x06packed\x121\n" +
+	"\x05votes\x18\x10 \x03(\v2\x1b.ration.state.v1.StoredVoteR\x05votes\x125\n" +
+	"\bcanaries\x18\x11 \x03(\v2\x19.ration.state.v1.CanaryAtR\bcanaries\"r\n" +
+	"\n" +
+	"StoredVote\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x0e\n" +
+	"\x02at\x18\x02 \x01(\x03R\x02at\x127\n" +
+	"\aresults\x18\x03 \x03(\v2\x1d.ration.state.v1.StoredResultR\aresults\":\n" +
+	"\bCanaryAt\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\rR\bposition\"\xe2\x01\n" +
 	"\n" +
 	"ItemRecord\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\rR\aservice\x12\x0e\n" +
@@ -1564,7 +1754,8 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\battempts\x18\x04 \x01(\rR\battempts\x12\x16\n" +
 	"\x06bucket\x18\x05 \x01(\x04R\x06bucket\x12 \n" +
 	"\vquarantined\x18\x06 \x01(\bR\vquarantined\x12\x14\n" +
-	"\x05since\x18\a \x01(\x03R\x05since\"\xce\x01\n" +
+	"\x05since\x18\a \x01(\x03R\x05since\x12\"\n" +
+	"\finconclusive\x18\b \x01(\bR\finconclusive\"\x9f\x02\n" +
 	"\fResultRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\rR\aservice\x12\x1b\n" +
@@ -1572,7 +1763,9 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\x06bucket\x18\x04 \x01(\x04R\x06bucket\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x0e\n" +
 	"\x02at\x18\x06 \x01(\x03R\x02at\x127\n" +
-	"\aresults\x18\a \x03(\v2\x1d.ration.state.v1.StoredResultR\aresults\"w\n" +
+	"\aresults\x18\a \x03(\v2\x1d.ration.state.v1.StoredResultR\aresults\x12\x1c\n" +
+	"\tvalidated\x18\b \x01(\bR\tvalidated\x121\n" +
+	"\x05votes\x18\t \x03(\v2\x1b.ration.state.v1.StoredVoteR\x05votes\"w\n" +
 	"\fStoredResult\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
 	"\averdict\x18\x02 \x01(\tR\averdict\x12\x18\n" +
@@ -1613,7 +1806,7 @@ func file_ration_state_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_ration_state_v1_snapshot_proto_rawDescData
 }
 
-var file_ration_state_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ration_state_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ration_state_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotRecord)(nil),     // 0: ration.state.v1.SnapshotRecord
 	(*SnapshotEnd)(nil),        // 1: ration.state.v1.SnapshotEnd
@@ -1624,16 +1817,19 @@ var file_ration_state_v1_snapshot_proto_goTypes = []any{
 	(*WorkerRecord)(nil),       // 6: ration.state.v1.WorkerRecord
 	(*RegistrationRecord)(nil), // 7: ration.state.v1.RegistrationRecord
 	(*BucketRecord)(nil),       // 8: ration.state.v1.BucketRecord
-	(*ItemRecord)(nil),         // 9: ration.state.v1.ItemRecord
-	(*ResultRecord)(nil),       // 10: ration.state.v1.ResultRecord
-	(*StoredResult)(nil),       // 11: ration.state.v1.StoredResult
-	(*ActivityRecord)(nil),     // 12: ration.state.v1.ActivityRecord
-	(*RequestRecord)(nil),      // 13: ration.state.v1.RequestRecord
-	(*v1.ServiceConfig)(nil),   // 14: ration.v1.ServiceConfig
-	(v1.ServiceState)(0),       // 15: ration.v1.ServiceState
-	(*v1.Counters)(nil),        // 16: ration.v1.Counters
-	(v1.WorkerState)(0),        // 17: ration.v1.WorkerState
-	(v1.BucketState)(0),        // 18: ration.v1.BucketState
+	(*StoredVote)(nil),         // 9: ration.state.v1.StoredVote
+	(*CanaryAt)(nil),           // 10: ration.state.v1.CanaryAt
+	(*ItemRecord)(nil),         // 11: ration.state.v1.ItemRecord
+	(*ResultRecord)(nil),       // 12: ration.state.v1.ResultRecord
+	(*StoredResult)(nil),       // 13: ration.state.v1.StoredResult
+	(*ActivityRecord)(nil),     // 14: ration.state.v1.ActivityRecord
+	(*RequestRecord)(nil),      // 15: ration.state.v1.RequestRecord
+	(*v1.ServiceConfig)(nil),   // 16: ration.v1.ServiceConfig
+	(v1.ServiceState)(0),       // 17: ration.v1.ServiceState
+	(*v1.Counters)(nil),        // 18: ration.v1.Counters
+	(*v1.Canary)(nil),          // 19: ration.v1.Canary
+	(v1.WorkerState)(0),        // 20: ration.v1.WorkerState
+	(v1.BucketState)(0),        // 21: ration.v1.BucketState
 }
 var file_ration_state_v1_snapshot_proto_depIdxs = []int32{
 	2,  // 0: ration.state.v1.SnapshotRecord.meta:type_name -> ration.state.v1.SnapshotMeta
@@ -1642,24 +1838,29 @@ var file_ration_state_v1_snapshot_proto_depIdxs = []int32{
 	6,  // 3: ration.state.v1.SnapshotRecord.worker:type_name -> ration.state.v1.WorkerRecord
 	7,  // 4: ration.state.v1.SnapshotRecord.registration:type_name -> ration.state.v1.RegistrationRecord
 	8,  // 5: ration.state.v1.SnapshotRecord.bucket:type_name -> ration.state.v1.BucketRecord
-	9,  // 6: ration.state.v1.SnapshotRecord.item:type_name -> ration.state.v1.ItemRecord
-	10, // 7: ration.state.v1.SnapshotRecord.result:type_name -> ration.state.v1.ResultRecord
-	12, // 8: ration.state.v1.SnapshotRecord.activity:type_name -> ration.state.v1.ActivityRecord
-	13, // 9: ration.state.v1.SnapshotRecord.request:type_name -> ration.state.v1.RequestRecord
+	11, // 6: ration.state.v1.SnapshotRecord.item:type_name -> ration.state.v1.ItemRecord
+	12, // 7: ration.state.v1.SnapshotRecord.result:type_name -> ration.state.v1.ResultRecord
+	14, // 8: ration.state.v1.SnapshotRecord.activity:type_name -> ration.state.v1.ActivityRecord
+	15, // 9: ration.state.v1.SnapshotRecord.request:type_name -> ration.state.v1.RequestRecord
 	1,  // 10: ration.state.v1.SnapshotRecord.end:type_name -> ration.state.v1.SnapshotEnd
-	14, // 11: ration.state.v1.ServiceRecord.config:type_name -> ration.v1.ServiceConfig
-	15, // 12: ration.state.v1.ServiceRecord.state:type_name -> ration.v1.ServiceState
+	16, // 11: ration.state.v1.ServiceRecord.config:type_name -> ration.v1.ServiceConfig
+	17, // 12: ration.state.v1.ServiceRecord.state:type_name -> ration.v1.ServiceState
 	4,  // 13: ration.state.v1.ServiceRecord.open:type_name -> ration.state.v1.OpenBucket
-	16, // 14: ration.state.v1.ServiceRecord.counters:type_name -> ration.v1.Counters
-	17, // 15: ration.state.v1.RegistrationRecord.state:type_name -> ration.v1.WorkerState
-	16, // 16: ration.state.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
-	18, // 17: ration.state.v1.BucketRecord.state:type_name -> ration.v1.BucketState
-	11, // 18: ration.state.v1.ResultRecord.results:type_name -> ration.state.v1.StoredResult
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 14: ration.state.v1.ServiceRecord.counters:type_name -> ration.v1.Counters
+	19, // 15: ration.state.v1.ServiceRecord.canaries:type_name -> ration.v1.Canary
+	20, // 16: ration.state.v1.RegistrationRecord.state:type_name -> ration.v1.WorkerState
+	18, // 17: ration.state.v1.RegistrationRecord.counters:type_name -> ration.v1.Counters
+	21, // 18: ration.state.v1.BucketRecord.state:type_name -> ration.v1.BucketState
+	9,  // 19: ration.state.v1.BucketRecord.votes:type_name -> ration.state.v1.StoredVote
+	10, // 20: ration.state.v1.BucketRecord.canaries:type_name -> ration.state.v1.CanaryAt
+	13, // 21: ration.state.v1.StoredVote.results:type_name -> ration.state.v1.StoredResult
+	13, // 22: ration.state.v1.ResultRecord.results:type_name -> ration.state.v1.StoredResult
+	9,  // 23: ration.state.v1.ResultRecord.votes:type_name -> ration.state.v1.StoredVote
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_ration_state_v1_snapshot_proto_init() }
@@ -1686,7 +1887,7 @@ func file_ration_state_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_state_v1_snapshot_proto_rawDesc), len(file_ration_state_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

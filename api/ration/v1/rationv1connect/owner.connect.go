@@ -71,6 +71,9 @@ const (
 	OwnerServiceExportResultsProcedure = "/ration.v1.OwnerService/ExportResults"
 	// OwnerServiceAckResultsProcedure is the fully-qualified name of the OwnerService's AckResults RPC.
 	OwnerServiceAckResultsProcedure = "/ration.v1.OwnerService/AckResults"
+	// OwnerServiceAddCanariesProcedure is the fully-qualified name of the OwnerService's AddCanaries
+	// RPC.
+	OwnerServiceAddCanariesProcedure = "/ration.v1.OwnerService/AddCanaries"
 	// OwnerServiceRotateOwnerTokenProcedure is the fully-qualified name of the OwnerService's
 	// RotateOwnerToken RPC.
 	OwnerServiceRotateOwnerTokenProcedure = "/ration.v1.OwnerService/RotateOwnerToken"
@@ -134,6 +137,11 @@ type OwnerServiceClient interface {
 	// last result is refused (ACK_BEYOND_RESULTS).
 	// Role: owner.
 	AckResults(context.Context, *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error)
+	// AddCanaries stores items with known answers, which leased buckets mix
+	// in at the service's canary_rate, indistinguishable from other items; a
+	// canary with an id already stored gets the new answer.
+	// Role: owner.
+	AddCanaries(context.Context, *connect.Request[v1.AddCanariesRequest]) (*connect.Response[v1.AddCanariesResponse], error)
 	// RotateOwnerToken gives the service a new owner token and returns it;
 	// the old one stops working at once.
 	// Role: owner.
@@ -239,6 +247,12 @@ func NewOwnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(ownerServiceMethods.ByName("AckResults")),
 			connect.WithClientOptions(opts...),
 		),
+		addCanaries: connect.NewClient[v1.AddCanariesRequest, v1.AddCanariesResponse](
+			httpClient,
+			baseURL+OwnerServiceAddCanariesProcedure,
+			connect.WithSchema(ownerServiceMethods.ByName("AddCanaries")),
+			connect.WithClientOptions(opts...),
+		),
 		rotateOwnerToken: connect.NewClient[v1.RotateOwnerTokenRequest, v1.RotateOwnerTokenResponse](
 			httpClient,
 			baseURL+OwnerServiceRotateOwnerTokenProcedure,
@@ -264,6 +278,7 @@ type ownerServiceClient struct {
 	revertWorker     *connect.Client[v1.RevertWorkerRequest, v1.RevertWorkerResponse]
 	exportResults    *connect.Client[v1.ExportResultsRequest, v1.ExportResultsResponse]
 	ackResults       *connect.Client[v1.AckResultsRequest, v1.AckResultsResponse]
+	addCanaries      *connect.Client[v1.AddCanariesRequest, v1.AddCanariesResponse]
 	rotateOwnerToken *connect.Client[v1.RotateOwnerTokenRequest, v1.RotateOwnerTokenResponse]
 }
 
@@ -337,6 +352,11 @@ func (c *ownerServiceClient) AckResults(ctx context.Context, req *connect.Reques
 	return c.ackResults.CallUnary(ctx, req)
 }
 
+// AddCanaries calls ration.v1.OwnerService.AddCanaries.
+func (c *ownerServiceClient) AddCanaries(ctx context.Context, req *connect.Request[v1.AddCanariesRequest]) (*connect.Response[v1.AddCanariesResponse], error) {
+	return c.addCanaries.CallUnary(ctx, req)
+}
+
 // RotateOwnerToken calls ration.v1.OwnerService.RotateOwnerToken.
 func (c *ownerServiceClient) RotateOwnerToken(ctx context.Context, req *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error) {
 	return c.rotateOwnerToken.CallUnary(ctx, req)
@@ -400,6 +420,11 @@ type OwnerServiceHandler interface {
 	// last result is refused (ACK_BEYOND_RESULTS).
 	// Role: owner.
 	AckResults(context.Context, *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error)
+	// AddCanaries stores items with known answers, which leased buckets mix
+	// in at the service's canary_rate, indistinguishable from other items; a
+	// canary with an id already stored gets the new answer.
+	// Role: owner.
+	AddCanaries(context.Context, *connect.Request[v1.AddCanariesRequest]) (*connect.Response[v1.AddCanariesResponse], error)
 	// RotateOwnerToken gives the service a new owner token and returns it;
 	// the old one stops working at once.
 	// Role: owner.
@@ -501,6 +526,12 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(ownerServiceMethods.ByName("AckResults")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ownerServiceAddCanariesHandler := connect.NewUnaryHandler(
+		OwnerServiceAddCanariesProcedure,
+		svc.AddCanaries,
+		connect.WithSchema(ownerServiceMethods.ByName("AddCanaries")),
+		connect.WithHandlerOptions(opts...),
+	)
 	ownerServiceRotateOwnerTokenHandler := connect.NewUnaryHandler(
 		OwnerServiceRotateOwnerTokenProcedure,
 		svc.RotateOwnerToken,
@@ -537,6 +568,8 @@ func NewOwnerServiceHandler(svc OwnerServiceHandler, opts ...connect.HandlerOpti
 			ownerServiceExportResultsHandler.ServeHTTP(w, r)
 		case OwnerServiceAckResultsProcedure:
 			ownerServiceAckResultsHandler.ServeHTTP(w, r)
+		case OwnerServiceAddCanariesProcedure:
+			ownerServiceAddCanariesHandler.ServeHTTP(w, r)
 		case OwnerServiceRotateOwnerTokenProcedure:
 			ownerServiceRotateOwnerTokenHandler.ServeHTTP(w, r)
 		default:
@@ -602,6 +635,10 @@ func (UnimplementedOwnerServiceHandler) ExportResults(context.Context, *connect.
 
 func (UnimplementedOwnerServiceHandler) AckResults(context.Context, *connect.Request[v1.AckResultsRequest]) (*connect.Response[v1.AckResultsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.AckResults is not implemented"))
+}
+
+func (UnimplementedOwnerServiceHandler) AddCanaries(context.Context, *connect.Request[v1.AddCanariesRequest]) (*connect.Response[v1.AddCanariesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ration.v1.OwnerService.AddCanaries is not implemented"))
 }
 
 func (UnimplementedOwnerServiceHandler) RotateOwnerToken(context.Context, *connect.Request[v1.RotateOwnerTokenRequest]) (*connect.Response[v1.RotateOwnerTokenResponse], error) {
