@@ -89,7 +89,8 @@ const (
 	// Reached max_attempts; kept visible and re-addable.
 	ItemState_ITEM_STATE_QUARANTINED ItemState = 4
 	// Its workers never reached the quorum within max_replicas (validation);
-	// kept visible, with their votes, and re-addable like a quarantined item.
+	// kept visible and re-addable like a quarantined item; the activity log
+	// records the votes.
 	ItemState_ITEM_STATE_INCONCLUSIVE ItemState = 5
 )
 
@@ -471,7 +472,10 @@ type ValidationPolicy struct {
 	// replicas; 1 to replicas).
 	Quorum uint32 `protobuf:"varint,2,opt,name=quorum,proto3" json:"quorum,omitempty"`
 	// Results an item may collect before it is marked INCONCLUSIVE (default
-	// replicas + 2; replicas to 20).
+	// replicas + 4; replicas to 20). A disputed item needs as firm a lead
+	// as an undisputed one: quorum agreeing votes more than disagreeing ones,
+	// less replicas - quorum (with replicas 2, quorum 2: a 2-1 split waits
+	// for 3-1).
 	MaxReplicas uint32 `protobuf:"varint,3,opt,name=max_replicas,json=maxReplicas,proto3" json:"max_replicas,omitempty"`
 	// Workers earn trust: a worker whose last results all agreed with the
 	// canonical ones (at least trust_after of them in a row) has its result
