@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -112,6 +113,11 @@ func (s *State) ExplainWorker(service, worker string) (*Explanation, bool) {
 	c := r.Counters
 	e.say("leases granted %d, buckets done %d, expired %d, released %d, refused commands %d, results reverted %d",
 		c.LeasesGranted, c.BucketsDone, c.LeasesExpired, c.LeasesReleased, c.Rejected, c.ResultsReverted)
+	if svc, ok := s.Service(service); ok && svc.Config.Validation != defaultValidation {
+		e.say("validation: %d results agreed with the canonical ones, %d disagreed, %d believed unreplicated; canaries right %d, wrong %d",
+			c.ResultsValidated, c.ResultsDisagreed, c.ResultsUnvalidated, c.CanariesPassed, c.CanariesFailed)
+		e.say("trust: %s", svc.Config.Validation.TrustWhy(r.TrustRun))
+	}
 	for _, why := range s.Suspicions(service, r) {
 		e.say("suspect: %s", why)
 	}
@@ -130,6 +136,9 @@ func (s *State) ExplainItem(service, id string) (*Explanation, bool) {
 	switch v.State {
 	case quarantined:
 		e.say("item %s is quarantined: its leases ended without a result %d times (max_attempts %d); adding it again re-queues it", id, v.Attempts, svc.Config.MaxAttempts)
+	case inconclusive:
+		e.say("item %s is inconclusive: its workers reached no quorum within max_replicas %d (the activity log's items-inconclusive record says who voted what); adding it again re-queues it",
+			id, svc.Config.Validation.MaxReplicas)
 	case pending:
 		e.say("item %s is pending in bucket %d (priority %d, %d failed attempts)", id, v.Bucket, v.Priority, v.Attempts)
 	case itemLeased:
@@ -142,7 +151,11 @@ func (s *State) ExplainItem(service, id string) (*Explanation, bool) {
 			break
 		}
 		e.say("item %s is done in bucket %d: verdict %s", id, v.Bucket, v.Result.Verdict)
+		if svc.Config.Validation.replicated() && !v.Validated {
+			e.say("its result was believed on one worker's word (a trusted worker's unreplicated bucket), not validated by a quorum")
+		}
 	}
+	s.explainVotes(e, service, v)
 	if v.State == pending || v.State == itemLeased {
 		if more, ok := s.ExplainBucket(service, v.Bucket); ok {
 			e.Lines = append(e.Lines, more.Lines...)
@@ -182,4 +195,27 @@ func (s *State) ExplainRequest(service, requestID string, unscoped bool) (*Expla
 		}
 	}
 	return e, true
+}
+
+// explainVotes says how the votes on an item stand.
+func (s *State) explainVotes(e *Explanation, service string, v ItemView) {
+	votes := s.Votes(service, v)
+	if len(votes) == 0 {
+		return
+	}
+	svc, _ := s.Service(service)
+	pol := svc.Config.Validation
+	parts := make([]string, len(votes))
+	for i, vt := range votes {
+		parts[i] = vt.Worker + " " + vt.Result.Verdict
+		if vt.Agreed {
+			parts[i] += " (agreed)"
+		}
+	}
+	if v.State == itemDone {
+		e.say("validated by a quorum of %d (replicas %d): votes %s", pol.Quorum, pol.Replicas, strings.Join(parts, ", "))
+		return
+	}
+	e.say("awaiting a quorum of %d (replicas %d, max_replicas %d): votes so far %s; none of these workers may lease it again",
+		pol.Quorum, pol.Replicas, pol.MaxReplicas, strings.Join(parts, ", "))
 }

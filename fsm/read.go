@@ -44,6 +44,8 @@ type ItemView struct {
 	*Item
 	State  rationv1.ItemState
 	Result *Result
+	// Validated: a quorum of workers agreed on Result.
+	Validated bool
 }
 
 func (s *State) view(it *Item) ItemView {
@@ -56,7 +58,7 @@ func (s *State) view(it *Item) ItemView {
 	if v.State == itemDone {
 		if rb, ok := s.t.results.Get(&ResultBatch{Seq: b.ResultSeq}); ok {
 			if r, ok := rb.Find(it.ID); ok {
-				v.Result = &r
+				v.Result, v.Validated = &r, rb.Validated
 			}
 		}
 	}

@@ -449,3 +449,32 @@ func TestValidation_AdaptiveTrustEarnedAndLost(t *testing.T) {
 	}
 	h.restored()
 }
+
+// Explain says how the votes on an item stand and what a worker's trust is.
+func TestValidation_Explain(t *testing.T) {
+	h := newHarness(t)
+	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 2, Adaptive: true}))
+	h.register("s", "w1")
+	h.register("s", "w2")
+	h.add("s", 0, ids("i", 4)...)
+	h.vote("w1", h.acquire("s", "w1", 1)[0], "DM", nil)
+	lines := func(e *Explanation, ok bool) string {
+		if !ok {
+			t.Fatal("nothing to explain")
+		}
+		return strings.Join(e.Lines, "\n")
+	}
+	got := lines(h.f.State().ExplainItem("s", "i00000"))
+	if !strings.Contains(got, "awaiting a quorum of 2 (replicas 2, max_replicas 6): votes so far w1 DM; none of these workers may lease it again") {
+		t.Fatalf("pending item:\n%s", got)
+	}
+	h.vote("w2", h.acquire("s", "w2", 1)[0], "DM", nil)
+	got = lines(h.f.State().ExplainItem("s", "i00000"))
+	if !strings.Contains(got, "validated by a quorum of 2 (replicas 2): votes w1 DM (agreed), w2 DM (agreed)") {
+		t.Fatalf("done item:\n%s", got)
+	}
+	got = lines(h.f.State().ExplainWorker("s", "w1"))
+	if !strings.Contains(got, "validation: 4 results agreed") || !strings.Contains(got, "trust: run 4 < trust_after 10: untrusted") {
+		t.Fatalf("worker:\n%s", got)
+	}
+}
