@@ -99,9 +99,11 @@ func (x *txn) pick(s *Service, worker string, n int) []uint64 {
 		if k.service != s.Ordinal {
 			return false
 		}
-		if _, voting := x.t.voting.Get(svcSeq{k.service, k.id}); exclude && voting && votedOn(x.peekBucket(k.id), worker) {
-			skipped++
-			return skipped < maxExcludedCandidate
+		if exclude {
+			if _, voting := x.t.voting.Get(svcSeq{k.service, k.id}); voting && votedOn(x.peekBucket(k.id), worker) {
+				skipped++
+				return skipped < maxExcludedCandidate
+			}
 		}
 		cands = append(cands, k)
 		return len(cands) < n+tieWindow

@@ -154,6 +154,7 @@ var simPolicies = []struct {
 }{
 	{"off", &rationv1.ServiceConfig{BucketSize: 20}},
 	{"replicas=2", &rationv1.ServiceConfig{BucketSize: 20, Validation: &rationv1.ValidationPolicy{Replicas: 2}}},
+	{"adaptive", &rationv1.ServiceConfig{BucketSize: 20, Validation: &rationv1.ValidationPolicy{Replicas: 2, Adaptive: true}}},
 	{"adaptive+canaries", &rationv1.ServiceConfig{BucketSize: 20, Validation: &rationv1.ValidationPolicy{
 		Replicas: 2, Adaptive: true, CanaryRate: 20, CanaryFailuresToDeactivate: 2}}},
 }
@@ -197,4 +198,35 @@ func TestTrustSimulation_ValidationOff(t *testing.T) {
 		t.Fatalf("wrong share %.3f, want about %.3f (the dishonest share of work times their lie rate)", got, want)
 	}
 	t.Logf("policy=off: wrong %.2f%% (expected about %.2f%%), overhead %.0f%%", out.wrongPct(), 100*want, out.overheadPct())
+}
+
+// TestTrustSimulation_Targets holds validation to what it promises, with
+// 10% of the workers dishonest: with replicas 2 (quorum 2) under 0.5% of
+// the canonical results are wrong; adaptive with canaries at 2% keeps under
+// 0.5% for at most 20% extra work.
+func TestTrustSimulation_Targets(t *testing.T) {
+	workers := simPopulation(50, 10)
+	items := 20000
+	if raceEnabled {
+		items = 4000
+	}
+	for _, p := range simPolicies {
+		if p.name == "off" || p.name == "adaptive" {
+			continue
+		}
+		for seed := uint64(1); seed <= 2; seed++ {
+			out := runTrustSim(t, p.cfg, workers, items, seed)
+			t.Logf("policy=%s seed=%d: wrong %.2f%%, overhead %.0f%%, inconclusive %d, deactivated %d",
+				p.name, seed, out.wrongPct(), out.overheadPct(), out.inconclusive, out.deactivated)
+			if out.wrongPct() >= 0.5 {
+				t.Errorf("policy=%s seed=%d: %.2f%% of the canonical results are wrong, want under 0.5%%", p.name, seed, out.wrongPct())
+			}
+			if p.name == "adaptive+canaries" && out.overheadPct() > 20 {
+				t.Errorf("policy=%s seed=%d: %.0f%% extra work, want at most 20%%", p.name, seed, out.overheadPct())
+			}
+			if out.items+out.inconclusive != items {
+				t.Errorf("policy=%s seed=%d: %d items finished and %d inconclusive of %d", p.name, seed, out.items, out.inconclusive, items)
+			}
+		}
+	}
 }
