@@ -299,8 +299,11 @@ func (x *txn) submit(op *rationv1.SubmitRequest) (*rationv1.SubmitResponse, erro
 	} else {
 		resp = x.vote(s, ms, b, r, results)
 	}
-	// The canaries count as accepted: the worker must not tell them apart.
-	resp.Accepted += uint32(len(op.GetResults()) - len(results))
+	// The canaries count as accepted, or as requeued when left out: the
+	// worker must not tell them apart.
+	answered := len(op.GetResults()) - len(results)
+	resp.Accepted += uint32(answered)
+	resp.Requeued += uint32(len(b.Canaries) - answered)
 	if deactivate {
 		x.canaryDeactivate(s, ms, r)
 	}
@@ -458,6 +461,7 @@ func (x *txn) release(op *rationv1.ReleaseRequest) (*rationv1.ReleaseResponse, e
 		return nil, err
 	}
 	s := x.svc(b.Service)
+	shown := len(b.Canaries) // the holder counts its canaries among the items it gives back
 	n := x.unlease(s, b.ID)
 	s.Counters.LeasesReleased++
 	if r := x.reg(s.Ordinal, worker); r != nil {
@@ -465,7 +469,7 @@ func (x *txn) release(op *rationv1.ReleaseRequest) (*rationv1.ReleaseResponse, e
 		r.LastSeen = x.now
 	}
 	x.record(&Activity{Action: ActRelease, Service: s.Name, Worker: worker, Actor: worker, Bucket: b.ID, Count: uint64(n)})
-	return &rationv1.ReleaseResponse{Requeued: uint32(n)}, nil
+	return &rationv1.ReleaseResponse{Requeued: uint32(n + shown)}, nil
 }
 
 // unlease puts a held bucket back in the pool with its items, as it was, and

@@ -293,6 +293,18 @@ func TestCanaries_MixedAndNeverRevealed(t *testing.T) {
 	if mine := h.f.State().Buckets(BucketQuery{Service: "s", Holder: "w1", Limit: 10}); len(mine) != 1 || !slices.Equal(mine[0].Shown(), b.Items) {
 		t.Fatal("the holder's view of its bucket differs from its lease")
 	}
+	// Counts tell nothing either: a release gives back every item shown,
+	// and a submit that leaves out a canary has it requeued, as any item.
+	if got := h.must(&rationv1.ReleaseRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch}).GetRelease(); got.Requeued != 12 {
+		t.Fatalf("release: %v, want all 12 shown items requeued", got)
+	}
+	b = h.acquire("s", "w1", 1)[0]
+	shown = shown[:0]
+	for _, id := range b.Items {
+		if strings.HasPrefix(id, "c") {
+			shown = append(shown, id)
+		}
+	}
 	got := h.vote("w1", b, "NON_DM", map[string]string{shown[0]: "DM", shown[1]: "DM"})
 	if got.Accepted != 12 || got.Requeued != 0 {
 		t.Fatalf("submit: %v", got)
@@ -318,6 +330,21 @@ func TestCanaries_MixedAndNeverRevealed(t *testing.T) {
 	h.refuse(&rationv1.AddCanariesRequest{Service: "s", Canaries: []*rationv1.Canary{{Item: "z", Verdict: "MAYBE"}}}, ErrInvalidArgument)
 	if r := h.must(&rationv1.AddCanariesRequest{Service: "s", Canaries: []*rationv1.Canary{{Item: "c00001", Verdict: "NON_DM"}}}).GetAddCanaries(); r.Updated != 1 || r.Total != 20 {
 		t.Fatalf("replacing a canary: %v", r)
+	}
+	h.add("s", 0, ids("j", 10)...)
+	b = h.acquire("s", "w1", 1)[0]
+	var res []*rationv1.ResultInput
+	left := ""
+	for _, in := range results(b, "DM") {
+		if strings.HasPrefix(in.Item, "c") && left == "" {
+			left = in.Item
+			continue
+		}
+		res = append(res, in)
+	}
+	got = h.must(&rationv1.SubmitRequest{WorkerId: "w1", BucketId: b.Id, Epoch: b.Lease.Epoch, Results: res}).GetSubmit()
+	if left == "" || got.Accepted != uint32(len(b.Items)-1) || got.Requeued != 1 {
+		t.Fatalf("submit without canary %q: %v (of %d items shown)", left, got, len(b.Items))
 	}
 	h.restored()
 }
