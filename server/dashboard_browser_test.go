@@ -19,6 +19,7 @@ import (
 	"connectrpc.com/connect"
 
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
+	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 )
 
 // chromium returns the path of Debian's headless-capable Chromium. CI
@@ -59,7 +60,8 @@ func browse(t *testing.T, bin, url, shot string) string {
 
 // TestServer_DashboardInChromium loads the dashboard of a live 3-node
 // cluster in a real headless Chromium, sees the done count change after a
-// worker submits, and saves a screenshot in the test's temp dir.
+// worker submits, sees a validating service's numbers and its workers'
+// trust, and saves a screenshot in the test's temp dir.
 func TestServer_DashboardInChromium(t *testing.T) {
 	bin := chromium(t)
 	c := newTestCluster(t, 3, "")
@@ -86,6 +88,7 @@ func TestServer_DashboardInChromium(t *testing.T) {
 			Results: results(b.Items)}))
 		must(err)
 	}
+	validate(t, cl.owner, follower)
 	// The page reads its own node's state (stale reads): let the follower catch up.
 	caughtUp := func() { c.WaitApplied(c.Leader().State().Index()) }
 	doneCell := regexp.MustCompile(`<td>dash</td><td>dmcheck</td><td><span class="badge">active</span></td>(?:<td class="num">\d+</td>){2}<td class="num">(\d+)</td>` +
@@ -100,9 +103,31 @@ func TestServer_DashboardInChromium(t *testing.T) {
 	}
 	submitOne()
 	caughtUp()
-	m = doneCell.FindStringSubmatch(browse(t, bin, url, ""))
+	dom := browse(t, bin, url, "")
+	m = doneCell.FindStringSubmatch(dom)
 	if m == nil || m[1] != "6" {
 		t.Fatalf("dashboard after a submit: done cell %v", m)
+	}
+	// canon: 2 items canonical, 2 awaiting a second vote, one canary
+	// answered wrong; 6 results received for 2 settled. dash validates
+	// nothing: its validation cells are empty.
+	const numCell = `<td class="num">([^<]*)</td>`
+	canonRow := regexp.MustCompile(`<td>canon</td>.*?<td class="num">\d+ / \d+</td>` + strings.Repeat(numCell, 4))
+	if m := canonRow.FindStringSubmatch(dom); m == nil || strings.Join(m[1:], " ") != "2 0 1 +200%" {
+		t.Errorf("dashboard: canon's awaiting quorum, inconclusive, canaries failed, overhead cells %q", m)
+	}
+	dashRow := regexp.MustCompile(`<td>dash</td>.*?<td class="num">\d+ / \d+</td>` + strings.Repeat(numCell, 4))
+	if m := dashRow.FindStringSubmatch(dom); m == nil || strings.Join(m[1:], " ") != "– – – –" {
+		t.Errorf("dashboard: dash's validation cells %q", m)
+	}
+	for worker, want := range map[string]string{"w8": "4 no 100.0%", "w9": "2 no 100.0%", "w7": "– – –"} {
+		trust := regexp.MustCompile(`<td>` + worker + `</td><td>active</td>(?:<td class="num">\d+</td>){5}` + numCell + `<td(?: title="[^"]*")?>([^<]*)</td>` + numCell)
+		if m := trust.FindStringSubmatch(dom); m == nil || strings.Join(m[1:], " ") != want {
+			t.Errorf("dashboard: %s's trust cells %q, want %s", worker, m, want)
+		}
+	}
+	if !strings.Contains(dom, `title="run 4; validation is not adaptive: every bucket is replicated">no</td>`) {
+		t.Errorf("dashboard: w8's trusted cell does not say why")
 	}
 	checkAlignment(t, bin, follower)
 	shot := filepath.Join(t.TempDir(), "dashboard.png")
@@ -111,6 +136,49 @@ func TestServer_DashboardInChromium(t *testing.T) {
 		t.Fatalf("screenshot: %v %v", fi, err)
 	}
 	t.Logf("screenshot saved to %s", shot)
+}
+
+// validate makes a service, canon, that validates (replicas 2, a canary in
+// every lease) and has two workers vote: w8 on both buckets, w9 on one,
+// answering its canary wrong.
+func validate(t *testing.T, owner rationv1connect.OwnerServiceClient, addr string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "canon", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 2, Validation: &rationv1.ValidationPolicy{Replicas: 2, CanaryRate: 500}}}))
+	must(err)
+	_, err = owner.AddCanaries(ctx(t), connect.NewRequest(&rationv1.AddCanariesRequest{Service: "canon",
+		Canaries: []*rationv1.Canary{{Item: "known", Verdict: "DM"}}}))
+	must(err)
+	_, err = owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: "canon", Items: []string{"a", "b", "c", "d"}}))
+	must(err)
+	vote := func(worker string, buckets uint32, canary string) {
+		wk := newClients(http.DefaultClient, addr, nil, "", workerSecret+"-"+worker).worker
+		_, err := wk.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: "canon", WorkerId: worker}))
+		must(err)
+		acq, err := wk.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "canon", WorkerId: worker, MaxBuckets: buckets}))
+		must(err)
+		if len(acq.Msg.Buckets) != int(buckets) {
+			t.Fatalf("%s leased %d buckets, want %d", worker, len(acq.Msg.Buckets), buckets)
+		}
+		for _, b := range acq.Msg.Buckets {
+			res := results(b.Items)
+			for _, r := range res {
+				if r.Item == "known" {
+					r.Verdict = canary
+				}
+			}
+			_, err = wk.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: worker, BucketId: b.Id, Epoch: b.Lease.Epoch, Results: res}))
+			must(err)
+		}
+	}
+	vote("w8", 2, "DM")
+	vote("w9", 1, "NON_DM")
 }
 
 func results(items []string) []*rationv1.ResultInput {
@@ -122,9 +190,10 @@ func results(items []string) []*rationv1.ResultInput {
 }
 
 // alignPage loads the dashboard in a frame of the same origin and, once it
-// has drawn its tables, writes one line per value cell of the first row of
-// each table: its header, its text, and whether the text lines up with the
-// header's (left or right edge), as a reader's eye would check.
+// has drawn its tables, writes one line per value cell of every row of the
+// services and workers tables and of the activity table's first row: its
+// header, its text, and whether the text lines up with the header's (left
+// or right edge), as a reader's eye would check.
 const alignPage = `<!doctype html><html><body>
 <iframe id="f" src="/" style="width:1400px;height:1000px;border:0"></iframe><pre id="out">not measured</pre>
 <script>
@@ -134,9 +203,9 @@ setTimeout(() => {
   for (const sel of ["#services", "#workers", "#activity table"]) {
     const t = d.querySelector(sel);
     const heads = [...t.tHead.querySelectorAll("th")].filter(h => !h.classList.contains("group") && h.textContent.trim());
-    const row = t.tBodies[0].rows[0];
-    if (!row) { lines.push(sel + " has no rows"); continue; }
-    for (const td of row.cells) {
+    const rows = sel === "#activity table" ? [...t.tBodies[0].rows].slice(0, 1) : [...t.tBodies[0].rows];
+    if (!rows.length) { lines.push(sel + " has no rows"); continue; }
+    for (const row of rows) for (const td of row.cells) {
       if (!td.textContent.trim() || td.querySelector("button, span")) continue;
       const box = td.getBoundingClientRect(), mid = (box.left + box.right) / 2;
       const th = heads.find(h => { const b = h.getBoundingClientRect(); return b.left <= mid && mid <= b.right; });
@@ -175,8 +244,9 @@ func checkAlignment(t *testing.T, bin, node string) {
 		}
 		under[strings.SplitN(l, " ", 2)[0]]++
 	}
-	// Each table's first row has this many cells with a value to check.
-	for table, want := range map[string]int{"#services": 12, "#workers": 9, "#activity": 6} {
+	// Each row has this many cells with a value to check: services and
+	// workers in every row (2 services, 3 workers), activity in its first.
+	for table, want := range map[string]int{"#services": 2 * 16, "#workers": 3 * 12, "#activity": 6} {
 		if under[table] < want {
 			t.Errorf("dashboard: %d cells of %s line up with their header, want %d: %q", under[table], table, want, lines)
 		}

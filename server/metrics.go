@@ -129,6 +129,7 @@ type nodeCollector struct {
 
 	services, items, buckets, workers *prometheus.Desc
 	unacked, unackedBytes             *prometheus.Desc
+	awaitingQuorum                    *prometheus.Desc
 	counters                          []counterDesc
 	resultsAccepted                   *prometheus.Desc
 	rejectedByReason                  *prometheus.Desc
@@ -170,6 +171,8 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 		unacked: prometheus.NewDesc("ration_results_unacked", "Results the service holds that its owner has not acknowledged (AckResults); at max_unacked_results, Acquire waits.",
 			[]string{"service"}, nil),
 		unackedBytes: prometheus.NewDesc("ration_results_unacked_bytes", "Bytes of those results (item, verdict and payload).", []string{"service"}, nil),
+		awaitingQuorum: prometheus.NewDesc("ration_items_awaiting_quorum", "Pending or leased items that hold votes and wait for more (validation); they count in ration_items too.",
+			[]string{"service"}, nil),
 		counters: []counterDesc{
 			counter("leases_granted", "Buckets leased.", func(c *fsm.Counters) uint64 { return c.LeasesGranted }),
 			counter("leases_expired", "Leases whose deadline passed without a heartbeat (the bucket turned dead).", func(c *fsm.Counters) uint64 { return c.LeasesExpired }),
@@ -188,6 +191,12 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 			counter("items_requeued", "Items of submitted buckets left without a result.", func(c *fsm.Counters) uint64 { return c.ItemsRequeued }),
 			counter("items_quarantined", "Items quarantined at max_attempts.", func(c *fsm.Counters) uint64 { return c.ItemsQuarantined }),
 			counter("results_reverted", "Results marked reverted.", func(c *fsm.Counters) uint64 { return c.ResultsReverted }),
+			counter("results_validated", "Items whose result a quorum of workers agreed on (validation): canonical results.", func(c *fsm.Counters) uint64 { return c.ResultsValidated }),
+			counter("results_disagreed", "Workers' results that disagreed with the canonical one (validation).", func(c *fsm.Counters) uint64 { return c.ResultsDisagreed }),
+			counter("results_unvalidated", "Items believed on one result under validation: a trusted worker's bucket spared replication.", func(c *fsm.Counters) uint64 { return c.ResultsUnvalidated }),
+			counter("items_inconclusive", "Items that reached max_replicas without a quorum (validation).", func(c *fsm.Counters) uint64 { return c.ItemsInconclusive }),
+			counter("canaries_passed", "Canary answers that agreed with the known answer.", func(c *fsm.Counters) uint64 { return c.CanariesPassed }),
+			counter("canaries_failed", "Canary answers that did not.", func(c *fsm.Counters) uint64 { return c.CanariesFailed }),
 		},
 		resultsAccepted:  prometheus.NewDesc("ration_results_accepted_total", "Results stored, by verdict.", []string{"service", "verdict"}, nil),
 		rejectedByReason: prometheus.NewDesc("ration_commands_rejected_by_reason_total", "Commands on the service refused, by machine-readable reason (e.g. LEASE_LOST, INVALID_RESULT): those the state machine refused (replicated: the same on every node), plus those this node refused before proposing them (its own, since it started).", []string{"service", "reason"}, nil),
@@ -197,7 +206,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
-		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.clockOffset, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.resultsAccepted, c.rejectedByReason} {
+		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.clockOffset, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.awaitingQuorum, c.resultsAccepted, c.rejectedByReason} {
 		ch <- d
 	}
 	for _, cd := range c.counters {
@@ -207,14 +216,14 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 var (
 	itemStates = []rationv1.ItemState{rationv1.ItemState_ITEM_STATE_PENDING, rationv1.ItemState_ITEM_STATE_LEASED,
-		rationv1.ItemState_ITEM_STATE_DONE, rationv1.ItemState_ITEM_STATE_QUARANTINED}
+		rationv1.ItemState_ITEM_STATE_DONE, rationv1.ItemState_ITEM_STATE_QUARANTINED, rationv1.ItemState_ITEM_STATE_INCONCLUSIVE}
 	bucketStates = []rationv1.BucketState{rationv1.BucketState_BUCKET_STATE_UNASSIGNED, rationv1.BucketState_BUCKET_STATE_LEASED,
 		rationv1.BucketState_BUCKET_STATE_DEAD, rationv1.BucketState_BUCKET_STATE_DONE}
 )
 
 // Label values for states: the enum name without its prefix, lower case.
 var (
-	itemStateLabel    = map[rationv1.ItemState]string{1: "pending", 2: "leased", 3: "done", 4: "quarantined"}
+	itemStateLabel    = map[rationv1.ItemState]string{1: "pending", 2: "leased", 3: "done", 4: "quarantined", 5: "inconclusive"}
 	bucketStateLabel  = map[rationv1.BucketState]string{1: "unassigned", 2: "leased", 3: "dead", 4: "done"}
 	serviceStateLabel = map[rationv1.ServiceState]string{1: "active", 2: "revoked"}
 )
@@ -291,6 +300,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.workers, float64(active), name, "active")
 		gauge(c.unacked, float64(svc.UnackedResults), name)
 		gauge(c.unackedBytes, float64(svc.UnackedBytes), name)
+		gauge(c.awaitingQuorum, float64(state.AwaitingQuorum(svc)), name)
 		gauge(c.workers, float64(inactive), name, "inactive")
 	}
 	for l, n := range byState {

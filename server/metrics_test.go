@@ -83,6 +83,12 @@ func TestServer_MetricsMoveUnderLoad(t *testing.T) {
 		`ration_commands_rejected_total{service="dm"}`:                 0,
 		`ration_workers{service="dm",state="active"}`:                  1,
 		`ration_workers{service="dm",state="inactive"}`:                0,
+		// Validation's series are there, at zero, for a service without it.
+		`ration_items{service="dm",state="inconclusive"}`: 0,
+		`ration_items_awaiting_quorum{service="dm"}`:      0,
+		`ration_results_validated_total{service="dm"}`:    0,
+		`ration_results_unvalidated_total{service="dm"}`:  0,
+		`ration_canaries_failed_total{service="dm"}`:      0,
 	}
 	// The follower's gauges and counters come from its own state: once it
 	// has applied what the leader acknowledged, one scrape shows them.
@@ -176,4 +182,80 @@ func mustValue(t *testing.T, body, series string) float64 {
 		t.Fatalf("/metrics has no sample %s", series)
 	}
 	return v
+}
+
+// TestServer_MetricsShowValidation: under replicas 3, quorum 2 and
+// max_replicas 3, with a canary in every lease, three workers settle one
+// item (one of them dissenting) and leave the other inconclusive; /metrics
+// shows the votes waiting, then what was decided.
+func TestServer_MetricsShowValidation(t *testing.T) {
+	c := newNode(t, "")
+	addr := c.addrs[0]
+	owner := newClients(http.DefaultClient, addr, nil, "", workerSecret).owner
+	if _, err := owner.CreateService(ctx(t), connect.NewRequest(&rationv1.CreateServiceRequest{Name: "v", Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 2, Validation: &rationv1.ValidationPolicy{Replicas: 3, Quorum: 2, MaxReplicas: 3, CanaryRate: 500}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.AddCanaries(ctx(t), connect.NewRequest(&rationv1.AddCanariesRequest{Service: "v",
+		Canaries: []*rationv1.Canary{{Item: "can-1", Verdict: "DM"}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.AddItems(ctx(t), connect.NewRequest(&rationv1.AddItemsRequest{Service: "v", Items: []string{"x1", "x2"}})); err != nil {
+		t.Fatal(err)
+	}
+	// vote submits a worker's answers: item → verdict.
+	vote := func(worker string, answers map[string]string) {
+		t.Helper()
+		wk := newClients(http.DefaultClient, addr, nil, "", workerSecret+"-"+worker).worker
+		if _, err := wk.Register(ctx(t), connect.NewRequest(&rationv1.RegisterRequest{Service: "v", WorkerId: worker})); err != nil {
+			t.Fatal(err)
+		}
+		acq, err := wk.Acquire(ctx(t), connect.NewRequest(&rationv1.AcquireRequest{Service: "v", WorkerId: worker}))
+		if err != nil || len(acq.Msg.Buckets) != 1 || len(acq.Msg.Buckets[0].Items) != 3 {
+			t.Fatalf("%s acquires: %v %v", worker, acq, err)
+		}
+		b := acq.Msg.Buckets[0]
+		var res []*rationv1.ResultInput
+		for _, id := range b.Items {
+			res = append(res, &rationv1.ResultInput{Item: id, Verdict: answers[id]})
+		}
+		if _, err := wk.Submit(ctx(t), connect.NewRequest(&rationv1.SubmitRequest{WorkerId: worker, BucketId: b.Id, Epoch: b.Lease.Epoch,
+			Results: res})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string, want map[string]float64) {
+		t.Helper()
+		body := scrape(t, addr)
+		for series, w := range want {
+			if got, ok := value(body, series); !ok || got != w {
+				t.Errorf("%s: %s = %v (present %v), want %v", when, series, got, ok, w)
+			}
+		}
+	}
+	vote("w1", map[string]string{"x1": "DM", "x2": "DM", "can-1": "DM"})
+	vote("w2", map[string]string{"x1": "NON_DM", "x2": "NON_DM", "can-1": "NON_DM"})
+	check("after two votes", map[string]float64{
+		`ration_items_awaiting_quorum{service="v"}`:      2,
+		`ration_items{service="v",state="pending"}`:      2,
+		`ration_items{service="v",state="inconclusive"}`: 0,
+		`ration_results_validated_total{service="v"}`:    0,
+		`ration_canaries_passed_total{service="v"}`:      1,
+		`ration_canaries_failed_total{service="v"}`:      1,
+	})
+	vote("w3", map[string]string{"x1": "DM", "x2": "UNKNOWN", "can-1": "DM"})
+	check("after three votes", map[string]float64{
+		`ration_items_awaiting_quorum{service="v"}`:      0,
+		`ration_items{service="v",state="pending"}`:      0,
+		`ration_items{service="v",state="done"}`:         1,
+		`ration_items{service="v",state="inconclusive"}`: 1,
+		`ration_results_validated_total{service="v"}`:    1,
+		`ration_results_disagreed_total{service="v"}`:    1,
+		`ration_results_unvalidated_total{service="v"}`:  0,
+		`ration_items_inconclusive_total{service="v"}`:   1,
+		`ration_canaries_passed_total{service="v"}`:      2,
+		`ration_canaries_failed_total{service="v"}`:      1,
+		// Every vote is a result received; the canaries are not.
+		`ration_results_accepted_total{service="v",verdict="DM"}`: 3,
+	})
 }

@@ -79,6 +79,13 @@ func (c *Client) ListItems(ctx context.Context, r *rationv1.ListItemsRequest) (*
 	return call(ctx, c, r, false, func(n *node) rpcFunc[rationv1.ListItemsRequest, rationv1.ListItemsResponse] { return n.owner.ListItems })
 }
 
+// AddCanaries stores items with known answers, which leases mix in.
+func (c *Client) AddCanaries(ctx context.Context, r *rationv1.AddCanariesRequest) (*rationv1.AddCanariesResponse, error) {
+	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.AddCanariesRequest, rationv1.AddCanariesResponse] {
+		return n.owner.AddCanaries
+	})
+}
+
 // DeactivateWorker stops a worker in a service.
 func (c *Client) DeactivateWorker(ctx context.Context, r *rationv1.DeactivateWorkerRequest) (*rationv1.DeactivateWorkerResponse, error) {
 	return call(ctx, c, r, true, func(n *node) rpcFunc[rationv1.DeactivateWorkerRequest, rationv1.DeactivateWorkerResponse] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,9 +32,8 @@ func (a *app) statsCommand() *cobra.Command {
 				return err
 			}
 			return a.print(resp, func(w io.Writer) {
-				serviceTable(w, resp.GetServices())
-				it, b := resp.GetItems(), resp.GetBuckets()
-				row(w, "(total)", "", "", it.GetPending(), it.GetLeased(), it.GetDone(), it.GetQuarantined())
+				serviceTable(w, resp.GetServices(), resp.GetItems())
+				b := resp.GetBuckets()
 				fmt.Fprintf(w, "\nbuckets: unassigned=%d leased=%d dead=%d done=%d\n",
 					b.GetUnassigned(), b.GetLeased(), b.GetDead(), b.GetDone())
 				if len(resp.GetWorkers()) > 0 {
@@ -79,10 +79,20 @@ func (a *app) workersCommand() *cobra.Command {
 	return cmd
 }
 
+// workerTable lists workers; the trust columns show, before the free-text
+// ones, when a worker listed is in a service that validates.
 func workerTable(w io.Writer, workers []*rationv1.WorkerInfo, withService bool) {
-	head := []any{"WORKER", "STATE", "HELD", "GRANTED", "DONE", "EXPIRED", "REJECTED", "LAST-SEEN", "SUSPECT"}
+	trust := slices.ContainsFunc(workers, func(wk *rationv1.WorkerInfo) bool { return wk.GetTrust() != nil })
+	head := []any{"WORKER", "STATE", "HELD", "GRANTED", "DONE", "EXPIRED", "REJECTED"}
 	if withService {
 		head = append([]any{"SERVICE"}, head...)
+	}
+	if trust {
+		head = append(head, trustHeads...)
+	}
+	head = append(head, "LAST-SEEN", "SUSPECT")
+	if trust {
+		head = append(head, "WHY")
 	}
 	row(w, head...)
 	for _, wk := range workers {
@@ -92,9 +102,16 @@ func workerTable(w io.Writer, workers []*rationv1.WorkerInfo, withService bool) 
 		}
 		c := wk.GetCounters()
 		cells := []any{wk.GetWorkerId(), state, wk.GetHeld(), c.GetLeasesGranted(), c.GetBucketsDone(),
-			c.GetLeasesExpired(), c.GetRejected(), fmtTime(wk.GetLastSeen()), fmtStr(strings.Join(wk.GetSuspectReasons(), "; "))}
+			c.GetLeasesExpired(), c.GetRejected()}
 		if withService {
 			cells = append([]any{wk.GetService()}, cells...)
+		}
+		if trust {
+			cells = append(cells, trustCells(wk)...)
+		}
+		cells = append(cells, fmtTime(wk.GetLastSeen()), fmtStr(strings.Join(wk.GetSuspectReasons(), "; ")))
+		if trust {
+			cells = append(cells, fmtStr(wk.GetTrust().GetWhy()))
 		}
 		row(w, cells...)
 	}

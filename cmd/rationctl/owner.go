@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type configFlags struct {
 	maxUnackedResults    uint64
 	doneRetention        time.Duration
 	refreshAfter         time.Duration
+	validation           validationFlags
 }
 
 func (f *configFlags) register(fs *pflag.FlagSet) {
@@ -56,6 +58,7 @@ func (f *configFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.maxUnackedResults, "max-unacked-results", 0, "results not yet acknowledged at which Acquire waits (server default 1000000)")
 	fs.DurationVar(&f.doneRetention, "done-retention", 0, "forget a done item, once its result is trimmed, this long after the result was accepted; 0s: right after the trim (server default: never)")
 	fs.DurationVar(&f.refreshAfter, "refresh-after", 0, "queue a done item again this long after its result was accepted, to check it anew; at least 1m (server default: never)")
+	f.validation.register(fs)
 }
 
 // apply copies the flags given on the command line into cfg.
@@ -115,6 +118,7 @@ func (f *configFlags) apply(fs *pflag.FlagSet, cfg *rationv1.ServiceConfig) {
 	if set("refresh-after") {
 		cfg.RefreshAfter = durationpb.New(f.refreshAfter) // 0s is refused by the server, with the range
 	}
+	f.validation.apply(fs, cfg)
 }
 
 func (a *app) serviceCommand() *cobra.Command {
@@ -182,7 +186,10 @@ func (a *app) serviceUpdateCommand() *cobra.Command {
 
 By default the current config is read first and only the flags given change
 it. With --replace the flags given make the whole new config and every other
-field goes back to its default.`,
+field goes back to its default.
+
+--replicas without --quorum or --max-replicas lets the server derive them
+anew from the new replicas, unless they were set to values of their own.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -241,7 +248,7 @@ func (a *app) serviceListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.print(resp, func(w io.Writer) { serviceTable(w, resp.GetServices()) })
+			return a.print(resp, func(w io.Writer) { serviceTable(w, resp.GetServices(), nil) })
 		},
 	}
 }
@@ -503,16 +510,33 @@ func (a *app) itemsListCommand() *cobra.Command {
 			if limit > 0 && len(all.Items) > limit {
 				all.Items = all.Items[:limit]
 			}
+			// The votes columns are for services that validate.
+			votes := false
+			if a.output != "json" {
+				svc, err := a.api.GetService(cmd.Context(), &rationv1.GetServiceRequest{Name: args[0], Consistency: a.consistency})
+				if err != nil {
+					return err
+				}
+				votes = validating(svc.GetService().GetConfig())
+			}
 			return a.print(all, func(w io.Writer) {
-				row(w, "ID", "STATE", "PRIORITY", "ATTEMPTS", "BUCKET", "SINCE", "VERDICT")
+				head := []any{"ID", "STATE", "PRIORITY", "ATTEMPTS", "BUCKET", "SINCE", "VERDICT"}
+				if votes {
+					head = append(head, "VALIDATED", "VOTES")
+				}
+				row(w, head...)
 				for _, it := range all.Items {
-					row(w, it.GetId(), enumName(it.GetState(), "ITEM_STATE_"), it.GetPriority(), it.GetAttempts(),
-						fmtID(it.GetBucketId()), fmtTime(it.GetSince()), fmtStr(it.GetResult().GetVerdict()))
+					cells := []any{it.GetId(), enumName(it.GetState(), "ITEM_STATE_"), it.GetPriority(), it.GetAttempts(),
+						fmtID(it.GetBucketId()), fmtTime(it.GetSince()), fmtStr(it.GetResult().GetVerdict())}
+					if votes {
+						cells = append(cells, fmtValidated(it), fmtVotes(it))
+					}
+					row(w, cells...)
 				}
 			})
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "only items in this state: pending, leased, done or quarantined")
+	cmd.Flags().StringVar(&state, "state", "", "only items in this state: pending, leased, done, quarantined or inconclusive")
 	cmd.Flags().IntVar(&limit, "limit", 100, "most items to list (0: all)")
 	return cmd
 }
@@ -535,13 +559,37 @@ func requestIDFlag(cmd *cobra.Command, p *string) {
 
 // Tables shared by several commands.
 
-func serviceTable(w io.Writer, services []*rationv1.ServiceInfo) {
-	row(w, "NAME", "KIND", "STATE", "PENDING", "LEASED", "DONE", "QUARANTINED")
+// serviceTable lists services, with a (total) row when total is set. The
+// validation columns show when a service listed validates.
+func serviceTable(w io.Writer, services []*rationv1.ServiceInfo, total *rationv1.ItemCounts) {
+	validation := slices.ContainsFunc(services, func(s *rationv1.ServiceInfo) bool { return validating(s.GetConfig()) })
+	head := []any{"NAME", "KIND", "STATE", "PENDING", "LEASED", "DONE", "QUARANTINED"}
+	if validation {
+		head = append(head, validationHeads...)
+	}
+	row(w, head...)
+	var sum rationv1.Counters
 	for _, s := range services {
 		it := s.GetItems()
-		row(w, s.GetName(), s.GetKind(), enumName(s.GetState(), "SERVICE_STATE_"),
-			it.GetPending(), it.GetLeased(), it.GetDone(), it.GetQuarantined())
+		cells := []any{s.GetName(), s.GetKind(), enumName(s.GetState(), "SERVICE_STATE_"),
+			it.GetPending(), it.GetLeased(), it.GetDone(), it.GetQuarantined()}
+		if validation {
+			cells = append(cells, validationCells(s)...)
+		}
+		row(w, cells...)
+		c := s.GetCounters()
+		sum.ResultsValidated += c.GetResultsValidated()
+		sum.ResultsUnvalidated += c.GetResultsUnvalidated()
+		sum.CanariesFailed += c.GetCanariesFailed()
 	}
+	if total == nil {
+		return
+	}
+	cells := []any{"(total)", "", "", total.GetPending(), total.GetLeased(), total.GetDone(), total.GetQuarantined()}
+	if validation {
+		cells = append(cells, total.GetAwaitingQuorum(), total.GetInconclusive(), sum.ResultsValidated, sum.ResultsUnvalidated, sum.CanariesFailed)
+	}
+	row(w, cells...)
 }
 
 func configRows(w io.Writer, c *rationv1.ServiceConfig) {
@@ -561,6 +609,9 @@ func configRows(w io.Writer, c *rationv1.ServiceConfig) {
 	row(w, "max_unacked_results", c.GetMaxUnackedResults())
 	row(w, "done_retention", fmtDur(c.GetDoneRetention()))
 	row(w, "refresh_after", fmtDur(c.GetRefreshAfter()))
+	if validating(c) {
+		validationRow(w, c.GetValidation())
+	}
 }
 
 func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {
@@ -577,6 +628,9 @@ func serviceRows(w io.Writer, s *rationv1.ServiceInfo) {
 		b.GetUnassigned(), b.GetLeased(), b.GetDead(), b.GetDone()))
 	configRows(w, s.GetConfig())
 	counterRows(w, c)
+	if validating(s.GetConfig()) {
+		validationCounterRow(w, it, c)
+	}
 	exportRows(w, s.GetExport())
 }
 

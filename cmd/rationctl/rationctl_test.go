@@ -50,6 +50,7 @@ type fakeServer struct {
 	creates  []*rationv1.CreateServiceRequest
 	rotates  []*rationv1.RotateOwnerTokenRequest
 	adds     []*rationv1.AddItemsRequest
+	canaries []*rationv1.AddCanariesRequest
 	acquires []*rationv1.AcquireRequest
 }
 
@@ -532,6 +533,7 @@ func TestCommands_ReachEveryRPC(t *testing.T) {
 		{"service", "delete", "s", "--force"},
 		{"items", "add", "s", "a"},
 		{"items", "list", "s", "--state", "done"},
+		{"canaries", "add", "s", "c1=ok"},
 		{"results", "export", "s"},
 		{"results", "ack", "s", "7"},
 		{"worker", "register", "s", "w", "--name", "n"},

@@ -111,6 +111,7 @@ RATION_WORKER_SECRET.`,
 	root.AddCommand(
 		a.serviceCommand(),
 		a.itemsCommand(),
+		a.canariesCommand(),
 		a.resultsCommand(),
 		a.workerCommand(),
 		a.statsCommand(),
