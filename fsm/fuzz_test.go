@@ -16,6 +16,13 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
+// fuzzState populates a state machine for FuzzApply: every operation, and
+// a service that validates its results.
+func fuzzState(h *harness) {
+	script(h)
+	validationScript(h)
+}
+
 // FuzzApply feeds arbitrary log entries to a populated state machine. The
 // only panics allowed are the documented ones, for an entry that does not
 // decode or names no known operation; anything that decodes is applied and
@@ -24,17 +31,17 @@ func FuzzApply(f *testing.F) {
 	h := newHarness(f)
 	h.check = false
 	h.capture = func(l *rawEntry) { f.Add(l.Data) }
-	script(h)
+	fuzzState(h)
 	packed := newHarness(f)
 	packed.check, packed.pack = false, true
 	packed.capture = h.capture
-	script(packed)
+	fuzzState(packed)
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := newHarness(t)
 		h.check = false
-		script(h)
+		fuzzState(h)
 		var decoded statev1.Command
 		decodes := proto.Unmarshal(data, &decoded) == nil
 		defer func() {
