@@ -124,10 +124,9 @@ type voteKey struct {
 }
 
 // storedVote is a vote the final state holds: in a bucket still awaiting a
-// quorum (seq 0), or in the validated result batch it helped decide.
+// quorum, or in the validated result batch it helped decide.
 type storedVote struct {
 	items []string
-	seq   uint64
 }
 
 // validationReport is what checkValidated found, to log.
@@ -155,13 +154,14 @@ type validationReport struct {
 //   - every acknowledged submit is stored exactly once, as a vote with its
 //     items (the state keeps the service's results); if its epoch closed a
 //     batch, that batch is its bucket's, by its worker, with its items as
-//     the canonical ones; so no submit makes its items done by itself;
+//     the canonical ones (and, above, another worker's vote before it: no
+//     submit makes its items done by itself);
 //   - every stored vote was sent by a submit that could have succeeded;
 //   - no worker was granted a bucket after its vote on it (the leases the
 //     history saw);
 //   - the owner's export holds exactly the state's batches (the drain waited
-//     for it to acknowledge them all), each validated, with the same
-//     results: a vote is never exported.
+//     for it to store them all), each validated, with the same results: a
+//     vote is never exported.
 func checkValidated(st *fsm.State, exp *exportStore, ops []op) (validationReport, []string) {
 	var rep validationReport
 	if _, ok := st.Service(validatedService); !ok {
@@ -178,7 +178,7 @@ func checkValidated(st *fsm.State, exp *exportStore, ops []op) (validationReport
 		problems = append(problems, checkValidatedBatch(rb)...)
 		for i := range rb.Votes {
 			k := voteKey{rb.Bucket, rb.Votes[i].Worker}
-			votes[k] = append(votes[k], storedVote{items: voteItems(&rb.Votes[i]), seq: rb.Seq})
+			votes[k] = append(votes[k], storedVote{items: voteItems(&rb.Votes[i])})
 		}
 	}
 	for _, b := range st.Buckets(fsm.BucketQuery{Service: validatedService, Limit: 1 << 30}) {
