@@ -60,15 +60,19 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	})
 	c := startCluster(t, n, dir)
 	admin, _ := client.New(client.Config{Addrs: c.addrs(), RetryFor: 30 * time.Second})
-	services := []string{"dm-a", "dm-b"}
-	// Both services' owners export and acknowledge; dm-b's results are
-	// trimmed as soon as they are acknowledged, dm-a's are kept.
-	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0)}
+	services := []string{"dm-a", "dm-b", validatedService}
+	// Every service's owner exports and acknowledges; dm-b's results are
+	// trimmed as soon as they are acknowledged, dm-a's are kept, and so are
+	// the validated service's (with the votes that decided them) for longer
+	// than any run.
+	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
+		validatedService: durationpb.New(24 * time.Hour)}
+	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
 	for _, s := range services {
 		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
 			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
 				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
-				ResultRetention: retention[s]}})
+				ResultRetention: retention[s], Validation: validation[s]}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,18 +81,35 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore(), leases: &leaseLog{}}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	// The expiry watcher and the validated service's export run on through
+	// the heal and the drain.
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	var watcher sync.WaitGroup
+	watcher.Go(func() { ld.watchExpiries(wctx) })
+	watcher.Go(func() { ld.exporter(wctx, validatedService) })
 	wg := ld.start(ctx, c)
 	rounds := nemesis(ctx, t, c, rec, admin, nemeses)
 	cancel()
 	wg.Wait()
-	if err := rec.save(filepath.Join(dir, "history.json")); err != nil {
+	loadOps := len(rec.ops)
+	history := filepath.Join(dir, "history.json")
+	if err := rec.save(history); err != nil {
 		t.Log(err)
 	}
 	heal(t, c, admin)
+	// The faults are over: honest workers finish the validated service's
+	// work, so that its final state can be held to all done, and all of it
+	// exported.
+	drained, problems := ld.drain(max(minDrainTimeout, d/10))
+	wcancel()
+	watcher.Wait()
+	if err := rec.save(history); err != nil { // with the drain
+		t.Log(err)
+	}
 
 	// Checks.
 	ops := rec.ops
-	var problems []string
 	problems = append(problems, checkEpochs(ops)...)
 	model := leaseModel.ToModel()
 	res, info := porcupine.CheckOperationsVerbose(model, modelOps(ops), time.Minute)
@@ -105,7 +126,9 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	}
 	problems = append(problems, checkFinal(st, ld.exported, ops)...)
 	problems = append(problems, checkExported(st, services, map[string]bool{"dm-b": true})...)
-	waits, late := checkWaits(ops, rec.events, rec.elections)
+	validated, badValidation := checkValidated(st, ld.exported, ops)
+	problems = append(problems, badValidation...)
+	waits, late := checkWaits(ops[:loadOps], rec.events, rec.elections)
 	problems = append(problems, late...)
 	expiries, badExpiries := checkExpiries(ld.leases, ops, rec.now())
 	problems = append(problems, badExpiries...)
@@ -116,6 +139,7 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	}
 	t.Logf("%d nodes, %s: %d nemesis rounds, %d operations %v", n, d, rounds, len(ops), counts)
 	logProgress(t, st, ld, rec)
+	logValidated(t, validated, drained)
 	logWaits(t, waits)
 	logExpiries(t, expiries, ld.leases)
 	if len(problems) > 0 {
@@ -149,13 +173,17 @@ func logProgress(t *testing.T, st *fsm.State, ld *load, rec *recorder) {
 	}
 }
 
-// start runs the load until ctx ends: an owner, an exporter per service,
-// six workers, a direct writer per node, and the election watcher.
+// start runs the load until ctx ends: an owner, an exporter per service
+// but the validated one, six workers, a direct writer per node, and the
+// election watcher. (The expiry watcher and the validated service's
+// exporter run apart: on through the drain.)
 func (l *load) start(ctx context.Context, c *testCluster) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	wg.Go(func() { l.owner(ctx, 0) })
 	for _, s := range l.services {
-		wg.Go(func() { l.exporter(ctx, s) })
+		if s != validatedService {
+			wg.Go(func() { l.exporter(ctx, s) })
+		}
 	}
 	for i := range 6 {
 		wg.Go(func() { l.worker(ctx, i+1, fmt.Sprintf("w%d", i/2+1), uint64(i)) })
@@ -164,7 +192,6 @@ func (l *load) start(ctx context.Context, c *testCluster) *sync.WaitGroup {
 		wg.Go(func() { l.directWriter(ctx, directClient+i, p) })
 	}
 	wg.Go(func() { watchElections(ctx, c, l.rec) })
-	wg.Go(func() { l.watchExpiries(ctx) })
 	return &wg
 }
 
@@ -329,7 +356,9 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 // history: every acknowledged submit is stored exactly once, in the state
 // or exported (where its results went if they were trimmed), with its
 // results; every stored result comes from a submit that was sent; every
-// acknowledged item exists.
+// acknowledged item exists. A submit on the validated service is a vote,
+// which makes no result batch by itself: checkValidated finds those; a
+// validated batch comes from the submit that closed it, like any other.
 func checkFinal(st *fsm.State, exp *exportStore, ops []op) []string {
 	var problems []string
 	type key struct {
@@ -347,8 +376,8 @@ func checkFinal(st *fsm.State, exp *exportStore, ops []op) []string {
 			if o.Outcome == outOK || o.Outcome == outUnknown {
 				sent[key{o.Bucket, o.Epoch}] = o
 			}
-			if o.Outcome != outOK {
-				continue
+			if o.Outcome != outOK || o.Service == validatedService {
+				continue // a vote: checkValidated finds it
 			}
 			got := stored[key{o.Bucket, o.Epoch}]
 			if len(got) != 1 {

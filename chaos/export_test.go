@@ -26,19 +26,27 @@ type storedBatch struct {
 	seq, bucket, epoch uint64
 	worker             string
 	items              []string
+	service            string
+	verdicts           []string // the items' verdicts
+	// validated: the batch, every result of it when exported, was
+	// validated (a quorum of distinct workers agreed).
+	validated bool
 }
 
 func newExportStore() *exportStore { return &exportStore{batches: map[uint64]storedBatch{}} }
 
-// put stores one exported batch (client.Export's Store).
-func (s *exportStore) put(r *rationv1.ExportResultsResponse) error {
+// put stores one batch exported from service (client.Export's Store).
+func (s *exportStore) put(service string, r *rationv1.ExportResultsResponse) error {
 	rs := r.GetResults()
 	if len(rs) == 0 {
 		return fmt.Errorf("batch %d has no results", r.GetSeq())
 	}
-	b := storedBatch{seq: r.GetSeq(), worker: rs[0].GetWorkerId(), bucket: rs[0].GetBucketId(), epoch: rs[0].GetEpoch()}
+	b := storedBatch{seq: r.GetSeq(), worker: rs[0].GetWorkerId(), bucket: rs[0].GetBucketId(), epoch: rs[0].GetEpoch(),
+		service: service, validated: true}
 	for _, x := range rs {
 		b.items = append(b.items, x.GetItem())
+		b.verdicts = append(b.verdicts, x.GetVerdict())
+		b.validated = b.validated && x.GetValidated()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -47,6 +55,14 @@ func (s *exportStore) put(r *rationv1.ExportResultsResponse) error {
 	}
 	s.batches[b.seq] = b
 	return nil
+}
+
+// has reports whether the owner has stored batch seq (0: none to store).
+func (s *exportStore) has(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.batches[seq]
+	return ok || seq == 0
 }
 
 // exporter follows a service's results and acknowledges what it stored,
@@ -59,7 +75,7 @@ func (l *load) exporter(ctx context.Context, service string) {
 	}
 	for ctx.Err() == nil {
 		_, _ = c.Export(ctx, client.Export{Service: service, FromAcknowledged: true, Follow: true,
-			AckEvery: 300 * time.Millisecond, Store: l.exported.put})
+			AckEvery: 300 * time.Millisecond, Store: func(r *rationv1.ExportResultsResponse) error { return l.exported.put(service, r) }})
 		sleep(ctx, 200*time.Millisecond)
 	}
 }
@@ -70,9 +86,10 @@ func storedBatches(st *fsm.State, exp *exportStore) map[uint64]storedBatch {
 	out := map[uint64]storedBatch{}
 	for _, svc := range st.Services() {
 		for _, rb := range st.Results(svc.Name, 0, 1<<30) {
-			b := storedBatch{seq: rb.Seq, worker: rb.Worker, bucket: rb.Bucket, epoch: rb.Epoch}
+			b := storedBatch{seq: rb.Seq, worker: rb.Worker, bucket: rb.Bucket, epoch: rb.Epoch, service: svc.Name, validated: rb.Validated}
 			for _, r := range rb.All() {
 				b.items = append(b.items, r.Item)
+				b.verdicts = append(b.verdicts, r.Verdict)
 			}
 			out[rb.Seq] = b
 		}

@@ -42,8 +42,10 @@ type op struct {
 	Grants  []grant  `json:"grants,omitempty"` // acquire
 	N       uint32   `json:"n,omitempty"`      // accepted results
 	Node    string   `json:"node,omitempty"`   // the one node a direct writer sent it to
-	Call    int64    `json:"call"`
-	Return  int64    `json:"return"`
+	// Drain: sent after the faults, to finish the validated service's work.
+	Drain  bool  `json:"drain,omitempty"`
+	Call   int64 `json:"call"`
+	Return int64 `json:"return"`
 	// Outcome is ok, unknown, or "fail:<code>:<reason>".
 	Outcome string `json:"outcome"`
 }
@@ -127,6 +129,16 @@ func (l *load) client(timeout time.Duration) *client.Client {
 	return c
 }
 
+// verdict is a worker's answer for item on service svc: on the validated
+// service every worker gives each item the same answer (honestVerdict),
+// elsewhere the one given.
+func (l *load) verdict(svc, item, other string) string {
+	if svc == validatedService {
+		return honestVerdict(item)
+	}
+	return other
+}
+
 // freshItems returns n item ids never used before.
 func (l *load) freshItems(n int) []string {
 	var ids []string
@@ -136,12 +148,17 @@ func (l *load) freshItems(n int) []string {
 	return ids
 }
 
-// owner adds fresh items to every service at a steady pace.
+// owner adds fresh items to every service at a steady pace (fewer to the
+// validated service, whose items take two votes each).
 func (l *load) owner(ctx context.Context, id int) {
 	c := l.client(5 * time.Second)
 	for ctx.Err() == nil {
 		for _, svc := range l.services {
-			ids := l.freshItems(10)
+			n := 10
+			if svc == validatedService {
+				n = validatedAdd
+			}
+			ids := l.freshItems(n)
 			o := op{Client: id, Kind: "add", Service: svc, Items: ids, Call: l.rec.now()}
 			_, err := c.AddItems(ctx, &rationv1.AddItemsRequest{Service: svc, Items: ids})
 			o.Return, o.Outcome = l.rec.now(), outcome(err)
@@ -153,6 +170,7 @@ func (l *load) owner(ctx context.Context, id int) {
 
 // worker acquires, then submits (whole or part), releases, or abandons
 // each bucket; several workers share each worker id, as the seed allows.
+// On the validated service its submits are votes, honest ones.
 func (l *load) worker(ctx context.Context, id int, workerID string, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, uint64(id)))
 	c := l.client(5 * time.Second)
@@ -185,12 +203,12 @@ func (l *load) worker(ctx context.Context, id int, workerID string, seed uint64)
 				var items []string
 				for _, it := range g.Items {
 					if r.IntN(6) != 0 {
-						results = append(results, &rationv1.ResultInput{Item: it, Verdict: "DM"})
+						results = append(results, &rationv1.ResultInput{Item: it, Verdict: l.verdict(svc, it, "DM")})
 						items = append(items, it)
 					}
 				}
 				if len(results) == 0 {
-					results = append(results, &rationv1.ResultInput{Item: g.Items[0], Verdict: "NON_DM"})
+					results = append(results, &rationv1.ResultInput{Item: g.Items[0], Verdict: l.verdict(svc, g.Items[0], "NON_DM")})
 					items = append(items, g.Items[0])
 				}
 				so := op{Client: id, Kind: "submit", Worker: workerID, Service: svc, Bucket: g.Bucket, Epoch: g.Epoch, Items: items, Call: l.rec.now()}
@@ -244,7 +262,7 @@ func (r *recorder) unavailability(kinds ...string) []time.Duration {
 			continue
 		}
 		for _, o := range ops {
-			if o.Outcome == outOK && o.Call >= e.At { // every recorded op is a write
+			if o.Outcome == outOK && o.Call >= e.At && !o.Drain { // every recorded op is a write
 				out = append(out, time.Duration(o.Return-e.At))
 				break
 			}

@@ -46,11 +46,13 @@ func (r *recorder) elect(e election) {
 // directWriter adds fresh items through node p alone, as curl would: one
 // attempt, with no retry and no timeout but a generous bound that keeps the
 // test from hanging, every other write without a request id. Its writes
-// are recorded with the node they went to.
+// are recorded with the node they went to. It writes to the services
+// without validation (the owner feeds the validated one, at its pace).
 func (l *load) directWriter(ctx context.Context, id int, p *proc) {
 	owner := rationv1connect.NewOwnerServiceClient(&http.Client{}, "http://"+p.api)
+	plain := slices.DeleteFunc(slices.Clone(l.services), func(s string) bool { return s == validatedService })
 	for n := 0; ctx.Err() == nil; n++ {
-		svc := l.services[n%len(l.services)]
+		svc := plain[n%len(plain)]
 		req := &rationv1.AddItemsRequest{Service: svc, Items: l.freshItems(5)}
 		if n%2 == 0 {
 			req.RequestId = client.NewRequestID()
