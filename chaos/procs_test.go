@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	rationdBin = filepath.Join(dir, "rationd")
-	build := exec.Command("go", "build", "-o", rationdBin, "github.com/rationhq/ration/cmd/rationd")
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", rationdBin, "github.com/rationhq/ration/cmd/rationd")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build rationd:", err)

@@ -109,6 +109,10 @@ type Config struct {
 	// it). The server measures offsets a few times a second; a node
 	// without one (tests of this package) sets 0.
 	ClockOffsetWait time.Duration
+	// MaxProtocol, when set, is the highest log protocol this node says it
+	// applies, below its build's (tests that play an older member); 0 is
+	// the build's (fsm.MaxProtocol).
+	MaxProtocol uint32
 }
 
 // DefaultConfig returns the settings of a production node. Address and

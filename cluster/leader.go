@@ -79,6 +79,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		n.log.Warn("first entry after election failed", "error", err)
 		return
 	}
+	// A new cluster whose members all run this build starts at its
+	// protocol, before any command could find it lower.
+	n.raiseClusterVersion(ctx)
 	n.leaderReady.Store(true)
 	since := time.Now()
 	if node, ok := n.fsm.State().NodeAddress(n.cfg.NodeID); !ok || node.APIAddress != n.cfg.APIAddr {
@@ -102,6 +105,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		n.checkClock()
+		n.raiseClusterVersion(ctx)
 		grace := time.Since(since) >= n.cfg.FailoverGrace
 		for more := true; more && ctx.Err() == nil; {
 			tick := &statev1.Tick{

@@ -148,6 +148,10 @@ type Member struct {
 	APIAddress  string
 	Suffrage    string
 	Leader      bool
+	// Version is its build as last heard (versions.go); Known is false
+	// while nothing was heard lately.
+	Version MemberVersion
+	Known   bool
 }
 
 // HandOver passes leadership to another voter if this node leads, so that
@@ -188,6 +192,7 @@ func (n *Node) Members() []Member {
 		if node, ok := st.NodeAddress(m.ID); ok {
 			m.APIAddress = node.APIAddress
 		}
+		m.Version, m.Known = n.memberVersion(m.ID)
 		out = append(out, m)
 	}
 	return out
@@ -199,13 +204,15 @@ type Status struct {
 	Term, CommitIndex, AppliedIndex        uint64
 	LeaderContactAge                       time.Duration
 	Members                                []Member
+	// ClusterVersion is the protocol every member applies (fsm/version.go).
+	ClusterVersion uint32
 }
 
 // Status reports this node's view of the cluster.
 func (n *Node) Status() Status {
 	s := Status{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Term: n.raft.CurrentTerm(),
 		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.State().Index(), LeaderContactAge: n.LeaderContactAge(),
-		Members: n.Members()}
+		Members: n.Members(), ClusterVersion: n.fsm.State().ClusterVersion()}
 	s.LeaderID, s.LeaderAPIAddr, _ = n.Leader()
 	return s
 }

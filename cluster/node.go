@@ -33,6 +33,7 @@ type Node struct {
 	leaderReady atomic.Bool
 	startingUp  atomic.Bool // the heartbeat timeout is still the startup one
 	clock       nodeClock
+	versions    sync.Map // member id -> MemberVersion (versions.go)
 	prop        *proposer
 	compact     *compactor
 

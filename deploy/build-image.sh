@@ -9,7 +9,7 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 
 for cmd in rationd rationctl; do
-  CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o "$ctx/$cmd" "./cmd/$cmd"
+  CGO_ENABLED=0 GOOS=linux go build -buildvcs=auto -trimpath -ldflags='-s -w' -o "$ctx/$cmd" "./cmd/$cmd"
 done
 # The rest of the file system as a tar: only ADD of an archive keeps the
 # modes and owners of directories (COPY makes them 0755 root).

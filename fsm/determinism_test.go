@@ -101,6 +101,7 @@ func script(h *harness) {
 // adaptive trust, canaries, disagreement, inconclusive items and an
 // automatic deactivation, each drawing on the commands' seeds.
 func validationScript(h *harness) {
+	h.upgrade()
 	h.createService("val", "dmcheck", &rationv1.ServiceConfig{BucketSize: 4, Validation: &rationv1.ValidationPolicy{
 		Replicas: 2, MaxReplicas: 4, Adaptive: true, TrustAfter: 4, CanaryRate: 250, CanaryFailuresToDeactivate: 2}})
 	var cs []*rationv1.Canary
@@ -245,7 +246,7 @@ func TestFSM_GoldenSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for v := oldestSnapshotVersion; v <= SnapshotVersion; v++ {
+	for v := OldestSnapshotVersion; v <= SnapshotVersion; v++ {
 		file, err := os.ReadFile(golden(v))
 		if err != nil {
 			t.Fatal(err)

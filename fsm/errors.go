@@ -70,6 +70,9 @@ var (
 	ErrResultsNotAcknowledged = newError("RESULTS_NOT_ACKNOWLEDGED", "results not yet acknowledged")
 	// ErrNodeNotFound: no cluster node has the id.
 	ErrNodeNotFound = newError("NODE_NOT_FOUND", "node not found")
+	// ErrClusterVersion: the request needs a feature of a higher cluster
+	// version than the cluster runs (not every member supports it yet).
+	ErrClusterVersion = newError("CLUSTER_VERSION", "cluster version too low")
 )
 
 // Error is a domain failure with a machine-readable reason.

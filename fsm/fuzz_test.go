@@ -82,7 +82,7 @@ func FuzzApply(f *testing.F) {
 // CheckSnapshot, which the API's Restore runs on a snapshot from outside,
 // must accept exactly what Restore accepts with every invariant standing.
 func FuzzRestore(f *testing.F) {
-	for v := oldestSnapshotVersion; v <= SnapshotVersion; v++ {
+	for v := OldestSnapshotVersion; v <= SnapshotVersion; v++ {
 		snap, err := os.ReadFile(golden(v))
 		if err != nil {
 			f.Fatal(err)

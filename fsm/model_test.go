@@ -64,6 +64,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 		LeaseTtl: dur(5 * time.Minute), ReleaseGrace: dur(time.Minute), MaxAttempts: 2, UnackedResultRetention: dur(30 * time.Minute),
 		RefreshAfter: dur(25 * time.Minute)})
 	// val checks its results: two workers, adaptive trust, canaries.
+	h.upgrade()
 	h.createService("val", "dmcheck", &rationv1.ServiceConfig{BucketSize: 3, LeaseTtl: dur(10 * time.Minute),
 		MaxAttempts: 3, Validation: &rationv1.ValidationPolicy{Replicas: 2, MaxReplicas: 4, Adaptive: true, TrustAfter: 3,
 			CanaryRate: 150, CanaryFailuresToDeactivate: 12}})

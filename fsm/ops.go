@@ -131,6 +131,11 @@ var operations = newOpTable(
 	op[*statev1.RemoveNode, *emptypb.Empty]{
 		action: ActRemoveNode, scope: unscoped, check: (*txn).checkRemoveNode, apply: (*txn).removeNode,
 	},
+	op[*statev1.SetClusterVersion, *emptypb.Empty]{
+		action: ActSetClusterVersion, scope: unscoped,
+		check: func(_ *txn, r *statev1.SetClusterVersion) error { return checkSetClusterVersion(r) },
+		apply: (*txn).setClusterVersion,
+	},
 )
 
 // operation is everything the state machine knows about one operation.

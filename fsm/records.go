@@ -101,3 +101,13 @@ func votesOf(recs []*statev1.StoredVote) []Vote {
 	}
 	return out
 }
+
+// clusterVersionRecord is the cluster version as a snapshot stores it: 1
+// is left out, so that a cluster that never raised it writes what builds
+// before versions existed wrote, and they can restore it.
+func clusterVersionRecord(v uint32) uint32 {
+	if v <= 1 {
+		return 0
+	}
+	return v
+}

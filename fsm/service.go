@@ -17,7 +17,7 @@ func (x *txn) checkCreateService(op *rationv1.CreateServiceRequest) (kind.Kind, 
 	if !ok {
 		return nil, Config{}, fmt.Errorf("kind %q (known: %v): %w", op.GetKind(), kind.Names(), ErrUnknownKind)
 	}
-	cfg, err := configFromProto(k, op.GetConfig())
+	cfg, err := configFromProto(k, x.gateConfig(op.GetConfig()))
 	if err != nil {
 		return nil, Config{}, err
 	}
@@ -90,7 +90,7 @@ func (x *txn) checkUpdateService(op *rationv1.UpdateServiceRequest) (*Service, C
 	if !ok {
 		panic(fmt.Sprintf("fsm: service %q has unregistered kind %q", s.Name, s.Kind))
 	}
-	cfg, err := configFromProto(k, op.GetConfig())
+	cfg, err := configFromProto(k, x.gateConfig(op.GetConfig()))
 	if err != nil {
 		return nil, Config{}, err
 	}

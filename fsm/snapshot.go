@@ -25,8 +25,8 @@ const (
 	// every earlier version kept in testdata. Format 3 added the services'
 	// retention settings and export position.
 	SnapshotVersion = 3
-	// oldestSnapshotVersion is the oldest format Restore reads.
-	oldestSnapshotVersion = 1
+	// OldestSnapshotVersion is the oldest format Restore reads.
+	OldestSnapshotVersion = 1
 	// maxRecord bounds one record, so a corrupt length cannot make Restore
 	// allocate without limit.
 	maxRecord = 64 << 20
@@ -119,6 +119,7 @@ func (t *tables) encode(w io.Writer) error {
 	m := t.meta
 	rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Meta{Meta: &statev1.SnapshotMeta{
 		Index: m.index, Now: m.now, NextSeq: m.nextSeq, NextEpoch: m.nextEpoch, NextBucket: m.nextBucket, NextService: m.nextService,
+		ClusterVersion: clusterVersionRecord(m.clusterVersion),
 	}}})
 	t.nodes.Scan(func(n *NodeAddress) bool {
 		rw.put(&statev1.SnapshotRecord{Record: &statev1.SnapshotRecord_Node{Node: &statev1.NodeRecord{
@@ -198,8 +199,8 @@ func decode(r *bufio.Reader) (*tables, error) {
 		return nil, corruptSnapshot("not a ration snapshot (magic %q)", head[:8])
 	}
 	version := binary.BigEndian.Uint32(head[8:])
-	if version < oldestSnapshotVersion || version > SnapshotVersion {
-		return nil, corruptSnapshot("format version %d, this build reads %d to %d", version, oldestSnapshotVersion, SnapshotVersion)
+	if version < OldestSnapshotVersion || version > SnapshotVersion {
+		return nil, corruptSnapshot("format version %d, this build reads %d to %d", version, OldestSnapshotVersion, SnapshotVersion)
 	}
 	t := newTables()
 	var (
@@ -274,7 +275,12 @@ func (t *tables) load(rec *statev1.SnapshotRecord, sawMeta *bool) error {
 		}
 		*sawMeta = true
 		m := r.Meta
-		t.meta = meta{index: m.Index, now: m.Now, nextSeq: m.NextSeq, nextEpoch: m.NextEpoch, nextBucket: m.NextBucket, nextService: m.NextService}
+		if m.ClusterVersion > MaxProtocol {
+			return fmt.Errorf("the snapshot's cluster version is %d, and this build applies protocols %d to %d: "+
+				"restore it with a build that applies protocol %d", m.ClusterVersion, MinProtocol, MaxProtocol, m.ClusterVersion)
+		}
+		t.meta = meta{index: m.Index, now: m.Now, nextSeq: m.NextSeq, nextEpoch: m.NextEpoch, nextBucket: m.NextBucket,
+			nextService: m.NextService, clusterVersion: m.ClusterVersion}
 	case *statev1.SnapshotRecord_Node:
 		if _, dup := t.nodes.Load(&NodeAddress{ID: r.Node.NodeId, APIAddress: r.Node.ApiAddress}); dup {
 			return fmt.Errorf("node %q twice", r.Node.NodeId)

@@ -363,6 +363,7 @@ const (
 	ActAddCanaries       = "add-canaries"
 	ActCanaryFailed      = "canary-failed"
 	ActItemsInconclusive = "items-inconclusive"
+	ActSetClusterVersion = "set-cluster-version"
 	// ActTick names a refused Tick; an applied one records each transition
 	// under its own action (lease-expired, dead-released, worker-idle).
 	ActTick = "tick"

@@ -46,6 +46,8 @@ type meta struct {
 	nextEpoch   uint64
 	nextBucket  uint64
 	nextService uint32
+	// clusterVersion is the protocol every member applies; 0 means 1.
+	clusterVersion uint32
 	// requestBytes is what the remembered request ids cost (requestCost),
 	// derived from them: snapshots do not carry it.
 	requestBytes uint64

@@ -77,7 +77,7 @@ func (o simOutcome) overheadPct() float64 { return 100 * (float64(o.results)/flo
 // with the truth.
 func runTrustSim(tb testing.TB, cfg *rationv1.ServiceConfig, workers []simWorker, items int, seed uint64) simOutcome {
 	tb.Helper()
-	h := newHarness(tb)
+	h := newUpgraded(tb)
 	h.check = false // the invariants run once, at the end
 	h.createService("sim", "dmcheck", cfg)
 	for _, w := range workers {

@@ -5,8 +5,23 @@ import (
 	"strings"
 	"testing"
 
+	statev1 "github.com/rationhq/ration/api/ration/state/v1"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
+
+// newUpgraded is a harness whose cluster runs this build's protocol.
+func newUpgraded(t testing.TB) *harness {
+	h := newHarness(t)
+	h.upgrade()
+	return h
+}
+
+// upgrade raises the cluster version to this build's, as a leader does once
+// every member runs it.
+func (h *harness) upgrade() {
+	h.t.Helper()
+	h.must(&statev1.SetClusterVersion{Version: MaxProtocol})
+}
 
 func policy(p *rationv1.ValidationPolicy) *rationv1.ServiceConfig {
 	return &rationv1.ServiceConfig{BucketSize: 4, Validation: p}
@@ -66,7 +81,7 @@ func TestValidation_ConfigLimits(t *testing.T) {
 		{"list_tolerance over", &rationv1.ValidationPolicy{Replicas: 2, ListTolerance: 1001}, "followers", "list_tolerance 1001"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t)
+			h := newUpgraded(t)
 			r := h.apply(&rationv1.CreateServiceRequest{Name: "s", Kind: c.kind, Config: policy(c.p)})
 			err := ResultError(r)
 			switch {
@@ -77,7 +92,7 @@ func TestValidation_ConfigLimits(t *testing.T) {
 			}
 		})
 	}
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 3}))
 	v := h.svcState("s").Config.Validation
 	if v.Quorum != 2 || v.MaxReplicas != 7 || v.SpotCheck != DefaultSpotCheck || v.TrustAfter != DefaultTrustAfter {
@@ -95,7 +110,7 @@ func TestValidation_ConfigLimits(t *testing.T) {
 // Two workers agree: the items are canonical, validated, with both votes;
 // between the two, the items wait for a quorum, barred to the first.
 func TestValidation_QuorumAgrees(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 2}))
 	h.register("s", "w1")
 	h.register("s", "w2")
@@ -145,7 +160,7 @@ func TestValidation_QuorumAgrees(t *testing.T) {
 // goes out again, to a third worker and, the 2-1 lead being short of the
 // margin, a fourth, whose votes decide it.
 func TestValidation_DisagreementGoesOutAgain(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 2}))
 	for _, w := range []string{"w1", "w2", "w3", "w4"} {
 		h.register("s", w)
@@ -196,7 +211,7 @@ func TestValidation_DisagreementGoesOutAgain(t *testing.T) {
 // With no quorum after max_replicas votes an item is INCONCLUSIVE, and
 // AddItems queues it again, without its votes.
 func TestValidation_InconclusiveAtMaxReplicas(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 2, MaxReplicas: 3}))
 	// DM, NON_DM, UNKNOWN: no two agree.
 	for _, w := range []string{"w1", "w2", "w3", "w4"} {
@@ -234,7 +249,7 @@ func TestValidation_InconclusiveAtMaxReplicas(t *testing.T) {
 // Items a voter leaves out go back to the pool with a failed attempt and
 // without their votes; release and expiry keep a bucket's votes.
 func TestValidation_PartialSubmitAndRelease(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 2}))
 	for _, w := range []string{"w1", "w2", "w3"} {
 		h.register("s", w)
@@ -276,7 +291,7 @@ func canaryService(h *harness, p *rationv1.ValidationPolicy) {
 // Canaries are mixed into leases at canary_rate, look like any item, count
 // as accepted, and never reach the results or the item counts.
 func TestCanaries_MixedAndNeverRevealed(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	canaryService(h, &rationv1.ValidationPolicy{CanaryRate: 200})
 	h.register("s", "w1")
 	h.add("s", 0, ids("i", 10)...)
@@ -350,7 +365,7 @@ func TestCanaries_MixedAndNeverRevealed(t *testing.T) {
 }
 
 func TestCanaries_Limits(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", nil)
 	many := func(prefix string, n int) []*rationv1.Canary {
 		var cs []*rationv1.Canary
@@ -376,7 +391,7 @@ func TestCanaries_Limits(t *testing.T) {
 // canary_failures_to_deactivate the worker is deactivated and its
 // unvalidated results reverted, by the system, on the record.
 func TestCanaries_WrongAnswersDeactivateAndRevert(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	canaryService(h, &rationv1.ValidationPolicy{CanaryRate: 100, CanaryFailuresToDeactivate: 1})
 	h.register("s", "w1")
 	h.register("s", "w2")
@@ -415,7 +430,7 @@ func TestCanaries_WrongAnswersDeactivateAndRevert(t *testing.T) {
 // Trust is earned by agreeing and lost at the first disagreement; a
 // trusted worker's buckets are mostly believed on its word.
 func TestValidation_AdaptiveTrustEarnedAndLost(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", &rationv1.ServiceConfig{BucketSize: 10,
 		Validation: &rationv1.ValidationPolicy{Replicas: 2, Adaptive: true, SpotCheck: 10}})
 	h.register("s", "w1")
@@ -479,7 +494,7 @@ func TestValidation_AdaptiveTrustEarnedAndLost(t *testing.T) {
 
 // Explain says how the votes on an item stand and what a worker's trust is.
 func TestValidation_Explain(t *testing.T) {
-	h := newHarness(t)
+	h := newUpgraded(t)
 	h.createService("s", "dmcheck", policy(&rationv1.ValidationPolicy{Replicas: 2, Adaptive: true}))
 	h.register("s", "w1")
 	h.register("s", "w2")

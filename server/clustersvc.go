@@ -31,9 +31,11 @@ func (h *clusterHandler) Status(ctx context.Context, req *connect.Request[ration
 	if o := h.s.store.ClockOffset(); o.Fresh() {
 		out.ClockOffset = durationpb.New(o.Offset)
 	}
+	out.ClusterVersion, out.Release = st.ClusterVersion, h.s.store.OwnVersion().Release
 	for _, m := range st.Members {
 		out.Members = append(out.Members, &rationv1.Member{Id: m.ID, RaftAddress: m.RaftAddress, ApiAddress: m.APIAddress,
-			Suffrage: m.Suffrage, Leader: m.Leader})
+			Suffrage: m.Suffrage, Leader: m.Leader, Release: m.Version.Release,
+			MinProtocol: m.Version.MinProtocol, MaxProtocol: m.Version.MaxProtocol})
 	}
 	return reply(h.s, out), nil
 }
@@ -45,6 +47,16 @@ func (h *clusterHandler) Join(ctx context.Context, req *connect.Request[rationv1
 	}
 	// Joining is idempotent: a member joining again changes nothing.
 	return onLeader(h.s, ctx, req, true, func() (*rationv1.JoinResponse, error) {
+		if cv := h.s.store.State().ClusterVersion(); max(m.GetMaxProtocol(), 1) < cv {
+			release := m.GetRelease()
+			if release == "" {
+				release = "a build that does not say (one from before versions were published)"
+			}
+			return nil, h.s.errorf(connect.CodeFailedPrecondition, fsm.ErrClusterVersion.Reason,
+				"node %s runs %s, which applies protocols up to %d; the cluster runs version %d (this node runs %s): "+
+					"join it with a build that applies protocol %d", m.GetNodeId(), release, max(m.GetMaxProtocol(), 1), cv,
+				h.s.store.OwnVersion().Release, cv)
+		}
 		return &rationv1.JoinResponse{}, h.s.store.Join(ctx, m.GetNodeId(), m.GetRaftAddress(), m.GetApiAddress())
 	})
 }

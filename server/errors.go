@@ -46,6 +46,7 @@ var codes = []struct {
 	{fsm.ErrAckBeyondResults, connect.CodeOutOfRange, ""},
 	{fsm.ErrServiceNotRevoked, connect.CodeFailedPrecondition, ""},
 	{fsm.ErrResultsNotAcknowledged, connect.CodeFailedPrecondition, ""},
+	{fsm.ErrClusterVersion, connect.CodeFailedPrecondition, ""},
 	{cluster.ErrTooLarge, connect.CodeInvalidArgument, "TOO_LARGE"},
 	{cluster.ErrNotLeader, connect.CodeUnavailable, "NOT_LEADER"},
 	{cluster.ErrNoLeader, connect.CodeUnavailable, "NO_LEADER"},

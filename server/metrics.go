@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 
 	gometrics "github.com/hashicorp/go-metrics/compat"
@@ -126,6 +127,7 @@ type nodeCollector struct {
 
 	appliedIndex, commitIndex, term, isLeader, leaderKnown, contactAge, members *prometheus.Desc
 	logEntries, logBytes, trailingLogs, clockOffset                             *prometheus.Desc
+	nodeInfo, clusterVersion                                                    *prometheus.Desc
 
 	services, items, buckets, workers *prometheus.Desc
 	unacked, unackedBytes             *prometheus.Desc
@@ -163,6 +165,10 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 		logBytes:     node("log_bytes_since_snapshot", "Bytes this node wrote to its Raft log since its newest snapshot; at --snapshot-log-bytes (or that snapshot's size, if larger) it snapshots."),
 		trailingLogs: node("trailing_logs", "Log entries a snapshot leaves behind now: --trailing-logs, or fewer to stay within --trailing-log-bytes."),
 		clockOffset:  node("clock_offset_seconds", "This node's wall clock minus the majority's, as last measured (absent until measured, or when older than 10s); beyond --max-clock-offset the node is not ready and will not lead."),
+
+		nodeInfo: prometheus.NewDesc("ration_node_info", "1, labelled with this node's build: its release (version), commit and the log protocols it applies.",
+			[]string{"version", "commit", "min_protocol", "max_protocol"}, nil),
+		clusterVersion: prometheus.NewDesc("ration_cluster_version", "The cluster version: the log protocol every member applies, as this node's state says.", nil, nil),
 
 		services: prometheus.NewDesc("ration_services", "Services by state.", []string{"state"}, nil),
 		items:    prometheus.NewDesc("ration_items", "Items by service and state.", []string{"service", "state"}, nil),
@@ -206,7 +212,7 @@ func newNodeCollector(store Store, refused *refusals) *nodeCollector {
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.appliedIndex, c.commitIndex, c.term, c.isLeader, c.leaderKnown, c.contactAge,
-		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.clockOffset, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.awaitingQuorum, c.resultsAccepted, c.rejectedByReason} {
+		c.members, c.logEntries, c.logBytes, c.trailingLogs, c.clockOffset, c.nodeInfo, c.clusterVersion, c.services, c.items, c.buckets, c.workers, c.unacked, c.unackedBytes, c.awaitingQuorum, c.resultsAccepted, c.rejectedByReason} {
 		ch <- d
 	}
 	for _, cd := range c.counters {
@@ -250,6 +256,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.contactAge, st.LeaderContactAge.Seconds())
 	}
 	gauge(c.members, float64(len(st.Members)))
+	own := c.store.OwnVersion()
+	gauge(c.nodeInfo, 1, own.Release, own.Commit, strconv.Itoa(int(own.MinProtocol)), strconv.Itoa(int(own.MaxProtocol)))
+	gauge(c.clusterVersion, float64(st.ClusterVersion))
 	log := c.store.LogSize()
 	if log.Last >= log.First && log.First > 0 {
 		gauge(c.logEntries, float64(log.Last-log.First+1))

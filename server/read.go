@@ -61,6 +61,7 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 		}
 		msg := &peerv1.ReadIndexRequest{}
 		s.stampClock(msg)
+		s.stampVersion(msg)
 		req := connect.NewRequest(msg)
 		if t := s.cfg.AdminToken; t != "" {
 			req.Header().Set("Authorization", "Bearer "+t)
@@ -69,6 +70,7 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 		if err == nil {
 			idx = res.Msg.GetIndex()
 			s.measureClock(msg.GetSentAt(), res.Msg)
+			s.learnVersions(res.Msg)
 		}
 		return err
 	})
@@ -85,5 +87,6 @@ func (h *peerHandler) ReadIndex(ctx context.Context, req *connect.Request[peerv1
 	}
 	res := &peerv1.ReadIndexResponse{Index: idx, LeaderId: h.s.store.ID()}
 	h.s.answerClock(req.Msg, res)
+	h.s.answerVersions(req.Msg, res)
 	return connect.NewResponse(res), nil
 }

@@ -39,6 +39,8 @@ type Store interface {
 	LeaderChanged() <-chan struct{}
 	WallClock() time.Time
 	ObserveClockOffset(time.Duration)
+	ObserveMemberVersion(id string, v cluster.MemberVersion)
+	OwnVersion() cluster.MemberVersion
 	ClockOffset() cluster.ClockOffset
 	ClockProblem() string
 	MaxClockOffset() time.Duration

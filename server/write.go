@@ -44,6 +44,11 @@ func write[Res, Req any](s *Server, ctx context.Context, req *connect.Request[Re
 			token = newOwnerToken()
 			cmd.Header.NewOwnerTokenHash = token.hash
 		}
+		// A feature of a higher cluster version than the members' waits for
+		// the last of them (fsm/version.go).
+		if err := fsm.CheckVersion(s.store.State().ClusterVersion(), msg); err != nil {
+			return nil, s.rpcError(err)
+		}
 		if err := s.precheck(ctx, cmd); err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 )
 
@@ -50,14 +51,20 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				if o := resp.GetClockOffset(); o != nil {
 					clock = o.AsDuration().String() + " off the majority's"
 				}
-				fmt.Fprintf(w, "%s; clock %s\n\n", ready, clock)
-				row(w, "LEADER", "ID", "SUFFRAGE", "RAFT-ADDRESS", "API-ADDRESS")
+				fmt.Fprintf(w, "%s; clock %s\n", ready, clock)
+				fmt.Fprintf(w, "cluster version %d; this node runs %s\n\n", max(resp.GetClusterVersion(), 1), fmtStr(resp.GetRelease()))
+				row(w, "LEADER", "ID", "SUFFRAGE", "RAFT-ADDRESS", "API-ADDRESS", "RELEASE", "PROTOCOLS")
 				for _, m := range resp.GetMembers() {
 					mark := ""
 					if m.GetLeader() {
 						mark = "*"
 					}
-					row(w, mark, m.GetId(), fmtStr(m.GetSuffrage()), fmtStr(m.GetRaftAddress()), fmtStr(m.GetApiAddress()))
+					protocols := "unknown"
+					if m.GetMaxProtocol() > 0 {
+						protocols = fmt.Sprintf("%d-%d", m.GetMinProtocol(), m.GetMaxProtocol())
+					}
+					row(w, mark, m.GetId(), fmtStr(m.GetSuffrage()), fmtStr(m.GetRaftAddress()), fmtStr(m.GetApiAddress()),
+						fmtStr(m.GetRelease()), protocols)
 				}
 			})
 		},
@@ -73,6 +80,7 @@ func (a *app) clusterJoinCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &rationv1.JoinRequest{NodeId: args[0], RaftAddress: args[1], ApiAddress: args[2]}
+			a.joinerVersion(cmd.Context(), req)
 			resp, err := a.api.Join(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -259,6 +267,26 @@ func (a *app) statusWhen(ctx context.Context, ready bool) (*rationv1.StatusRespo
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// joinerVersion asks the joining node which build it runs, so that the
+// leader can refuse one that cannot apply the cluster version; a node that
+// does not answer joins unnamed (the leader counts it as protocol 1).
+func (a *app) joinerVersion(ctx context.Context, req *rationv1.JoinRequest) {
+	c, err := client.New(client.Config{Addrs: []string{req.GetApiAddress()}, AdminToken: a.token, HTTPClient: a.httpClient,
+		CallTimeout: 2 * time.Second, RetryFor: -1})
+	if err != nil {
+		return
+	}
+	st, err := c.Status(ctx, &rationv1.StatusRequest{})
+	if err != nil {
+		return
+	}
+	for _, m := range st.GetMembers() {
+		if m.GetId() == st.GetNodeId() {
+			req.Release, req.MaxProtocol = m.GetRelease(), m.GetMaxProtocol()
 		}
 	}
 }

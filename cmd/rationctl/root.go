@@ -122,6 +122,7 @@ RATION_WORKER_SECRET.`,
 		a.snapshotCommand(),
 		a.explainCommand(),
 		a.benchCommand(),
+		a.versionCommand(),
 	)
 	return root
 }

@@ -21,6 +21,7 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/internal/version"
 	"github.com/rationhq/ration/server"
 )
 
@@ -58,6 +59,8 @@ type Main struct {
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	// Stderr receives the log.
 	Stderr io.Writer
+	// Stdout receives --version's answer.
+	Stdout io.Writer
 
 	log  hclog.Logger
 	node *cluster.Node
@@ -74,7 +77,7 @@ type Main struct {
 func NewMain() *Main {
 	return &Main{
 		NodeID: "n1", DataDir: "ration-data", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071",
-		LogFormat: "text", LogLevel: "info", JoinTimeout: time.Minute, Stderr: os.Stderr,
+		LogFormat: "text", LogLevel: "info", JoinTimeout: time.Minute, Stderr: os.Stderr, Stdout: os.Stdout,
 		Limits: server.DefaultLimits(), Bounds: defaultBounds(), Clock: clockFlags{MaxClockOffset: cluster.DefaultMaxClockOffset},
 	}
 }
@@ -89,6 +92,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.AdvertiseHTTP, "advertise-http", "", "API address other nodes use to reach this one (default: the listening address)")
 	fs.StringVar(&m.RaftAddr, "raft-addr", m.RaftAddr, "address Raft listens on (and advertises, resolved to an IP, unless --advertise-raft is given)")
 	fs.StringVar(&m.AdvertiseRaft, "advertise-raft", "", "Raft address other nodes dial to reach this one, kept as given: a host name is looked up at each dial (containers)")
+	showVersion := fs.Bool("version", false, "print the release, the commit, and the log protocols and snapshot formats this build reads and writes, and exit")
 	fs.BoolVar(&m.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first member (implied when --join is not given)")
 	join := fs.String("join", "", "comma-separated API addresses of members to join through")
 	fs.StringVar(&m.AdminToken, "admin-token", getenv("RATION_ADMIN_TOKEN"), "token required on owner, insight and cluster calls (env RATION_ADMIN_TOKEN)")
@@ -113,6 +117,10 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *showVersion {
+		fmt.Fprint(m.Stdout, version.Get())
+		return errHelp
 	}
 	m.RaftDial = map[string]string{}
 	for _, kv := range strings.Split(*dial, ",") {
@@ -308,7 +316,9 @@ func hasState(dir string) bool {
 func (m *Main) join(ctx context.Context, advertise string) error {
 	ctx, cancel := context.WithTimeout(ctx, m.JoinTimeout)
 	defer cancel()
-	req := &rationv1.JoinRequest{NodeId: m.NodeID, RaftAddress: m.node.RaftAddr(), ApiAddress: advertise}
+	own := cluster.OwnVersion()
+	req := &rationv1.JoinRequest{NodeId: m.NodeID, RaftAddress: m.node.RaftAddr(), ApiAddress: advertise,
+		Release: own.Release, MaxProtocol: own.MaxProtocol}
 	backoff := 100 * time.Millisecond
 	for {
 		var last error

@@ -28,8 +28,14 @@ type Member struct {
 	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
 	ApiAddress  string                 `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
 	// "Voter", "Nonvoter" or "Staging".
-	Suffrage      string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	Suffrage string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader   bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	// Its build's release and the log protocols it applies, as last heard
+	// (empty and 0 while unknown, or for a build before versions were
+	// published, which applies protocol 1 only).
+	Release       string `protobuf:"bytes,6,opt,name=release,proto3" json:"release,omitempty"`
+	MinProtocol   uint32 `protobuf:"varint,7,opt,name=min_protocol,json=minProtocol,proto3" json:"min_protocol,omitempty"`
+	MaxProtocol   uint32 `protobuf:"varint,8,opt,name=max_protocol,json=maxProtocol,proto3" json:"max_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -99,6 +105,27 @@ func (x *Member) GetLeader() bool {
 	return false
 }
 
+func (x *Member) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *Member) GetMinProtocol() uint32 {
+	if x != nil {
+		return x.MinProtocol
+	}
+	return 0
+}
+
+func (x *Member) GetMaxProtocol() uint32 {
+	if x != nil {
+		return x.MaxProtocol
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -154,7 +181,14 @@ type StatusResponse struct {
 	// This node's wall clock minus the majority's, as last measured on the
 	// read-index calls between nodes; unset until measured (or when the
 	// measurement is older than 10s).
-	ClockOffset   *durationpb.Duration `protobuf:"bytes,11,opt,name=clock_offset,json=clockOffset,proto3" json:"clock_offset,omitempty"`
+	ClockOffset *durationpb.Duration `protobuf:"bytes,11,opt,name=clock_offset,json=clockOffset,proto3" json:"clock_offset,omitempty"`
+	// The cluster version: the log protocol every member applies. Features
+	// that need a higher one are refused (FAILED_PRECONDITION,
+	// CLUSTER_VERSION) until every member supports it and the leader raises
+	// it.
+	ClusterVersion uint32 `protobuf:"varint,12,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
+	// This node's build's release.
+	Release       string `protobuf:"bytes,13,opt,name=release,proto3" json:"release,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -266,11 +300,30 @@ func (x *StatusResponse) GetClockOffset() *durationpb.Duration {
 	return nil
 }
 
+func (x *StatusResponse) GetClusterVersion() uint32 {
+	if x != nil {
+		return x.ClusterVersion
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
 type JoinRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	ApiAddress    string                 `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	ApiAddress  string                 `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	// The joining node's build: a node that cannot apply the cluster
+	// version is refused. Unset (a build before versions were published)
+	// counts as protocol 1 only.
+	Release       string `protobuf:"bytes,4,opt,name=release,proto3" json:"release,omitempty"`
+	MaxProtocol   uint32 `protobuf:"varint,5,opt,name=max_protocol,json=maxProtocol,proto3" json:"max_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +377,20 @@ func (x *JoinRequest) GetApiAddress() string {
 		return x.ApiAddress
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetMaxProtocol() uint32 {
+	if x != nil {
+		return x.MaxProtocol
+	}
+	return 0
 }
 
 type JoinResponse struct {
@@ -724,15 +791,18 @@ var File_ration_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_ration_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x17ration/v1/cluster.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\"\x90\x01\n" +
+	"\x17ration/v1/cluster.proto\x12\tration.v1\x1a\x1egoogle/protobuf/duration.proto\"\xf0\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
 	"apiAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x0f\n" +
-	"\rStatusRequest\"\xb7\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12\x18\n" +
+	"\arelease\x18\x06 \x01(\tR\arelease\x12!\n" +
+	"\fmin_protocol\x18\a \x01(\rR\vminProtocol\x12!\n" +
+	"\fmax_protocol\x18\b \x01(\rR\vmaxProtocol\"\x0f\n" +
+	"\rStatusRequest\"\xfa\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -745,12 +815,16 @@ const file_ration_v1_cluster_proto_rawDesc = "" +
 	"\amembers\x18\t \x03(\v2\x11.ration.v1.MemberR\amembers\x12\x1b\n" +
 	"\tnot_ready\x18\n" +
 	" \x01(\tR\bnotReady\x12<\n" +
-	"\fclock_offset\x18\v \x01(\v2\x19.google.protobuf.DurationR\vclockOffset\"j\n" +
+	"\fclock_offset\x18\v \x01(\v2\x19.google.protobuf.DurationR\vclockOffset\x12'\n" +
+	"\x0fcluster_version\x18\f \x01(\rR\x0eclusterVersion\x12\x18\n" +
+	"\arelease\x18\r \x01(\tR\arelease\"\xa7\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
-	"apiAddress\"\x0e\n" +
+	"apiAddress\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\tR\arelease\x12!\n" +
+	"\fmax_protocol\x18\x05 \x01(\rR\vmaxProtocol\"\x0e\n" +
 	"\fJoinResponse\"(\n" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"*\n" +

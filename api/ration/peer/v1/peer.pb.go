@@ -27,8 +27,11 @@ type ReadIndexRequest struct {
 	// the leader takes the node's offset from it (its own clock on receipt
 	// against sent_at), and the node its offset from the leader (leader_time
 	// against the midpoint of sending and receiving).
-	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	SentAt        int64  `protobuf:"varint,2,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SentAt int64  `protobuf:"varint,2,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// The asking node's build; the leader keeps each member's, to decide
+	// the cluster version, and shares them in its answers.
+	Version       *BuildVersion `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,6 +80,135 @@ func (x *ReadIndexRequest) GetSentAt() int64 {
 	return 0
 }
 
+func (x *ReadIndexRequest) GetVersion() *BuildVersion {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+// BuildVersion is a node's release and the log protocols it applies.
+type BuildVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Release       string                 `protobuf:"bytes,1,opt,name=release,proto3" json:"release,omitempty"`
+	Commit        string                 `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	MinProtocol   uint32                 `protobuf:"varint,3,opt,name=min_protocol,json=minProtocol,proto3" json:"min_protocol,omitempty"`
+	MaxProtocol   uint32                 `protobuf:"varint,4,opt,name=max_protocol,json=maxProtocol,proto3" json:"max_protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildVersion) Reset() {
+	*x = BuildVersion{}
+	mi := &file_ration_peer_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildVersion) ProtoMessage() {}
+
+func (x *BuildVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_peer_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildVersion.ProtoReflect.Descriptor instead.
+func (*BuildVersion) Descriptor() ([]byte, []int) {
+	return file_ration_peer_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BuildVersion) GetRelease() string {
+	if x != nil {
+		return x.Release
+	}
+	return ""
+}
+
+func (x *BuildVersion) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *BuildVersion) GetMinProtocol() uint32 {
+	if x != nil {
+		return x.MinProtocol
+	}
+	return 0
+}
+
+func (x *BuildVersion) GetMaxProtocol() uint32 {
+	if x != nil {
+		return x.MaxProtocol
+	}
+	return 0
+}
+
+// MemberVersion is a member's build as the leader last heard it.
+type MemberVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Version       *BuildVersion          `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberVersion) Reset() {
+	*x = MemberVersion{}
+	mi := &file_ration_peer_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberVersion) ProtoMessage() {}
+
+func (x *MemberVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_peer_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberVersion.ProtoReflect.Descriptor instead.
+func (*MemberVersion) Descriptor() ([]byte, []int) {
+	return file_ration_peer_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MemberVersion) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *MemberVersion) GetVersion() *BuildVersion {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
 type ReadIndexResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Index    uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -87,13 +219,16 @@ type ReadIndexResponse struct {
 	// voters of their offsets from the leader, the leader's own being 0; unset
 	// while the leader has fresh offsets from fewer than a majority.
 	MajorityOffset *int64 `protobuf:"varint,4,opt,name=majority_offset,json=majorityOffset,proto3,oneof" json:"majority_offset,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The builds of the members the leader has heard from lately, its own
+	// included.
+	Members       []*MemberVersion `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_ration_peer_v1_peer_proto_msgTypes[1]
+	mi := &file_ration_peer_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +240,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_peer_v1_peer_proto_msgTypes[1]
+	mi := &file_ration_peer_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +253,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_ration_peer_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_ration_peer_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -149,20 +284,37 @@ func (x *ReadIndexResponse) GetMajorityOffset() int64 {
 	return 0
 }
 
+func (x *ReadIndexResponse) GetMembers() []*MemberVersion {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 var File_ration_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_ration_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x19ration/peer/v1/peer.proto\x12\x0eration.peer.v1\"D\n" +
+	"\x19ration/peer/v1/peer.proto\x12\x0eration.peer.v1\"|\n" +
 	"\x10ReadIndexRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
-	"\asent_at\x18\x02 \x01(\x03R\x06sentAt\"\xa9\x01\n" +
+	"\asent_at\x18\x02 \x01(\x03R\x06sentAt\x126\n" +
+	"\aversion\x18\x03 \x01(\v2\x1c.ration.peer.v1.BuildVersionR\aversion\"\x86\x01\n" +
+	"\fBuildVersion\x12\x18\n" +
+	"\arelease\x18\x01 \x01(\tR\arelease\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12!\n" +
+	"\fmin_protocol\x18\x03 \x01(\rR\vminProtocol\x12!\n" +
+	"\fmax_protocol\x18\x04 \x01(\rR\vmaxProtocol\"`\n" +
+	"\rMemberVersion\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x126\n" +
+	"\aversion\x18\x02 \x01(\v2\x1c.ration.peer.v1.BuildVersionR\aversion\"\xe2\x01\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
 	"\vleader_time\x18\x03 \x01(\x03R\n" +
 	"leaderTime\x12,\n" +
-	"\x0fmajority_offset\x18\x04 \x01(\x03H\x00R\x0emajorityOffset\x88\x01\x01B\x12\n" +
+	"\x0fmajority_offset\x18\x04 \x01(\x03H\x00R\x0emajorityOffset\x88\x01\x01\x127\n" +
+	"\amembers\x18\x05 \x03(\v2\x1d.ration.peer.v1.MemberVersionR\amembersB\x12\n" +
 	"\x10_majority_offset2d\n" +
 	"\vPeerService\x12U\n" +
 	"\tReadIndex\x12 .ration.peer.v1.ReadIndexRequest\x1a!.ration.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01B6Z4github.com/rationhq/ration/api/ration/peer/v1;peerv1b\x06proto3"
@@ -179,19 +331,24 @@ func file_ration_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_ration_peer_v1_peer_proto_rawDescData
 }
 
-var file_ration_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_ration_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_ration_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),  // 0: ration.peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 1: ration.peer.v1.ReadIndexResponse
+	(*BuildVersion)(nil),      // 1: ration.peer.v1.BuildVersion
+	(*MemberVersion)(nil),     // 2: ration.peer.v1.MemberVersion
+	(*ReadIndexResponse)(nil), // 3: ration.peer.v1.ReadIndexResponse
 }
 var file_ration_peer_v1_peer_proto_depIdxs = []int32{
-	0, // 0: ration.peer.v1.PeerService.ReadIndex:input_type -> ration.peer.v1.ReadIndexRequest
-	1, // 1: ration.peer.v1.PeerService.ReadIndex:output_type -> ration.peer.v1.ReadIndexResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	1, // 0: ration.peer.v1.ReadIndexRequest.version:type_name -> ration.peer.v1.BuildVersion
+	1, // 1: ration.peer.v1.MemberVersion.version:type_name -> ration.peer.v1.BuildVersion
+	2, // 2: ration.peer.v1.ReadIndexResponse.members:type_name -> ration.peer.v1.MemberVersion
+	0, // 3: ration.peer.v1.PeerService.ReadIndex:input_type -> ration.peer.v1.ReadIndexRequest
+	3, // 4: ration.peer.v1.PeerService.ReadIndex:output_type -> ration.peer.v1.ReadIndexResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_ration_peer_v1_peer_proto_init() }
@@ -199,14 +356,14 @@ func file_ration_peer_v1_peer_proto_init() {
 	if File_ration_peer_v1_peer_proto != nil {
 		return
 	}
-	file_ration_peer_v1_peer_proto_msgTypes[1].OneofWrappers = []any{}
+	file_ration_peer_v1_peer_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_peer_v1_peer_proto_rawDesc), len(file_ration_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,6 +55,7 @@ type Command struct {
 	//	*Command_Tick
 	//	*Command_SetNode
 	//	*Command_RemoveNode
+	//	*Command_SetClusterVersion
 	//	*Command_Batch
 	//	*Command_CompactAddItems
 	//	*Command_CompactSubmit
@@ -296,6 +297,15 @@ func (x *Command) GetRemoveNode() *RemoveNode {
 	return nil
 }
 
+func (x *Command) GetSetClusterVersion() *SetClusterVersion {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetClusterVersion); ok {
+			return x.SetClusterVersion
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetBatch() *CommandBatch {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Batch); ok {
@@ -417,6 +427,11 @@ type Command_RemoveNode struct {
 	RemoveNode *RemoveNode `protobuf:"bytes,51,opt,name=remove_node,json=removeNode,proto3,oneof"`
 }
 
+type Command_SetClusterVersion struct {
+	// Protocol 2 on.
+	SetClusterVersion *SetClusterVersion `protobuf:"bytes,52,opt,name=set_cluster_version,json=setClusterVersion,proto3,oneof"`
+}
+
 type Command_Batch struct {
 	// 60-69: several commands in one log entry (group commit).
 	Batch *CommandBatch `protobuf:"bytes,60,opt,name=batch,proto3,oneof"`
@@ -474,6 +489,8 @@ func (*Command_Tick) isCommand_Op() {}
 func (*Command_SetNode) isCommand_Op() {}
 
 func (*Command_RemoveNode) isCommand_Op() {}
+
+func (*Command_SetClusterVersion) isCommand_Op() {}
 
 func (*Command_Batch) isCommand_Op() {}
 
@@ -931,6 +948,53 @@ func (x *RemoveNode) GetNodeId() string {
 	return ""
 }
 
+// SetClusterVersion raises the cluster version: the log protocol every
+// member applies. The leader proposes it once every member supports the
+// version; it never lowers it.
+type SetClusterVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterVersion) Reset() {
+	*x = SetClusterVersion{}
+	mi := &file_ration_state_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterVersion) ProtoMessage() {}
+
+func (x *SetClusterVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_ration_state_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterVersion.ProtoReflect.Descriptor instead.
+func (*SetClusterVersion) Descriptor() ([]byte, []int) {
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetClusterVersion) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type CommandBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
@@ -940,7 +1004,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_ration_state_v1_command_proto_msgTypes[7]
+	mi := &file_ration_state_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1016,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_command_proto_msgTypes[7]
+	mi := &file_ration_state_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1029,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -1015,7 +1079,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_ration_state_v1_command_proto_msgTypes[8]
+	mi := &file_ration_state_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1091,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_command_proto_msgTypes[8]
+	mi := &file_ration_state_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1104,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommandResult) GetError() *CommandError {
@@ -1397,7 +1461,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_ration_state_v1_command_proto_msgTypes[9]
+	mi := &file_ration_state_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1473,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_command_proto_msgTypes[9]
+	mi := &file_ration_state_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1486,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommandError) GetReason() string {
@@ -1449,7 +1513,7 @@ type HeartbeatBatchResult struct {
 
 func (x *HeartbeatBatchResult) Reset() {
 	*x = HeartbeatBatchResult{}
-	mi := &file_ration_state_v1_command_proto_msgTypes[10]
+	mi := &file_ration_state_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1525,7 @@ func (x *HeartbeatBatchResult) String() string {
 func (*HeartbeatBatchResult) ProtoMessage() {}
 
 func (x *HeartbeatBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_command_proto_msgTypes[10]
+	mi := &file_ration_state_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1538,7 @@ func (x *HeartbeatBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatBatchResult.ProtoReflect.Descriptor instead.
 func (*HeartbeatBatchResult) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatBatchResult) GetEntries() []*CommandResult {
@@ -1507,7 +1571,7 @@ type TickResult struct {
 
 func (x *TickResult) Reset() {
 	*x = TickResult{}
-	mi := &file_ration_state_v1_command_proto_msgTypes[11]
+	mi := &file_ration_state_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1583,7 @@ func (x *TickResult) String() string {
 func (*TickResult) ProtoMessage() {}
 
 func (x *TickResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_command_proto_msgTypes[11]
+	mi := &file_ration_state_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1596,7 @@ func (x *TickResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TickResult.ProtoReflect.Descriptor instead.
 func (*TickResult) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TickResult) GetExpired() uint32 {
@@ -1621,7 +1685,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_ration_state_v1_command_proto_msgTypes[12]
+	mi := &file_ration_state_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1697,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ration_state_v1_command_proto_msgTypes[12]
+	mi := &file_ration_state_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1710,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_ration_state_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchResult) GetResults() []*CommandResult {
@@ -1660,7 +1724,7 @@ var File_ration_state_v1_command_proto protoreflect.FileDescriptor
 
 const file_ration_state_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dration/state/v1/command.proto\x12\x0fration.state.v1\x1a\x1dration/state/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\x94\r\n" +
+	"\x1dration/state/v1/command.proto\x12\x0fration.state.v1\x1a\x1dration/state/v1/compact.proto\x1a\x18ration/v1/requests.proto\"\xea\r\n" +
 	"\aCommand\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.ration.state.v1.CommandHeaderR\x06header\x12H\n" +
 	"\x0ecreate_service\x18\n" +
@@ -1688,7 +1752,8 @@ const file_ration_state_v1_command_proto_rawDesc = "" +
 	"\x04tick\x18( \x01(\v2\x15.ration.state.v1.TickH\x00R\x04tick\x125\n" +
 	"\bset_node\x182 \x01(\v2\x18.ration.state.v1.SetNodeH\x00R\asetNode\x12>\n" +
 	"\vremove_node\x183 \x01(\v2\x1b.ration.state.v1.RemoveNodeH\x00R\n" +
-	"removeNode\x125\n" +
+	"removeNode\x12T\n" +
+	"\x13set_cluster_version\x184 \x01(\v2\".ration.state.v1.SetClusterVersionH\x00R\x11setClusterVersion\x125\n" +
 	"\x05batch\x18< \x01(\v2\x1d.ration.state.v1.CommandBatchH\x00R\x05batch\x12N\n" +
 	"\x11compact_add_items\x18F \x01(\v2 .ration.state.v1.CompactAddItemsH\x00R\x0fcompactAddItems\x12G\n" +
 	"\x0ecompact_submit\x18G \x01(\v2\x1e.ration.state.v1.CompactSubmitH\x00R\rcompactSubmitB\x04\n" +
@@ -1732,7 +1797,9 @@ const file_ration_state_v1_command_proto_rawDesc = "" +
 	"apiAddress\"%\n" +
 	"\n" +
 	"RemoveNode\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"D\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"-\n" +
+	"\x11SetClusterVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\"D\n" +
 	"\fCommandBatch\x124\n" +
 	"\bcommands\x18\x01 \x03(\v2\x18.ration.state.v1.CommandR\bcommands\"\x99\f\n" +
 	"\rCommandResult\x123\n" +
@@ -1798,7 +1865,7 @@ func file_ration_state_v1_command_proto_rawDescGZIP() []byte {
 	return file_ration_state_v1_command_proto_rawDescData
 }
 
-var file_ration_state_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ration_state_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_ration_state_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                     // 0: ration.state.v1.Command
 	(*CommandHeader)(nil),               // 1: ration.state.v1.CommandHeader
@@ -1807,109 +1874,111 @@ var file_ration_state_v1_command_proto_goTypes = []any{
 	(*Tick)(nil),                        // 4: ration.state.v1.Tick
 	(*SetNode)(nil),                     // 5: ration.state.v1.SetNode
 	(*RemoveNode)(nil),                  // 6: ration.state.v1.RemoveNode
-	(*CommandBatch)(nil),                // 7: ration.state.v1.CommandBatch
-	(*CommandResult)(nil),               // 8: ration.state.v1.CommandResult
-	(*CommandError)(nil),                // 9: ration.state.v1.CommandError
-	(*HeartbeatBatchResult)(nil),        // 10: ration.state.v1.HeartbeatBatchResult
-	(*TickResult)(nil),                  // 11: ration.state.v1.TickResult
-	(*BatchResult)(nil),                 // 12: ration.state.v1.BatchResult
-	(*v1.CreateServiceRequest)(nil),     // 13: ration.v1.CreateServiceRequest
-	(*v1.UpdateServiceRequest)(nil),     // 14: ration.v1.UpdateServiceRequest
-	(*v1.RevokeServiceRequest)(nil),     // 15: ration.v1.RevokeServiceRequest
-	(*v1.ReinstateServiceRequest)(nil),  // 16: ration.v1.ReinstateServiceRequest
-	(*v1.RotateOwnerTokenRequest)(nil),  // 17: ration.v1.RotateOwnerTokenRequest
-	(*v1.DeleteServiceRequest)(nil),     // 18: ration.v1.DeleteServiceRequest
-	(*v1.RegisterRequest)(nil),          // 19: ration.v1.RegisterRequest
-	(*v1.UnregisterRequest)(nil),        // 20: ration.v1.UnregisterRequest
-	(*v1.DeactivateWorkerRequest)(nil),  // 21: ration.v1.DeactivateWorkerRequest
-	(*v1.ReactivateWorkerRequest)(nil),  // 22: ration.v1.ReactivateWorkerRequest
-	(*v1.RevertWorkerRequest)(nil),      // 23: ration.v1.RevertWorkerRequest
-	(*v1.AddItemsRequest)(nil),          // 24: ration.v1.AddItemsRequest
-	(*v1.AcquireRequest)(nil),           // 25: ration.v1.AcquireRequest
-	(*v1.SubmitRequest)(nil),            // 26: ration.v1.SubmitRequest
-	(*v1.ReleaseRequest)(nil),           // 27: ration.v1.ReleaseRequest
-	(*v1.AckResultsRequest)(nil),        // 28: ration.v1.AckResultsRequest
-	(*v1.AddCanariesRequest)(nil),       // 29: ration.v1.AddCanariesRequest
-	(*CompactAddItems)(nil),             // 30: ration.state.v1.CompactAddItems
-	(*CompactSubmit)(nil),               // 31: ration.state.v1.CompactSubmit
-	(*v1.HeartbeatRequest)(nil),         // 32: ration.v1.HeartbeatRequest
-	(*v1.CreateServiceResponse)(nil),    // 33: ration.v1.CreateServiceResponse
-	(*v1.UpdateServiceResponse)(nil),    // 34: ration.v1.UpdateServiceResponse
-	(*v1.RevokeServiceResponse)(nil),    // 35: ration.v1.RevokeServiceResponse
-	(*v1.ReinstateServiceResponse)(nil), // 36: ration.v1.ReinstateServiceResponse
-	(*v1.RotateOwnerTokenResponse)(nil), // 37: ration.v1.RotateOwnerTokenResponse
-	(*v1.DeleteServiceResponse)(nil),    // 38: ration.v1.DeleteServiceResponse
-	(*v1.RegisterResponse)(nil),         // 39: ration.v1.RegisterResponse
-	(*v1.UnregisterResponse)(nil),       // 40: ration.v1.UnregisterResponse
-	(*v1.DeactivateWorkerResponse)(nil), // 41: ration.v1.DeactivateWorkerResponse
-	(*v1.ReactivateWorkerResponse)(nil), // 42: ration.v1.ReactivateWorkerResponse
-	(*v1.RevertWorkerResponse)(nil),     // 43: ration.v1.RevertWorkerResponse
-	(*v1.AddItemsResponse)(nil),         // 44: ration.v1.AddItemsResponse
-	(*v1.AcquireResponse)(nil),          // 45: ration.v1.AcquireResponse
-	(*v1.SubmitResponse)(nil),           // 46: ration.v1.SubmitResponse
-	(*v1.ReleaseResponse)(nil),          // 47: ration.v1.ReleaseResponse
-	(*v1.HeartbeatResponse)(nil),        // 48: ration.v1.HeartbeatResponse
-	(*v1.AckResultsResponse)(nil),       // 49: ration.v1.AckResultsResponse
-	(*v1.AddCanariesResponse)(nil),      // 50: ration.v1.AddCanariesResponse
+	(*SetClusterVersion)(nil),           // 7: ration.state.v1.SetClusterVersion
+	(*CommandBatch)(nil),                // 8: ration.state.v1.CommandBatch
+	(*CommandResult)(nil),               // 9: ration.state.v1.CommandResult
+	(*CommandError)(nil),                // 10: ration.state.v1.CommandError
+	(*HeartbeatBatchResult)(nil),        // 11: ration.state.v1.HeartbeatBatchResult
+	(*TickResult)(nil),                  // 12: ration.state.v1.TickResult
+	(*BatchResult)(nil),                 // 13: ration.state.v1.BatchResult
+	(*v1.CreateServiceRequest)(nil),     // 14: ration.v1.CreateServiceRequest
+	(*v1.UpdateServiceRequest)(nil),     // 15: ration.v1.UpdateServiceRequest
+	(*v1.RevokeServiceRequest)(nil),     // 16: ration.v1.RevokeServiceRequest
+	(*v1.ReinstateServiceRequest)(nil),  // 17: ration.v1.ReinstateServiceRequest
+	(*v1.RotateOwnerTokenRequest)(nil),  // 18: ration.v1.RotateOwnerTokenRequest
+	(*v1.DeleteServiceRequest)(nil),     // 19: ration.v1.DeleteServiceRequest
+	(*v1.RegisterRequest)(nil),          // 20: ration.v1.RegisterRequest
+	(*v1.UnregisterRequest)(nil),        // 21: ration.v1.UnregisterRequest
+	(*v1.DeactivateWorkerRequest)(nil),  // 22: ration.v1.DeactivateWorkerRequest
+	(*v1.ReactivateWorkerRequest)(nil),  // 23: ration.v1.ReactivateWorkerRequest
+	(*v1.RevertWorkerRequest)(nil),      // 24: ration.v1.RevertWorkerRequest
+	(*v1.AddItemsRequest)(nil),          // 25: ration.v1.AddItemsRequest
+	(*v1.AcquireRequest)(nil),           // 26: ration.v1.AcquireRequest
+	(*v1.SubmitRequest)(nil),            // 27: ration.v1.SubmitRequest
+	(*v1.ReleaseRequest)(nil),           // 28: ration.v1.ReleaseRequest
+	(*v1.AckResultsRequest)(nil),        // 29: ration.v1.AckResultsRequest
+	(*v1.AddCanariesRequest)(nil),       // 30: ration.v1.AddCanariesRequest
+	(*CompactAddItems)(nil),             // 31: ration.state.v1.CompactAddItems
+	(*CompactSubmit)(nil),               // 32: ration.state.v1.CompactSubmit
+	(*v1.HeartbeatRequest)(nil),         // 33: ration.v1.HeartbeatRequest
+	(*v1.CreateServiceResponse)(nil),    // 34: ration.v1.CreateServiceResponse
+	(*v1.UpdateServiceResponse)(nil),    // 35: ration.v1.UpdateServiceResponse
+	(*v1.RevokeServiceResponse)(nil),    // 36: ration.v1.RevokeServiceResponse
+	(*v1.ReinstateServiceResponse)(nil), // 37: ration.v1.ReinstateServiceResponse
+	(*v1.RotateOwnerTokenResponse)(nil), // 38: ration.v1.RotateOwnerTokenResponse
+	(*v1.DeleteServiceResponse)(nil),    // 39: ration.v1.DeleteServiceResponse
+	(*v1.RegisterResponse)(nil),         // 40: ration.v1.RegisterResponse
+	(*v1.UnregisterResponse)(nil),       // 41: ration.v1.UnregisterResponse
+	(*v1.DeactivateWorkerResponse)(nil), // 42: ration.v1.DeactivateWorkerResponse
+	(*v1.ReactivateWorkerResponse)(nil), // 43: ration.v1.ReactivateWorkerResponse
+	(*v1.RevertWorkerResponse)(nil),     // 44: ration.v1.RevertWorkerResponse
+	(*v1.AddItemsResponse)(nil),         // 45: ration.v1.AddItemsResponse
+	(*v1.AcquireResponse)(nil),          // 46: ration.v1.AcquireResponse
+	(*v1.SubmitResponse)(nil),           // 47: ration.v1.SubmitResponse
+	(*v1.ReleaseResponse)(nil),          // 48: ration.v1.ReleaseResponse
+	(*v1.HeartbeatResponse)(nil),        // 49: ration.v1.HeartbeatResponse
+	(*v1.AckResultsResponse)(nil),       // 50: ration.v1.AckResultsResponse
+	(*v1.AddCanariesResponse)(nil),      // 51: ration.v1.AddCanariesResponse
 }
 var file_ration_state_v1_command_proto_depIdxs = []int32{
 	1,  // 0: ration.state.v1.Command.header:type_name -> ration.state.v1.CommandHeader
-	13, // 1: ration.state.v1.Command.create_service:type_name -> ration.v1.CreateServiceRequest
-	14, // 2: ration.state.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
-	15, // 3: ration.state.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
-	16, // 4: ration.state.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
-	17, // 5: ration.state.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
-	18, // 6: ration.state.v1.Command.delete_service:type_name -> ration.v1.DeleteServiceRequest
-	19, // 7: ration.state.v1.Command.register:type_name -> ration.v1.RegisterRequest
-	20, // 8: ration.state.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
-	21, // 9: ration.state.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
-	22, // 10: ration.state.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
-	23, // 11: ration.state.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
-	24, // 12: ration.state.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
-	25, // 13: ration.state.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
+	14, // 1: ration.state.v1.Command.create_service:type_name -> ration.v1.CreateServiceRequest
+	15, // 2: ration.state.v1.Command.update_service:type_name -> ration.v1.UpdateServiceRequest
+	16, // 3: ration.state.v1.Command.revoke_service:type_name -> ration.v1.RevokeServiceRequest
+	17, // 4: ration.state.v1.Command.reinstate_service:type_name -> ration.v1.ReinstateServiceRequest
+	18, // 5: ration.state.v1.Command.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenRequest
+	19, // 6: ration.state.v1.Command.delete_service:type_name -> ration.v1.DeleteServiceRequest
+	20, // 7: ration.state.v1.Command.register:type_name -> ration.v1.RegisterRequest
+	21, // 8: ration.state.v1.Command.unregister:type_name -> ration.v1.UnregisterRequest
+	22, // 9: ration.state.v1.Command.deactivate_worker:type_name -> ration.v1.DeactivateWorkerRequest
+	23, // 10: ration.state.v1.Command.reactivate_worker:type_name -> ration.v1.ReactivateWorkerRequest
+	24, // 11: ration.state.v1.Command.revert_worker:type_name -> ration.v1.RevertWorkerRequest
+	25, // 12: ration.state.v1.Command.add_items:type_name -> ration.v1.AddItemsRequest
+	26, // 13: ration.state.v1.Command.acquire:type_name -> ration.v1.AcquireRequest
 	2,  // 14: ration.state.v1.Command.heartbeat:type_name -> ration.state.v1.HeartbeatBatch
-	26, // 15: ration.state.v1.Command.submit:type_name -> ration.v1.SubmitRequest
-	27, // 16: ration.state.v1.Command.release:type_name -> ration.v1.ReleaseRequest
-	28, // 17: ration.state.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
-	29, // 18: ration.state.v1.Command.add_canaries:type_name -> ration.v1.AddCanariesRequest
+	27, // 15: ration.state.v1.Command.submit:type_name -> ration.v1.SubmitRequest
+	28, // 16: ration.state.v1.Command.release:type_name -> ration.v1.ReleaseRequest
+	29, // 17: ration.state.v1.Command.ack_results:type_name -> ration.v1.AckResultsRequest
+	30, // 18: ration.state.v1.Command.add_canaries:type_name -> ration.v1.AddCanariesRequest
 	4,  // 19: ration.state.v1.Command.tick:type_name -> ration.state.v1.Tick
 	5,  // 20: ration.state.v1.Command.set_node:type_name -> ration.state.v1.SetNode
 	6,  // 21: ration.state.v1.Command.remove_node:type_name -> ration.state.v1.RemoveNode
-	7,  // 22: ration.state.v1.Command.batch:type_name -> ration.state.v1.CommandBatch
-	30, // 23: ration.state.v1.Command.compact_add_items:type_name -> ration.state.v1.CompactAddItems
-	31, // 24: ration.state.v1.Command.compact_submit:type_name -> ration.state.v1.CompactSubmit
-	3,  // 25: ration.state.v1.HeartbeatBatch.entries:type_name -> ration.state.v1.HeartbeatEntry
-	32, // 26: ration.state.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
-	0,  // 27: ration.state.v1.CommandBatch.commands:type_name -> ration.state.v1.Command
-	9,  // 28: ration.state.v1.CommandResult.error:type_name -> ration.state.v1.CommandError
-	33, // 29: ration.state.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
-	34, // 30: ration.state.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
-	35, // 31: ration.state.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
-	36, // 32: ration.state.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
-	37, // 33: ration.state.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
-	38, // 34: ration.state.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
-	39, // 35: ration.state.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
-	40, // 36: ration.state.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
-	41, // 37: ration.state.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
-	42, // 38: ration.state.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
-	43, // 39: ration.state.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
-	44, // 40: ration.state.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
-	45, // 41: ration.state.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
-	10, // 42: ration.state.v1.CommandResult.heartbeat:type_name -> ration.state.v1.HeartbeatBatchResult
-	46, // 43: ration.state.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
-	47, // 44: ration.state.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
-	48, // 45: ration.state.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
-	49, // 46: ration.state.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
-	50, // 47: ration.state.v1.CommandResult.add_canaries:type_name -> ration.v1.AddCanariesResponse
-	11, // 48: ration.state.v1.CommandResult.tick:type_name -> ration.state.v1.TickResult
-	12, // 49: ration.state.v1.CommandResult.batch:type_name -> ration.state.v1.BatchResult
-	8,  // 50: ration.state.v1.HeartbeatBatchResult.entries:type_name -> ration.state.v1.CommandResult
-	8,  // 51: ration.state.v1.BatchResult.results:type_name -> ration.state.v1.CommandResult
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	7,  // 22: ration.state.v1.Command.set_cluster_version:type_name -> ration.state.v1.SetClusterVersion
+	8,  // 23: ration.state.v1.Command.batch:type_name -> ration.state.v1.CommandBatch
+	31, // 24: ration.state.v1.Command.compact_add_items:type_name -> ration.state.v1.CompactAddItems
+	32, // 25: ration.state.v1.Command.compact_submit:type_name -> ration.state.v1.CompactSubmit
+	3,  // 26: ration.state.v1.HeartbeatBatch.entries:type_name -> ration.state.v1.HeartbeatEntry
+	33, // 27: ration.state.v1.HeartbeatEntry.request:type_name -> ration.v1.HeartbeatRequest
+	0,  // 28: ration.state.v1.CommandBatch.commands:type_name -> ration.state.v1.Command
+	10, // 29: ration.state.v1.CommandResult.error:type_name -> ration.state.v1.CommandError
+	34, // 30: ration.state.v1.CommandResult.create_service:type_name -> ration.v1.CreateServiceResponse
+	35, // 31: ration.state.v1.CommandResult.update_service:type_name -> ration.v1.UpdateServiceResponse
+	36, // 32: ration.state.v1.CommandResult.revoke_service:type_name -> ration.v1.RevokeServiceResponse
+	37, // 33: ration.state.v1.CommandResult.reinstate_service:type_name -> ration.v1.ReinstateServiceResponse
+	38, // 34: ration.state.v1.CommandResult.rotate_owner_token:type_name -> ration.v1.RotateOwnerTokenResponse
+	39, // 35: ration.state.v1.CommandResult.delete_service:type_name -> ration.v1.DeleteServiceResponse
+	40, // 36: ration.state.v1.CommandResult.register:type_name -> ration.v1.RegisterResponse
+	41, // 37: ration.state.v1.CommandResult.unregister:type_name -> ration.v1.UnregisterResponse
+	42, // 38: ration.state.v1.CommandResult.deactivate_worker:type_name -> ration.v1.DeactivateWorkerResponse
+	43, // 39: ration.state.v1.CommandResult.reactivate_worker:type_name -> ration.v1.ReactivateWorkerResponse
+	44, // 40: ration.state.v1.CommandResult.revert_worker:type_name -> ration.v1.RevertWorkerResponse
+	45, // 41: ration.state.v1.CommandResult.add_items:type_name -> ration.v1.AddItemsResponse
+	46, // 42: ration.state.v1.CommandResult.acquire:type_name -> ration.v1.AcquireResponse
+	11, // 43: ration.state.v1.CommandResult.heartbeat:type_name -> ration.state.v1.HeartbeatBatchResult
+	47, // 44: ration.state.v1.CommandResult.submit:type_name -> ration.v1.SubmitResponse
+	48, // 45: ration.state.v1.CommandResult.release:type_name -> ration.v1.ReleaseResponse
+	49, // 46: ration.state.v1.CommandResult.heartbeat_entry:type_name -> ration.v1.HeartbeatResponse
+	50, // 47: ration.state.v1.CommandResult.ack_results:type_name -> ration.v1.AckResultsResponse
+	51, // 48: ration.state.v1.CommandResult.add_canaries:type_name -> ration.v1.AddCanariesResponse
+	12, // 49: ration.state.v1.CommandResult.tick:type_name -> ration.state.v1.TickResult
+	13, // 50: ration.state.v1.CommandResult.batch:type_name -> ration.state.v1.BatchResult
+	9,  // 51: ration.state.v1.HeartbeatBatchResult.entries:type_name -> ration.state.v1.CommandResult
+	9,  // 52: ration.state.v1.BatchResult.results:type_name -> ration.state.v1.CommandResult
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_ration_state_v1_command_proto_init() }
@@ -1940,11 +2009,12 @@ func file_ration_state_v1_command_proto_init() {
 		(*Command_Tick)(nil),
 		(*Command_SetNode)(nil),
 		(*Command_RemoveNode)(nil),
+		(*Command_SetClusterVersion)(nil),
 		(*Command_Batch)(nil),
 		(*Command_CompactAddItems)(nil),
 		(*Command_CompactSubmit)(nil),
 	}
-	file_ration_state_v1_command_proto_msgTypes[8].OneofWrappers = []any{
+	file_ration_state_v1_command_proto_msgTypes[9].OneofWrappers = []any{
 		(*CommandResult_CreateService)(nil),
 		(*CommandResult_UpdateService)(nil),
 		(*CommandResult_RevokeService)(nil),
@@ -1973,7 +2043,7 @@ func file_ration_state_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ration_state_v1_command_proto_rawDesc), len(file_ration_state_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -309,13 +309,15 @@ type SnapshotMeta struct {
 	// Raft index of the last applied entry.
 	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// Largest proposed_at seen (Unix ns): the state machine's clock.
-	Now           int64  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
-	NextSeq       uint64 `protobuf:"varint,3,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
-	NextEpoch     uint64 `protobuf:"varint,4,opt,name=next_epoch,json=nextEpoch,proto3" json:"next_epoch,omitempty"`
-	NextBucket    uint64 `protobuf:"varint,5,opt,name=next_bucket,json=nextBucket,proto3" json:"next_bucket,omitempty"`
-	NextService   uint32 `protobuf:"varint,6,opt,name=next_service,json=nextService,proto3" json:"next_service,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Now         int64  `protobuf:"varint,2,opt,name=now,proto3" json:"now,omitempty"`
+	NextSeq     uint64 `protobuf:"varint,3,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
+	NextEpoch   uint64 `protobuf:"varint,4,opt,name=next_epoch,json=nextEpoch,proto3" json:"next_epoch,omitempty"`
+	NextBucket  uint64 `protobuf:"varint,5,opt,name=next_bucket,json=nextBucket,proto3" json:"next_bucket,omitempty"`
+	NextService uint32 `protobuf:"varint,6,opt,name=next_service,json=nextService,proto3" json:"next_service,omitempty"`
+	// The cluster version (protocol); unset means 1.
+	ClusterVersion uint32 `protobuf:"varint,7,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SnapshotMeta) Reset() {
@@ -386,6 +388,13 @@ func (x *SnapshotMeta) GetNextBucket() uint64 {
 func (x *SnapshotMeta) GetNextService() uint32 {
 	if x != nil {
 		return x.NextService
+	}
+	return 0
+}
+
+func (x *SnapshotMeta) GetClusterVersion() uint32 {
+	if x != nil {
+		return x.ClusterVersion
 	}
 	return 0
 }
@@ -1658,7 +1667,7 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"\x03end\x18\v \x01(\v2\x1c.ration.state.v1.SnapshotEndH\x00R\x03endB\b\n" +
 	"\x06record\"'\n" +
 	"\vSnapshotEnd\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\x04R\arecords\"\xb4\x01\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\"\xdd\x01\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x12\x19\n" +
@@ -1667,7 +1676,8 @@ const file_ration_state_v1_snapshot_proto_rawDesc = "" +
 	"next_epoch\x18\x04 \x01(\x04R\tnextEpoch\x12\x1f\n" +
 	"\vnext_bucket\x18\x05 \x01(\x04R\n" +
 	"nextBucket\x12!\n" +
-	"\fnext_service\x18\x06 \x01(\rR\vnextService\"F\n" +
+	"\fnext_service\x18\x06 \x01(\rR\vnextService\x12'\n" +
+	"\x0fcluster_version\x18\a \x01(\rR\x0eclusterVersion\"F\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1f\n" +
