@@ -47,36 +47,10 @@ func TestChaos_FiveNodes(t *testing.T) {
 }
 
 func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
-	dir, err := os.MkdirTemp("", "ration-chaos-"+t.Name()+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("history, node logs and the linearizability visualization are kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	dir := runDir(t)
 	c := startCluster(t, n, dir)
 	admin, _ := client.New(client.Config{Addrs: c.addrs(), RetryFor: 30 * time.Second})
-	services := []string{"dm-a", "dm-b", validatedService}
-	// Every service's owner exports and acknowledges; dm-b's results are
-	// trimmed as soon as they are acknowledged, dm-a's are kept, and so are
-	// the validated service's (with the votes that decided them) for longer
-	// than any run.
-	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
-		validatedService: durationpb.New(24 * time.Hour)}
-	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
-	for _, s := range services {
-		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
-			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
-				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
-				ResultRetention: retention[s], Validation: validation[s]}})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	services := createServices(t, admin)
 	rec := newRecorder()
 	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore(), leases: &leaseLog{}}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -148,6 +122,45 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
 		t.Fatalf("the load made no progress: %v", counts)
 	}
+}
+
+// runDir makes the folder of a run's data dirs, node logs and history,
+// removed when the test passes and kept, and named, when it fails.
+func runDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "ration-chaos-"+t.Name()+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("history, node logs and the linearizability visualization are kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// createServices creates the services the load drives and returns their
+// names. Every service's owner exports and acknowledges; dm-b's results
+// are trimmed as soon as they are acknowledged, dm-a's are kept, and so are
+// the validated service's (with the votes that decided them) for longer
+// than any run.
+func createServices(t *testing.T, admin *client.Client) []string {
+	services := []string{"dm-a", "dm-b", validatedService}
+	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
+		validatedService: durationpb.New(24 * time.Hour)}
+	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
+	for _, s := range services {
+		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
+			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
+				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
+				ResultRetention: retention[s], Validation: validation[s]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return services
 }
 
 // logProgress reports how far the export got and how long writes were
