@@ -326,25 +326,11 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 	clustertest.WaitFor(c.t, 60*time.Second, func() error {
 		snaps, idx = nil, nil
 		for _, p := range c.procs {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			stream, err := p.clusterClient().SaveSnapshot(ctx, connect.NewRequest(&rationv1.SaveSnapshotRequest{}))
+			snap, index, err := saveSnapshot(p)
 			if err != nil {
-				cancel()
 				return err
 			}
-			var buf bytes.Buffer
-			var index uint64
-			for stream.Receive() {
-				if index == 0 {
-					index = stream.Msg().Index
-				}
-				buf.Write(stream.Msg().Data)
-			}
-			cancel()
-			if err := stream.Err(); err != nil {
-				return err
-			}
-			snaps, idx = append(snaps, buf.Bytes()), append(idx, index)
+			snaps, idx = append(snaps, snap), append(idx, index)
 		}
 		for i := range idx {
 			if idx[i] != idx[0] {
@@ -363,6 +349,29 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 		t.Fatalf("decode the final state: %v", err)
 	}
 	return f.State(), problems
+}
+
+// saveSnapshot fetches node p's state as SaveSnapshot streams it, and its
+// index.
+func saveSnapshot(p *proc) ([]byte, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := p.clusterClient().SaveSnapshot(ctx, connect.NewRequest(&rationv1.SaveSnapshotRequest{}))
+	if err != nil {
+		return nil, 0, err
+	}
+	var buf bytes.Buffer
+	var index uint64
+	for stream.Receive() {
+		if index == 0 {
+			index = stream.Msg().Index
+		}
+		buf.Write(stream.Msg().Data)
+	}
+	if err := stream.Err(); err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), index, nil
 }
 
 // checkFinal holds the final state and the owner's exported results to the
