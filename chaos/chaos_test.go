@@ -47,36 +47,10 @@ func TestChaos_FiveNodes(t *testing.T) {
 }
 
 func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
-	dir, err := os.MkdirTemp("", "ration-chaos-"+t.Name()+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("history, node logs and the linearizability visualization are kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	dir := runDir(t)
 	c := startCluster(t, n, dir)
 	admin, _ := client.New(client.Config{Addrs: c.addrs(), RetryFor: 30 * time.Second})
-	services := []string{"dm-a", "dm-b", validatedService}
-	// Every service's owner exports and acknowledges; dm-b's results are
-	// trimmed as soon as they are acknowledged, dm-a's are kept, and so are
-	// the validated service's (with the votes that decided them) for longer
-	// than any run.
-	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
-		validatedService: durationpb.New(24 * time.Hour)}
-	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
-	for _, s := range services {
-		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
-			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
-				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
-				ResultRetention: retention[s], Validation: validation[s]}})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	services := createServices(t, admin)
 	rec := newRecorder()
 	ld := &load{rec: rec, addrs: c.addrs(), services: services, exported: newExportStore(), leases: &leaseLog{}}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -148,6 +122,45 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 	if counts["submit/ok"] == 0 || counts["acquire/ok"] == 0 {
 		t.Fatalf("the load made no progress: %v", counts)
 	}
+}
+
+// runDir makes the folder of a run's data dirs, node logs and history,
+// removed when the test passes and kept, and named, when it fails.
+func runDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "ration-chaos-"+t.Name()+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("history, node logs and the linearizability visualization are kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// createServices creates the services the load drives and returns their
+// names. Every service's owner exports and acknowledges; dm-b's results
+// are trimmed as soon as they are acknowledged, dm-a's are kept, and so are
+// the validated service's (with the votes that decided them) for longer
+// than any run.
+func createServices(t *testing.T, admin *client.Client) []string {
+	services := []string{"dm-a", "dm-b", validatedService}
+	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
+		validatedService: durationpb.New(24 * time.Hour)}
+	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
+	for _, s := range services {
+		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
+			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
+				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
+				ResultRetention: retention[s], Validation: validation[s]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return services
 }
 
 // logProgress reports how far the export got and how long writes were
@@ -313,25 +326,11 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 	clustertest.WaitFor(c.t, 60*time.Second, func() error {
 		snaps, idx = nil, nil
 		for _, p := range c.procs {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			stream, err := p.clusterClient().SaveSnapshot(ctx, connect.NewRequest(&rationv1.SaveSnapshotRequest{}))
+			snap, index, err := saveSnapshot(p)
 			if err != nil {
-				cancel()
 				return err
 			}
-			var buf bytes.Buffer
-			var index uint64
-			for stream.Receive() {
-				if index == 0 {
-					index = stream.Msg().Index
-				}
-				buf.Write(stream.Msg().Data)
-			}
-			cancel()
-			if err := stream.Err(); err != nil {
-				return err
-			}
-			snaps, idx = append(snaps, buf.Bytes()), append(idx, index)
+			snaps, idx = append(snaps, snap), append(idx, index)
 		}
 		for i := range idx {
 			if idx[i] != idx[0] {
@@ -350,6 +349,29 @@ func finalStates(t *testing.T, c *testCluster) (*fsm.State, []string) {
 		t.Fatalf("decode the final state: %v", err)
 	}
 	return f.State(), problems
+}
+
+// saveSnapshot fetches node p's state as SaveSnapshot streams it, and its
+// index.
+func saveSnapshot(p *proc) ([]byte, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := p.clusterClient().SaveSnapshot(ctx, connect.NewRequest(&rationv1.SaveSnapshotRequest{}))
+	if err != nil {
+		return nil, 0, err
+	}
+	var buf bytes.Buffer
+	var index uint64
+	for stream.Receive() {
+		if index == 0 {
+			index = stream.Msg().Index
+		}
+		buf.Write(stream.Msg().Data)
+	}
+	if err := stream.Err(); err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), index, nil
 }
 
 // checkFinal holds the final state and the owner's exported results to the

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm"
@@ -69,7 +71,11 @@ func (s *exportStore) has(seq uint64) bool {
 // starting again from the acknowledged position whenever an export ends
 // early (every node it tried was down or without a leader for a while).
 func (l *load) exporter(ctx context.Context, service string) {
-	c, err := client.New(client.Config{Addrs: l.addrs, CallTimeout: time.Second, RetryFor: 5 * time.Second})
+	var opts []connect.ClientOption
+	if l.recordAcks {
+		opts = append(opts, connect.WithInterceptors(l.ackRecorder()))
+	}
+	c, err := client.New(client.Config{Addrs: l.addrs, CallTimeout: time.Second, RetryFor: 5 * time.Second, Options: opts})
 	if err != nil {
 		panic(err)
 	}
@@ -77,6 +83,29 @@ func (l *load) exporter(ctx context.Context, service string) {
 		_, _ = c.Export(ctx, client.Export{Service: service, FromAcknowledged: true, Follow: true,
 			AckEvery: 300 * time.Millisecond, Store: func(r *rationv1.ExportResultsResponse) error { return l.exported.put(service, r) }})
 		sleep(ctx, 200*time.Millisecond)
+	}
+}
+
+// ackClient is the client id of the exporters' AckResults in the history.
+const ackClient = 300
+
+// ackRecorder records each AckResults attempt a client makes as an "ack"
+// op: the seq it acknowledges through, and its outcome. (The client retries
+// above the interceptor, so each attempt is one op; an ok one is a write the
+// cluster acknowledged.)
+func (l *load) ackRecorder() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			ar, ok := req.Any().(*rationv1.AckResultsRequest)
+			if !ok {
+				return next(ctx, req)
+			}
+			o := op{Client: ackClient, Kind: "ack", Service: ar.GetService(), Seq: ar.GetThroughSeq(), Call: l.rec.now()}
+			res, err := next(ctx, req)
+			o.Return, o.Outcome = l.rec.now(), outcome(err)
+			l.rec.add(o)
+			return res, err
+		}
 	}
 }
 

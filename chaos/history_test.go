@@ -33,7 +33,7 @@ type grant struct {
 // op is one recorded client operation.
 type op struct {
 	Client  int      `json:"client"`
-	Kind    string   `json:"kind"` // acquire, submit, release, add
+	Kind    string   `json:"kind"` // acquire, submit, release, add, ack
 	Worker  string   `json:"worker,omitempty"`
 	Service string   `json:"service"`
 	Bucket  uint64   `json:"bucket,omitempty"`
@@ -41,6 +41,7 @@ type op struct {
 	Items   []string `json:"items,omitempty"`  // submitted results or added ids
 	Grants  []grant  `json:"grants,omitempty"` // acquire
 	N       uint32   `json:"n,omitempty"`      // accepted results
+	Seq     uint64   `json:"seq,omitempty"`    // ack: the result batch acknowledged through
 	Node    string   `json:"node,omitempty"`   // the one node a direct writer sent it to
 	// Drain: sent after the faults, to finish the validated service's work.
 	Drain  bool  `json:"drain,omitempty"`
@@ -117,6 +118,9 @@ type load struct {
 	nextItem atomic.Int64
 	exported *exportStore
 	leases   *leaseLog
+	// recordAcks: the exporters record each AckResults attempt in the
+	// history (an "ack" op).
+	recordAcks bool
 }
 
 const loadSecret = "chaos-worker-secret-0123456789"

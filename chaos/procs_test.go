@@ -216,7 +216,9 @@ type testCluster struct {
 // ticks, a failover grace of a few election timeouts.
 var clusterArgs = []string{"--election-timeout", "300ms", "--tick-interval", "100ms", "--failover-grace", "1500ms", "--log-level", "info"}
 
-func startCluster(t *testing.T, n int, dir string) *testCluster {
+// startCluster starts n nodes with data dirs and logs in dir; extra flags
+// go to every node, at every start.
+func startCluster(t *testing.T, n int, dir string, extra ...string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, proxies: map[[2]int]*proxy{}, dir: dir}
 	for i := range n {
@@ -240,6 +242,7 @@ func startCluster(t *testing.T, n int, dir string) *testCluster {
 		}
 		p.baseArgs = append([]string{"--node-id", p.id, "--data-dir", p.dataDir, "--http-addr", p.api, "--raft-addr", p.raft,
 			"--raft-dial", strings.Join(dial, ","), "--test-clock-offset-file", p.clockFile, "--enable-test-flags"}, clusterArgs...)
+		p.baseArgs = append(p.baseArgs, extra...)
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -317,4 +320,28 @@ func (c *testCluster) cutNode(i int, cut bool) {
 			p.setCut(cut)
 		}
 	}
+}
+
+// killAll SIGKILLs every node at once: the signals go out in one tight
+// loop before it waits for any process to exit. It returns the time from
+// the first signal to the last.
+func (c *testCluster) killAll() time.Duration {
+	for _, p := range c.procs {
+		p.mu.Lock()
+	}
+	start := time.Now()
+	for _, p := range c.procs {
+		if p.cmd != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		}
+	}
+	spread := time.Since(start)
+	for _, p := range c.procs {
+		if p.cmd != nil {
+			<-p.exited
+			p.cmd = nil
+		}
+		p.mu.Unlock()
+	}
+	return spread
 }
