@@ -129,6 +129,20 @@ func TestServer_DashboardInChromium(t *testing.T) {
 	if !strings.Contains(dom, `title="run 4; validation is not adaptive: every bucket is replicated">no</td>`) {
 		t.Errorf("dashboard: w8's trusted cell does not say why")
 	}
+	// Each member's build, and the cluster version.
+	member := regexp.MustCompile(`<td>n\d</td><td>Voter</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>`)
+	ms := member.FindAllStringSubmatch(dom, -1)
+	if len(ms) == 0 {
+		t.Errorf("dashboard: no member rows with a release and protocols")
+	}
+	for _, m := range ms {
+		if m[1] == "" || m[2] != "1-2" {
+			t.Errorf("dashboard: member release %q, protocols %q; want a release and 1-2", m[1], m[2])
+		}
+	}
+	if !strings.Contains(dom, "cluster version 2") {
+		t.Errorf("dashboard: the cluster version is not shown")
+	}
 	checkAlignment(t, bin, follower)
 	shot := filepath.Join(t.TempDir(), "dashboard.png")
 	browse(t, bin, url, shot)
