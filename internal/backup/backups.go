@@ -163,17 +163,22 @@ func (b *Backups) poll() time.Duration { return min(b.cfg.Every, 5*time.Second) 
 
 func (b *Backups) loop() {
 	defer close(b.done)
-	t := time.NewTicker(b.poll())
-	defer t.Stop()
 	for {
 		b.mu.Lock()
-		due := !b.cfg.Now().Before(b.next)
+		wait := b.next.Sub(b.cfg.Now())
 		b.mu.Unlock()
-		if due {
+		if wait <= 0 {
 			b.Backup(b.ctx)
+			b.mu.Lock()
+			wait = b.next.Sub(b.cfg.Now())
+			b.mu.Unlock()
 		}
+		// Not due, or this node does not back up now: look again at the
+		// next due time or the next poll, whichever is first.
+		t := time.NewTimer(min(max(wait, 0), b.poll()))
 		select {
 		case <-b.ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
