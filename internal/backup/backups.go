@@ -116,8 +116,8 @@ func (b *Backups) Start(node Node) {
 	go b.loop()
 }
 
-// Close stops the schedule; a backup being written is abandoned and its
-// temporary file removed.
+// Close stops the schedule; a backup being written is abandoned (not
+// counted as failed) and its temporary file removed.
 func (b *Backups) Close() {
 	b.cancel()
 	if b.done != nil {
@@ -127,9 +127,6 @@ func (b *Backups) Close() {
 
 // Collector returns the backup metrics, for a Prometheus registry.
 func (b *Backups) Collector() *Collector { return &Collector{b: b} }
-
-// Dir is the directory backups go to.
-func (b *Backups) Dir() string { return b.cfg.Dir }
 
 // nodeState is the state a backup holds: on the leader, one reflecting
 // every write acknowledged before the backup began; on a follower (with
@@ -193,7 +190,7 @@ func (b *Backups) loop() {
 func (b *Backups) Backup(ctx context.Context) (info Info, ok bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	start := b.cfg.Now()
+	start, t0 := b.cfg.Now(), time.Now() // the name's time; the duration's
 	sctx, cancel := context.WithTimeout(ctx, stateTimeout)
 	snap, err := b.state(sctx)
 	cancel()
@@ -203,7 +200,11 @@ func (b *Backups) Backup(ctx context.Context) (info Info, ok bool, err error) {
 	if err == nil {
 		info, err = Write(ctx, b.cfg.Dir, b.tmp, snap, start)
 	}
-	took := b.cfg.Now().Sub(start)
+	took := time.Since(t0)
+	if err != nil && b.ctx.Err() != nil {
+		b.log.Info("backup abandoned: stopping", "dir", b.cfg.Dir)
+		return Info{}, true, err
+	}
 	b.m.record(start, took, info, err)
 	if err != nil {
 		b.next = start.Add(min(b.cfg.Every, time.Minute))
