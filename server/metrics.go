@@ -29,6 +29,8 @@ import (
 //     state (possibly stale on a follower, never waiting for apply), by
 //     service. Labels are bounded: service, state and verdict only, never an
 //     item or a worker id.
+//
+// Config.Collectors adds others (rationd's ration_backup_*).
 
 var (
 	raftOnce      sync.Once
@@ -89,6 +91,7 @@ func (s *Server) MetricsHandler() http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newNodeCollector(s.store, &s.refused),
 	}
+	cs = append(cs, s.cfg.Collectors...)
 	if rc, err := InstallRaftMetrics(); err != nil {
 		s.log.Warn("raft metrics unavailable", "error", err)
 	} else {

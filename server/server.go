@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
@@ -93,6 +94,9 @@ type Config struct {
 	// index, for /readyz and the staleness bound of STALE reads; 0 means
 	// DefaultProbeInterval.
 	ProbeInterval time.Duration
+	// Collectors are served on /metrics besides the node's own (rationd's
+	// backup metrics).
+	Collectors []prometheus.Collector
 }
 
 // Server implements the ration.v1 services on top of a Store.

@@ -21,6 +21,7 @@ import (
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/api/ration/v1/rationv1connect"
 	"github.com/rationhq/ration/cluster"
+	"github.com/rationhq/ration/internal/backup"
 	"github.com/rationhq/ration/internal/version"
 	"github.com/rationhq/ration/server"
 )
@@ -54,6 +55,8 @@ type Main struct {
 	Bounds Bounds
 	// Clock: the offset limit and a test-only offset (clock.go).
 	Clock clockFlags
+	// Backup: where and how often backups are written (backup.go).
+	Backup backupFlags
 	// TLS: certificate files (see tls.go); empty serves cleartext.
 	TLSCert, TLSKey, TLSClientCA       string
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
@@ -69,6 +72,8 @@ type Main struct {
 	ln   net.Listener
 	tls  *tlsSetup
 	done chan error
+	// backups writes backups on schedule, when --backup-dir is set.
+	backups *backup.Backups
 	// testClock is the test-only clock, when --test-clock-offset-file is set.
 	testClock *testClock
 }
@@ -109,6 +114,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	m.addLimitFlags(fs)
 	m.addBoundFlags(fs)
 	m.addClockFlags(fs)
+	m.addBackupFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -154,6 +160,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		return err
 	}
 	if err := m.checkBoundFlags(); err != nil {
+		return err
+	}
+	if err := m.checkBackupFlags(fs); err != nil {
 		return err
 	}
 	if m.LogFormat != "text" && m.LogFormat != "json" {
@@ -225,6 +234,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.tls = tl
+	if m.backups, err = m.newBackups(); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", m.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.HTTPAddr, err)
@@ -250,8 +262,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.node = node
-	m.srv = server.New(node, server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof,
-		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits, LeaderWait: 3 * cfg.ElectionTimeout})
+	scfg := server.Config{AdminToken: m.AdminToken, Logger: m.log, Pprof: m.Pprof,
+		PeerClient: tl.peerClient, PeerScheme: tl.peerScheme, Limits: &m.Limits, LeaderWait: 3 * cfg.ElectionTimeout}
+	if m.backups != nil {
+		scfg.Collectors = append(scfg.Collectors, m.backups.Collector())
+		m.backups.Start(node)
+	}
+	m.srv = server.New(node, scfg)
 	starting.serve(m.srv.Handler())
 	m.log.Info("serving", "node-id", m.NodeID, "api-address", ln.Addr().String(), "raft-address", node.RaftAddr(),
 		"data-dir", m.DataDir, "existing-state", existing, "admin-token", m.AdminToken != "",
@@ -354,6 +371,10 @@ func (m *Main) Node() *cluster.Node { return m.node }
 // Close stops the API gracefully, then the node.
 func (m *Main) Close() error {
 	var errs []error
+	if m.backups != nil {
+		m.backups.Close()
+		m.backups = nil
+	}
 	if m.node != nil {
 		// A leader that stops hands over first, so the cluster does not
 		// wait an election timeout to find it gone.
