@@ -237,6 +237,21 @@ var (
 	serviceStateLabel = map[rationv1.ServiceState]string{1: "active", 2: "revoked"}
 )
 
+// collectLog reports this node's Raft log and clock.
+func (c *nodeCollector) collectLog(gauge func(*prometheus.Desc, float64, ...string)) {
+	log := c.store.LogSize()
+	if log.Last >= log.First && log.First > 0 {
+		gauge(c.logEntries, float64(log.Last-log.First+1))
+	} else {
+		gauge(c.logEntries, 0)
+	}
+	gauge(c.logBytes, float64(log.BytesSinceSnapshot))
+	gauge(c.trailingLogs, float64(log.TrailingLogs))
+	if o := c.store.ClockOffset(); o.Fresh() {
+		gauge(c.clockOffset, o.Offset.Seconds())
+	}
+}
+
 // Collect implements prometheus.Collector.
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -262,17 +277,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	own := c.store.OwnVersion()
 	gauge(c.nodeInfo, 1, own.Release, own.Commit, strconv.Itoa(int(own.MinProtocol)), strconv.Itoa(int(own.MaxProtocol)))
 	gauge(c.clusterVersion, float64(st.ClusterVersion))
-	log := c.store.LogSize()
-	if log.Last >= log.First && log.First > 0 {
-		gauge(c.logEntries, float64(log.Last-log.First+1))
-	} else {
-		gauge(c.logEntries, 0)
-	}
-	gauge(c.logBytes, float64(log.BytesSinceSnapshot))
-	gauge(c.trailingLogs, float64(log.TrailingLogs))
-	if o := c.store.ClockOffset(); o.Fresh() {
-		gauge(c.clockOffset, o.Offset.Seconds())
-	}
+	c.collectLog(gauge)
 
 	state := c.store.State()
 	byState := map[string]float64{"active": 0, "revoked": 0}

@@ -137,30 +137,9 @@ items add does.`,
 			if chunk <= 0 {
 				return errors.New("--chunk: must be positive")
 			}
-			var canaries []*rationv1.Canary
-			for _, arg := range args[1:] {
-				c, err := parseCanary(arg)
-				if err != nil {
-					return err
-				}
-				canaries = append(canaries, c)
-			}
-			if file != "" {
-				more, err := a.readCanaries(file)
-				if err != nil {
-					return err
-				}
-				canaries = append(canaries, more...)
-			}
-			if len(canaries) == 0 {
-				return errors.New("canaries add: no canaries given")
-			}
-			seen := make(map[string]bool, len(canaries))
-			for _, c := range canaries {
-				if seen[c.GetItem()] {
-					return fmt.Errorf("canaries add: canary %q is given twice", c.GetItem())
-				}
-				seen[c.GetItem()] = true
+			canaries, err := a.gatherCanaries(args[1:], file)
+			if err != nil {
+				return err
 			}
 			prefix := requestID(reqID)
 			total := &rationv1.AddCanariesResponse{}
@@ -194,6 +173,37 @@ items add does.`,
 	f.IntVar(&chunk, "chunk", 1000, "canaries per AddCanaries call (at most 1000)")
 	f.StringVar(&reqID, "request-id", "", "request id prefix; chunk n is sent as <prefix>-<n> (default random)")
 	return cmd
+}
+
+// gatherCanaries reads the canaries of canaries add from its arguments
+// and --file, and refuses none, or one given twice.
+func (a *app) gatherCanaries(args []string, file string) ([]*rationv1.Canary, error) {
+	var canaries []*rationv1.Canary
+	for _, arg := range args {
+		c, err := parseCanary(arg)
+		if err != nil {
+			return nil, err
+		}
+		canaries = append(canaries, c)
+	}
+	if file != "" {
+		more, err := a.readCanaries(file)
+		if err != nil {
+			return nil, err
+		}
+		canaries = append(canaries, more...)
+	}
+	if len(canaries) == 0 {
+		return nil, errors.New("canaries add: no canaries given")
+	}
+	seen := make(map[string]bool, len(canaries))
+	for _, c := range canaries {
+		if seen[c.GetItem()] {
+			return nil, fmt.Errorf("canaries add: canary %q is given twice", c.GetItem())
+		}
+		seen[c.GetItem()] = true
+	}
+	return canaries, nil
 }
 
 // parseCanary parses ITEM=VERDICT[:PAYLOAD].

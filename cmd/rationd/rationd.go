@@ -87,6 +87,22 @@ func NewMain() *Main {
 	}
 }
 
+// parseRaftDial reads --raft-dial: comma-separated ID=HOST:PORT.
+func parseRaftDial(flagValue string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(flagValue, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(kv, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--raft-dial %q: want ID=HOST:PORT", kv)
+		}
+		out[id] = addr
+	}
+	return out, nil
+}
+
 // ParseFlags reads the command line; getenv supplies RATION_ADMIN_TOKEN.
 func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs := flag.NewFlagSet("rationd", flag.ContinueOnError)
@@ -128,16 +144,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		fmt.Fprint(m.Stdout, version.Get())
 		return errHelp
 	}
-	m.RaftDial = map[string]string{}
-	for _, kv := range strings.Split(*dial, ",") {
-		if kv = strings.TrimSpace(kv); kv == "" {
-			continue
-		}
-		id, addr, ok := strings.Cut(kv, "=")
-		if !ok || id == "" || addr == "" {
-			return fmt.Errorf("--raft-dial %q: want ID=HOST:PORT", kv)
-		}
-		m.RaftDial[id] = addr
+	var err error
+	if m.RaftDial, err = parseRaftDial(*dial); err != nil {
+		return err
 	}
 	for _, a := range strings.Split(*join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -150,19 +159,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	if m.Bootstrap && len(m.Join) > 0 {
 		return errors.New("--bootstrap and --join exclude each other: bootstrap the first node, join the others")
 	}
-	if err := m.checkTLSFlags(); err != nil {
-		return err
-	}
-	if err := m.checkLimitFlags(); err != nil {
-		return err
-	}
-	if err := m.checkClockFlags(); err != nil {
-		return err
-	}
-	if err := m.checkBoundFlags(); err != nil {
-		return err
-	}
-	if err := m.checkBackupFlags(fs); err != nil {
+	if err := errors.Join(m.checkTLSFlags(), m.checkLimitFlags(), m.checkClockFlags(), m.checkBoundFlags(), m.checkBackupFlags(fs)); err != nil {
 		return err
 	}
 	if m.LogFormat != "text" && m.LogFormat != "json" {
