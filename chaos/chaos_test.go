@@ -148,19 +148,24 @@ func runDir(t *testing.T) string {
 // than any run.
 func createServices(t *testing.T, admin *client.Client) []string {
 	services := []string{"dm-a", "dm-b", validatedService}
-	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
-		validatedService: durationpb.New(24 * time.Hour)}
-	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
 	for _, s := range services {
-		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
-			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
-				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
-				ResultRetention: retention[s], Validation: validation[s]}})
-		if err != nil {
+		if _, err := admin.CreateService(context.Background(), createRequest(s)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return services
+}
+
+// createRequest is the CreateService request of one of the load's
+// services (createServices).
+func createRequest(name string) *rationv1.CreateServiceRequest {
+	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
+		validatedService: durationpb.New(24 * time.Hour)}
+	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
+	return &rationv1.CreateServiceRequest{Name: name, Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
+			ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
+			ResultRetention: retention[name], Validation: validation[name]}}
 }
 
 // logProgress reports how far the export got and how long writes were
