@@ -261,6 +261,7 @@ func TestChaos_RollingUpgrade(t *testing.T) {
 	logValidated(t, validated, drained)
 	logCanaries(t, canary)
 	logExpiries(t, expiries, ld.leases)
+	t.Logf("%d violations", len(problems))
 	if len(problems) > 0 {
 		u.fail("%d violations:\n%s", len(problems), summarize(problems, 30))
 	}
