@@ -148,19 +148,36 @@ func runDir(t *testing.T) string {
 // than any run.
 func createServices(t *testing.T, admin *client.Client) []string {
 	services := []string{"dm-a", "dm-b", validatedService}
-	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
-		validatedService: durationpb.New(24 * time.Hour)}
-	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
+	// Validation waits for cluster version 2, which the leader raises within
+	// a second or so of a new cluster's start, once it has heard from every
+	// member.
+	deadline := time.Now().Add(30 * time.Second)
 	for _, s := range services {
-		_, err := admin.CreateService(context.Background(), &rationv1.CreateServiceRequest{Name: s, Kind: "dmcheck",
-			Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
-				ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
-				ResultRetention: retention[s], Validation: validation[s]}})
-		if err != nil {
-			t.Fatal(err)
+		for {
+			_, err := admin.CreateService(context.Background(), createRequest(s))
+			if versionRefusal(err) && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
 		}
 	}
 	return services
+}
+
+// createRequest is the CreateService request of one of the load's
+// services (createServices).
+func createRequest(name string) *rationv1.CreateServiceRequest {
+	retention := map[string]*durationpb.Duration{"dm-a": durationpb.New(time.Hour), "dm-b": durationpb.New(0),
+		validatedService: durationpb.New(24 * time.Hour)}
+	validation := map[string]*rationv1.ValidationPolicy{validatedService: {Replicas: 2}}
+	return &rationv1.CreateServiceRequest{Name: name, Kind: "dmcheck",
+		Config: &rationv1.ServiceConfig{BucketSize: 5, LeaseTtl: durationpb.New(chaosLeaseTTL),
+			ReleaseGrace: durationpb.New(time.Second), MaxAttempts: 1000, MaxLeasesPerWorker: 1000,
+			ResultRetention: retention[name], Validation: validation[name]}}
 }
 
 // logProgress reports how far the export got and how long writes were
@@ -264,7 +281,7 @@ func nemesis(ctx context.Context, t *testing.T, c *testCluster, rec *recorder, a
 				t.Logf("remove %s: %v", p.id, err) // it may have happened anyway: re-add regardless
 			}
 			sleep(ctx, pause)
-			if _, err := admin.Join(actx, &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}); err != nil {
+			if _, err := admin.Join(actx, p.joinRequest()); err != nil {
 				t.Logf("re-add %s: %v", p.id, err)
 			}
 			cancel()
@@ -297,7 +314,7 @@ func heal(t *testing.T, c *testCluster, admin *client.Client) {
 	}
 	for _, p := range c.procs {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if _, err := admin.Join(ctx, &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}); err != nil {
+		if _, err := admin.Join(ctx, p.joinRequest()); err != nil {
 			t.Logf("heal: join %s: %v", p.id, err)
 		}
 		cancel()
@@ -314,6 +331,24 @@ func heal(t *testing.T, c *testCluster, admin *client.Client) {
 		}
 		return nil
 	})
+}
+
+// joinRequest is node p's Join as an operator sends it (rationctl cluster
+// join asks the node): naming its build, so that the leader can hold it to
+// the cluster version, which refuses a node that names none once the
+// version is 2. A node running this build applies protocols up to
+// fsm.MaxProtocol; one running another build (the rolling upgrade's old
+// nodes, from before versions) names none.
+func (p *proc) joinRequest() *rationv1.JoinRequest {
+	req := &rationv1.JoinRequest{NodeId: p.id, RaftAddress: p.raft, ApiAddress: p.api}
+	if p.bin != "" && p.bin != rationdBin {
+		return req
+	}
+	req.MaxProtocol = fsm.MaxProtocol
+	if st, err := p.status(context.Background()); err == nil {
+		req.Release = st.Release
+	}
+	return req
 }
 
 // finalStates fetches every node's state once they all have applied the

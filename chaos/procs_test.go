@@ -56,6 +56,8 @@ type proc struct {
 	// --test-clock-offset-file).
 	clockFile string
 	baseArgs  []string
+	// bin is the rationd binary it runs: rationdBin when empty.
+	bin string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -71,7 +73,11 @@ func (p *proc) start(extra ...string) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	cmd := exec.Command(rationdBin, append(append([]string{}, p.baseArgs...), extra...)...)
+	bin := p.bin
+	if bin == "" {
+		bin = rationdBin
+	}
+	cmd := exec.Command(bin, append(append([]string{}, p.baseArgs...), extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -220,6 +226,16 @@ var clusterArgs = []string{"--election-timeout", "300ms", "--tick-interval", "10
 // go to every node, at every start.
 func startCluster(t *testing.T, n int, dir string, extra ...string) *testCluster {
 	t.Helper()
+	c := newTestCluster(t, n, dir, extra...)
+	c.boot()
+	return c
+}
+
+// newTestCluster lays out n nodes (ports, proxies, flags) with data dirs
+// and logs in dir, without starting any; extra flags go to every node, at
+// every start. Its cleanup kills them all.
+func newTestCluster(t *testing.T, n int, dir string, extra ...string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, proxies: map[[2]int]*proxy{}, dir: dir}
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
@@ -249,6 +265,14 @@ func startCluster(t *testing.T, n int, dir string, extra ...string) *testCluster
 			p.kill()
 		}
 	})
+	return c
+}
+
+// boot starts the first node as a new cluster, joins the others through it,
+// and waits until every node sees them all and a leader.
+func (c *testCluster) boot() {
+	c.t.Helper()
+	n := len(c.procs)
 	c.procs[0].start("--bootstrap")
 	clustertest.WaitFor(c.t, 30*time.Second, func() error {
 		st, err := c.procs[0].status(context.Background())
@@ -272,7 +296,6 @@ func startCluster(t *testing.T, n int, dir string, extra ...string) *testCluster
 		}
 		return nil
 	})
-	return c
 }
 
 func (c *testCluster) addrs() []string {

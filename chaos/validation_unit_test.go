@@ -34,6 +34,15 @@ func (d *fsmDriver) record(o op) {
 
 func newFSMDriver(t *testing.T) *fsmDriver {
 	d := &fsmDriver{t: t, f: fsm.New(nil), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	// Validation needs cluster version 2, which a leader raises once every
+	// member applies it: below, a validation policy would apply as an old
+	// member applies it, without the policy.
+	d.index++
+	set := &statev1.Command{Header: &statev1.CommandHeader{ProposedAt: d.now.UnixNano(), Seed: d.index, Proposer: "test", Actor: "system"},
+		Op: &statev1.Command_SetClusterVersion{SetClusterVersion: &statev1.SetClusterVersion{Version: fsm.ValidationProtocol}}}
+	if res := d.f.ApplyCommand(d.index, set); res.GetError() != nil {
+		t.Fatalf("set the cluster version: %v", res.GetError())
+	}
 	d.apply(&rationv1.CreateServiceRequest{Name: validatedService, Kind: "dmcheck", Config: &rationv1.ServiceConfig{BucketSize: 5,
 		LeaseTtl: durationpb.New(chaosLeaseTTL), ResultRetention: durationpb.New(24 * time.Hour),
 		Validation: &rationv1.ValidationPolicy{Replicas: 2}}}, "")
