@@ -31,7 +31,8 @@ func (h *clusterHandler) Status(ctx context.Context, req *connect.Request[ration
 	if o := h.s.store.ClockOffset(); o.Fresh() {
 		out.ClockOffset = durationpb.New(o.Offset)
 	}
-	out.ClusterVersion, out.Release = st.ClusterVersion, h.s.store.OwnVersion().Release
+	own := h.s.store.OwnVersion()
+	out.ClusterVersion, out.Release, out.MinProtocol, out.MaxProtocol = st.ClusterVersion, own.Release, own.MinProtocol, own.MaxProtocol
 	for _, m := range st.Members {
 		out.Members = append(out.Members, &rationv1.Member{Id: m.ID, RaftAddress: m.RaftAddress, ApiAddress: m.APIAddress,
 			Suffrage: m.Suffrage, Leader: m.Leader, Release: m.Version.Release,

@@ -39,7 +39,7 @@ func TestServer_StatusShowsVersions(t *testing.T) {
 		}
 		return nil
 	})
-	if st.GetRelease() == "" || len(st.GetMembers()) != 3 {
+	if st.GetRelease() == "" || st.GetMinProtocol() != fsm.MinProtocol || st.GetMaxProtocol() != fsm.MaxProtocol || len(st.GetMembers()) != 3 {
 		t.Fatalf("status: %v", st)
 	}
 }

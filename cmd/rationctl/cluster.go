@@ -284,9 +284,5 @@ func (a *app) joinerVersion(ctx context.Context, req *rationv1.JoinRequest) {
 	if err != nil {
 		return
 	}
-	for _, m := range st.GetMembers() {
-		if m.GetId() == st.GetNodeId() {
-			req.Release, req.MaxProtocol = m.GetRelease(), m.GetMaxProtocol()
-		}
-	}
+	req.Release, req.MaxProtocol = st.GetRelease(), st.GetMaxProtocol()
 }

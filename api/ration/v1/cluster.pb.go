@@ -187,8 +187,11 @@ type StatusResponse struct {
 	// CLUSTER_VERSION) until every member supports it and the leader raises
 	// it.
 	ClusterVersion uint32 `protobuf:"varint,12,opt,name=cluster_version,json=clusterVersion,proto3" json:"cluster_version,omitempty"`
-	// This node's build's release.
+	// This node's build's release, and the log protocols it applies (a node
+	// not yet a member lists no members, itself included).
 	Release       string `protobuf:"bytes,13,opt,name=release,proto3" json:"release,omitempty"`
+	MinProtocol   uint32 `protobuf:"varint,14,opt,name=min_protocol,json=minProtocol,proto3" json:"min_protocol,omitempty"`
+	MaxProtocol   uint32 `protobuf:"varint,15,opt,name=max_protocol,json=maxProtocol,proto3" json:"max_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +315,20 @@ func (x *StatusResponse) GetRelease() string {
 		return x.Release
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetMinProtocol() uint32 {
+	if x != nil {
+		return x.MinProtocol
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetMaxProtocol() uint32 {
+	if x != nil {
+		return x.MaxProtocol
+	}
+	return 0
 }
 
 type JoinRequest struct {
@@ -802,7 +819,7 @@ const file_ration_v1_cluster_proto_rawDesc = "" +
 	"\arelease\x18\x06 \x01(\tR\arelease\x12!\n" +
 	"\fmin_protocol\x18\a \x01(\rR\vminProtocol\x12!\n" +
 	"\fmax_protocol\x18\b \x01(\rR\vmaxProtocol\"\x0f\n" +
-	"\rStatusRequest\"\xfa\x03\n" +
+	"\rStatusRequest\"\xc0\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -817,7 +834,9 @@ const file_ration_v1_cluster_proto_rawDesc = "" +
 	" \x01(\tR\bnotReady\x12<\n" +
 	"\fclock_offset\x18\v \x01(\v2\x19.google.protobuf.DurationR\vclockOffset\x12'\n" +
 	"\x0fcluster_version\x18\f \x01(\rR\x0eclusterVersion\x12\x18\n" +
-	"\arelease\x18\r \x01(\tR\arelease\"\xa7\x01\n" +
+	"\arelease\x18\r \x01(\tR\arelease\x12!\n" +
+	"\fmin_protocol\x18\x0e \x01(\rR\vminProtocol\x12!\n" +
+	"\fmax_protocol\x18\x0f \x01(\rR\vmaxProtocol\"\xa7\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
