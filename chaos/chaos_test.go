@@ -84,20 +84,8 @@ func runChaos(t *testing.T, n int, d time.Duration, nemeses []string) {
 
 	// Checks.
 	ops := rec.ops
-	problems = append(problems, checkEpochs(ops)...)
-	model := leaseModel.ToModel()
-	res, info := porcupine.CheckOperationsVerbose(model, modelOps(ops), time.Minute)
-	if res != porcupine.Ok {
-		problems = append(problems, fmt.Sprintf("history not linearizable against the lease model: %s", res))
-		if err := porcupine.VisualizePath(model, info, filepath.Join(dir, "linearizability.html")); err != nil {
-			t.Logf("visualization: %v", err)
-		}
-	}
-	st, same := finalStates(t, c)
-	problems = append(problems, same...)
-	if err := st.CheckInvariants(); err != nil {
-		problems = append(problems, fmt.Sprintf("final state: %v", err))
-	}
+	st, checked := checkHistory(t, dir, c, ops)
+	problems = append(problems, checked...)
 	problems = append(problems, checkFinal(st, ld.exported, ops)...)
 	problems = append(problems, checkExported(st, services, map[string]bool{"dm-b": true})...)
 	validated, badValidation := checkValidated(st, ld.exported, ops)
@@ -349,6 +337,29 @@ func (p *proc) joinRequest() *rationv1.JoinRequest {
 		req.Release = st.Release
 	}
 	return req
+}
+
+// checkHistory holds a run's history to the checks every chaos test
+// makes: epochs never shared, linearizability against the lease model (a
+// failure leaves linearizability.html in dir), the same state on every node,
+// and every invariant in it. It returns that state.
+func checkHistory(t *testing.T, dir string, c *testCluster, ops []op) (*fsm.State, []string) {
+	var problems []string
+	problems = append(problems, checkEpochs(ops)...)
+	model := leaseModel.ToModel()
+	res, info := porcupine.CheckOperationsVerbose(model, modelOps(ops), time.Minute)
+	if res != porcupine.Ok {
+		problems = append(problems, fmt.Sprintf("history not linearizable against the lease model: %s", res))
+		if err := porcupine.VisualizePath(model, info, filepath.Join(dir, "linearizability.html")); err != nil {
+			t.Logf("visualization: %v", err)
+		}
+	}
+	st, same := finalStates(t, c)
+	problems = append(problems, same...)
+	if err := st.CheckInvariants(); err != nil {
+		problems = append(problems, fmt.Sprintf("final state: %v", err))
+	}
+	return st, problems
 }
 
 // finalStates fetches every node's state once they all have applied the

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/anishathalye/porcupine"
 
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
@@ -218,20 +217,8 @@ func TestChaos_RollingUpgrade(t *testing.T) {
 
 	// Checks.
 	ops := slices.Clone(rec.ops)
-	problems = append(problems, checkEpochs(ops)...)
-	model := leaseModel.ToModel()
-	res, info := porcupine.CheckOperationsVerbose(model, modelOps(ops), time.Minute)
-	if res != porcupine.Ok {
-		problems = append(problems, fmt.Sprintf("history not linearizable against the lease model: %s", res))
-		if err := porcupine.VisualizePath(model, info, filepath.Join(dir, "linearizability.html")); err != nil {
-			t.Logf("visualization: %v", err)
-		}
-	}
-	st, same := finalStates(t, c)
-	problems = append(problems, same...)
-	if err := st.CheckInvariants(); err != nil {
-		problems = append(problems, fmt.Sprintf("final state: %v", err))
-	}
+	st, checked := checkHistory(t, dir, c, ops)
+	problems = append(problems, checked...)
 	if n := len(st.Results(canaryService, 0, 1<<30)); n > 0 {
 		problems = append(problems, fmt.Sprintf("%s still holds %d result batches: every one is acknowledged and trimmed before the end", canaryService, n))
 	}

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
-
 	"github.com/rationhq/ration/api/client"
 	rationv1 "github.com/rationhq/ration/api/ration/v1"
 	"github.com/rationhq/ration/fsm"
@@ -104,20 +102,8 @@ func TestChaos_WholeClusterLoss(t *testing.T) {
 	}
 	ops := slices.Clone(rec.ops)
 	var problems []string
-	problems = append(problems, checkEpochs(ops)...)
-	model := leaseModel.ToModel()
-	res, info := porcupine.CheckOperationsVerbose(model, modelOps(ops), time.Minute)
-	if res != porcupine.Ok {
-		problems = append(problems, fmt.Sprintf("history not linearizable against the lease model: %s", res))
-		if err := porcupine.VisualizePath(model, info, filepath.Join(dir, "linearizability.html")); err != nil {
-			t.Logf("visualization: %v", err)
-		}
-	}
-	st, same := finalStates(t, c)
-	problems = append(problems, same...)
-	if err := st.CheckInvariants(); err != nil {
-		problems = append(problems, fmt.Sprintf("final state: %v", err))
-	}
+	st, checked := checkHistory(t, dir, c, ops)
+	problems = append(problems, checked...)
 	problems = append(problems, checkFinal(st, ld.exported, ops)...)
 	problems = append(problems, checkExported(st, services, map[string]bool{"dm-b": true})...)
 	final, lost := checkAcked(st, ld.exported, ops, rec.now())
