@@ -194,8 +194,10 @@ func (n *Node) openTransport(log hclog.Logger) error {
 	n.stream = stream
 	tc := &raft.NetworkTransportConfig{Stream: stream, Logger: log.Named("transport"), MaxPool: 3, Timeout: raftTimeout}
 	if len(n.cfg.PeerDialAddrs) > 0 {
-		// Raft warns on every dial the provider has no answer for.
-		tc.ServerAddressProvider = dialOverrides(n.cfg.PeerDialAddrs)
+		// Raft warns on every address the provider has no answer for, and
+		// asks for its own in every RPC's header: the provider answers that
+		// with the address it advertises.
+		tc.ServerAddressProvider = dialOverrides{self: raft.ServerID(n.cfg.NodeID), selfAddr: stream.Addr().String(), to: n.cfg.PeerDialAddrs}
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(tc)
 	return nil
@@ -298,13 +300,20 @@ func (n *Node) Close() error {
 }
 
 // dialOverrides maps member ids to the addresses to dial them at.
-type dialOverrides map[string]string
+type dialOverrides struct {
+	self     raft.ServerID
+	selfAddr string
+	to       map[string]string
+}
 
 // ServerAddr implements raft.ServerAddressProvider; an error makes Raft
-// dial the member's own address.
+// dial the member's own address (and log a warning).
 func (d dialOverrides) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if a, ok := d[string(id)]; ok {
+	if a, ok := d.to[string(id)]; ok {
 		return raft.ServerAddress(a), nil
+	}
+	if id == d.self {
+		return raft.ServerAddress(d.selfAddr), nil
 	}
 	return "", fmt.Errorf("no dial override for %s", id)
 }
