@@ -170,7 +170,7 @@ func (x *txn) checkAddCanaries(op *rationv1.AddCanariesRequest) (*Service, error
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckVersion(max(x.t.meta.clusterVersion, 1), op); err != nil {
+	if err := CheckVersion(x.t.clusterVersion(), op); err != nil {
 		return nil, err
 	}
 	if err := validateAddCanaries(op); err != nil {

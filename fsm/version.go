@@ -28,7 +28,10 @@ const (
 
 // ClusterVersion returns the cluster version: the protocol every member
 // applies.
-func (s *State) ClusterVersion() uint32 { return max(s.t.meta.clusterVersion, 1) }
+func (s *State) ClusterVersion() uint32 { return s.t.clusterVersion() }
+
+// clusterVersion is the cluster version; meta keeps 0 for 1.
+func (t *tables) clusterVersion() uint32 { return max(t.meta.clusterVersion, 1) }
 
 // RequiredVersion returns the cluster version a request needs and the
 // feature that needs it; 1 for what every protocol has.
@@ -79,7 +82,7 @@ func (x *txn) setClusterVersion(op *statev1.SetClusterVersion) (*emptypb.Empty, 
 		panic(fmt.Sprintf("fsm: the cluster version is now %d, and this build applies protocols %d to %d: "+
 			"run a build that applies protocol %d on this node", v, MinProtocol, MaxProtocol, v))
 	}
-	old := max(x.t.meta.clusterVersion, 1)
+	old := x.t.clusterVersion()
 	if v <= old {
 		return nil, nil
 	}
@@ -93,7 +96,7 @@ func (x *txn) setClusterVersion(op *statev1.SetClusterVersion) (*emptypb.Empty, 
 // older leader proposed applies alike on every member. The API's edge
 // refuses such a config before it reaches the log (CheckVersion).
 func (x *txn) gateConfig(c *rationv1.ServiceConfig) *rationv1.ServiceConfig {
-	if c.GetValidation() == nil || max(x.t.meta.clusterVersion, 1) >= ValidationProtocol {
+	if c.GetValidation() == nil || x.t.clusterVersion() >= ValidationProtocol {
 		return c
 	}
 	c = proto.CloneOf(c)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	peerv1 "github.com/rationhq/ration/api/ration/peer/v1"
+	"github.com/rationhq/ration/cluster"
 )
 
 // Clock offsets ride on the read-index calls every node makes to the
@@ -67,14 +68,14 @@ func (s *Server) measureClock(sentAt int64, res *peerv1.ReadIndexResponse) {
 // answerClock, on the leader, takes the caller's offset and fills the
 // answer's clock fields: its own clock, and the majority's offset from it,
 // which is also its own offset from the majority, negated.
-func (s *Server) answerClock(req *peerv1.ReadIndexRequest, res *peerv1.ReadIndexResponse) {
+func (s *Server) answerClock(req *peerv1.ReadIndexRequest, res *peerv1.ReadIndexResponse, members []cluster.Member) {
 	wall := s.store.WallClock()
 	if req.GetSentAt() != 0 && req.GetNodeId() != "" {
 		s.clocks.peers.Store(req.GetNodeId(), peerOffset{offset: time.Duration(req.GetSentAt() - wall.UnixNano()),
 			wall: wall.Round(0), at: time.Now()})
 	}
 	res.LeaderTime = wall.UnixNano()
-	if m, ok := s.majorityOffset(wall); ok {
+	if m, ok := s.majorityOffset(wall, members); ok {
 		res.MajorityOffset = new(int64(m))
 		s.store.ObserveClockOffset(-m)
 	}
@@ -85,11 +86,11 @@ func (s *Server) answerClock(req *peerv1.ReadIndexRequest, res *peerv1.ReadIndex
 // is false with fresh offsets from fewer than a majority of the voters, or
 // when the two middle ones of an even count disagree by more than
 // MaxClockOffset (then which is the majority's is not known).
-func (s *Server) majorityOffset(wall time.Time) (time.Duration, bool) {
+func (s *Server) majorityOffset(wall time.Time, members []cluster.Member) (time.Duration, bool) {
 	self := s.store.ID()
 	offs := []time.Duration{0}
 	voters := 0
-	for _, m := range s.store.Members() {
+	for _, m := range members {
 		if m.Suffrage != "Voter" {
 			continue
 		}

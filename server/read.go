@@ -86,7 +86,9 @@ func (h *peerHandler) ReadIndex(ctx context.Context, req *connect.Request[peerv1
 		return nil, h.s.rpcError(err)
 	}
 	res := &peerv1.ReadIndexResponse{Index: idx, LeaderId: h.s.store.ID()}
-	h.s.answerClock(req.Msg, res)
-	h.s.answerVersions(req.Msg, res)
+	// One look at the membership serves both (it asks Raft's main loop).
+	members := h.s.store.Members()
+	h.s.answerClock(req.Msg, res, members)
+	h.s.answerVersions(req.Msg, res, members)
 	return connect.NewResponse(res), nil
 }

@@ -26,12 +26,12 @@ func (s *Server) stampVersion(req *peerv1.ReadIndexRequest) {
 }
 
 // answerVersions, on the leader, notes the caller's build and answers with
-// every member's it knows.
-func (s *Server) answerVersions(req *peerv1.ReadIndexRequest, res *peerv1.ReadIndexResponse) {
+// every member's it knew when the membership was read.
+func (s *Server) answerVersions(req *peerv1.ReadIndexRequest, res *peerv1.ReadIndexResponse, members []cluster.Member) {
 	if id := req.GetNodeId(); id != "" {
 		s.store.ObserveMemberVersion(id, buildOf(req.GetVersion()))
 	}
-	for _, m := range s.store.Members() {
+	for _, m := range members {
 		if m.Known {
 			res.Members = append(res.Members, &peerv1.MemberVersion{NodeId: m.ID, Version: buildProto(m.Version)})
 		}

@@ -54,27 +54,24 @@ took effect answer as they first did.`,
 			}
 			prefix := requestID(reqID)
 			total := &rationv1.AddItemsResponse{}
-			calls := (len(ids) + chunk - 1) / chunk
-			for n := 0; n < calls; n++ {
-				part := ids[n*chunk : min((n+1)*chunk, len(ids))]
-				req := &rationv1.AddItemsRequest{
-					Service:   args[0],
-					Items:     part,
-					Priority:  priority,
-					Rerun:     rerun,
-					RequestId: fmt.Sprintf("%s-%d", prefix, n+1),
-				}
-				resp, err := a.api.AddItems(cmd.Context(), req)
+			calls, stopped, err := inChunks(len(ids), chunk, prefix, func(lo, hi int, id string) error {
+				resp, err := a.api.AddItems(cmd.Context(), &rationv1.AddItemsRequest{
+					Service: args[0], Items: ids[lo:hi], Priority: priority, Rerun: rerun, RequestId: id,
+				})
 				if err != nil {
-					fmt.Fprintf(a.stderr, "rationctl: items add stopped at chunk %d of %d (%d ids sent before it: added %d, skipped %d); "+
-						"run again with --request-id %s to resume without repeating them\n",
-						n+1, calls, n*chunk, total.Added, total.Skipped, prefix)
 					return err
 				}
 				total.Added += resp.GetAdded()
 				total.Skipped += resp.GetSkipped()
 				total.Raised += resp.GetRaised()
 				total.Buckets += resp.GetBuckets()
+				return nil
+			})
+			if err != nil {
+				fmt.Fprintf(a.stderr, "rationctl: items add stopped at chunk %d of %d (%d ids sent before it: added %d, skipped %d); "+
+					"run again with --request-id %s to resume without repeating them\n",
+					stopped, calls, (stopped-1)*chunk, total.Added, total.Skipped, prefix)
+				return err
 			}
 			return a.print(total, func(w io.Writer) {
 				row(w, "ADDED", "SKIPPED", "RAISED", "BUCKETS", "CALLS")
@@ -197,3 +194,17 @@ func pageSize(limit, have int) uint32 {
 }
 
 func limitReached(limit, have int) bool { return limit > 0 && have >= limit }
+
+// inChunks sends n things chunk at a time, the k-th chunk (from 1) with the
+// request id <prefix>-<k>, so that a run repeated with the same prefix
+// repeats none. It returns the number of chunks and, on an error, the one it
+// stopped at.
+func inChunks(n, chunk int, prefix string, send func(lo, hi int, requestID string) error) (calls, stopped int, err error) {
+	calls = (n + chunk - 1) / chunk
+	for k := 0; k < calls; k++ {
+		if err := send(k*chunk, min((k+1)*chunk, n), fmt.Sprintf("%s-%d", prefix, k+1)); err != nil {
+			return calls, k + 1, err
+		}
+	}
+	return calls, 0, nil
+}

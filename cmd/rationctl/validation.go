@@ -143,24 +143,24 @@ items add does.`,
 			}
 			prefix := requestID(reqID)
 			total := &rationv1.AddCanariesResponse{}
-			calls := (len(canaries) + chunk - 1) / chunk
-			for n := 0; n < calls; n++ {
-				req := &rationv1.AddCanariesRequest{
-					Service:   args[0],
-					Canaries:  canaries[n*chunk : min((n+1)*chunk, len(canaries))],
-					RequestId: fmt.Sprintf("%s-%d", prefix, n+1),
-				}
-				resp, err := a.api.AddCanaries(cmd.Context(), req)
+			calls, stopped, err := inChunks(len(canaries), chunk, prefix, func(lo, hi int, id string) error {
+				resp, err := a.api.AddCanaries(cmd.Context(), &rationv1.AddCanariesRequest{
+					Service: args[0], Canaries: canaries[lo:hi], RequestId: id,
+				})
 				if err != nil {
-					if n > 0 {
-						fmt.Fprintf(a.stderr, "rationctl: canaries add stopped at chunk %d of %d (added %d, updated %d before it); "+
-							"run again with --request-id %s to resume without repeating them\n", n+1, calls, total.Added, total.Updated, prefix)
-					}
 					return err
 				}
 				total.Added += resp.GetAdded()
 				total.Updated += resp.GetUpdated()
 				total.Total = resp.GetTotal()
+				return nil
+			})
+			if err != nil {
+				if stopped > 1 {
+					fmt.Fprintf(a.stderr, "rationctl: canaries add stopped at chunk %d of %d (added %d, updated %d before it); "+
+						"run again with --request-id %s to resume without repeating them\n", stopped, calls, total.Added, total.Updated, prefix)
+				}
+				return err
 			}
 			return a.print(total, func(w io.Writer) {
 				row(w, "ADDED", "UPDATED", "TOTAL", "CALLS")
